@@ -1,0 +1,141 @@
+/*
+ * libtextdiff — masked (absorbing-state) discrete text diffusion in C.
+ *
+ * This is the one stable public header. It includes only <stddef.h> and
+ * <stdint.h>, compiles as C11 and as C++, and every declaration in it is
+ * covered by the ABI promise in docs/abi.md.
+ *
+ * Conventions (apply to every function below unless its comment says
+ * otherwise):
+ *  - Functions return td_status: TD_OK (0) on success, a positive TD_ERR_*
+ *    code on failure. On failure nothing observable has changed, and
+ *    td_last_error_message() on the calling thread explains what was wrong.
+ *  - Constructors return the new handle through an out-parameter and set it
+ *    to NULL on failure. Destructors accept NULL.
+ *  - The library never prints, exits or aborts because of its input.
+ *  - Strings are UTF-8, NUL-terminated, and owned by the library unless
+ *    stated otherwise.
+ */
+#ifndef TEXTDIFF_H
+#define TEXTDIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Export macro
+ * ------------------------------------------------------------------------- */
+#if defined(TD_STATIC)
+#  define TD_API
+#elif defined(_WIN32)
+#  if defined(TD_BUILDING_LIBRARY)
+#    define TD_API __declspec(dllexport)
+#  else
+#    define TD_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define TD_API __attribute__((visibility("default")))
+#else
+#  define TD_API
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Version
+ *
+ * TD_VERSION_* describe the release this header belongs to. TD_ABI_VERSION
+ * is the binary-interface generation: it is the shared library's SONAME
+ * number (libtextdiff.so.<TD_ABI_VERSION>) and changes only when a change
+ * breaks binaries built against an earlier header (docs/abi.md).
+ * ------------------------------------------------------------------------- */
+#define TD_VERSION_MAJOR 0
+#define TD_VERSION_MINOR 1
+#define TD_VERSION_PATCH 0
+#define TD_ABI_VERSION   0
+
+#define TD_VERSION_NUMBER \
+    (TD_VERSION_MAJOR * 10000 + TD_VERSION_MINOR * 100 + TD_VERSION_PATCH)
+
+#define TD_STRINGIFY_(x) #x
+#define TD_STRINGIFY(x) TD_STRINGIFY_(x)
+#define TD_VERSION_STRING \
+    TD_STRINGIFY(TD_VERSION_MAJOR) "." TD_STRINGIFY(TD_VERSION_MINOR) "." \
+    TD_STRINGIFY(TD_VERSION_PATCH)
+
+/* ---------------------------------------------------------------------------
+ * Status codes. The numeric values are part of the ABI: they are never
+ * renumbered or reused. New codes are appended.
+ * ------------------------------------------------------------------------- */
+typedef enum td_status {
+    TD_OK               = 0,  /* success */
+    TD_ERR_INVALID_ARG  = 1,  /* NULL pointer, bad size, value out of range */
+    TD_ERR_NOMEM        = 2,  /* an allocation failed; nothing was leaked */
+    TD_ERR_IO           = 3,  /* open/read/write/fsync/rename failed */
+    TD_ERR_FORMAT       = 4,  /* a file is not in the expected format */
+    TD_ERR_CORRUPT      = 5,  /* a file is damaged (checksum, truncation) */
+    TD_ERR_VERSION      = 6,  /* unsupported file version or ABI mismatch */
+    TD_ERR_NUMERIC      = 7,  /* non-finite loss or gradient; step skipped */
+    TD_ERR_STATE        = 8,  /* call not valid in the handle's state */
+    TD_ERR_CANCELLED    = 9,  /* a callback asked to stop */
+    TD_ERR_UNSUPPORTED  = 10, /* feature not available in this build */
+    TD_ERR_INTERNAL     = 11  /* a bug in libtextdiff; please report it */
+} td_status;
+
+/* Compile-time version of the library actually loaded at run time. */
+TD_API uint32_t td_version_number(void);      /* e.g. 100 for 0.1.0 */
+TD_API const char *td_version_string(void);   /* e.g. "0.1.0" */
+TD_API uint32_t td_abi_version(void);         /* the SONAME number */
+
+/*
+ * Run-time compatibility check: is the loaded library usable by a program
+ * compiled against a header with the given TD_ABI_VERSION and
+ * TD_VERSION_NUMBER? It is when the ABI generations are equal and the loaded
+ * library is at least as new as the header (a newer header may declare
+ * functions an older library lacks). Returns TD_OK or TD_ERR_VERSION.
+ * Call it as TD_CHECK_VERSION() at start-up.
+ */
+TD_API td_status td_check_version(uint32_t header_abi_version,
+                                  uint32_t header_version_number);
+#define TD_CHECK_VERSION() td_check_version(TD_ABI_VERSION, TD_VERSION_NUMBER)
+
+/* Static English text for a status code ("invalid argument", ...). Never
+ * NULL; unknown codes give "unknown status". */
+TD_API const char *td_status_string(td_status status);
+
+/*
+ * Detail of the most recent failure on the calling thread: which argument,
+ * which file and offset, which limit. Every public function that returns an
+ * error sets it; successful calls leave it unchanged (like errno). The text
+ * stays valid until the next failing call on the same thread. Never NULL;
+ * "" before any failure.
+ */
+TD_API const char *td_last_error_message(void);
+
+/* ---------------------------------------------------------------------------
+ * Memory
+ *
+ * A host may route every allocation a handle makes through its own hooks.
+ * Each constructor takes a `const td_allocator *` (NULL selects the C
+ * library's malloc/realloc/free); the hooks are copied into the handle and
+ * inherited by everything it creates. All three hooks are required. They
+ * follow the C library's contracts (malloc(0) may return NULL; realloc(p, n)
+ * keeps the old block on failure) and must be thread-safe if handles that
+ * share them are used from several threads. The library aligns its own large
+ * buffers; the hooks need only return malloc-aligned memory.
+ * Allocations made inside the BLAS library are outside this mechanism.
+ * ------------------------------------------------------------------------- */
+typedef struct td_allocator {
+    void *(*malloc_fn)(void *user, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void (*free_fn)(void *user, void *ptr);
+    void *user;
+} td_allocator;
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TEXTDIFF_H */

@@ -1,0 +1,40 @@
+#include "util/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* One message per thread: the library keeps no other mutable global state. */
+static _Thread_local char tdi_last_message[512];
+
+td_status tdi_fail(td_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *td_last_error_message(void)
+{
+    return tdi_last_message;
+}
+
+const char *td_status_string(td_status status)
+{
+    switch (status) {
+    case TD_OK:              return "success";
+    case TD_ERR_INVALID_ARG: return "invalid argument";
+    case TD_ERR_NOMEM:       return "out of memory";
+    case TD_ERR_IO:          return "input/output error";
+    case TD_ERR_FORMAT:      return "unrecognised file format";
+    case TD_ERR_CORRUPT:     return "corrupt data";
+    case TD_ERR_VERSION:     return "unsupported version";
+    case TD_ERR_NUMERIC:     return "non-finite value";
+    case TD_ERR_STATE:       return "invalid state for this call";
+    case TD_ERR_CANCELLED:   return "cancelled";
+    case TD_ERR_UNSUPPORTED: return "not supported by this build";
+    case TD_ERR_INTERNAL:    return "internal error";
+    }
+    return "unknown status";
+}
