@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian 12 packages libtextdiff needs to build and test, when
+# they are missing. Usage: setup-debian.sh [extra packages...]
+set -eu
+pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev zlib1g-dev
+      libcmocka-dev abigail-tools python3 binutils $*"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "setup: installing$missing"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

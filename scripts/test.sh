@@ -1,0 +1,27 @@
+#!/bin/sh
+# Sets up a Debian 12 machine and runs every test of libtextdiff:
+#   1. the default build (OpenBLAS, warnings as errors): unit tests, golden
+#      vectors, exported symbols, the ABI gate and the consumer programs;
+#   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the unit tests against the reference (netlib) CBLAS.
+# Exits non-zero on the first failure.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+out=${TD_TEST_BUILD_DIR:-$src/build/test}
+jobs=${TD_JOBS:-$(nproc)}
+sh "$src/scripts/setup-debian.sh"
+
+run() { # name, ctest args, cmake args...
+  name=$1 ctest_args=$2
+  shift 2
+  echo "==== $name"
+  cmake -S "$src" -B "$out/$name" -DTD_WERROR=ON "$@" >/dev/null
+  cmake --build "$out/$name" -j "$jobs" >/dev/null
+  ctest --test-dir "$out/$name" -j "$jobs" --output-on-failure $ctest_args
+}
+
+run default "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
+run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
+echo "==== all tests passed"

@@ -1,0 +1,52 @@
+#!/bin/sh
+# usage: run.sh SOURCE_DIR BUILD_DIR C_COMPILER BLAS
+# Installs the build into a scratch prefix and builds small host programs
+# against it every supported way: pkg-config (shared), find_package,
+# pkg-config --static, add_subdirectory, and Python ctypes.
+set -eu
+src=$1 build=$2 cc=$3 blas=$4
+work=$build/consumer-work
+rm -rf "$work"
+mkdir -p "$work"
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+libdir=$(find "$prefix" -name 'libtextdiff.so' -printf '%h\n' | head -n 1)
+version=$(sed -n 's/^Version: //p' "$libdir/pkgconfig/textdiff.pc")
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+pkg-config --static --libs textdiff | grep -q -- '-lz' || { echo "textdiff.pc: no zlib for static links"; exit 1; }
+consumer=$src/tests/consumer/consumer.c
+
+echo "== (a) shared library via pkg-config"
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror -o "$work/shared" "$consumer" $(pkg-config --cflags --libs textdiff)
+LD_LIBRARY_PATH=$libdir "$work/shared"
+readelf -d "$work/shared" | grep -q 'libtextdiff.so' || { echo "not linked to the shared library"; exit 1; }
+
+echo "== (b) find_package(textdiff)"
+cmake -S "$src/tests/consumer/find_package" -B "$work/fp" -DCMAKE_PREFIX_PATH="$prefix" \
+      -DCMAKE_C_COMPILER="$cc" >/dev/null
+cmake --build "$work/fp" >/dev/null
+"$work/fp/consumer"
+"$work/fp/consumer_static"
+readelf -d "$work/fp/consumer_static" | grep -q 'libtextdiff' && { echo "textdiff::static linked the shared library"; exit 1; }
+
+echo "== (c) static library via pkg-config --static"
+# Both libraries are installed side by side; name the archive to get it.
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror -o "$work/static" "$consumer" \
+      $(pkg-config --cflags textdiff) \
+      $(pkg-config --static --libs textdiff | sed "s|-ltextdiff|$libdir/libtextdiff.a|")
+"$work/static"
+readelf -d "$work/static" | grep -q 'libtextdiff' && { echo "linked the shared library"; exit 1; }
+
+echo "== (d) add_subdirectory()"
+cmake -S "$src/tests/consumer/vendored" -B "$work/vendored" -DTD_SOURCE_DIR="$src" \
+      -DTD_BLAS="$blas" -DCMAKE_C_COMPILER="$cc" >/dev/null
+cmake --build "$work/vendored" -j2 >/dev/null
+"$work/vendored/consumer"
+
+echo "== (e) Python ctypes"
+python=/usr/bin/python3
+[ -x "$python" ] || python=python3
+"$python" "$src/tests/consumer/ctypes_check.py" "$libdir/libtextdiff.so.$(sed -n 's/^#define TD_ABI_VERSION *//p' "$src/include/textdiff/textdiff.h")" "$version"
+echo "consumers: all ok"
