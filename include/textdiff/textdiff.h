@@ -134,6 +134,61 @@ typedef struct td_allocator {
     void *user;
 } td_allocator;
 
+/* ---------------------------------------------------------------------------
+ * Configuration structs
+ *
+ * Objects with several knobs are configured through a struct whose first
+ * member is `struct_size`. Fill it with the matching td_*_config_default()
+ * (which sets struct_size = sizeof the struct this header declares), change
+ * fields, and pass it to the constructor. A library newer than the header
+ * gives the fields the caller's struct lacks their defaults; an older
+ * library refuses a larger struct with TD_ERR_VERSION.
+ * ------------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------------
+ * Noise schedule (docs/diffusion.md)
+ *
+ * A token stays itself with probability α(t) at time t ∈ [0, 1] and is
+ * [MASK] otherwise. The diffusion kinds train over all t ~ U[t_min, 1] with
+ * the ELBO weight w(t) = −α′(t)/(1 − α(t)); TD_SCHEDULE_FIXED_RATE trains at
+ * one masking rate r with weight 1/r — BERT's MLM. The trainer does not
+ * distinguish them otherwise. A schedule is immutable after creation and may
+ * be shared by any number of trainers and samplers on any threads.
+ * ------------------------------------------------------------------------- */
+typedef struct td_schedule td_schedule;
+
+typedef enum td_schedule_kind {
+    TD_SCHEDULE_LINEAR     = 0, /* α = 1 − t */
+    TD_SCHEDULE_LOGLINEAR  = 1, /* α = 1 − (1 − ε)t (MDLM) */
+    TD_SCHEDULE_COSINE     = 2, /* α = cos(πt/2) */
+    TD_SCHEDULE_POLYNOMIAL = 3, /* α = 1 − t^k */
+    TD_SCHEDULE_FIXED_RATE = 4  /* masking rate r at every step (MLM) */
+} td_schedule_kind;
+
+typedef struct td_schedule_config {
+    uint32_t struct_size;
+    int32_t kind;            /* td_schedule_kind */
+    double eps;              /* log-linear ε ∈ (0, 1); default 1e-3 */
+    double power;            /* polynomial k > 0; default 2 */
+    double rate;             /* fixed-rate r ∈ (0, 1); default 0.15 */
+    double t_min;            /* smallest training time ∈ (0, 0.5); default 1e-3 */
+    int32_t bert_corruption; /* fixed-rate only: BERT's 80/10/10 rule; default 0 */
+} td_schedule_config;
+
+/* Defaults for `kind` (parameters of other kinds are ignored). */
+TD_API td_status td_schedule_config_default(td_schedule_config *cfg, td_schedule_kind kind);
+TD_API td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *alloc,
+                                    td_schedule **out);
+TD_API void td_schedule_free(td_schedule *s);
+TD_API td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg);
+
+/* α(t), α′(t) and w(t) for t ∈ [0, 1]. α(0) = 1 exactly. w(t) is evaluated
+ * at max(t, t_min) (for fixed-rate at max(t, min(t_min, r))), since it
+ * diverges at 0. */
+TD_API td_status td_schedule_alpha(const td_schedule *s, double t, double *alpha);
+TD_API td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double *deriv);
+TD_API td_status td_schedule_weight(const td_schedule *s, double t, double *weight);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

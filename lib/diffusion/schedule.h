@@ -95,4 +95,8 @@ td_status tdi_stratified_uniforms(tdi_rng *rng, size_t n, double *u);
  * Fixed-rate: every t_i = r; `rng` is not used and may be NULL. */
 td_status tdi_schedule_draw_times(const tdi_schedule *s, tdi_rng *rng, size_t n, double *t);
 
+/* The schedule inside a public handle (lib/diffusion/schedule_api.c). */
+struct td_schedule;
+const tdi_schedule *tdi_schedule_of(const struct td_schedule *s);
+
 #endif

@@ -1,0 +1,125 @@
+/* The public schedule handle over tdi_schedule. */
+#include "diffusion/schedule.h"
+#include "util/alloc.h"
+#include "util/config.h"
+#include "util/error.h"
+
+
+struct td_schedule {
+    td_allocator alloc;
+    tdi_schedule s;
+};
+
+td_status td_schedule_config_default(td_schedule_config *cfg, td_schedule_kind kind)
+{
+    TDI_CHECK_PTR(cfg);
+    tdi_schedule s;
+    if ((int)kind < TD_SCHEDULE_LINEAR || (int)kind > TD_SCHEDULE_FIXED_RATE)
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown schedule kind %d", __func__, (int)kind);
+    TDI_TRY(tdi_schedule_init(&s, (tdi_schedule_kind)kind));
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->kind = kind;
+    cfg->eps = s.eps;
+    cfg->power = s.power;
+    cfg->rate = s.rate;
+    cfg->t_min = s.t_min;
+    cfg->bert_corruption = 0;
+    return TD_OK;
+}
+
+/* Build a validated tdi_schedule; parameters the kind lacks are ignored. */
+static td_status schedule_from_config(const td_schedule_config *c, tdi_schedule *s)
+{
+    if (c->kind < TD_SCHEDULE_LINEAR || c->kind > TD_SCHEDULE_FIXED_RATE)
+        return tdi_fail(TD_ERR_INVALID_ARG, "td_schedule_create: unknown cfg->kind %d",
+                        (int)c->kind);
+    TDI_TRY(tdi_schedule_init(s, (tdi_schedule_kind)c->kind));
+    switch (c->kind) {
+    case TD_SCHEDULE_LOGLINEAR:  TDI_TRY(tdi_schedule_set_eps(s, c->eps)); break;
+    case TD_SCHEDULE_POLYNOMIAL: TDI_TRY(tdi_schedule_set_power(s, c->power)); break;
+    case TD_SCHEDULE_FIXED_RATE:
+        TDI_TRY(tdi_schedule_set_rate(s, c->rate));
+        TDI_TRY(tdi_schedule_set_bert_corrupt(s, c->bert_corruption));
+        break;
+    default: break;
+    }
+    if (c->kind != TD_SCHEDULE_FIXED_RATE && c->bert_corruption)
+        return tdi_fail(TD_ERR_INVALID_ARG,
+                        "td_schedule_create: cfg->bert_corruption needs TD_SCHEDULE_FIXED_RATE");
+    TDI_TRY(tdi_schedule_set_t_min(s, c->t_min));
+    return tdi_schedule_validate(s);
+}
+
+td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *alloc,
+                             td_schedule **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(cfg);
+    td_schedule_config c;
+    TDI_TRY(td_schedule_config_default(&c, TD_SCHEDULE_LINEAR));
+    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    td_allocator a;
+    TDI_TRY(tdi_allocator_init(&a, alloc));
+    tdi_schedule s;
+    TDI_TRY(schedule_from_config(&c, &s));
+    td_schedule *h = tdi_malloc(&a, sizeof *h);
+    if (h == NULL) return tdi_nomem(__func__, sizeof *h);
+    h->alloc = a;
+    h->s = s;
+    *out = h;
+    return TD_OK;
+}
+
+void td_schedule_free(td_schedule *s)
+{
+    if (s == NULL) return;
+    td_allocator a = s->alloc;
+    tdi_free(&a, s);
+}
+
+td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg)
+{
+    TDI_CHECK_PTR(s);
+    TDI_CHECK_PTR(cfg);
+    TDI_TRY(td_schedule_config_default(cfg, (td_schedule_kind)s->s.kind));
+    cfg->eps = s->s.eps;
+    cfg->power = s->s.power;
+    cfg->rate = s->s.rate;
+    cfg->t_min = s->s.t_min;
+    cfg->bert_corruption = s->s.bert_corrupt;
+    return TD_OK;
+}
+
+const tdi_schedule *tdi_schedule_of(const td_schedule *s) { return &s->s; }
+
+static td_status check_time(const td_schedule *s, double t, const void *out, const char *func)
+{
+    if (s == NULL) return tdi_fail(TD_ERR_INVALID_ARG, "%s: s is NULL", func);
+    if (out == NULL) return tdi_fail(TD_ERR_INVALID_ARG, "%s: output pointer is NULL", func);
+    if (!(t >= 0.0 && t <= 1.0))
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: t = %g is outside [0, 1]", func, t);
+    return TD_OK;
+}
+
+td_status td_schedule_alpha(const td_schedule *s, double t, double *alpha)
+{
+    TDI_TRY(check_time(s, t, alpha, __func__));
+    *alpha = tdi_schedule_alpha(&s->s, t);
+    return TD_OK;
+}
+
+td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double *deriv)
+{
+    TDI_TRY(check_time(s, t, deriv, __func__));
+    *deriv = tdi_schedule_alpha_deriv(&s->s, t);
+    return TD_OK;
+}
+
+td_status td_schedule_weight(const td_schedule *s, double t, double *weight)
+{
+    TDI_TRY(check_time(s, t, weight, __func__));
+    *weight = tdi_schedule_weight(&s->s, t);
+    return TD_OK;
+}
