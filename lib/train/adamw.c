@@ -28,7 +28,7 @@ struct tdi_adamw {
     size_t n;
     size_t n_blocks;
     int64_t steps;
-    unsigned char *block; /* m | v | partial sums: one allocation */
+    unsigned char *state; /* m | v | partial sums: one allocation */
     float *m, *v;
     double *partial;      /* n_blocks sums of squares */
     tdi_param_range *ranges; /* tiles [0, n), adjacent ranges differ in `decay` */
@@ -121,16 +121,16 @@ td_status tdi_adamw_create(const td_allocator *alloc, size_t n, const tdi_adamw_
     opt->cfg = *cfg;
     opt->n = n;
     opt->n_blocks = n_blocks;
-    opt->block = tdi_calloc(&a, 1, bytes);
+    opt->state = tdi_calloc(&a, 1, bytes);
     opt->ranges = tdi_malloc(&a, sizeof *opt->ranges);
-    if (!opt->block || !opt->ranges) {
-        size_t failed = opt->block ? sizeof *opt->ranges : bytes;
+    if (!opt->state || !opt->ranges) {
+        size_t failed = opt->state ? sizeof *opt->ranges : bytes;
         tdi_adamw_free(opt);
         return tdi_nomem(__func__, failed);
     }
-    opt->m = (void *)opt->block;
-    opt->v = (void *)(opt->block + stride * sizeof(float));
-    opt->partial = (void *)(opt->block + moments);
+    opt->m = (void *)opt->state;
+    opt->v = (void *)(opt->state + stride * sizeof(float));
+    opt->partial = (void *)(opt->state + moments);
     opt->ranges[0].offset = 0;
     opt->ranges[0].count = n;
     opt->ranges[0].decay = 1;
@@ -143,7 +143,7 @@ void tdi_adamw_free(tdi_adamw *opt)
 {
     if (!opt) return;
     td_allocator a = opt->alloc;
-    tdi_free(&a, opt->block);
+    tdi_free(&a, opt->state);
     tdi_free(&a, opt->ranges);
     tdi_free(&a, opt);
 }
@@ -228,9 +228,11 @@ typedef struct adamw_scalars {
 } adamw_scalars;
 
 /* p, g, m, v: [len]; `decay` is the factor on p (1 outside decayed ranges).
- * The SSE2 body and the scalar tail perform the same IEEE operations in the
- * same order, so an element's result does not depend on which one ran it
- * (the compiler does not vectorise this loop itself: sqrtf may set errno). */
+ * Explicit SSE2 because the compiler will not vectorise a loop around sqrtf,
+ * which may set errno. The body and the scalar tail perform the same IEEE
+ * operations in the same order (ISO C mode does not contract them to FMA),
+ * so they agree bit for bit; and since spans follow fixed blocks and ranges,
+ * an element takes the same path whatever the thread count anyway. */
 static void update_span(float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, size_t len, float decay, const adamw_scalars *s)
 {
