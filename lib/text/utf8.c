@@ -89,7 +89,7 @@ td_status tdi_utf8_sanitize(const char *in, size_t n, char *out, size_t cap, siz
     if (cap > 0) out[pos < cap ? pos : cap - 1] = '\0';
     if (out == NULL) return TD_OK;
     if (pos >= cap)
-        return tdi_fail(TD_ERR_INVALID_ARG, "%s: output needs %zu bytes, buffer holds %zu", __func__,
-                        pos + 1, cap);
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: output needs %zu bytes, buffer holds %zu",
+                        __func__, pos + 1, cap);
     return TD_OK;
 }

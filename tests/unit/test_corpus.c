@@ -193,6 +193,18 @@ static void test_bundled_corpus(void **state)
     assert_memory_equal(tdi_tokenizer_code_points(tok), want, k * sizeof *want);
     assert_int_equal(tdi_tokenizer_vocab_size(tok), 65);
     tdi_tokenizer_free(tok);
+
+    /* The default split of it, as docs/corpus.md tabulates. */
+    tdi_corpus *c;
+    assert_int_equal(tdi_tokenizer_create_byte(NULL, &tok), TD_OK);
+    assert_int_equal(tdi_corpus_create(t, n, tok, NULL, NULL, &c), TD_OK);
+    assert_int_equal(tdi_corpus_split_size(c, TDI_SPLIT_TRAIN), 3933047);
+    assert_int_equal(tdi_corpus_split_size(c, TDI_SPLIT_VALID), 204800);
+    assert_int_equal(tdi_corpus_n_windows(c, TDI_SPLIT_TRAIN, 128), 3929745);
+    assert_int_equal(tdi_corpus_n_windows(c, TDI_SPLIT_VALID, 128), 201625);
+    assert_int_equal(tdi_corpus_n_tiles(c, TDI_SPLIT_VALID, 128), 1600);
+    tdi_corpus_free(c);
+    tdi_tokenizer_free(tok);
     tdi_corpus_text_free(NULL, t);
 }
 
@@ -634,7 +646,8 @@ static void fail_each_allocation(op_fn op, int is_corpus)
             assert_int_equal(heap.live, 0);
             return;
         }
-        if (st != TD_ERR_NOMEM) fail_msg("allocation %ld: status %d: %s", k, st, td_last_error_message());
+        if (st != TD_ERR_NOMEM)
+            fail_msg("allocation %ld: status %d: %s", k, st, td_last_error_message());
         assert_null(obj);
         assert_int_equal(heap.live, 0);
         assert_true(k < 100);

@@ -656,7 +656,8 @@ static td_status make_loaded(const td_allocator *a, tdi_tokenizer **out)
     unsigned char buf[64];
     size_t size;
     tdi_tokenizer *t;
-    if (tdi_tokenizer_create_char_from_code_points(cps, 3, 0, NULL, &t) != TD_OK) return TD_ERR_INTERNAL;
+    if (tdi_tokenizer_create_char_from_code_points(cps, 3, 0, NULL, &t) != TD_OK)
+        return TD_ERR_INTERNAL;
     td_status st = tdi_tokenizer_serialize(t, buf, sizeof buf, &size);
     tdi_tokenizer_free(t);
     if (st != TD_OK) return st;
