@@ -1,0 +1,109 @@
+/* Tokenizers: text <-> token ids.
+ *
+ * Two kinds, both with the same id layout: the n "symbols" come first
+ * (ids 0..n-1), then the special tokens [MASK] = n, [PAD] = n + 1 and, when
+ * present, [UNK] = n + 2. The vocabulary size is n + 2 or n + 3.
+ *
+ * - Byte-level (the default): symbol i is the byte i, n = 256, so
+ *   [MASK] = 256, [PAD] = 257, vocabulary 258, no [UNK]. Any byte string
+ *   round-trips exactly, valid UTF-8 or not.
+ * - Character-level: the symbols are the Unicode code points of a corpus,
+ *   in ascending code-point order (so the same text always gives the same
+ *   ids). Input is decoded as UTF-8 with maximal-subpart substitution
+ *   (text/utf8.h): every ill-formed piece becomes one U+FFFD, which is then an
+ *   ordinary symbol — of the vocabulary built from such a text, too. Text
+ *   round-trips exactly when it is valid UTF-8; otherwise it comes back with
+ *   the replacements (and encoding that again gives the same ids).
+ *   A vocabulary built with a cap keeps the max_chars most frequent code
+ *   points (ties: the smaller code point) and gains [UNK], which stands for
+ *   every other character. Without a cap there is no [UNK], and encoding a
+ *   character outside the vocabulary fails with TD_ERR_INVALID_ARG.
+ *
+ * There are no BOS/EOS/SEP tokens: the model is bidirectional and sees fixed
+ * windows of a continuous text, where a sequence boundary carries no meaning;
+ * [PAD] is the one end marker. Decoding stops at the first [PAD] — the rest
+ * is padding — so a variable-length result is a sequence followed by [PAD]s.
+ * [MASK] decodes to a caller-chosen string ("_" by default) and [UNK] to
+ * U+FFFD.
+ *
+ * Encode and decode follow snprintf's convention: the full result size is
+ * always reported; a size query passes a NULL buffer and capacity 0 and
+ * succeeds; a buffer too small for the result fails with TD_ERR_INVALID_ARG
+ * (never silently truncates).
+ *
+ * A tokenizer is immutable after creation and may be shared read-only by
+ * several threads.
+ */
+#ifndef TDI_TOKENIZER_H
+#define TDI_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "textdiff/textdiff.h"
+
+typedef enum tdi_tokenizer_kind {
+    TDI_TOKENIZER_BYTE = 1,
+    TDI_TOKENIZER_CHAR = 2
+} tdi_tokenizer_kind;
+
+/* The model's limit on the vocabulary (docs/model.md). */
+#define TDI_TOKENIZER_MAX_VOCAB 1048576u
+#define TDI_TOKENIZER_BYTE_VOCAB 258u
+#define TDI_TOKENIZER_DEFAULT_MASK_TEXT "_"
+
+typedef struct tdi_tokenizer tdi_tokenizer;
+
+td_status tdi_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **out);
+
+/* Character-level vocabulary of text[0..len): every code point it contains,
+ * or with max_chars > 0 the max_chars most frequent ones plus [UNK]. Fails
+ * with TD_ERR_INVALID_ARG when the text holds no character, or when the
+ * vocabulary would exceed TDI_TOKENIZER_MAX_VOCAB (use a cap). */
+td_status tdi_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
+                                    const td_allocator *alloc, tdi_tokenizer **out);
+
+/* Character-level tokenizer from an explicit list of code points, which must
+ * be Unicode scalar values in strictly ascending order; n >= 1. */
+td_status tdi_tokenizer_create_char_from_code_points(const uint32_t *code_points, size_t n,
+                                                     int with_unk, const td_allocator *alloc,
+                                                     tdi_tokenizer **out);
+
+void tdi_tokenizer_free(tdi_tokenizer *t);
+
+tdi_tokenizer_kind tdi_tokenizer_kind_of(const tdi_tokenizer *t);
+uint32_t tdi_tokenizer_vocab_size(const tdi_tokenizer *t);
+uint32_t tdi_tokenizer_n_symbols(const tdi_tokenizer *t);
+int32_t tdi_tokenizer_mask_id(const tdi_tokenizer *t);
+int32_t tdi_tokenizer_pad_id(const tdi_tokenizer *t);
+int32_t tdi_tokenizer_unk_id(const tdi_tokenizer *t); /* -1 when there is none */
+/* Character kind: the n_symbols code points, ascending. Byte kind: NULL. */
+const uint32_t *tdi_tokenizer_code_points(const tdi_tokenizer *t);
+
+/* Text to ids. *n_ids receives the number of ids the whole text needs (at
+ * most len: every id consumes at least one byte). ids may be NULL only with
+ * cap == 0 (a size query). Empty text gives zero ids. */
+td_status tdi_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t len,
+                               int32_t *ids, size_t cap, size_t *n_ids);
+
+/* Ids to text, NUL-terminated. *len receives the byte length of the whole
+ * result without the NUL (the byte kind may produce NUL bytes, so *len, not
+ * strlen, is authoritative); the buffer needs *len + 1 bytes. mask_text is
+ * what each [MASK] becomes (NULL: "_"; "" drops masks). Byte-kind output is
+ * the raw bytes, which need not be valid UTF-8 (tdi_utf8_sanitize makes it
+ * so); character-kind output always is. An id outside [0, vocab) fails. */
+td_status tdi_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t n,
+                               const char *mask_text, char *out, size_t cap, size_t *len);
+
+/* A compact, self-checking description of the tokenizer for checkpoints
+ * (format in docs/tokenizer.md): kind, flags and the code-point list, with a
+ * CRC-32. Same snprintf convention as encode: out may be NULL with cap 0. */
+td_status tdi_tokenizer_serialize(const tdi_tokenizer *t, void *out, size_t cap, size_t *size);
+
+/* Rebuild a tokenizer from untrusted bytes: TD_ERR_FORMAT (not a tokenizer
+ * description), TD_ERR_VERSION (a newer format) or TD_ERR_CORRUPT (anything
+ * else wrong: length, CRC, kind, flags, code-point list). */
+td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allocator *alloc,
+                                    tdi_tokenizer **out);
+
+#endif
