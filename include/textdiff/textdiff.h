@@ -189,6 +189,101 @@ TD_API td_status td_schedule_alpha(const td_schedule *s, double t, double *alpha
 TD_API td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double *deriv);
 TD_API td_status td_schedule_weight(const td_schedule *s, double t, double *weight);
 
+/* ---------------------------------------------------------------------------
+ * Model (docs/model.md): a bidirectional transformer encoder with a tied
+ * output head; RoPE and pre-LN by default, BERT's learned positions and
+ * post-LN as options. Its parameters are one contiguous float32 buffer.
+ * A model is not modified by sampling or evaluation and may then be shared
+ * read-only across threads; a trainer updates it in place.
+ * ------------------------------------------------------------------------- */
+typedef struct td_model td_model;
+
+typedef enum td_pos_encoding {
+    TD_POS_ROPE    = 0, /* rotary embeddings inside attention (default) */
+    TD_POS_LEARNED = 1  /* learned absolute position embeddings (BERT) */
+} td_pos_encoding;
+
+typedef enum td_norm_placement {
+    TD_NORM_PRE  = 0,   /* LayerNorm before each sub-layer, and at the end */
+    TD_NORM_POST = 1    /* LayerNorm after each residual sum (BERT) */
+} td_norm_placement;
+
+typedef struct td_model_config {
+    uint32_t struct_size;
+    int32_t vocab_size;     /* default 258: bytes, [MASK] = 256, [PAD] = 257 */
+    int32_t mask_id;        /* the absorbing [MASK] token; default 256 */
+    int32_t max_seq_len;    /* default 256 */
+    int32_t d_model;        /* default 256 */
+    int32_t n_layers;       /* default 4 */
+    int32_t n_heads;        /* must divide d_model; default 4 */
+    int32_t d_ff;           /* default 4 · d_model */
+    int32_t pos_encoding;   /* td_pos_encoding */
+    int32_t norm_placement; /* td_norm_placement */
+    int32_t tie_embeddings; /* 1: the output projection is the token embedding */
+} td_model_config;
+
+TD_API td_status td_model_config_default(td_model_config *cfg);
+
+/* A new model with parameters initialised from `seed` (docs/model.md).
+ * Limits and the error for each field are in docs/model.md. */
+TD_API td_status td_model_create(const td_model_config *cfg, uint64_t seed,
+                                 const td_allocator *alloc, td_model **out);
+TD_API void td_model_free(td_model *m);
+TD_API td_status td_model_get_config(const td_model *m, td_model_config *cfg);
+TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
+
+/* logits [batch · seq_len, vocab_size] for token ids [batch · seq_len]
+ * (row b·seq_len + i is position i of sequence b; the [MASK] column is
+ * −INFINITY). Allocates its scratch for the call; n_threads >= 1. */
+TD_API td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch,
+                                 int32_t seq_len, int32_t n_threads, float *logits);
+
+/* ---------------------------------------------------------------------------
+ * Trainer: one training step for MLM and for diffusion alike. Each step
+ * draws a time per sequence from the schedule, masks the batch, runs the
+ * model forward and backward on the masked positions, and applies AdamW.
+ * The trainer updates the model it was created with; the model must outlive
+ * it, and the schedule is copied. Same seed, same n_threads, same data:
+ * bit-identical training.
+ * ------------------------------------------------------------------------- */
+typedef struct td_trainer td_trainer;
+
+typedef struct td_trainer_config {
+    uint32_t struct_size;
+    int32_t batch_size;     /* sequences per step; default 32 */
+    int32_t seq_len;        /* tokens per sequence, <= max_seq_len; default 128 */
+    int32_t n_threads;      /* threads for the non-GEMM loops; default 1 */
+    uint64_t seed;          /* masking times and positions; default 1 */
+    float lr;               /* peak learning rate; default 1e-3 */
+    float min_lr;           /* end of the cosine decay; default 1e-4 */
+    int64_t warmup_steps;   /* linear warm-up; default 100 */
+    int64_t total_steps;    /* where the cosine reaches min_lr; default 10000 */
+    float beta1, beta2;     /* default 0.9, 0.95 */
+    float eps;              /* default 1e-8 */
+    float weight_decay;     /* on weight matrices only; default 0.1 */
+    float clip_norm;        /* global gradient norm ceiling, 0 = off; default 1 */
+} td_trainer_config;
+
+typedef struct td_train_stats {
+    uint32_t struct_size;
+    int64_t step;           /* steps completed, this one included */
+    double loss;            /* the batch's NELBO estimate, nats per token */
+    double grad_norm;       /* before clipping */
+    double lr;              /* learning rate applied */
+    int64_t n_masked;       /* masked (scored) positions in the batch */
+} td_train_stats;
+
+TD_API td_status td_trainer_config_default(td_trainer_config *cfg);
+TD_API td_status td_trainer_create(td_model *m, const td_schedule *s,
+                                   const td_trainer_config *cfg, td_trainer **out);
+TD_API void td_trainer_free(td_trainer *t);
+
+/* One step on tokens [batch_size · seq_len] (ids in [0, vocab_size), never
+ * [MASK]). stats may be NULL; otherwise set its struct_size first. A
+ * non-finite loss or gradient returns TD_ERR_NUMERIC and leaves the model
+ * and the optimizer untouched. */
+TD_API td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
