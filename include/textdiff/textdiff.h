@@ -190,6 +190,50 @@ TD_API td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double 
 TD_API td_status td_schedule_weight(const td_schedule *s, double t, double *weight);
 
 /* ---------------------------------------------------------------------------
+ * Tokenizer (docs/tokenizer.md)
+ *
+ * Byte-level (ids 0..255 are bytes, [MASK] = 256, [PAD] = 257) or
+ * character-level (the code points of a corpus, sorted, then [MASK], [PAD]
+ * and, with a cap, [UNK]). A tokenizer is immutable and may be shared
+ * across threads. Encode and decode follow snprintf: the needed size is
+ * always reported, a NULL buffer with capacity 0 asks for it, and a buffer
+ * that is too small fails with TD_ERR_INVALID_ARG without truncating.
+ * ------------------------------------------------------------------------- */
+typedef struct td_tokenizer td_tokenizer;
+
+typedef enum td_special_token {
+    TD_TOKEN_MASK = 0,  /* the absorbing [MASK] */
+    TD_TOKEN_PAD  = 1,  /* [PAD]: ends variable-length output */
+    TD_TOKEN_UNK  = 2   /* [UNK]: capped character vocabularies only */
+} td_special_token;
+
+TD_API td_status td_tokenizer_create_byte(const td_allocator *alloc, td_tokenizer **out);
+
+/* The character vocabulary of text[0..len) (UTF-8; each invalid sequence
+ * counts as U+FFFD): every code point it holds, or with max_chars > 0 the
+ * max_chars most frequent ones plus [UNK]. */
+TD_API td_status td_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
+                                          const td_allocator *alloc, td_tokenizer **out);
+TD_API void td_tokenizer_free(td_tokenizer *t);
+
+TD_API td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_size);
+
+/* The id of a special token; TD_ERR_INVALID_ARG if this tokenizer has none. */
+TD_API td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
+                                         int32_t *id);
+
+/* Text to ids: *n_ids receives the number of ids the whole text needs. */
+TD_API td_status td_tokenizer_encode(const td_tokenizer *t, const char *text, size_t len,
+                                     int32_t *ids, size_t cap, size_t *n_ids);
+
+/* Ids to NUL-terminated text; *len receives its length without the NUL (the
+ * buffer needs *len + 1 bytes). Decoding stops at the first [PAD]. Each
+ * [MASK] becomes mask_text (NULL: "_"). Byte-level output is raw bytes and
+ * need not be valid UTF-8; character-level output always is. */
+TD_API td_status td_tokenizer_decode(const td_tokenizer *t, const int32_t *ids, size_t n,
+                                     const char *mask_text, char *out, size_t cap, size_t *len);
+
+/* ---------------------------------------------------------------------------
  * Model (docs/model.md): a bidirectional transformer encoder with a tied
  * output head; RoPE and pre-LN by default, BERT's learned positions and
  * post-LN as options. Its parameters are one contiguous float32 buffer.

@@ -301,7 +301,7 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
         tdi_free(&a, c);
         return tdi_nomem(__func__, len * sizeof *c->ids);
     }
-    td_status st = tdi_tokenizer_encode(tok, text, len, c->ids, len, &c->n);
+    td_status st = td_tokenizer_encode(tok, text, len, c->ids, len, &c->n);
     if (st != TD_OK) {
         tdi_corpus_free(c);
         return st;

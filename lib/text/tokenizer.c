@@ -9,7 +9,7 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
-struct tdi_tokenizer {
+struct td_tokenizer {
     td_allocator alloc;
     tdi_tokenizer_kind kind;
     uint32_t n_symbols;
@@ -60,7 +60,7 @@ static size_t max_symbols(int with_unk)
     return TDI_TOKENIZER_MAX_VOCAB - 2u - (with_unk ? 1u : 0u);
 }
 
-td_status tdi_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **out)
+td_status td_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
@@ -81,7 +81,7 @@ td_status tdi_tokenizer_create_char_from_code_points(const uint32_t *code_points
     memcpy(t->cps, code_points, n * sizeof *code_points);
     td_status st = char_index(t, TD_ERR_INVALID_ARG, __func__);
     if (st != TD_OK) {
-        tdi_tokenizer_free(t);
+        td_tokenizer_free(t);
         return st;
     }
     *out = t;
@@ -163,7 +163,7 @@ static td_status count_code_points(const unsigned char *s, size_t len, const td_
     return TD_OK;
 }
 
-td_status tdi_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
+td_status td_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
                                     const td_allocator *alloc, tdi_tokenizer **out)
 {
     TDI_CHECK_PTR(out);
@@ -206,7 +206,7 @@ done:
     return st;
 }
 
-void tdi_tokenizer_free(tdi_tokenizer *t)
+void td_tokenizer_free(tdi_tokenizer *t)
 {
     if (t == NULL) return;
     td_allocator a = t->alloc;
@@ -247,7 +247,7 @@ static td_status too_small(const char *func, size_t need, size_t cap, const char
                     func, need, unit, cap);
 }
 
-td_status tdi_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t len,
+td_status td_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t len,
                                int32_t *ids, size_t cap, size_t *n_ids)
 {
     TDI_CHECK_PTR(t);
@@ -293,7 +293,7 @@ static void put_bytes(char *out, size_t cap, size_t *pos, const void *piece, siz
         if (*pos + 1 < cap) out[*pos] = p[j];
 }
 
-td_status tdi_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t n,
+td_status td_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t n,
                                const char *mask_text, char *out, size_t cap, size_t *len)
 {
     TDI_CHECK_PTR(t);
@@ -462,7 +462,7 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
         if (n != 256 || body != TOK_HEADER)
             return tdi_fail(TD_ERR_CORRUPT, "%s: byte tokenizer with %u symbols and %zu bytes",
                             __func__, (unsigned)n, size);
-        return tdi_tokenizer_create_byte(alloc, out);
+        return td_tokenizer_create_byte(alloc, out);
     }
     /* Every symbol takes at least one byte: this bounds the allocation by the
      * input's size, whatever n claims. */
@@ -497,6 +497,33 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
     *out = t;
     return TD_OK;
 fail:
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
     return st;
+}
+
+td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_size)
+{
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(vocab_size);
+    *vocab_size = (int32_t)tdi_tokenizer_vocab_size(t);
+    return TD_OK;
+}
+
+td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which, int32_t *id)
+{
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(id);
+    int32_t v;
+    switch (which) {
+    case TD_TOKEN_MASK: v = tdi_tokenizer_mask_id(t); break;
+    case TD_TOKEN_PAD: v = tdi_tokenizer_pad_id(t); break;
+    case TD_TOKEN_UNK: v = tdi_tokenizer_unk_id(t); break;
+    default:
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown special token %d", __func__, (int)which);
+    }
+    if (v < 0)
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: this tokenizer has no [UNK] (no vocabulary cap)",
+                        __func__);
+    *id = v;
+    return TD_OK;
 }

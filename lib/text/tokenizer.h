@@ -52,24 +52,16 @@ typedef enum tdi_tokenizer_kind {
 #define TDI_TOKENIZER_BYTE_VOCAB 258u
 #define TDI_TOKENIZER_DEFAULT_MASK_TEXT "_"
 
-typedef struct tdi_tokenizer tdi_tokenizer;
+typedef struct td_tokenizer tdi_tokenizer;
 
-td_status tdi_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **out);
-
-/* Character-level vocabulary of text[0..len): every code point it contains,
- * or with max_chars > 0 the max_chars most frequent ones plus [UNK]. Fails
- * with TD_ERR_INVALID_ARG when the text holds no character, or when the
- * vocabulary would exceed TDI_TOKENIZER_MAX_VOCAB (use a cap). */
-td_status tdi_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
-                                    const td_allocator *alloc, tdi_tokenizer **out);
+/* td_tokenizer_create_byte, td_tokenizer_create_char, td_tokenizer_free,
+ * td_tokenizer_encode and td_tokenizer_decode are public: see textdiff.h. */
 
 /* Character-level tokenizer from an explicit list of code points, which must
  * be Unicode scalar values in strictly ascending order; n >= 1. */
 td_status tdi_tokenizer_create_char_from_code_points(const uint32_t *code_points, size_t n,
                                                      int with_unk, const td_allocator *alloc,
                                                      tdi_tokenizer **out);
-
-void tdi_tokenizer_free(tdi_tokenizer *t);
 
 tdi_tokenizer_kind tdi_tokenizer_kind_of(const tdi_tokenizer *t);
 uint32_t tdi_tokenizer_vocab_size(const tdi_tokenizer *t);
@@ -79,21 +71,6 @@ int32_t tdi_tokenizer_pad_id(const tdi_tokenizer *t);
 int32_t tdi_tokenizer_unk_id(const tdi_tokenizer *t); /* -1 when there is none */
 /* Character kind: the n_symbols code points, ascending. Byte kind: NULL. */
 const uint32_t *tdi_tokenizer_code_points(const tdi_tokenizer *t);
-
-/* Text to ids. *n_ids receives the number of ids the whole text needs (at
- * most len: every id consumes at least one byte). ids may be NULL only with
- * cap == 0 (a size query). Empty text gives zero ids. */
-td_status tdi_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t len,
-                               int32_t *ids, size_t cap, size_t *n_ids);
-
-/* Ids to text, NUL-terminated. *len receives the byte length of the whole
- * result without the NUL (the byte kind may produce NUL bytes, so *len, not
- * strlen, is authoritative); the buffer needs *len + 1 bytes. mask_text is
- * what each [MASK] becomes (NULL: "_"; "" drops masks). Byte-kind output is
- * the raw bytes, which need not be valid UTF-8 (tdi_utf8_sanitize makes it
- * so); character-kind output always is. An id outside [0, vocab) fails. */
-td_status tdi_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t n,
-                               const char *mask_text, char *out, size_t cap, size_t *len);
 
 /* A compact, self-checking description of the tokenizer for checkpoints
  * (format in docs/tokenizer.md): kind, flags and the code-point list, with a

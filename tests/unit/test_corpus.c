@@ -183,7 +183,7 @@ static void test_bundled_corpus(void **state)
 
     /* Its character vocabulary is exactly its set of bytes, ascending. */
     tdi_tokenizer *tok;
-    assert_int_equal(tdi_tokenizer_create_char(t, n, 0, NULL, &tok), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(t, n, 0, NULL, &tok), TD_OK);
     uint32_t want[256];
     size_t k = 0;
     for (int b = 0; b < 256; b++)
@@ -192,11 +192,11 @@ static void test_bundled_corpus(void **state)
     assert_int_equal(tdi_tokenizer_n_symbols(tok), 63);
     assert_memory_equal(tdi_tokenizer_code_points(tok), want, k * sizeof *want);
     assert_int_equal(tdi_tokenizer_vocab_size(tok), 65);
-    tdi_tokenizer_free(tok);
+    td_tokenizer_free(tok);
 
     /* The default split of it, as docs/corpus.md tabulates. */
     tdi_corpus *c;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &tok), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &tok), TD_OK);
     assert_int_equal(tdi_corpus_create(t, n, tok, NULL, NULL, &c), TD_OK);
     assert_int_equal(tdi_corpus_split_size(c, TDI_SPLIT_TRAIN), 3933047);
     assert_int_equal(tdi_corpus_split_size(c, TDI_SPLIT_VALID), 204800);
@@ -204,7 +204,7 @@ static void test_bundled_corpus(void **state)
     assert_int_equal(tdi_corpus_n_windows(c, TDI_SPLIT_VALID, 128), 201625);
     assert_int_equal(tdi_corpus_n_tiles(c, TDI_SPLIT_VALID, 128), 1600);
     tdi_corpus_free(c);
-    tdi_tokenizer_free(tok);
+    td_tokenizer_free(tok);
     tdi_corpus_text_free(NULL, t);
 }
 
@@ -365,10 +365,10 @@ static tdi_corpus *byte_corpus(const char *text, size_t n, size_t block_len, uin
 {
     tdi_tokenizer *tok;
     tdi_corpus *c;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &tok), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &tok), TD_OK);
     tdi_split_opts o = { block_len, every };
     assert_int_equal(tdi_corpus_create(text, n, tok, &o, NULL, &c), TD_OK);
-    tdi_tokenizer_free(tok); /* the corpus does not need it */
+    td_tokenizer_free(tok); /* the corpus does not need it */
     return c;
 }
 
@@ -563,7 +563,7 @@ static void test_create_errors_and_char_corpus(void **state)
     (void)state;
     tdi_tokenizer *byte, *chr;
     tdi_corpus *c = (tdi_corpus *)1;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &byte), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &byte), TD_OK);
     tdi_split_opts bad_every = { 10, 1 }, bad_block = { 0, 5 }, overflow = { SIZE_MAX / 2, 3 };
     assert_int_equal(tdi_corpus_create("abc", 3, byte, &bad_every, NULL, &c), TD_ERR_INVALID_ARG);
     assert_null(c);
@@ -575,7 +575,7 @@ static void test_create_errors_and_char_corpus(void **state)
 
     /* Multi-byte characters: fewer tokens than bytes, each the right one. */
     const char *text = "\xC3\xA9t\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x98\x80!";
-    assert_int_equal(tdi_tokenizer_create_char(text, strlen(text), 0, NULL, &chr), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(text, strlen(text), 0, NULL, &chr), TD_OK);
     assert_int_equal(tdi_corpus_create(text, strlen(text), chr, NULL, NULL, &c), TD_OK);
     size_t n;
     const int32_t *ids = tdi_corpus_tokens(c, &n);
@@ -587,8 +587,8 @@ static void test_create_errors_and_char_corpus(void **state)
     /* A character outside a vocabulary without [UNK] is refused. */
     assert_int_equal(tdi_corpus_create("zz", 2, chr, NULL, NULL, &c), TD_ERR_INVALID_ARG);
     assert_null(c);
-    tdi_tokenizer_free(chr);
-    tdi_tokenizer_free(byte);
+    td_tokenizer_free(chr);
+    td_tokenizer_free(byte);
     tdi_corpus_free(NULL);
 }
 
@@ -624,9 +624,9 @@ static td_status read_gz_file(const td_allocator *a, void **obj)
 static td_status load_char(const td_allocator *a, void **obj)
 {
     tdi_tokenizer *tok;
-    if (tdi_tokenizer_create_char(g_text, 1000, 8, NULL, &tok) != TD_OK) return TD_ERR_INTERNAL;
+    if (td_tokenizer_create_char(g_text, 1000, 8, NULL, &tok) != TD_OK) return TD_ERR_INTERNAL;
     td_status st = tdi_corpus_load(tmp_path("text.gz"), G_N, tok, NULL, a, (tdi_corpus **)obj);
-    tdi_tokenizer_free(tok);
+    td_tokenizer_free(tok);
     return st;
 }
 

@@ -197,7 +197,7 @@ static void test_byte_vocabulary(void **state)
 {
     (void)state;
     tdi_tokenizer *t = NULL;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_kind_of(t), TDI_TOKENIZER_BYTE);
     assert_int_equal(tdi_tokenizer_vocab_size(t), 258);
     assert_int_equal(TDI_TOKENIZER_BYTE_VOCAB, 258);
@@ -206,8 +206,8 @@ static void test_byte_vocabulary(void **state)
     assert_int_equal(tdi_tokenizer_pad_id(t), 257);
     assert_int_equal(tdi_tokenizer_unk_id(t), -1);
     assert_null(tdi_tokenizer_code_points(t));
-    tdi_tokenizer_free(t);
-    tdi_tokenizer_free(NULL);
+    td_tokenizer_free(t);
+    td_tokenizer_free(NULL);
 }
 
 static void roundtrip(const tdi_tokenizer *t, const char *text, size_t len, int32_t *ids,
@@ -217,10 +217,10 @@ static void roundtrip(const tdi_tokenizer *t, const char *text, size_t len, int3
     char out[2048];
     size_t n = 0, m = 0;
     assert_true(len <= 512);
-    assert_int_equal(tdi_tokenizer_encode(t, text, len, buf, 512, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, text, len, buf, 512, &n), TD_OK);
     assert_int_equal(n, n_expect);
     if (ids) memcpy(ids, buf, n * sizeof *buf);
-    assert_int_equal(tdi_tokenizer_decode(t, buf, n, NULL, out, sizeof out, &m), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, buf, n, NULL, out, sizeof out, &m), TD_OK);
     assert_int_equal(m, len);
     if (len > 0) assert_memory_equal(out, text, len);
     assert_int_equal(out[m], '\0');
@@ -230,7 +230,7 @@ static void test_byte_roundtrips(void **state)
 {
     (void)state;
     tdi_tokenizer *t;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &t), TD_OK);
     int32_t ids[512];
 
     const char *ascii = "In the beginning God created the heaven and the earth.\n";
@@ -250,92 +250,92 @@ static void test_byte_roundtrips(void **state)
 
     roundtrip(t, "", 0, ids, 0);
     size_t n = 99;
-    assert_int_equal(tdi_tokenizer_encode(t, NULL, 0, NULL, 0, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, NULL, 0, NULL, 0, &n), TD_OK);
     assert_int_equal(n, 0);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 }
 
 static void test_decode_specials(void **state)
 {
     (void)state;
     tdi_tokenizer *t;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &t), TD_OK);
     const int32_t ids[] = { 'a', 256, 'b', 256, 256, 'c', 257, 'd', 256 };
     char out[64];
     size_t len;
-    assert_int_equal(tdi_tokenizer_decode(t, ids, 9, NULL, out, sizeof out, &len), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, 9, NULL, out, sizeof out, &len), TD_OK);
     assert_string_equal(out, "a_b__c"); /* [PAD] ends the text */
     assert_int_equal(len, 6);
-    assert_int_equal(tdi_tokenizer_decode(t, ids, 9, "[MASK]", out, sizeof out, &len), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, 9, "[MASK]", out, sizeof out, &len), TD_OK);
     assert_string_equal(out, "a[MASK]b[MASK][MASK]c");
-    assert_int_equal(tdi_tokenizer_decode(t, ids, 9, "", out, sizeof out, &len), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, 9, "", out, sizeof out, &len), TD_OK);
     assert_string_equal(out, "abc");
-    assert_int_equal(tdi_tokenizer_decode(t, ids, 9, "\xE2\x96\x91", out, sizeof out, &len),
+    assert_int_equal(td_tokenizer_decode(t, ids, 9, "\xE2\x96\x91", out, sizeof out, &len),
                      TD_OK);
     assert_string_equal(out, "a\xE2\x96\x91" "b\xE2\x96\x91\xE2\x96\x91" "c");
     /* A leading [PAD] gives the empty text; ids after it are not even checked. */
     const int32_t pad_first[] = { 257, 9999 };
-    assert_int_equal(tdi_tokenizer_decode(t, pad_first, 2, NULL, out, sizeof out, &len), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, pad_first, 2, NULL, out, sizeof out, &len), TD_OK);
     assert_int_equal(len, 0);
     assert_string_equal(out, "");
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 }
 
 static void test_size_and_argument_errors(void **state)
 {
     (void)state;
     tdi_tokenizer *t;
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &t), TD_OK);
     int32_t ids[8];
     char out[8];
     size_t n = 0;
 
     /* encode: query, exact fit, one short. */
-    assert_int_equal(tdi_tokenizer_encode(t, "hello", 5, NULL, 0, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, "hello", 5, NULL, 0, &n), TD_OK);
     assert_int_equal(n, 5);
-    assert_int_equal(tdi_tokenizer_encode(t, "hello", 5, ids, 5, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, "hello", 5, ids, 5, &n), TD_OK);
     n = 0;
-    assert_int_equal(tdi_tokenizer_encode(t, "hello", 5, ids, 4, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_encode(t, "hello", 5, ids, 4, &n), TD_ERR_INVALID_ARG);
     assert_int_equal(n, 5);
     assert_non_null(strstr(td_last_error_message(), "needs 5"));
 
     /* decode: the buffer needs len + 1 for the NUL. */
     const int32_t hello[] = { 'h', 'e', 'l', 'l', 'o' };
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, NULL, 0, &n), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, NULL, 0, &n), TD_OK);
     assert_int_equal(n, 5);
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, out, 6, &n), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, out, 6, &n), TD_OK);
     assert_string_equal(out, "hello");
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, out, 5, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, out, 5, &n), TD_ERR_INVALID_ARG);
     assert_int_equal(n, 5);
     assert_string_equal(out, "hell"); /* NUL-terminated prefix, like snprintf */
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, out, 0, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, out, 0, &n), TD_ERR_INVALID_ARG);
 
     /* ids outside the vocabulary. */
     const int32_t neg[] = { 'a', -1 }, big[] = { 258 };
-    assert_int_equal(tdi_tokenizer_decode(t, neg, 2, NULL, out, sizeof out, &n),
+    assert_int_equal(td_tokenizer_decode(t, neg, 2, NULL, out, sizeof out, &n),
                      TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "ids[1]"));
-    assert_int_equal(tdi_tokenizer_decode(t, big, 1, NULL, out, sizeof out, &n),
+    assert_int_equal(td_tokenizer_decode(t, big, 1, NULL, out, sizeof out, &n),
                      TD_ERR_INVALID_ARG);
 
     /* NULL arguments. */
-    assert_int_equal(tdi_tokenizer_encode(NULL, "a", 1, ids, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_encode(t, "a", 1, ids, 8, NULL), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_encode(t, NULL, 1, ids, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_encode(t, "a", 1, NULL, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_decode(NULL, hello, 5, NULL, out, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_decode(t, NULL, 5, NULL, out, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, NULL, 8, &n), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_decode(t, hello, 5, NULL, out, 8, NULL), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_encode(NULL, "a", 1, ids, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_encode(t, "a", 1, ids, 8, NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_encode(t, NULL, 1, ids, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_encode(t, "a", 1, NULL, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(NULL, hello, 5, NULL, out, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(t, NULL, 5, NULL, out, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, NULL, 8, &n), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_decode(t, hello, 5, NULL, out, 8, NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_create_byte(NULL, NULL), TD_ERR_INVALID_ARG);
     tdi_tokenizer *u = t;
-    assert_int_equal(tdi_tokenizer_create_char(NULL, 3, 0, NULL, &u), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_create_char(NULL, 3, 0, NULL, &u), TD_ERR_INVALID_ARG);
     assert_null(u);
-    assert_int_equal(tdi_tokenizer_create_char("", 0, 0, NULL, &u), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_create_char("", 0, 0, NULL, &u), TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_tokenizer_serialize(t, NULL, 4, &n), TD_ERR_INVALID_ARG);
     td_allocator partial = { test_heap_malloc, NULL, test_heap_free, NULL };
-    assert_int_equal(tdi_tokenizer_create_byte(&partial, &u), TD_ERR_INVALID_ARG);
-    tdi_tokenizer_free(t);
+    assert_int_equal(td_tokenizer_create_byte(&partial, &u), TD_ERR_INVALID_ARG);
+    td_tokenizer_free(t);
 }
 
 /* ---- character-level ------------------------------------------------------ */
@@ -375,7 +375,7 @@ static void test_char_vocabulary_sorted_and_complete(void **state)
     qsort(expect, n_expect, sizeof *expect, cmp_u32);
 
     tdi_tokenizer *t;
-    assert_int_equal(tdi_tokenizer_create_char(text, len, 0, NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(text, len, 0, NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_kind_of(t), TDI_TOKENIZER_CHAR);
     assert_int_equal(tdi_tokenizer_n_symbols(t), n_expect);
     assert_memory_equal(tdi_tokenizer_code_points(t), expect, n_expect * sizeof *expect);
@@ -385,21 +385,21 @@ static void test_char_vocabulary_sorted_and_complete(void **state)
     assert_int_equal(tdi_tokenizer_vocab_size(t), n_expect + 2);
 
     size_t n, m;
-    assert_int_equal(tdi_tokenizer_encode(t, text, len, ids, N_CHARS, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, text, len, ids, N_CHARS, &n), TD_OK);
     assert_int_equal(n, N_CHARS);
     const uint32_t *cps = tdi_tokenizer_code_points(t);
     for (int i = 0; i < N_CHARS; i++) assert_int_equal(cps[ids[i]], seq[i]);
-    assert_int_equal(tdi_tokenizer_decode(t, ids, n, NULL, back, sizeof back, &m), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, n, NULL, back, sizeof back, &m), TD_OK);
     assert_int_equal(m, len);
     assert_memory_equal(back, text, len);
 
     /* A character the text never had: no [UNK], so encoding fails. */
     unsigned char absent[4];
     size_t k = ref_encode(pool[POOL - 1], absent);
-    assert_int_equal(tdi_tokenizer_encode(t, (const char *)absent, k, ids, N_CHARS, &n),
+    assert_int_equal(td_tokenizer_encode(t, (const char *)absent, k, ids, N_CHARS, &n),
                      TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "U+10FFFF"));
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 }
 
 static void test_char_invalid_utf8(void **state)
@@ -414,7 +414,7 @@ static void test_char_invalid_utf8(void **state)
                                 "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD "
                                 "\xC3\xA9 \xEF\xBF\xBD";
     tdi_tokenizer *t;
-    assert_int_equal(tdi_tokenizer_create_char(bad, sizeof bad - 1, 0, NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(bad, sizeof bad - 1, 0, NULL, &t), TD_OK);
     const uint32_t want[] = { ' ', 'k', 'o', 'x', 0xE9, 0xFFFD };
     assert_int_equal(tdi_tokenizer_n_symbols(t), 6);
     assert_memory_equal(tdi_tokenizer_code_points(t), want, sizeof want);
@@ -422,19 +422,19 @@ static void test_char_invalid_utf8(void **state)
     int32_t ids[64], ids2[64];
     char out[128];
     size_t n, n2, m;
-    assert_int_equal(tdi_tokenizer_encode(t, bad, sizeof bad - 1, ids, 64, &n), TD_OK);
-    assert_int_equal(tdi_tokenizer_decode(t, ids, n, NULL, out, sizeof out, &m), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, bad, sizeof bad - 1, ids, 64, &n), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, n, NULL, out, sizeof out, &m), TD_OK);
     assert_int_equal(m, sizeof fixed - 1);
     assert_string_equal(out, fixed);
     /* The replaced text is a fixed point. */
-    assert_int_equal(tdi_tokenizer_encode(t, out, m, ids2, 64, &n2), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, out, m, ids2, 64, &n2), TD_OK);
     assert_int_equal(n2, n);
     assert_memory_equal(ids2, ids, n * sizeof *ids);
     /* And it is what the sanitizer makes of the input. */
     char san[128];
     assert_int_equal(tdi_utf8_sanitize(bad, sizeof bad - 1, san, sizeof san, &m), TD_OK);
     assert_string_equal(san, fixed);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 }
 
 static void test_char_cap_and_unk(void **state)
@@ -443,7 +443,7 @@ static void test_char_cap_and_unk(void **state)
     tdi_tokenizer *t;
     /* counts: a 4, b 3, c 3, d 1 -> keep a and (tie at 3) the smaller b. */
     const char *text = "dcccbbbaaaa";
-    assert_int_equal(tdi_tokenizer_create_char(text, strlen(text), 2, NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(text, strlen(text), 2, NULL, &t), TD_OK);
     const uint32_t want[] = { 'a', 'b' };
     assert_int_equal(tdi_tokenizer_n_symbols(t), 2);
     assert_memory_equal(tdi_tokenizer_code_points(t), want, sizeof want);
@@ -454,20 +454,20 @@ static void test_char_cap_and_unk(void **state)
 
     int32_t ids[16];
     size_t n, m;
-    assert_int_equal(tdi_tokenizer_encode(t, "abc\xE2\x9C\x93" "d", 7, ids, 16, &n), TD_OK);
+    assert_int_equal(td_tokenizer_encode(t, "abc\xE2\x9C\x93" "d", 7, ids, 16, &n), TD_OK);
     const int32_t want_ids[] = { 0, 1, 4, 4, 4 };
     assert_int_equal(n, 5);
     assert_memory_equal(ids, want_ids, sizeof want_ids);
     char out[32];
-    assert_int_equal(tdi_tokenizer_decode(t, ids, n, NULL, out, sizeof out, &m), TD_OK);
+    assert_int_equal(td_tokenizer_decode(t, ids, n, NULL, out, sizeof out, &m), TD_OK);
     assert_string_equal(out, "ab\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 
     /* A cap above the number of characters keeps them all, still with [UNK]. */
-    assert_int_equal(tdi_tokenizer_create_char(text, strlen(text), 100, NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_char(text, strlen(text), 100, NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_n_symbols(t), 4);
     assert_int_equal(tdi_tokenizer_unk_id(t), 6);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
 }
 
 static void test_char_from_code_points_validates(void **state)
@@ -479,7 +479,7 @@ static void test_char_from_code_points_validates(void **state)
     const uint32_t surrogate[] = { 'a', 0xD800 }, too_big[] = { 0x110000 };
     assert_int_equal(tdi_tokenizer_create_char_from_code_points(ok, 2, 1, NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_vocab_size(t), 5);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
     assert_int_equal(tdi_tokenizer_create_char_from_code_points(unsorted, 2, 0, NULL, &t),
                      TD_ERR_INVALID_ARG);
     assert_null(t);
@@ -505,7 +505,7 @@ static void test_serialize_roundtrip(void **state)
     size_t size = 0;
     tdi_tokenizer *t, *u;
 
-    assert_int_equal(tdi_tokenizer_create_byte(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_serialize(t, NULL, 0, &size), TD_OK);
     assert_int_equal(size, 16);
     assert_int_equal(tdi_tokenizer_serialize(t, buf, size, &size), TD_OK);
@@ -513,8 +513,8 @@ static void test_serialize_roundtrip(void **state)
     assert_int_equal(tdi_tokenizer_deserialize(buf, size, NULL, &u), TD_OK);
     assert_int_equal(tdi_tokenizer_kind_of(u), TDI_TOKENIZER_BYTE);
     assert_int_equal(tdi_tokenizer_vocab_size(u), 258);
-    tdi_tokenizer_free(u);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(u);
+    td_tokenizer_free(t);
 
     const uint32_t cps[] = { '\n', ' ', 'a', 'z', 0xE9, 0x2713, 0x1F600, 0x10FFFF };
     for (int with_unk = 0; with_unk <= 1; with_unk++) {
@@ -536,12 +536,12 @@ static void test_serialize_roundtrip(void **state)
         const char *s = "a z\n\xF0\x9F\x98\x80\xC3\xA9";
         int32_t a[16], b[16];
         size_t na, nb;
-        assert_int_equal(tdi_tokenizer_encode(t, s, strlen(s), a, 16, &na), TD_OK);
-        assert_int_equal(tdi_tokenizer_encode(u, s, strlen(s), b, 16, &nb), TD_OK);
+        assert_int_equal(td_tokenizer_encode(t, s, strlen(s), a, 16, &na), TD_OK);
+        assert_int_equal(td_tokenizer_encode(u, s, strlen(s), b, 16, &nb), TD_OK);
         assert_int_equal(na, nb);
         assert_memory_equal(a, b, na * sizeof *a);
-        tdi_tokenizer_free(u);
-        tdi_tokenizer_free(t);
+        td_tokenizer_free(u);
+        td_tokenizer_free(t);
     }
 }
 
@@ -558,7 +558,7 @@ static td_status load(const unsigned char *buf, size_t size)
 {
     tdi_tokenizer *t = (tdi_tokenizer *)1;
     td_status st = tdi_tokenizer_deserialize(buf, size, NULL, &t);
-    if (st == TD_OK) tdi_tokenizer_free(t);
+    if (st == TD_OK) td_tokenizer_free(t);
     else assert_null(t);
     return st;
 }
@@ -572,7 +572,7 @@ static void test_deserialize_rejects_corruption(void **state)
     size_t size;
     assert_int_equal(tdi_tokenizer_create_char_from_code_points(cps, 7, 1, NULL, &t), TD_OK);
     assert_int_equal(tdi_tokenizer_serialize(t, good, sizeof good, &size), TD_OK);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
     assert_int_equal(load(good, size), TD_OK);
 
     /* Every single-bit flip and every truncation is caught. */
@@ -642,12 +642,12 @@ typedef td_status (*make_fn)(const td_allocator *a, tdi_tokenizer **out);
 static td_status make_char(const td_allocator *a, tdi_tokenizer **out)
 {
     const char *s = "caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x98\x80 \xFF";
-    return tdi_tokenizer_create_char(s, strlen(s), 3, a, out);
+    return td_tokenizer_create_char(s, strlen(s), 3, a, out);
 }
 
 static td_status make_byte(const td_allocator *a, tdi_tokenizer **out)
 {
-    return tdi_tokenizer_create_byte(a, out);
+    return td_tokenizer_create_byte(a, out);
 }
 
 static td_status make_loaded(const td_allocator *a, tdi_tokenizer **out)
@@ -659,7 +659,7 @@ static td_status make_loaded(const td_allocator *a, tdi_tokenizer **out)
     if (tdi_tokenizer_create_char_from_code_points(cps, 3, 0, NULL, &t) != TD_OK)
         return TD_ERR_INTERNAL;
     td_status st = tdi_tokenizer_serialize(t, buf, sizeof buf, &size);
-    tdi_tokenizer_free(t);
+    td_tokenizer_free(t);
     if (st != TD_OK) return st;
     return tdi_tokenizer_deserialize(buf, size, a, out);
 }
@@ -676,7 +676,7 @@ static void fail_each_allocation(make_fn make)
         if (st == TD_OK) {
             assert_true(k > 0);
             assert_non_null(t);
-            tdi_tokenizer_free(t);
+            td_tokenizer_free(t);
             assert_int_equal(heap.live, 0);
             return;
         }
