@@ -1,0 +1,111 @@
+/* Compute kernels of the transformer encoder: forward and backward side by
+ * side, float32, row-major [rows, cols]. Activations are [N, d] with N = B·T
+ * (row r = b·T + t), so every projection is one cblas_sgemm over all rows.
+ *
+ * Conventions shared by every kernel:
+ *  - `nt` is the OpenMP thread count for the non-GEMM loops (>= 1). GEMM
+ *    threads belong to the BLAS library. Results do not depend on `nt`:
+ *    every reduction runs in a fixed order (rows in order within a column
+ *    block, or within one row), so nt = 1 and nt = 2 give the same bits.
+ *  - Parameter gradients are ACCUMULATED (dw += ...), so a caller zeroes them
+ *    once per step. Input gradients are written; where a kernel takes
+ *    `accumulate`, a non-zero value adds them instead.
+ *  - No kernel allocates; scratch is passed in.
+ */
+#ifndef TDI_KERNELS_H
+#define TDI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- linear: y = x·wᵀ + b (+ add) --------------------------------------- */
+
+/* y [n, out] = x [n, in] · w [out, in]ᵀ + b [out] (+ add [n, out]).
+ * b and add may be NULL; add may equal y (an in-place residual). */
+void tdi_linear_forward(float *y, const float *x, const float *w, const float *b,
+                        const float *add, int n, int in, int out, int nt);
+
+/* dx [n, in] = dy [n, out] · w [out, in]     (added to dx when accumulate)
+ * dw [out, in] += dyᵀ · x,  db [out] += Σ_rows dy.
+ * dx, dw and db may each be NULL (skipped). */
+void tdi_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, int n, int in, int out, int accumulate, int nt);
+
+/* acc [cols] += Σ_rows x [n, cols], rows summed in order. */
+void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, int nt);
+
+/* ---- layernorm: y = (x − mean)·rstd·w + b, biased variance, eps 1e-5 ----- */
+
+#define TDI_LN_EPS 1e-5f
+
+/* y, x [n, d]; mean, rstd [n] saved for the backward pass. y may equal x. */
+void tdi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int n, int d, int nt);
+
+/* dx [n, d] from dy [n, d] (added to dx when accumulate); dw, db [d] +=.
+ * dx may equal dy. */
+void tdi_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
+                            const float *x, const float *mean, const float *rstd,
+                            const float *w, int n, int d, int accumulate, int nt);
+
+/* ---- GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) -------- */
+
+/* y, x [n] (any shape, elementwise). y may equal x. */
+void tdi_gelu_forward(float *y, const float *x, size_t n, int nt);
+/* dx [n] = dy · gelu'(x). dx may equal dy. */
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int nt);
+
+/* ---- rotary position embedding ("rotate half", GPT-NeoX / LLaMA) -------- */
+
+/* cos_t, sin_t [t_max, hd/2]: entry (p, i) is cos / sin of p·10000^(−2i/hd),
+ * computed in double. hd even. */
+void tdi_rope_tables(float *cos_t, float *sin_t, int t_max, int hd);
+
+/* Rotates in place `n_heads` consecutive heads of width hd at the start of
+ * every row of x [n, ld]; row r has position r % T. Passing the q block of a
+ * [N, 3d] qkv buffer with n_heads = 2H rotates q and k in one call. */
+void tdi_rope_forward(float *x, int ld, int n, int T, int n_heads, int hd,
+                      const float *cos_t, const float *sin_t, int nt);
+/* The transpose (inverse) rotation, applied in place to gradients. */
+void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
+                       const float *cos_t, const float *sin_t, int nt);
+
+/* ---- multi-head attention, bidirectional, optional key padding mask ----- */
+
+/* qkv [B·T, 3d] holds q | k | v (q and k already rotated), d = H·hd; head h
+ * is columns [h·hd, (h+1)·hd) of each block.
+ * out [B·T, d] = heads of softmax(q·kᵀ/√hd)·v side by side;
+ * att [B, H, T, T] keeps the probabilities for the backward pass.
+ * key_mask [B·T]: 1 = the key may be attended, 0 = padding; NULL = all.
+ * A query whose sequence has no attendable key gets an all-zero row. */
+void tdi_attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
+                           int B, int T, int H, int hd, int nt);
+
+/* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose);
+ * datt [B, H, T, T] is scratch. */
+void tdi_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                            const float *att, int B, int T, int H, int hd, int nt);
+
+/* ---- token (+ learned position) embedding ------------------------------- */
+
+/* out [B·T, d] = tok [., d][ids] + pos [T_max, d][t]   (pos may be NULL).
+ * ids must be valid rows of tok. */
+void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
+                           int B, int T, int d, int nt);
+/* dtok[ids[r]] += dout[r], dpos[t] += Σ_b dout[b·T + t]  (dpos may be NULL). */
+void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
+                            int B, int T, int d, int nt);
+
+/* ---- softmax cross-entropy over rows ------------------------------------ */
+
+/* logits [n, V]; targets [n]; weights [n] or NULL (all 1).
+ * row_loss [n] receives −log softmax(logits)[target] per row (double).
+ * dlogits [n, V] (NULL: loss only; may equal logits) receives
+ * weight·(softmax − onehot(target)). A −∞ logit has probability exactly 0
+ * and gradient exactly 0; the target's logit must be finite.
+ * Returns Σ weight·row_loss, summed in row order. */
+double tdi_crossentropy_forward_backward(float *dlogits, double *row_loss, const float *logits,
+                                         const int32_t *targets, const float *weights, int n,
+                                         int V, int nt);
+
+#endif

@@ -1,0 +1,105 @@
+/* Backward pass: the forward of forward.c in reverse, accumulating into a
+ * gradient buffer laid out like the parameters. ws->dres carries the
+ * gradient of the residual stream from block to block. */
+#include <assert.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "model/workspace.h"
+
+/* dqkv [N, 3d] from datty [N, d]: attention, then RoPE's transpose on dq, dk. */
+static void attention_block_backward(const tdi_model *m, tdi_workspace *ws,
+                                     const tdi_layer_acts *a, const float *datty, int B, int T,
+                                     int nt)
+{
+    int H = m->cfg.n_heads, hd = m->cfg.d_model / H;
+    tdi_attention_backward(ws->dqkv, ws->datt, datty, a->qkv, a->att, B, T, H, hd, nt);
+    if (m->cfg.pos_encoding == TDI_POS_ROPE)
+        tdi_rope_backward(ws->dqkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
+                          ws->rope_sin, nt);
+}
+
+/* ws->dres: gradient of the block's output in, of its input x out. */
+static void block_backward(const tdi_model *m, tdi_workspace *ws, int32_t l, const float *x,
+                           float *grads, int B, int T, int nt)
+{
+    const float *p = m->params;
+    const tdi_layer_offsets *o = &m->layers[l];
+    const tdi_layer_acts *a = tdi_ws_layer(ws, l);
+    float *g = grads, *dres = ws->dres, *dtmp = ws->dtmp, *dff = ws->dff;
+    int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff;
+
+    if (m->cfg.norm_placement == TDI_NORM_PRE) {
+        /* out = res1 + fc2(gelu(fc(LN2(res1)))) */
+        tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg, p + o->fc2_w, N,
+                            ff, d, 0, nt);
+        tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
+        tdi_linear_backward(dtmp, g + o->fc_w, g + o->fc_b, dff, a->ln2, p + o->fc_w, N, d, ff,
+                            0, nt);
+        tdi_layernorm_backward(dres, g + o->ln2_w, g + o->ln2_b, dtmp, a->res1, a->ln2_mean,
+                               a->ln2_rstd, p + o->ln2_w, N, d, 1, nt);
+        /* res1 = x + proj(attn(LN1(x))) */
+        tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty, p + o->proj_w,
+                            N, d, d, 0, nt);
+        attention_block_backward(m, ws, a, dtmp, B, T, nt);
+        tdi_linear_backward(dtmp, g + o->qkv_w, g + o->qkv_b, ws->dqkv, a->ln1, p + o->qkv_w,
+                            N, d, 3 * d, 0, nt);
+        tdi_layernorm_backward(dres, g + o->ln1_w, g + o->ln1_b, dtmp, x, a->ln1_mean,
+                               a->ln1_rstd, p + o->ln1_w, N, d, 1, nt);
+    } else {
+        /* out = LN2(ln2), ln2 = res1 + fc2(gelu(fc(res1))) */
+        tdi_layernorm_backward(dres, g + o->ln2_w, g + o->ln2_b, dres, a->ln2, a->ln2_mean,
+                               a->ln2_rstd, p + o->ln2_w, N, d, 0, nt);
+        tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg, p + o->fc2_w, N,
+                            ff, d, 0, nt);
+        tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
+        tdi_linear_backward(dres, g + o->fc_w, g + o->fc_b, dff, a->res1, p + o->fc_w, N, d,
+                            ff, 1, nt);
+        /* res1 = LN1(ln1), ln1 = x + proj(attn(x)) */
+        tdi_layernorm_backward(dres, g + o->ln1_w, g + o->ln1_b, dres, a->ln1, a->ln1_mean,
+                               a->ln1_rstd, p + o->ln1_w, N, d, 0, nt);
+        tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty, p + o->proj_w,
+                            N, d, d, 0, nt);
+        attention_block_backward(m, ws, a, dtmp, B, T, nt);
+        tdi_linear_backward(dres, g + o->qkv_w, g + o->qkv_b, ws->dqkv, x, p + o->qkv_w, N, d,
+                            3 * d, 1, nt);
+    }
+}
+
+void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
+                        int32_t n_rows, const float *dlogits, float *grads, int nt)
+{
+    const tdi_model_config *c = &m->cfg;
+    const float *p = m->params;
+    int B = ws->B, T = ws->T, N = B * T, d = c->d_model, V = c->vocab_size;
+    assert(ws->with_backward && N > 0);
+    if (nt < 1) nt = 1;
+
+    /* Output head: logits = hsel · Eᵀ + b, hsel = final hidden state at rows. */
+    tdi_model_gather_rows(m, ws, rows, n_rows, nt);
+    tdi_linear_backward(ws->dhsel, grads + m->out_w, grads + m->out_b, dlogits, ws->hsel,
+                        p + m->out_w, n_rows, d, V, 0, nt);
+    int pre = c->norm_placement == TDI_NORM_PRE;
+    float *dfinal = pre ? ws->dtmp : ws->dres;
+    memset(dfinal, 0, (size_t)N * d * sizeof *dfinal);
+    /* In row order, so that repeated rows add up the same way every time. */
+    for (int i = 0; i < n_rows; i++) {
+        float *dst = dfinal + (size_t)rows[i] * d;
+        const float *src = ws->dhsel + (size_t)i * d;
+        for (int j = 0; j < d; j++) dst[j] += src[j];
+    }
+    if (pre)
+        tdi_layernorm_backward(ws->dres, grads + m->lnf_w, grads + m->lnf_b, dfinal,
+                               tdi_ws_res(ws, c->n_layers), ws->lnf_mean, ws->lnf_rstd,
+                               p + m->lnf_w, N, d, 0, nt);
+
+    for (int32_t l = c->n_layers - 1; l >= 0; l--)
+        block_backward(m, ws, l, tdi_ws_res(ws, l), grads, B, T, nt);
+
+    if (!pre)
+        tdi_layernorm_backward(ws->dres, grads + m->lnf_w, grads + m->lnf_b, ws->dres, ws->emb,
+                               ws->lnf_mean, ws->lnf_rstd, p + m->lnf_w, N, d, 0, nt);
+    tdi_embedding_backward(grads + m->tok_emb,
+                           c->pos_encoding == TDI_POS_LEARNED ? grads + m->pos_emb : NULL,
+                           ws->dres, ws->ids, B, T, d, nt);
+}

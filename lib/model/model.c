@@ -1,0 +1,214 @@
+/* Configuration, parameter buffer, tensor directory and initialisation. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+tdi_model_config tdi_model_config_default(void)
+{
+    tdi_model_config c;
+    c.vocab_size = 258;
+    c.mask_id = 256;
+    c.max_seq_len = 256;
+    c.d_model = 256;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.d_ff = 4 * 256;
+    c.pos_encoding = TDI_POS_ROPE;
+    c.norm_placement = TDI_NORM_PRE;
+    c.tie_embeddings = 1;
+    return c;
+}
+
+/* Exact for every configuration within the field limits (< 2^42). */
+static uint64_t count_params(const tdi_model_config *c)
+{
+    uint64_t V = (uint64_t)c->vocab_size, d = (uint64_t)c->d_model, f = (uint64_t)c->d_ff;
+    uint64_t layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (f * d + f) + (d * f + d);
+    uint64_t n = V * d + (uint64_t)c->n_layers * layer + 2 * d + V;
+    if (c->pos_encoding == TDI_POS_LEARNED) n += (uint64_t)c->max_seq_len * d;
+    if (!c->tie_embeddings) n += V * d;
+    return n;
+}
+
+#define CHECK_RANGE(field, lo, hi)                                                          \
+    TDI_CHECK_ARG(c->field >= (lo) && c->field <= (hi),                                     \
+                  "model config: " #field " = %ld is outside %ld..%ld", (long)c->field,     \
+                  (long)(lo), (long)(hi))
+
+td_status tdi_model_config_validate(const tdi_model_config *c)
+{
+    TDI_CHECK_PTR(c);
+    CHECK_RANGE(vocab_size, 2, TDI_MAX_VOCAB);
+    TDI_CHECK_ARG(c->mask_id >= 0 && c->mask_id < c->vocab_size,
+                  "model config: mask_id = %ld must be in 0..vocab_size-1 (vocab_size = %ld)",
+                  (long)c->mask_id, (long)c->vocab_size);
+    CHECK_RANGE(max_seq_len, 1, TDI_MAX_SEQ_LEN);
+    CHECK_RANGE(d_model, 1, TDI_MAX_D_MODEL);
+    CHECK_RANGE(n_layers, 1, TDI_MAX_LAYERS);
+    CHECK_RANGE(n_heads, 1, c->d_model);
+    TDI_CHECK_ARG(c->d_model % c->n_heads == 0,
+                  "model config: n_heads = %ld must divide d_model = %ld", (long)c->n_heads,
+                  (long)c->d_model);
+    CHECK_RANGE(d_ff, 1, TDI_MAX_D_FF);
+    TDI_CHECK_ARG(c->pos_encoding == TDI_POS_ROPE || c->pos_encoding == TDI_POS_LEARNED,
+                  "model config: pos_encoding = %ld must be %d (rope) or %d (learned)",
+                  (long)c->pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED);
+    TDI_CHECK_ARG(c->pos_encoding != TDI_POS_ROPE || (c->d_model / c->n_heads) % 2 == 0,
+                  "model config: head size d_model/n_heads = %ld must be even with RoPE",
+                  (long)(c->d_model / c->n_heads));
+    TDI_CHECK_ARG(c->norm_placement == TDI_NORM_PRE || c->norm_placement == TDI_NORM_POST,
+                  "model config: norm_placement = %ld must be %d (pre) or %d (post)",
+                  (long)c->norm_placement, TDI_NORM_PRE, TDI_NORM_POST);
+    CHECK_RANGE(tie_embeddings, 0, 1);
+    uint64_t n = count_params(c);
+    TDI_CHECK_ARG(n <= TDI_MAX_PARAMS,
+                  "model config: %llu parameters, the limit is 2^31 - 1",
+                  (unsigned long long)n);
+    return TD_OK;
+}
+
+size_t tdi_model_config_n_params(const tdi_model_config *c)
+{
+    return (size_t)count_params(c);
+}
+
+/* Appends a tensor to the directory (when m->tensors is set) and returns
+ * its offset; run once to count, once to fill. */
+static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *name,
+                         int32_t rows, int32_t cols)
+{
+    size_t at = *off;
+    if (m->tensors) {
+        tdi_tensor *t = &m->tensors[*count];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->offset = at;
+        t->rows = rows;
+        t->cols = cols;
+    }
+    (*count)++;
+    *off += (size_t)rows * (size_t)cols;
+    return at;
+}
+
+/* The order of docs/model.md "Parameters". */
+static void build_directory(tdi_model *m)
+{
+    const tdi_model_config *c = &m->cfg;
+    int32_t V = c->vocab_size, d = c->d_model, f = c->d_ff;
+    size_t off = 0;
+    int32_t n = 0;
+    char name[32];
+    m->tok_emb = add_tensor(m, &off, &n, "tok_emb", V, d);
+    m->pos_emb = TDI_NO_TENSOR;
+    if (c->pos_encoding == TDI_POS_LEARNED)
+        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", c->max_seq_len, d);
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        tdi_layer_offsets lo;
+#define LAYER_TENSOR(field, suffix, rows, cols)                     \
+        snprintf(name, sizeof name, "%ld." suffix, (long)l);         \
+        lo.field = add_tensor(m, &off, &n, name, rows, cols)
+        LAYER_TENSOR(ln1_w, "ln1.w", 1, d);
+        LAYER_TENSOR(ln1_b, "ln1.b", 1, d);
+        LAYER_TENSOR(qkv_w, "qkv.w", 3 * d, d);
+        LAYER_TENSOR(qkv_b, "qkv.b", 1, 3 * d);
+        LAYER_TENSOR(proj_w, "proj.w", d, d);
+        LAYER_TENSOR(proj_b, "proj.b", 1, d);
+        LAYER_TENSOR(ln2_w, "ln2.w", 1, d);
+        LAYER_TENSOR(ln2_b, "ln2.b", 1, d);
+        LAYER_TENSOR(fc_w, "fc.w", f, d);
+        LAYER_TENSOR(fc_b, "fc.b", 1, f);
+        LAYER_TENSOR(fc2_w, "fc2.w", d, f);
+        LAYER_TENSOR(fc2_b, "fc2.b", 1, d);
+#undef LAYER_TENSOR
+        if (m->layers) m->layers[l] = lo;
+    }
+    m->lnf_w = add_tensor(m, &off, &n, "lnf.w", 1, d);
+    m->lnf_b = add_tensor(m, &off, &n, "lnf.b", 1, d);
+    m->out_w = m->tok_emb;
+    if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", V, d);
+    m->out_b = add_tensor(m, &off, &n, "out.b", 1, V);
+    m->n_tensors = n;
+    m->n_params = off;
+}
+
+td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_TRY(tdi_model_config_validate(c));
+    td_allocator alloc;
+    TDI_TRY(tdi_allocator_init(&alloc, a));
+
+    tdi_model *m = tdi_malloc(&alloc, sizeof *m);
+    if (!m) return tdi_nomem(__func__, sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->alloc = alloc;
+    m->cfg = *c;
+    build_directory(m); /* counts tensors and parameters */
+
+    size_t tensor_bytes = (size_t)m->n_tensors * sizeof *m->tensors;
+    size_t layer_bytes = (size_t)c->n_layers * sizeof *m->layers;
+    size_t param_bytes = m->n_params * sizeof *m->params;
+    size_t failed = 0;
+    if (!(m->tensors = tdi_malloc(&alloc, tensor_bytes))) failed = tensor_bytes;
+    else if (!(m->layers = tdi_malloc(&alloc, layer_bytes))) failed = layer_bytes;
+    else if (!(m->params = tdi_calloc(&alloc, m->n_params, sizeof *m->params)))
+        failed = param_bytes;
+    if (failed) {
+        tdi_model_free(m);
+        return tdi_nomem(__func__, failed);
+    }
+    build_directory(m); /* fills them */
+    *out = m;
+    return TD_OK;
+}
+
+void tdi_model_free(tdi_model *m)
+{
+    if (m == NULL) return;
+    td_allocator alloc = m->alloc;
+    tdi_free(&alloc, m->params);
+    tdi_free(&alloc, m->layers);
+    tdi_free(&alloc, m->tensors);
+    tdi_free(&alloc, m);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+void tdi_model_init(tdi_model *m, uint64_t seed)
+{
+    tdi_rng r;
+    tdi_rng_seed(&r, seed);
+    double std = 0.02, resid_std = 0.02 / sqrt(2.0 * m->cfg.n_layers);
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        size_t n = (size_t)t->rows * (size_t)t->cols;
+        int is_norm = strstr(t->name, "ln") != NULL;
+        if (is_norm || ends_with(t->name, ".b")) {
+            float v = is_norm && ends_with(t->name, ".w") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < n; j++) p[j] = v;
+            continue;
+        }
+        double s = ends_with(t->name, "proj.w") || ends_with(t->name, "fc2.w") ? resid_std : std;
+        for (size_t j = 0; j < n; j++) p[j] = (float)(s * tdi_rng_normal(&r));
+    }
+}
+
+const tdi_tensor *tdi_model_find(const tdi_model *m, const char *name)
+{
+    if (m == NULL || name == NULL) return NULL;
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}

@@ -1,0 +1,122 @@
+/* The transformer encoder of docs/model.md: configuration, the parameter
+ * buffer and its tensor directory, initialisation, and a workspace that runs
+ * the network forward and backward over a batch.
+ *
+ * Memory: the parameters are one allocation; a workspace holds one
+ * allocation for activations and, when created for training, one for
+ * activation gradients. Forward, logits and backward never allocate.
+ *
+ * Threads: a model is read-only after tdi_model_init and may be shared; a
+ * workspace belongs to one thread at a time. `nt` is the OpenMP thread count
+ * of the non-GEMM loops; results are bit-identical for every nt.
+ */
+#ifndef TDI_MODEL_H
+#define TDI_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "textdiff/textdiff.h"
+
+enum { TDI_POS_ROPE = 0, TDI_POS_LEARNED = 1 };
+enum { TDI_NORM_PRE = 0, TDI_NORM_POST = 1 };
+
+/* Limits of docs/model.md. */
+#define TDI_MAX_VOCAB      1048576
+#define TDI_MAX_SEQ_LEN    65536
+#define TDI_MAX_D_MODEL    16384
+#define TDI_MAX_LAYERS     1024
+#define TDI_MAX_D_FF       65536
+#define TDI_MAX_PARAMS     2147483647 /* the total must stay below 2^31 */
+
+typedef struct tdi_model_config {
+    int32_t vocab_size, mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff;
+    int32_t pos_encoding;   /* TDI_POS_ROPE or TDI_POS_LEARNED */
+    int32_t norm_placement; /* TDI_NORM_PRE or TDI_NORM_POST */
+    int32_t tie_embeddings; /* 0 or 1 */
+} tdi_model_config;
+
+/* The defaults of docs/model.md (byte vocabulary, d = 256, 4 layers). */
+tdi_model_config tdi_model_config_default(void);
+
+/* TD_OK, or TD_ERR_INVALID_ARG naming the first offending field and its
+ * limit. */
+td_status tdi_model_config_validate(const tdi_model_config *c);
+
+/* Number of float parameters of a valid configuration. */
+size_t tdi_model_config_n_params(const tdi_model_config *c);
+
+/* One named tensor of the parameter buffer, at params + offset. Matrices
+ * are [rows, cols] row-major; vectors (biases, LayerNorm) have rows = 1. */
+typedef struct tdi_tensor {
+    char name[32];
+    size_t offset;
+    int32_t rows, cols;
+} tdi_tensor;
+
+/* Offsets (in floats) of one block's tensors, for params and grads alike. */
+typedef struct tdi_layer_offsets {
+    size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;
+    size_t ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b;
+} tdi_layer_offsets;
+
+#define TDI_NO_TENSOR ((size_t)-1)
+
+typedef struct tdi_model {
+    td_allocator alloc;
+    tdi_model_config cfg;
+    float *params;
+    size_t n_params;
+    tdi_tensor *tensors; /* in buffer order; they tile params exactly */
+    int32_t n_tensors;
+    tdi_layer_offsets *layers; /* [n_layers] */
+    size_t tok_emb;
+    size_t pos_emb; /* TDI_NO_TENSOR unless learned positions */
+    size_t lnf_w, lnf_b;
+    size_t out_w; /* == tok_emb when tied */
+    size_t out_b;
+} tdi_model;
+
+/* Validates the configuration and allocates the model with zeroed
+ * parameters (a: NULL for the C library). *out is NULL on failure. */
+td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out);
+void tdi_model_free(tdi_model *m);
+
+/* docs/model.md "Initialisation": N(0, 0.02²) weights and embeddings,
+ * N(0, (0.02/√(2L))²) for proj.w and fc2.w, zero biases, LayerNorm 1 and 0,
+ * drawn from xoshiro256** seeded with `seed`, tensor by tensor in buffer
+ * order, element by element. */
+void tdi_model_init(tdi_model *m, uint64_t seed);
+
+/* The tensor with this exact name ("tok_emb", "3.qkv.w"), or NULL. */
+const tdi_tensor *tdi_model_find(const tdi_model *m, const char *name);
+
+/* Activations (and their gradients) for batches up to b_max x t_max. */
+typedef struct tdi_workspace tdi_workspace;
+
+/* rows_max bounds n_rows of tdi_model_logits/backward. Without backward the
+ * workspace keeps one block's activations and reuses them layer after layer
+ * (inference); with it, every block's activations are kept. */
+td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
+                               int32_t rows_max, int with_backward, tdi_workspace **out);
+void tdi_workspace_free(tdi_workspace *ws);
+
+/* Runs the network on ids [B·T] up to the final hidden state.
+ * key_mask [B·T] (1 = may be attended) or NULL. B <= b_max, T <= t_max,
+ * every id in [0, V). */
+td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
+                            int32_t B, int32_t T, const uint8_t *key_mask, int nt);
+
+/* logits [n_rows, V] for rows (indices into B·T, n_rows <= rows_max) of the
+ * last forward; the [MASK] column is −∞. */
+void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
+                      int32_t n_rows, float *logits, int nt);
+
+/* Given dlogits [n_rows, V] for those rows (its [MASK] column must be 0, as
+ * tdi_crossentropy_forward_backward leaves it), ADDS the parameter gradients
+ * into grads [n_params]. Needs a workspace created with_backward and the
+ * forward pass it follows; rows may repeat. */
+void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
+                        int32_t n_rows, const float *dlogits, float *grads, int nt);
+
+#endif

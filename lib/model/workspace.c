@@ -1,0 +1,159 @@
+/* Workspace layout: activations carved from one allocation, activation
+ * gradients from another. Without backward only one block's activations and
+ * one residual stream buffer exist, so an inference workspace does not grow
+ * with depth. */
+#include "model/workspace.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+/* Hands out 64-byte aligned pieces of `base`; with base == NULL it only
+ * measures. Overflow is sticky and reported by the caller. */
+typedef struct carver {
+    float *base;
+    size_t used; /* floats */
+    int overflow;
+} carver;
+
+#define FLOATS_PER_LINE (TDI_ALIGN / sizeof(float))
+
+static float *carve(carver *c, size_t a, size_t b)
+{
+    size_t n;
+    if (c->overflow || !tdi_mul_size(a, b, &n) || n > SIZE_MAX / sizeof(float) / 2 - c->used) {
+        c->overflow = 1;
+        return NULL;
+    }
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (n + FLOATS_PER_LINE - 1) / FLOATS_PER_LINE * FLOATS_PER_LINE;
+    return p;
+}
+
+static void layout_acts(tdi_workspace *ws, carver *c)
+{
+    const tdi_model_config *cfg = &ws->cfg;
+    size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
+    size_t ff = (size_t)cfg->d_ff, H = (size_t)cfg->n_heads, T = (size_t)ws->t_max;
+    size_t att = (size_t)ws->b_max * H * T; /* rows of [B, H, T, T] */
+    int post = cfg->norm_placement == TDI_NORM_POST;
+
+    /* int32 ids share the float block: same size, and only ever accessed
+     * as int32. */
+    ws->ids = (int32_t *)(void *)carve(c, N, 1);
+    ws->emb = post ? carve(c, N, d) : NULL;
+    ws->res = carve(c, (size_t)ws->n_res * N, d);
+    ws->lnf_mean = carve(c, N, 1);
+    ws->lnf_rstd = carve(c, N, 1);
+    ws->hf = post ? NULL : carve(c, N, d);
+    ws->rope_cos = ws->rope_sin = NULL;
+    if (cfg->pos_encoding == TDI_POS_ROPE) {
+        size_t half = d / H / 2;
+        ws->rope_cos = carve(c, T, half);
+        ws->rope_sin = carve(c, T, half);
+    }
+    ws->hsel = carve(c, (size_t)ws->rows_max, d);
+    for (int32_t l = 0; l < ws->n_layer_acts; l++) {
+        tdi_layer_acts *a = &ws->layer[l];
+        a->ln1 = carve(c, N, d);
+        a->ln1_mean = carve(c, N, 1);
+        a->ln1_rstd = carve(c, N, 1);
+        a->qkv = carve(c, N, 3 * d);
+        a->att = carve(c, att, T);
+        a->atty = carve(c, N, d);
+        a->res1 = carve(c, N, d);
+        a->ln2 = carve(c, N, d);
+        a->ln2_mean = carve(c, N, 1);
+        a->ln2_rstd = carve(c, N, 1);
+        a->fch = carve(c, N, ff);
+        a->fchg = carve(c, N, ff);
+    }
+}
+
+static void layout_grads(tdi_workspace *ws, carver *c)
+{
+    const tdi_model_config *cfg = &ws->cfg;
+    size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
+    size_t T = (size_t)ws->t_max;
+    ws->dres = carve(c, N, d);
+    ws->dtmp = carve(c, N, d);
+    ws->dqkv = carve(c, N, 3 * d);
+    ws->dff = carve(c, N, (size_t)cfg->d_ff);
+    ws->datt = carve(c, (size_t)ws->b_max * (size_t)cfg->n_heads * T, T);
+    ws->dhsel = carve(c, (size_t)ws->rows_max, d);
+}
+
+td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
+                               int32_t rows_max, int with_backward, tdi_workspace **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_ARG(b_max >= 1, "%s: b_max = %ld must be at least 1", __func__, (long)b_max);
+    TDI_CHECK_ARG(t_max >= 1 && t_max <= m->cfg.max_seq_len,
+                  "%s: t_max = %ld is outside 1..max_seq_len (%ld)", __func__, (long)t_max,
+                  (long)m->cfg.max_seq_len);
+    TDI_CHECK_ARG((int64_t)b_max * t_max <= INT_MAX,
+                  "%s: b_max x t_max = %lld exceeds %d rows", __func__,
+                  (long long)b_max * t_max, INT_MAX);
+    TDI_CHECK_ARG(rows_max >= 1, "%s: rows_max = %ld must be at least 1", __func__,
+                  (long)rows_max);
+
+    int32_t n_layer_acts = with_backward ? m->cfg.n_layers : 1;
+    size_t head = sizeof(tdi_workspace) + (size_t)n_layer_acts * sizeof(tdi_layer_acts);
+    tdi_workspace *ws = tdi_malloc(&m->alloc, head);
+    if (!ws) return tdi_nomem(__func__, head);
+    memset(ws, 0, head);
+    ws->alloc = m->alloc;
+    ws->cfg = m->cfg;
+    ws->b_max = b_max;
+    ws->t_max = t_max;
+    ws->rows_max = rows_max;
+    ws->with_backward = with_backward != 0;
+    ws->n_res = with_backward ? m->cfg.n_layers + 1 : 1;
+    ws->n_layer_acts = n_layer_acts;
+
+    carver ca = { NULL, 0, 0 }, cg = { NULL, 0, 0 };
+    layout_acts(ws, &ca);
+    if (ws->with_backward) layout_grads(ws, &cg);
+    if (ca.overflow || cg.overflow) {
+        tdi_workspace_free(ws);
+        return tdi_fail(TD_ERR_NOMEM, "%s: workspace for %ld x %ld exceeds the address space",
+                        __func__, (long)b_max, (long)t_max);
+    }
+    ws->n_acts = ca.used;
+    ws->n_grads = cg.used;
+    if (!(ws->acts = tdi_malloc(&ws->alloc, ws->n_acts * sizeof(float)))) {
+        tdi_workspace_free(ws);
+        return tdi_nomem(__func__, ca.used * sizeof(float));
+    }
+    if (ws->with_backward && !(ws->grads = tdi_malloc(&ws->alloc, ws->n_grads * sizeof(float)))) {
+        tdi_workspace_free(ws);
+        return tdi_nomem(__func__, cg.used * sizeof(float));
+    }
+    ca.base = ws->acts;
+    ca.used = 0;
+    layout_acts(ws, &ca);
+    if (ws->with_backward) {
+        cg.base = ws->grads;
+        cg.used = 0;
+        layout_grads(ws, &cg);
+    }
+    if (ws->rope_cos)
+        tdi_rope_tables(ws->rope_cos, ws->rope_sin, t_max, m->cfg.d_model / m->cfg.n_heads);
+    *out = ws;
+    return TD_OK;
+}
+
+void tdi_workspace_free(tdi_workspace *ws)
+{
+    if (ws == NULL) return;
+    td_allocator alloc = ws->alloc;
+    tdi_free(&alloc, ws->grads);
+    tdi_free(&alloc, ws->acts);
+    tdi_free(&alloc, ws);
+}

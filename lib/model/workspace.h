@@ -1,0 +1,83 @@
+/* The workspace behind tdi_model_forward/logits/backward. Every buffer is
+ * sized for b_max x t_max rows and used packed for the current B x T:
+ * [N, width] row-major, N = B·T, at the start of the buffer. */
+#ifndef TDI_WORKSPACE_H
+#define TDI_WORKSPACE_H
+
+#include "model/model.h"
+
+/* One block's saved activations. The norm slots hold what LayerNorm
+ * backward needs on either side of the placement:
+ *   pre-LN:  ln1 = LN1(x)           res1 = x + attn(ln1)
+ *            ln2 = LN2(res1)        out  = res1 + mlp(ln2)
+ *   post-LN: ln1 = x + attn(x)      res1 = LN1(ln1)
+ *            ln2 = res1 + mlp(res1) out  = LN2(ln2)
+ * x is the block's input, out the next block's input (both residual
+ * stream buffers of the workspace). */
+typedef struct tdi_layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; /* [N, d], [N], [N] */
+    float *qkv;                       /* [N, 3d], q and k rotated */
+    float *att;                       /* [B, H, T, T] probabilities */
+    float *atty;                      /* [N, d] heads concatenated */
+    float *res1;                      /* [N, d] */
+    float *ln2, *ln2_mean, *ln2_rstd; /* [N, d], [N], [N] */
+    float *fch, *fchg;                /* [N, d_ff] before / after GELU */
+} tdi_layer_acts;
+
+struct tdi_workspace {
+    td_allocator alloc;
+    tdi_model_config cfg; /* of the model it was made for */
+    int32_t b_max, t_max, rows_max;
+    int with_backward;
+
+    float *acts, *grads; /* the two allocations */
+    size_t n_acts, n_grads;
+
+    /* activations */
+    int32_t *ids;                /* [N] the last forward's input */
+    float *emb;                  /* [N, d] post-LN: embeddings before LN_f */
+    float *res;                  /* n_res x [N_max, d] residual stream */
+    int32_t n_res;               /* L + 1 with backward; 1 without */
+    float *lnf_mean, *lnf_rstd;  /* [N] */
+    float *hf;                   /* [N, d] pre-LN: LN_f output (post-LN: last res) */
+    float *rope_cos, *rope_sin;  /* [t_max, hd/2] with RoPE */
+    float *hsel;                 /* [rows_max, d] final hidden state of the logit rows */
+
+    /* activation gradients (with_backward only) */
+    float *dres;                 /* [N, d] gradient of the residual stream */
+    float *dtmp;                 /* [N, d] */
+    float *dqkv;                 /* [N, 3d] */
+    float *dff;                  /* [N, d_ff] */
+    float *datt;                 /* [B, H, T, T] */
+    float *dhsel;                /* [rows_max, d] */
+
+    int32_t B, T;                /* of the last forward; 0 before one */
+    int32_t n_layer_acts;        /* L with backward; 1 (reused) without */
+    tdi_layer_acts layer[];
+};
+
+/* Residual stream buffer i (0: block 0's input, L: the last block's output).
+ * Without backward all are one buffer: a block reads its input for the
+ * last time before it writes its output, so it can run in place. */
+static inline float *tdi_ws_res(const tdi_workspace *ws, int32_t i)
+{
+    size_t stride = (size_t)ws->b_max * ws->t_max * ws->cfg.d_model;
+    return ws->res + (size_t)(ws->with_backward ? i : 0) * stride;
+}
+
+static inline tdi_layer_acts *tdi_ws_layer(tdi_workspace *ws, int32_t l)
+{
+    return &ws->layer[ws->with_backward ? l : 0];
+}
+
+/* The final hidden state [N, d] that the output head reads. */
+static inline float *tdi_ws_final(const tdi_workspace *ws)
+{
+    return ws->cfg.norm_placement == TDI_NORM_PRE ? ws->hf : tdi_ws_res(ws, ws->cfg.n_layers);
+}
+
+/* ws->hsel [n_rows, d] = final hidden state at rows of the last forward. */
+void tdi_model_gather_rows(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
+                           int32_t n_rows, int nt);
+
+#endif
