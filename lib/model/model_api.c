@@ -1,0 +1,153 @@
+/* The public model handle over tdi_model. */
+#include "model/model.h"
+#include "model/model_api.h"
+#include "util/alloc.h"
+#include "util/config.h"
+#include "util/error.h"
+
+#include <string.h>
+
+td_status td_model_config_default(td_model_config *cfg)
+{
+    TDI_CHECK_PTR(cfg);
+    tdi_model_config c = tdi_model_config_default();
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->vocab_size = c.vocab_size;
+    cfg->mask_id = c.mask_id;
+    cfg->max_seq_len = c.max_seq_len;
+    cfg->d_model = c.d_model;
+    cfg->n_layers = c.n_layers;
+    cfg->n_heads = c.n_heads;
+    cfg->d_ff = c.d_ff;
+    cfg->pos_encoding = c.pos_encoding;
+    cfg->norm_placement = c.norm_placement;
+    cfg->tie_embeddings = c.tie_embeddings;
+    return TD_OK;
+}
+
+static tdi_model_config internal_config(const td_model_config *c)
+{
+    tdi_model_config m;
+    m.vocab_size = c->vocab_size;
+    m.mask_id = c->mask_id;
+    m.max_seq_len = c->max_seq_len;
+    m.d_model = c->d_model;
+    m.n_layers = c->n_layers;
+    m.n_heads = c->n_heads;
+    m.d_ff = c->d_ff;
+    m.pos_encoding = c->pos_encoding;
+    m.norm_placement = c->norm_placement;
+    m.tie_embeddings = c->tie_embeddings;
+    return m;
+}
+
+td_status tdi_model_wrap(tdi_model *inner, td_model **out)
+{
+    td_model *m = tdi_malloc(&inner->alloc, sizeof *m);
+    if (m == NULL) return tdi_nomem("td_model", sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->m = inner;
+    *out = m;
+    return TD_OK;
+}
+
+td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_allocator *alloc,
+                          td_model **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(cfg);
+    td_model_config c;
+    TDI_TRY(td_model_config_default(&c));
+    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    tdi_model_config ic = internal_config(&c);
+    tdi_model *inner;
+    TDI_TRY(tdi_model_create(&ic, alloc, &inner));
+    tdi_model_init(inner, seed);
+    td_status st = tdi_model_wrap(inner, out);
+    if (st != TD_OK) tdi_model_free(inner);
+    return st;
+}
+
+void td_model_free(td_model *m)
+{
+    if (m == NULL) return;
+    tdi_model *inner = m->m;
+    td_allocator a = inner->alloc;
+    tdi_free(&a, m->tokenizer);
+    tdi_free(&a, m);
+    tdi_model_free(inner);
+}
+
+td_status td_model_get_config(const td_model *m, td_model_config *cfg)
+{
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(cfg);
+    const tdi_model_config *c = &m->m->cfg;
+    TDI_TRY(td_model_config_default(cfg));
+    cfg->vocab_size = c->vocab_size;
+    cfg->mask_id = c->mask_id;
+    cfg->max_seq_len = c->max_seq_len;
+    cfg->d_model = c->d_model;
+    cfg->n_layers = c->n_layers;
+    cfg->n_heads = c->n_heads;
+    cfg->d_ff = c->d_ff;
+    cfg->pos_encoding = c->pos_encoding;
+    cfg->norm_placement = c->norm_placement;
+    cfg->tie_embeddings = c->tie_embeddings;
+    return TD_OK;
+}
+
+td_status td_model_num_params(const td_model *m, uint64_t *n_params)
+{
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(n_params);
+    *n_params = m->m->n_params;
+    return TD_OK;
+}
+
+td_status tdi_check_ids(const int32_t *ids, size_t n, int32_t vocab, const char *func)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return tdi_fail(TD_ERR_INVALID_ARG, "%s: ids[%zu] = %d is outside [0, %d)", func, i,
+                            (int)ids[i], (int)vocab);
+    return TD_OK;
+}
+
+td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch, int32_t seq_len,
+                          int32_t n_threads, float *logits)
+{
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(ids);
+    TDI_CHECK_PTR(logits);
+    const tdi_model *im = m->m;
+    TDI_CHECK_ARG(batch >= 1 && batch <= INT32_MAX / im->cfg.max_seq_len,
+                  "%s: batch = %d is outside [1, %d]", __func__, (int)batch,
+                  (int)(INT32_MAX / im->cfg.max_seq_len));
+    TDI_CHECK_ARG(seq_len >= 1 && seq_len <= im->cfg.max_seq_len,
+                  "%s: seq_len = %d is outside [1, max_seq_len = %d]", __func__, (int)seq_len,
+                  (int)im->cfg.max_seq_len);
+    TDI_CHECK_ARG(n_threads >= 1 && n_threads <= 1024, "%s: n_threads = %d is outside [1, 1024]",
+                  __func__, (int)n_threads);
+    int32_t n = batch * seq_len;
+    TDI_TRY(tdi_check_ids(ids, (size_t)n, im->cfg.vocab_size, __func__));
+    /* Rows are produced in chunks so that the scratch stays small. */
+    tdi_workspace *ws;
+    TDI_TRY(tdi_workspace_create(im, batch, seq_len, seq_len, 0, &ws));
+    int32_t *rows = tdi_malloc(&im->alloc, sizeof *rows * (size_t)seq_len);
+    if (rows == NULL) {
+        tdi_workspace_free(ws);
+        return tdi_nomem(__func__, sizeof *rows * (size_t)seq_len);
+    }
+    td_status st = tdi_model_forward(im, ws, ids, batch, seq_len, NULL, n_threads);
+    for (int32_t b = 0; st == TD_OK && b < batch; b++) {
+        for (int32_t i = 0; i < seq_len; i++) rows[i] = b * seq_len + i;
+        tdi_model_logits(im, ws, rows, seq_len,
+                         logits + (size_t)b * seq_len * (size_t)im->cfg.vocab_size, n_threads);
+    }
+    tdi_free(&im->alloc, rows);
+    tdi_workspace_free(ws);
+    return st;
+}

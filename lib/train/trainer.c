@@ -1,0 +1,217 @@
+/* One trainer for MLM and diffusion: the schedule decides the masking rate
+ * and the loss weight; every line below is shared. */
+#include "diffusion/corrupt.h"
+#include "diffusion/schedule.h"
+#include "kernels/kernels.h"
+#include "model/model_api.h"
+#include "train/adamw.h"
+#include "train/trainer.h"
+#include "util/alloc.h"
+#include "util/config.h"
+#include "util/error.h"
+
+#include <math.h>
+#include <string.h>
+
+td_status td_trainer_config_default(td_trainer_config *cfg)
+{
+    TDI_CHECK_PTR(cfg);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->batch_size = 32;
+    cfg->seq_len = 128;
+    cfg->n_threads = 1;
+    cfg->seed = 1;
+    cfg->lr = 1e-3f;
+    cfg->min_lr = 1e-4f;
+    cfg->warmup_steps = 100;
+    cfg->total_steps = 10000;
+    cfg->beta1 = 0.9f;
+    cfg->beta2 = 0.95f;
+    cfg->eps = 1e-8f;
+    cfg->weight_decay = 0.1f;
+    cfg->clip_norm = 1.0f;
+    return TD_OK;
+}
+
+static tdi_adamw_config optimizer_config(const td_trainer_config *c)
+{
+    tdi_adamw_config o;
+    o.lr = c->lr;
+    o.beta1 = c->beta1;
+    o.beta2 = c->beta2;
+    o.eps = c->eps;
+    o.weight_decay = c->weight_decay;
+    o.clip_norm = c->clip_norm;
+    o.warmup = c->warmup_steps;
+    o.total = c->total_steps;
+    o.min_lr = c->min_lr;
+    return o;
+}
+
+static td_status check_config(const td_trainer_config *c, const tdi_model *m)
+{
+    TDI_CHECK_ARG(c->batch_size >= 1 && c->batch_size <= 65536,
+                  "td_trainer_create: cfg->batch_size = %d is outside [1, 65536]",
+                  (int)c->batch_size);
+    TDI_CHECK_ARG(c->seq_len >= 1 && c->seq_len <= m->cfg.max_seq_len,
+                  "td_trainer_create: cfg->seq_len = %d is outside [1, max_seq_len = %d]",
+                  (int)c->seq_len, (int)m->cfg.max_seq_len);
+    TDI_CHECK_ARG((int64_t)c->batch_size * c->seq_len <= INT32_MAX / 4,
+                  "td_trainer_create: batch_size x seq_len = %lld is too large",
+                  (long long)c->batch_size * c->seq_len);
+    TDI_CHECK_ARG(c->n_threads >= 1 && c->n_threads <= 1024,
+                  "td_trainer_create: cfg->n_threads = %d is outside [1, 1024]",
+                  (int)c->n_threads);
+    tdi_adamw_config o = optimizer_config(c);
+    return tdi_adamw_config_check(&o);
+}
+
+/* Decay policy per tensor: names ending in ".w" of 2-D tensors are matrices;
+ * embeddings, biases and LayerNorm parameters are not decayed. */
+static tdi_param_kind tensor_kind(const tdi_model *m, const tdi_tensor *t)
+{
+    if (t->offset == m->tok_emb || t->offset == m->pos_emb) return TDI_PARAM_EMBEDDING;
+    if (t->rows == 1) return strstr(t->name, "ln") ? TDI_PARAM_NORM : TDI_PARAM_BIAS;
+    return TDI_PARAM_MATRIX;
+}
+
+void td_trainer_free(td_trainer *t)
+{
+    if (t == NULL) return;
+    td_allocator a = t->alloc;
+    tdi_workspace_free(t->ws);
+    tdi_adamw_free(t->opt);
+    tdi_free(&a, t->scratch);
+    tdi_free(&a, t->grads);
+    tdi_free(&a, t);
+}
+
+static td_status allocate(td_trainer *t)
+{
+    const tdi_model *m = t->model->m;
+    size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
+    size_t V = (size_t)m->cfg.vocab_size;
+    t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
+    if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
+    /* One block for the batch: corrupted ids, rows, targets, weights,
+     * times, per-row losses, logits / their gradient. Each piece starts 64-byte aligned. */
+    size_t sizes[7] = { n * 4, n * 4, n * 4, n * 4, (size_t)t->cfg.batch_size * 8, n * 8,
+                        n * V * 4 };
+    size_t total = 0;
+    for (int i = 0; i < 7; i++) total += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
+    t->scratch = tdi_malloc(&t->alloc, total);
+    if (t->scratch == NULL) return tdi_nomem("td_trainer_create", total);
+    unsigned char *p = t->scratch;
+    void *slots[7];
+    for (int i = 0; i < 7; i++) {
+        slots[i] = p;
+        p += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
+    }
+    t->corr.ids = slots[0];
+    t->corr.rows = slots[1];
+    t->corr.targets = slots[2];
+    t->corr.weights = slots[3];
+    t->corr.capacity = n;
+    t->times = slots[4];
+    t->row_loss = slots[5];
+    t->logits = slots[6];
+    TDI_TRY(tdi_workspace_create(m, t->cfg.batch_size, t->cfg.seq_len, (int32_t)n, 1, &t->ws));
+    tdi_adamw_config o = optimizer_config(&t->cfg);
+    TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
+    tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);
+    if (ranges == NULL) return tdi_nomem("td_trainer_create", sizeof *ranges * m->n_tensors);
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *ts = &m->tensors[i];
+        ranges[i].offset = ts->offset;
+        ranges[i].count = (size_t)ts->rows * (size_t)ts->cols;
+        ranges[i].decay = tdi_param_kind_decays(tensor_kind(m, ts), TDI_DECAY_KINDS_DEFAULT);
+    }
+    td_status st = tdi_adamw_set_decay_ranges(t->opt, ranges, (size_t)m->n_tensors);
+    tdi_free(&t->alloc, ranges);
+    return st;
+}
+
+td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trainer_config *cfg,
+                            td_trainer **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(model);
+    TDI_CHECK_PTR(s);
+    TDI_CHECK_PTR(cfg);
+    td_trainer_config c;
+    TDI_TRY(td_trainer_config_default(&c));
+    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    TDI_TRY(check_config(&c, model->m));
+    const tdi_model *m = model->m;
+    if (tdi_schedule_of(s)->bert_corrupt && m->cfg.mask_id == 0)
+        return tdi_fail(TD_ERR_INVALID_ARG,
+                        "%s: BERT corruption draws random tokens below mask_id, which is 0",
+                        __func__);
+    td_trainer *t = tdi_calloc(&m->alloc, 1, sizeof *t);
+    if (t == NULL) return tdi_nomem(__func__, sizeof *t);
+    t->alloc = m->alloc;
+    t->model = model;
+    t->schedule = *tdi_schedule_of(s);
+    t->cfg = c;
+    tdi_rng_seed(&t->rng, c.seed);
+    td_status st = allocate(t);
+    if (st != TD_OK) {
+        td_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return TD_OK;
+}
+
+td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
+{
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(tokens);
+    if (stats != NULL && stats->struct_size < sizeof(uint32_t) + sizeof(int64_t))
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: stats->struct_size = %u is too small", __func__,
+                        (unsigned)stats->struct_size);
+    tdi_model *m = t->model->m;
+    const int32_t B = t->cfg.batch_size, T = t->cfg.seq_len, V = m->cfg.vocab_size;
+    const int nt = t->cfg.n_threads;
+    /* Random tokens for BERT's 80/10/10 are drawn from the ids below
+     * [MASK] (the bytes, for the byte tokenizer). */
+    tdi_corrupt_vocab vocab = { V, m->cfg.mask_id, 0, m->cfg.mask_id };
+
+    TDI_TRY(tdi_schedule_draw_times(&t->schedule, &t->rng, (size_t)B, t->times));
+    TDI_TRY(tdi_corrupt(&t->schedule, &vocab, tokens, (size_t)B, (size_t)T, t->times, &t->rng,
+                        &t->corr));
+    const int32_t n = (int32_t)t->corr.n;
+    double loss = 0.0;
+    memset(t->grads, 0, m->n_params * sizeof(float));
+    if (n > 0) {
+        TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids, B, T, NULL, nt));
+        tdi_model_logits(m, t->ws, t->corr.rows, n, t->logits, nt);
+        loss = tdi_crossentropy_forward_backward(t->logits, t->row_loss, t->logits, t->corr.targets,
+                                                 t->corr.weights, n, V, nt);
+        if (!isfinite(loss))
+            return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
+                            __func__, loss, (long long)tdi_adamw_steps(t->opt) + 1);
+        tdi_model_backward(m, t->ws, t->corr.rows, n, t->logits, t->grads, nt);
+    }
+    double grad_norm = 0.0;
+    td_status st = tdi_adamw_step(t->opt, m->params, t->grads, nt, &grad_norm);
+    if (st == TD_ERR_NUMERIC)
+        return tdi_fail(TD_ERR_NUMERIC, "%s: gradient norm is %g at step %lld; step not applied",
+                        __func__, grad_norm, (long long)tdi_adamw_steps(t->opt) + 1);
+    TDI_TRY(st);
+    if (stats != NULL) {
+        td_train_stats full;
+        memset(&full, 0, sizeof full);
+        full.struct_size = stats->struct_size;
+        full.step = tdi_adamw_steps(t->opt);
+        full.loss = loss;
+        full.grad_norm = grad_norm;
+        full.lr = tdi_adamw_lr(tdi_adamw_get_config(t->opt), full.step);
+        full.n_masked = n;
+        size_t size = stats->struct_size < sizeof full ? stats->struct_size : sizeof full;
+        memcpy(stats, &full, size);
+    }
+    return TD_OK;
+}

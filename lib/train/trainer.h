@@ -1,0 +1,27 @@
+/* The trainer's state, shared by its step, checkpoint and evaluation code. */
+#ifndef TDI_TRAINER_H
+#define TDI_TRAINER_H
+
+#include "diffusion/corrupt.h"
+#include "diffusion/schedule.h"
+#include "model/model_api.h"
+#include "train/adamw.h"
+#include "util/rng.h"
+
+struct td_trainer {
+    td_allocator alloc;
+    td_model *model;          /* updated in place; not owned */
+    tdi_schedule schedule;    /* a copy: the caller may free theirs */
+    td_trainer_config cfg;
+    tdi_rng rng;
+    tdi_workspace *ws;
+    tdi_adamw *opt;
+    float *grads;             /* [n_params] */
+    void *scratch;            /* one block for the fields below */
+    tdi_corruption corr;      /* corrupted ids, scored rows, targets, weights */
+    double *times;            /* [batch_size] */
+    double *row_loss;         /* [batch_size · seq_len] cross-entropy per scored row */
+    float *logits;            /* [batch_size · seq_len, V], then their gradient */
+};
+
+#endif
