@@ -9,10 +9,11 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/fastmath.h"
 #include "util/parallel.h"
 
 /* att [B, H, T, T]: scores in, probabilities out, one row per (b, h, query).
- * Masked keys get probability exactly 0. */
+ * Masked keys get probability exactly 0 (their score becomes −∞ first). */
 static void softmax_rows(float *att, const uint8_t *key_mask, int B, int T, int H, int nt)
 {
     (void)nt;
@@ -20,21 +21,27 @@ static void softmax_rows(float *att, const uint8_t *key_mask, int B, int T, int 
     TDI_OMP(parallel for num_threads(nt) schedule(static))
     for (long q = 0; q < n_rows; q++) {
         float *row = att + (size_t)q * T;
-        const uint8_t *m = key_mask ? key_mask + (size_t)(q / ((long)H * T)) * T : NULL;
+        if (key_mask) {
+            const uint8_t *m = key_mask + (size_t)(q / ((long)H * T)) * T;
+            TDI_OMP(simd)
+            for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
+        }
         float mx = -INFINITY;
-        for (int j = 0; j < T; j++)
-            if ((!m || m[j]) && row[j] > mx) mx = row[j];
+        TDI_OMP(simd reduction(max:mx))
+        for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
         if (mx == -INFINITY) { /* nothing to attend: a padded-out sequence */
             for (int j = 0; j < T; j++) row[j] = 0.0f;
             continue;
         }
         float sum = 0.0f;
+        TDI_OMP(simd reduction(+:sum))
         for (int j = 0; j < T; j++) {
-            float e = (!m || m[j]) ? expf(row[j] - mx) : 0.0f;
+            float e = tdi_expf(row[j] - mx);
             row[j] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
+        TDI_OMP(simd)
         for (int j = 0; j < T; j++) row[j] *= inv;
     }
 }
@@ -73,7 +80,9 @@ static void softmax_rows_backward(float *datt, const float *att, long n_rows, in
         float *g = datt + (size_t)q * T;
         const float *p = att + (size_t)q * T;
         float dot = 0.0f;
+        TDI_OMP(simd reduction(+:dot))
         for (int j = 0; j < T; j++) dot += p[j] * g[j];
+        TDI_OMP(simd)
         for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
     }
 }

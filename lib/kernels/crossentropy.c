@@ -1,13 +1,13 @@
 /* Softmax cross-entropy fused with its gradient. A logit of −∞ (the [MASK]
- * column under the SUBS parameterisation) gives expf(−∞) = 0: probability
- * and gradient exactly 0 with no special case. The exponentials are float;
- * their sum and the loss are double, so the loss of a row is accurate to the
- * float rounding of the logits themselves. */
+ * column under the SUBS parameterisation) gives tdi_expf(−∞) = 0:
+ * probability and gradient exactly 0 with no special case. The
+ * exponentials are float; their sum and the loss are double. */
 #include "kernels/kernels.h"
 
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/fastmath.h"
 #include "util/parallel.h"
 
 /* logits, dlogits [n, V]; targets, weights, row_loss [n] */
@@ -22,21 +22,25 @@ double tdi_crossentropy_forward_backward(float *dlogits, double *row_loss, const
         float *g = dlogits ? dlogits + (size_t)r * V : NULL;
         int y = targets[r];
         float ly = l[y]; /* read before g, which may alias l, is written */
-        float mx = l[0];
-        for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+        float mx = -INFINITY;
+        TDI_OMP(simd reduction(max:mx))
+        for (int j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
         double sum = 0.0;
         if (g) {
+            TDI_OMP(simd reduction(+:sum))
             for (int j = 0; j < V; j++) {
-                float e = expf(l[j] - mx);
+                float e = tdi_expf(l[j] - mx);
                 g[j] = e;
                 sum += e;
             }
             float w = weights ? weights[r] : 1.0f;
             float scale = (float)(w / sum);
+            TDI_OMP(simd)
             for (int j = 0; j < V; j++) g[j] *= scale;
             g[y] -= w;
         } else {
-            for (int j = 0; j < V; j++) sum += expf(l[j] - mx);
+            TDI_OMP(simd reduction(+:sum))
+            for (int j = 0; j < V; j++) sum += tdi_expf(l[j] - mx);
         }
         row_loss[r] = log(sum) + (double)mx - (double)ly;
     }

@@ -23,6 +23,7 @@ void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, con
         const float *e = tok + (size_t)ids[r] * d;
         if (pos) {
             const float *p = pos + (size_t)(r % T) * d;
+            TDI_OMP(simd)
             for (int j = 0; j < d; j++) o[j] = e[j] + p[j];
         } else {
             for (int j = 0; j < d; j++) o[j] = e[j];
@@ -44,6 +45,7 @@ void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const i
         for (int r = 0; r < n; r++) {
             const float *g = dout + (size_t)r * d;
             float *e = dtok + (size_t)ids[r] * d;
+            TDI_OMP(simd)
             for (int j = j0; j < j1; j++) e[j] += g[j];
         }
         if (dpos) {
@@ -51,6 +53,7 @@ void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const i
                 float *p = dpos + (size_t)t * d;
                 for (int b = 0; b < B; b++) {
                     const float *g = dout + ((size_t)b * T + t) * d;
+                    TDI_OMP(simd)
                     for (int j = j0; j < j1; j++) p[j] += g[j];
                 }
             }

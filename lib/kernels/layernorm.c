@@ -20,15 +20,18 @@ void tdi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
         const float *xr = x + (size_t)i * d;
         float *yr = y + (size_t)i * d;
         float s = 0.0f;
+        TDI_OMP(simd reduction(+:s))
         for (int j = 0; j < d; j++) s += xr[j];
         float m = s / (float)d;
         /* Two passes: Σ(x − m)² does not cancel the way Σx² − d·m² does. */
         float v = 0.0f;
+        TDI_OMP(simd reduction(+:v))
         for (int j = 0; j < d; j++) {
             float c = xr[j] - m;
             v += c * c;
         }
         float r = 1.0f / sqrtf(v / (float)d + TDI_LN_EPS);
+        TDI_OMP(simd)
         for (int j = 0; j < d; j++) yr[j] = (xr[j] - m) * r * w[j] + b[j];
         mean[i] = m;
         rstd[i] = r;
@@ -50,6 +53,7 @@ static void layernorm_param_grads(float *dw, float *db, const float *dy, const f
             const float *xr = x + (size_t)i * d;
             const float *gr = dy + (size_t)i * d;
             float m = mean[i], r = rstd[i];
+            TDI_OMP(simd)
             for (int j = j0; j < j1; j++) {
                 sw[j - j0] += gr[j] * (xr[j] - m) * r;
                 sb[j - j0] += gr[j];
@@ -76,6 +80,7 @@ void tdi_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
         float *dxr = dx + (size_t)i * d;
         float m = mean[i], r = rstd[i];
         float sg = 0.0f, sgx = 0.0f;
+        TDI_OMP(simd reduction(+:sg, sgx))
         for (int j = 0; j < d; j++) {
             float g = gr[j] * w[j];
             sg += g;
@@ -83,9 +88,11 @@ void tdi_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
         }
         float mg = sg / (float)d, mgx = sgx / (float)d;
         if (accumulate) {
+            TDI_OMP(simd)
             for (int j = 0; j < d; j++)
                 dxr[j] += r * (gr[j] * w[j] - mg - (xr[j] - m) * r * mgx);
         } else {
+            TDI_OMP(simd)
             for (int j = 0; j < d; j++)
                 dxr[j] = r * (gr[j] * w[j] - mg - (xr[j] - m) * r * mgx);
         }

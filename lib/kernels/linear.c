@@ -27,11 +27,15 @@ void tdi_linear_forward(float *y, const float *x, const float *w, const float *b
             float *yr = y + (size_t)i * out;
             const float *ar = add ? add + (size_t)i * out : NULL;
             if (ar && b) {
+                TDI_OMP(simd)
                 for (int j = 0; j < out; j++) yr[j] = ar[j] + b[j];
             } else if (ar) {
-                if (ar != yr)
+                if (ar != yr) {
+                    TDI_OMP(simd)
                     for (int j = 0; j < out; j++) yr[j] = ar[j];
+                }
             } else {
+                TDI_OMP(simd)
                 for (int j = 0; j < out; j++) yr[j] = b[j];
             }
         }
@@ -52,6 +56,7 @@ void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, int nt)
         float s[COL_BLOCK] = { 0 };
         for (int i = 0; i < n; i++) {
             const float *xr = x + (size_t)i * cols;
+            TDI_OMP(simd)
             for (int j = j0; j < j1; j++) s[j - j0] += xr[j];
         }
         for (int j = j0; j < j1; j++) acc[j] += s[j - j0];

@@ -39,6 +39,7 @@ static void rope_apply(float *x, int ld, int n, int T, int n_heads, int hd,
         for (int h = 0; h < n_heads; h++) {
             float *x0 = x + (size_t)r * ld + (size_t)h * hd;
             float *x1 = x0 + half;
+            TDI_OMP(simd)
             for (int i = 0; i < half; i++) {
                 float a = x0[i], b = x1[i], si = dir * s[i];
                 x0[i] = a * c[i] - b * si;

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "kernels/fastmath.h"
 #include "kernels/kernels.h"
 #include "util/rng.h"
 
@@ -101,6 +102,37 @@ static double dot_dr(const double *y, const float *r, size_t n)
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += y[i] * r[i];
     return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the inline exp and tanh the elementwise kernels use */
+
+static void test_fastmath(void **state)
+{
+    (void)state;
+    double worst_exp = 0, worst_tanh = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -87.3f + (88.3f + 87.3f) * (float)i / 2000000.0f;
+        double rel = fabs(tdi_expf(x) / exp((double)x) - 1.0);
+        if (rel > worst_exp) worst_exp = rel;
+        float u = -12.0f + 24.0f * (float)i / 2000000.0f;
+        double err = fabs(tdi_tanhf(u) - tanh((double)u));
+        if (err > worst_tanh) worst_tanh = err;
+    }
+    print_message("fastmath: exp worst relative error %.3g, tanh worst absolute error %.3g\n",
+                  worst_exp, worst_tanh);
+    assert_true(worst_exp < 4e-7); /* ~3 ulp */
+    assert_true(worst_tanh < 3e-7);
+    /* Limits: a masked logit's exp is exactly 0, overflow is +inf, NaN stays. */
+    assert_true(tdi_expf(-INFINITY) == 0.0f);
+    assert_true(tdi_expf(-1000.0f) == 0.0f);
+    assert_true(tdi_expf(0.0f) == 1.0f);
+    assert_true(isinf(tdi_expf(INFINITY)) && tdi_expf(1000.0f) > 0);
+    assert_true(isnan(tdi_expf(NAN)));
+    assert_true(tdi_tanhf(INFINITY) == 1.0f && tdi_tanhf(-INFINITY) == -1.0f);
+    assert_true(tdi_tanhf(30.0f) == 1.0f && tdi_tanhf(-30.0f) == -1.0f);
+    assert_true(tdi_tanhf(0.0f) == 0.0f);
+    assert_true(isnan(tdi_tanhf(NAN)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -604,6 +636,7 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fastmath),
         cmocka_unit_test_setup(test_linear, setup),
         cmocka_unit_test_setup(test_layernorm, setup),
         cmocka_unit_test_setup(test_gelu, setup),
