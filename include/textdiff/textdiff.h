@@ -234,6 +234,43 @@ TD_API td_status td_tokenizer_decode(const td_tokenizer *t, const int32_t *ids, 
                                      const char *mask_text, char *out, size_t cap, size_t *len);
 
 /* ---------------------------------------------------------------------------
+ * Corpus (docs/corpus.md): a text file (plain or gzip, detected by content)
+ * tokenised once and split deterministically into training and validation
+ * (every 20th block of 8192 tokens is validation). A corpus is immutable and
+ * may be read by several threads at once.
+ * ------------------------------------------------------------------------- */
+typedef struct td_corpus td_corpus;
+
+typedef enum td_split {
+    TD_SPLIT_TRAIN = 0,
+    TD_SPLIT_VALID = 1
+} td_split;
+
+/* Reads and tokenises a file of at most 1 GiB of text. */
+TD_API td_status td_corpus_load(const char *path, const td_tokenizer *tok,
+                                const td_allocator *alloc, td_corpus **out);
+/* The same for text already in memory (copied; need not outlive the call). */
+TD_API td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok,
+                                  const td_allocator *alloc, td_corpus **out);
+TD_API void td_corpus_free(td_corpus *c);
+
+TD_API td_status td_corpus_num_tokens(const td_corpus *c, td_split split, uint64_t *n_tokens);
+
+/* Batch number `index` of a run seeded with `seed`: `batch` windows of
+ * seq_len tokens at uniformly random offsets of the split, into
+ * out[batch · seq_len]. Stateless: the same (seed, index) always gives the
+ * same batch, so a resumed run sees exactly the batches it would have. */
+TD_API td_status td_corpus_batch(const td_corpus *c, td_split split, uint64_t seed,
+                                 uint64_t index, int32_t batch, int32_t seq_len, int32_t *out);
+
+/* Non-overlapping windows of seq_len tokens tiling the split in text order
+ * (for evaluation): how many there are, and a copy of the index-th. */
+TD_API td_status td_corpus_num_windows(const td_corpus *c, td_split split, int32_t seq_len,
+                                       uint64_t *n_windows);
+TD_API td_status td_corpus_window(const td_corpus *c, td_split split, int32_t seq_len,
+                                  uint64_t index, int32_t *out);
+
+/* ---------------------------------------------------------------------------
  * Model (docs/model.md): a bidirectional transformer encoder with a tied
  * output head; RoPE and pre-LN by default, BERT's learned positions and
  * post-LN as options. Its parameters are one contiguous float32 buffer.

@@ -255,7 +255,7 @@ void tdi_corpus_text_free(const td_allocator *alloc, char *text)
 
 /* ---- tokenised corpus and its split --------------------------------------- */
 
-struct tdi_corpus {
+struct td_corpus {
     td_allocator alloc;
     int32_t *ids;
     size_t n;
@@ -465,4 +465,88 @@ td_status tdi_corpus_tile(const tdi_corpus *c, tdi_split split, size_t seq_len, 
     memcpy(out, c->ids + s, seq_len * sizeof *out);
     if (start) *start = s;
     return TD_OK;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+static td_status check_split(td_split split, const char *func)
+{
+    if (split != TD_SPLIT_TRAIN && split != TD_SPLIT_VALID)
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: split = %d is not TD_SPLIT_TRAIN or TD_SPLIT_VALID",
+                        func, (int)split);
+    return TD_OK;
+}
+
+static td_status check_seq_len(int32_t seq_len, const char *func)
+{
+    if (seq_len < 1)
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: seq_len = %d must be at least 1", func,
+                        (int)seq_len);
+    return TD_OK;
+}
+
+td_status td_corpus_load(const char *path, const td_tokenizer *tok, const td_allocator *alloc,
+                         td_corpus **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(path);
+    TDI_CHECK_PTR(tok);
+    return tdi_corpus_load(path, TDI_CORPUS_DEFAULT_MAX_BYTES, tok, NULL, alloc, out);
+}
+
+td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok,
+                           const td_allocator *alloc, td_corpus **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(text);
+    TDI_CHECK_PTR(tok);
+    return tdi_corpus_create(text, len, tok, NULL, alloc, out);
+}
+
+void td_corpus_free(td_corpus *c) { tdi_corpus_free(c); }
+
+td_status td_corpus_num_tokens(const td_corpus *c, td_split split, uint64_t *n_tokens)
+{
+    TDI_CHECK_PTR(c);
+    TDI_CHECK_PTR(n_tokens);
+    TDI_TRY(check_split(split, __func__));
+    *n_tokens = tdi_corpus_split_size(c, (tdi_split)split);
+    return TD_OK;
+}
+
+td_status td_corpus_batch(const td_corpus *c, td_split split, uint64_t seed, uint64_t index,
+                          int32_t batch, int32_t seq_len, int32_t *out)
+{
+    TDI_CHECK_PTR(c);
+    TDI_CHECK_PTR(out);
+    TDI_TRY(check_split(split, __func__));
+    TDI_TRY(check_seq_len(seq_len, __func__));
+    TDI_CHECK_ARG(batch >= 1, "%s: batch = %d must be at least 1", __func__, (int)batch);
+    tdi_rng rng;
+    tdi_rng_stream(&rng, seed, index);
+    return tdi_corpus_sample(c, (tdi_split)split, &rng, (size_t)batch, (size_t)seq_len, out,
+                             NULL);
+}
+
+td_status td_corpus_num_windows(const td_corpus *c, td_split split, int32_t seq_len,
+                                uint64_t *n_windows)
+{
+    TDI_CHECK_PTR(c);
+    TDI_CHECK_PTR(n_windows);
+    TDI_TRY(check_split(split, __func__));
+    TDI_TRY(check_seq_len(seq_len, __func__));
+    *n_windows = tdi_corpus_n_tiles(c, (tdi_split)split, (size_t)seq_len);
+    return TD_OK;
+}
+
+td_status td_corpus_window(const td_corpus *c, td_split split, int32_t seq_len, uint64_t index,
+                           int32_t *out)
+{
+    TDI_CHECK_PTR(c);
+    TDI_CHECK_PTR(out);
+    TDI_TRY(check_split(split, __func__));
+    TDI_TRY(check_seq_len(seq_len, __func__));
+    return tdi_corpus_tile(c, (tdi_split)split, (size_t)seq_len, index, out, NULL);
 }

@@ -59,7 +59,7 @@ typedef struct tdi_split_opts {
 /* block_len 8192, valid_every 20. */
 tdi_split_opts tdi_split_opts_default(void);
 
-typedef struct tdi_corpus tdi_corpus;
+typedef struct td_corpus tdi_corpus;
 
 /* Tokenise text[0..len) with `tok` (which need not outlive the corpus) and
  * split it; opts NULL selects the defaults. The text must not be empty and
