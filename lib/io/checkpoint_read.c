@@ -210,14 +210,16 @@ static td_status inflate_region(rd *r, const char *what, const section *g, unsig
         if (ret == Z_STREAM_END) break;
         if (ret == Z_OK) continue;
         if (ret == Z_MEM_ERROR) return rd_nomem(r, "the zlib window", 1u << 15);
-        if (ret == Z_BUF_ERROR && out_done == g->raw)
+        /* No progress possible: the input ran out first, or the output. */
+        if (ret == Z_BUF_ERROR && zs->avail_in == 0 && in_left == 0)
+            return rd_fail(r, TD_ERR_CORRUPT, "%s at offset %llu: zlib stream ends early "
+                           "(%llu of %llu bytes decompressed)", what,
+                           (unsigned long long)g->offset, (unsigned long long)out_done,
+                           (unsigned long long)g->raw);
+        if (ret == Z_BUF_ERROR)
             return rd_fail(r, TD_ERR_CORRUPT, "%s at offset %llu: decompresses to more than "
                            "raw_size %llu bytes", what, (unsigned long long)g->offset,
                            (unsigned long long)g->raw);
-        if (ret == Z_BUF_ERROR)
-            return rd_fail(r, TD_ERR_CORRUPT, "%s at offset %llu: zlib stream ends early "
-                           "(%llu of %llu bytes)", what, (unsigned long long)g->offset,
-                           (unsigned long long)out_done, (unsigned long long)g->raw);
         return rd_fail(r, TD_ERR_CORRUPT, "%s at offset %llu: zlib: %s", what,
                        (unsigned long long)g->offset, zs->msg ? zs->msg : "stream error");
     }

@@ -584,9 +584,10 @@ td_status tdi_ckpt_write_memory(tdi_ckpt_writer *w, void **buf, size_t *size)
     TDI_TRY(check_unique(w, __func__));
     sink s = { &w->alloc, -1, "<memory>", NULL, 0, 0, 0 };
     /* Exact for stored tensors, so one allocation in the common case. */
-    uint64_t estimate = TDI_CKPT_HEADER_SIZE + (uint64_t)w->meta_len + directory_size(w);
+    uint64_t estimate = TDI_CKPT_HEADER_SIZE + (uint64_t)w->meta_len;
     for (uint32_t i = 0; i < w->n_tensors; i++)
         estimate = tdi_align64(estimate) + w->tensors[i].nbytes;
+    estimate += directory_size(w);
 #if SIZE_MAX < UINT64_MAX
     if (estimate > SIZE_MAX) return tdi_nomem(__func__, SIZE_MAX);
 #endif

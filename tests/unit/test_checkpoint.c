@@ -869,6 +869,9 @@ static void test_no_allocation_from_absurd_sizes(void **state)
  * sections, chosen minor version, header size and directory entry padding. */
 typedef struct craft {
     unsigned minor, header_size, entry_extra;
+    int meta_zlib;       /* compress the metadata section */
+    int meta_junk;       /* bytes after the zlib stream (negative: cut it short) */
+    long meta_raw_delta; /* added to the metadata raw_size */
     unsigned char meta[1024];
     size_t meta_len;
     unsigned meta_count;
@@ -889,13 +892,21 @@ static void craft_meta(craft *c, const char *key, unsigned type, const unsigned 
 static size_t craft_build(const craft *c, unsigned char *out, size_t cap)
 {
     memset(out, 0, cap);
-    size_t pos = c->header_size;
-    memcpy(out + pos, c->meta, c->meta_len);
+    size_t pos = c->header_size, stored = c->meta_len;
+    if (c->meta_zlib) {
+        uLongf zlen = (uLongf)(cap - pos);
+        assert_int_equal(compress2(out + pos, &zlen, c->meta, c->meta_len, 9), Z_OK);
+        stored = (size_t)((long)zlen + c->meta_junk);
+        for (size_t i = zlen; i < stored; i++) out[pos + i] = 0xa5;
+        out[H_META + S_CODEC] = 1;
+    } else {
+        memcpy(out + pos, c->meta, c->meta_len);
+    }
     put64(out + H_META + S_OFFSET, pos);
-    put64(out + H_META + S_STORED, c->meta_len);
-    put64(out + H_META + S_RAW, c->meta_len);
-    put32(out + H_META + S_CRC, crc(out + pos, c->meta_len));
-    pos += c->meta_len;
+    put64(out + H_META + S_STORED, stored);
+    put64(out + H_META + S_RAW, (uint64_t)((long)c->meta_len + c->meta_raw_delta));
+    put32(out + H_META + S_CRC, crc(out + pos, stored));
+    pos += stored;
     uint64_t offsets[4];
     for (unsigned i = 0; i < c->nt; i++) {
         pos = (pos + 63) & ~(size_t)63;
@@ -1039,6 +1050,29 @@ static void test_independent_encoder_and_minor_versions(void **state)
             fail_msg("type %u, value_len %zu: %s", rules[i].type, rules[i].len,
                      td_last_error_message());
     }
+    /* A compressed metadata section: valid, then every way the zlib stream
+     * and the sizes around it can disagree. */
+    static const struct { int junk; long delta; td_status want; const char *msg; } z[] = {
+        { 0, 0, TD_OK, "" },
+        { 2, 0, TD_ERR_CORRUPT, "after the end" },
+        { -1, 0, TD_ERR_CORRUPT, "ends early" },
+        { -6, 0, TD_ERR_CORRUPT, "ends early" },
+        { 0, -1, TD_ERR_CORRUPT, "more than raw_size" },
+        { 0, 1, TD_ERR_CORRUPT, "decompresses to" },
+    };
+    for (size_t i = 0; i < sizeof z / sizeof z[0]; i++) {
+        craft_sample(&c, 0);
+        c.meta_zlib = 1;
+        c.meta_junk = z[i].junk;
+        c.meta_raw_delta = z[i].delta;
+        n = craft_build(&c, buf, sizeof buf);
+        td_status st = tdi_ckpt_read_memory(NULL, buf, n, &r);
+        if (st != z[i].want || !strstr(td_last_error_message(), z[i].msg))
+            fail_msg("zlib case %zu: %s: %s", i, td_status_string(st), td_last_error_message());
+        if (st == TD_OK) check_crafted(r, 0);
+        tdi_ckpt_free(r);
+        r = NULL;
+    }
     /* Extra bytes after the last metadata entry. */
     craft_sample(&c, 0);
     c.meta_len += 3;
@@ -1079,11 +1113,29 @@ static void test_writer_allocation_failures(void **state)
         if (st == TD_OK) break;
     }
     assert_true(failures >= 8); /* writer, buffers, zlib's several blocks */
+
+    /* zlib's allocations go through the hooks: deflate's five blocks. */
+    long calls[2];
+    for (int level = 0; level < 2; level++) {
+        td_allocator a = test_heap_allocator(&heap);
+        tdi_ckpt_writer *w = NULL;
+        void *buf = NULL;
+        size_t size = 0;
+        assert_status(tdi_ckpt_writer_create(&a, &w), TD_OK);
+        assert_status(tdi_ckpt_writer_set_level(w, level), TD_OK);
+        assert_status(sample_put(w, &s, TDI_CKPT_COMPRESS), TD_OK);
+        assert_status(tdi_ckpt_write_memory(w, &buf, &size), TD_OK);
+        tdi_free(&a, buf);
+        tdi_ckpt_writer_free(w);
+        calls[level] = heap.calls;
+    }
+    assert_true(calls[1] >= calls[0] + 5);
     sample_free(&s);
 }
 
-static void reader_failures(const unsigned char *f, size_t size, const char *path)
+static long reader_failures(const unsigned char *f, size_t size, const char *path)
 {
+    long calls = 0;
     test_heap heap;
     int failures = 0;
     for (long k = 0;; k++) {
@@ -1099,9 +1151,11 @@ static void reader_failures(const unsigned char *f, size_t size, const char *pat
         }
         tdi_ckpt_free(c);
         assert_int_equal(heap.live, 0);
+        calls = heap.calls;
         if (st == TD_OK) break;
     }
     assert_true(failures >= 4);
+    return calls; /* allocations of a successful read */
 }
 
 static void test_reader_allocation_failures(void **state)
@@ -1109,8 +1163,9 @@ static void test_reader_allocation_failures(void **state)
     (void)state;
     files f;
     small_files(&f);
-    reader_failures(f.plain, f.plain_size, NULL);
-    reader_failures(f.packed, f.packed_size, NULL);
+    long plain = reader_failures(f.plain, f.plain_size, NULL);
+    long packed = reader_failures(f.packed, f.packed_size, NULL);
+    assert_true(packed >= plain + 1); /* inflate's state, through the hooks */
     files_free(&f);
 }
 
