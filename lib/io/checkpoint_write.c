@@ -615,7 +615,8 @@ static uint64_t mix64(uint64_t z)
 }
 
 /* Create "<dir>/.<base>.tmp-<hex>" exclusively. The suffix only needs to be
- * unlikely to collide; O_EXCL makes a collision a retry, not a clobber. */
+ * unlikely to collide; O_EXCL makes a collision a retry, not a clobber. The
+ * base is cut to 200 bytes so that the name stays within NAME_MAX (255). */
 static td_status create_temp(tdi_ckpt_writer *w, const char *path, char **tmp_out,
                              int *fd_out)
 {
@@ -632,7 +633,7 @@ static td_status create_temp(tdi_ckpt_writer *w, const char *path, char **tmp_ou
                     ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)w;
     for (int attempt = 0; attempt < 32; attempt++) {
         uint64_t r = mix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t)(attempt + 1));
-        snprintf(tmp, n, "%.*s.%s.tmp-%016llx", (int)dir_len, path, base,
+        snprintf(tmp, n, "%.*s.%.200s.tmp-%016llx", (int)dir_len, path, base,
                  (unsigned long long)r);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0) {

@@ -1296,6 +1296,25 @@ static void test_file_round_trip(void **state)
     assert_int_equal(fwrite(f.packed, 1, f.packed_size, fp), f.packed_size);
     fclose(fp);
     reader_failures(NULL, 0, path);
+    remove(path);
+
+    /* A name near NAME_MAX still leaves room for the temporary file's. */
+    char name[241];
+    memset(name, 'n', 240);
+    name[240] = '\0';
+    path_in(path, sizeof path, name);
+    tdi_ckpt_writer *w = NULL;
+    assert_status(tdi_ckpt_writer_create(NULL, &w), TD_OK);
+    assert_status(tdi_ckpt_put_string(w, "k", "v"), TD_OK);
+    assert_status(tdi_ckpt_write_file(w, path), TD_OK);
+    tdi_ckpt_writer_free(w);
+    dir_listing(listing, sizeof listing);
+    assert_string_equal(listing, name);
+    assert_status(read_buf(f.packed, f.packed_size), TD_OK);
+    tdi_ckpt *c = NULL;
+    assert_status(tdi_ckpt_read_file(NULL, path, &c), TD_OK);
+    assert_int_equal(tdi_ckpt_meta_count(c), 1);
+    tdi_ckpt_free(c);
     files_free(&f);
     remove(path);
 }
