@@ -319,6 +319,24 @@ TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
 TD_API td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch,
                                  int32_t seq_len, int32_t n_threads, float *logits);
 
+/* Checkpoints (docs/format.md): saved atomically (temporary file, fsync,
+ * rename; an existing file is replaced only by a complete new one). Loading
+ * validates every field and returns TD_ERR_FORMAT, TD_ERR_CORRUPT,
+ * TD_ERR_VERSION or TD_ERR_IO with a message; it never reads out of bounds.
+ * A trainer checkpoint (td_trainer_save) also loads as a model. */
+TD_API td_status td_model_save(const td_model *m, const char *path);
+TD_API td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out);
+TD_API td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
+                                      td_model **out);
+
+/* The tokenizer travels with the model in its checkpoints. set copies its
+ * description (its vocabulary size and [MASK] id must match the model's);
+ * get builds a new tokenizer from it, or fails with TD_ERR_STATE when the
+ * model has none. */
+TD_API td_status td_model_set_tokenizer(td_model *m, const td_tokenizer *tok);
+TD_API td_status td_model_get_tokenizer(const td_model *m, const td_allocator *alloc,
+                                        td_tokenizer **out);
+
 /* ---------------------------------------------------------------------------
  * Trainer: one training step for MLM and for diffusion alike. Each step
  * draws a time per sequence from the schedule, masks the batch, runs the
@@ -364,6 +382,20 @@ TD_API void td_trainer_free(td_trainer *t);
  * non-finite loss or gradient returns TD_ERR_NUMERIC and leaves the model
  * and the optimizer untouched. */
 TD_API td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats);
+
+/* Steps completed so far (restored by td_trainer_resume). */
+TD_API td_status td_trainer_get_step(const td_trainer *t, int64_t *step);
+
+/* A resumable checkpoint: the model (as td_model_save writes it) plus the
+ * optimizer moments, the step count and the random generator state. */
+TD_API td_status td_trainer_save(const td_trainer *t, const char *path);
+
+/* Restores a td_trainer_save checkpoint into a trainer whose model has the
+ * same configuration: parameters, optimizer state, step and generator.
+ * Continuing with the same data (e.g. td_corpus_batch indexed by the step)
+ * repeats the uninterrupted run bit for bit at the same thread counts. On
+ * any error the trainer and its model are unchanged. */
+TD_API td_status td_trainer_resume(td_trainer *t, const char *path);
 
 #ifdef __cplusplus
 } /* extern "C" */

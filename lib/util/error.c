@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* One message per thread: the library keeps no other mutable global state. */
 static _Thread_local char tdi_last_message[512];
@@ -12,6 +13,19 @@ td_status tdi_fail(td_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
     va_end(ap);
+    return status;
+}
+
+td_status tdi_fail_context(td_status status, const char *fmt, ...)
+{
+    char detail[sizeof tdi_last_message];
+    memcpy(detail, tdi_last_message, sizeof detail);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof tdi_last_message)
+        snprintf(tdi_last_message + n, sizeof tdi_last_message - (size_t)n, ": %s", detail);
     return status;
 }
 

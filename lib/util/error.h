@@ -13,6 +13,10 @@
 
 td_status tdi_fail(td_status status, const char *fmt, ...) TDI_PRINTF(2, 3);
 
+/* Fail with `status`, putting a formatted context before the message the
+ * failing callee left: "context: callee's message". */
+td_status tdi_fail_context(td_status status, const char *fmt, ...) TDI_PRINTF(2, 3);
+
 /* Argument checks that name the offending argument and function. */
 #define TDI_CHECK_ARG(cond, ...) \
     do { if (!(cond)) return tdi_fail(TD_ERR_INVALID_ARG, __VA_ARGS__); } while (0)

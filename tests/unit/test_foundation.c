@@ -87,6 +87,10 @@ static void test_error_message_is_per_thread_and_sticky(void **state)
     assert_int_equal(pthread_create(&t, NULL, other_thread, NULL), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_string_equal(td_last_error_message(), "offset 42 is bad");
+    /* Context goes before the callee's message. */
+    tdi_fail(TD_ERR_CORRUPT, "inner %d", 7);
+    assert_int_equal(tdi_fail_context(TD_ERR_FORMAT, "outer %s", "ctx"), TD_ERR_FORMAT);
+    assert_string_equal(td_last_error_message(), "outer ctx: inner 7");
     /* Long messages are truncated, not overflowed. */
     char big[2000];
     memset(big, 'x', sizeof big - 1);

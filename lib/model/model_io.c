@@ -1,0 +1,244 @@
+/* Models in checkpoint files (docs/format.md "Model checkpoints"): the
+ * configuration as metadata, every parameter tensor by its docs/model.md
+ * name, and the tokenizer description when the model has one. */
+#include "io/checkpoint.h"
+#include "model/model_api.h"
+#include "model/model_io.h"
+#include "text/tokenizer.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MODEL_FORMAT "libtextdiff-model"
+
+/* The configuration fields, by their metadata key. */
+static const struct { const char *key; size_t offset; } config_fields[] = {
+    { "model.vocab_size", offsetof(tdi_model_config, vocab_size) },
+    { "model.mask_id", offsetof(tdi_model_config, mask_id) },
+    { "model.max_seq_len", offsetof(tdi_model_config, max_seq_len) },
+    { "model.d_model", offsetof(tdi_model_config, d_model) },
+    { "model.n_layers", offsetof(tdi_model_config, n_layers) },
+    { "model.n_heads", offsetof(tdi_model_config, n_heads) },
+    { "model.d_ff", offsetof(tdi_model_config, d_ff) },
+    { "model.pos_encoding", offsetof(tdi_model_config, pos_encoding) },
+    { "model.norm_placement", offsetof(tdi_model_config, norm_placement) },
+    { "model.tie_embeddings", offsetof(tdi_model_config, tie_embeddings) },
+};
+#define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static int32_t *config_field(tdi_model_config *c, size_t i)
+{
+    return (int32_t *)((char *)c + config_fields[i].offset);
+}
+
+static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
+{
+    if (t->rows == 1) {
+        *ndim = 1;
+        dims[0] = (uint64_t)t->cols;
+    } else {
+        *ndim = 2;
+        dims[0] = (uint64_t)t->rows;
+        dims[1] = (uint64_t)t->cols;
+    }
+}
+
+td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w)
+{
+    const tdi_model *m = model->m;
+    TDI_TRY(tdi_ckpt_put_string(w, "format", MODEL_FORMAT));
+    tdi_model_config c = m->cfg;
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+        TDI_TRY(tdi_ckpt_put_i64(w, config_fields[i].key, *config_field(&c, i)));
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        uint32_t ndim;
+        uint64_t dims[2];
+        tensor_dims(t, &ndim, dims);
+        TDI_TRY(tdi_ckpt_add_tensor(w, t->name, TDI_DTYPE_F32, ndim, dims,
+                                    m->params + t->offset, TDI_CKPT_COMPRESS));
+    }
+    if (model->tokenizer != NULL) {
+        uint64_t n = model->tokenizer_size;
+        TDI_TRY(tdi_ckpt_add_tensor(w, "tokenizer", TDI_DTYPE_U8, 1, &n, model->tokenizer, 0));
+    }
+    return TD_OK;
+}
+
+td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
+{
+    const char *format = NULL;
+    td_status st = tdi_ckpt_get_string(ck, "format", &format, NULL);
+    if (st != TD_OK || strcmp(format, MODEL_FORMAT) != 0)
+        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: the file holds no libtextdiff model");
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+        int64_t v;
+        TDI_TRY(tdi_ckpt_get_i64(ck, config_fields[i].key, &v));
+        if (v < INT32_MIN || v > INT32_MAX)
+            return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %lld is out of range",
+                            config_fields[i].key, (long long)v);
+        *config_field(c, i) = (int32_t)v;
+    }
+    if (tdi_model_config_validate(c) != TD_OK)
+        return tdi_fail_context(TD_ERR_FORMAT, "model checkpoint: invalid configuration");
+    return TD_OK;
+}
+
+/* Every tensor is checked before any is copied, so a bad file leaves the
+ * model as it was. */
+td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t i = 0; i < m->n_tensors; i++) {
+            const tdi_tensor *t = &m->tensors[i];
+            const tdi_ckpt_tensor *ct;
+            TDI_TRY(tdi_ckpt_tensor_get(ck, t->name, TDI_DTYPE_F32, &ct));
+            if (pass == 1) {
+                memcpy(m->params + t->offset, ct->data, ct->nbytes);
+                continue;
+            }
+            uint32_t ndim;
+            uint64_t dims[2];
+            tensor_dims(t, &ndim, dims);
+            if (ct->ndim != ndim || ct->dims[0] != dims[0] ||
+                (ndim == 2 && ct->dims[1] != dims[1]))
+                return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor %s has the wrong shape",
+                                t->name);
+            const float *src = ct->data;
+            for (uint64_t k = 0; k < ct->count; k++)
+                if (!isfinite(src[k]))
+                    return tdi_fail(TD_ERR_CORRUPT,
+                                    "model checkpoint: tensor %s holds a non-finite value at %llu",
+                                    t->name, (unsigned long long)k);
+        }
+    return TD_OK;
+}
+
+static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
+{
+    const tdi_ckpt_tensor *t = tdi_ckpt_tensor_find(ck, "tokenizer");
+    if (t == NULL) return TD_OK;
+    if (t->dtype != TDI_DTYPE_U8 || t->ndim != 1)
+        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor tokenizer is not bytes");
+    td_tokenizer *tok;
+    td_status st = tdi_tokenizer_deserialize(t->data, t->nbytes, &model->m->alloc, &tok);
+    if (st != TD_OK) return st;
+    st = td_model_set_tokenizer(model, tok);
+    td_tokenizer_free(tok);
+    if (st != TD_OK)
+        return tdi_fail_context(TD_ERR_FORMAT, "model checkpoint");
+    return TD_OK;
+}
+
+td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, td_model **out)
+{
+    tdi_model_config c;
+    TDI_TRY(tdi_model_read_config(ck, &c));
+    tdi_model *inner;
+    TDI_TRY(tdi_model_create(&c, alloc, &inner));
+    td_status st = tdi_model_read_params(ck, inner);
+    if (st != TD_OK) {
+        tdi_model_free(inner);
+        return st;
+    }
+    td_model *model;
+    st = tdi_model_wrap(inner, &model);
+    if (st != TD_OK) {
+        tdi_model_free(inner);
+        return st;
+    }
+    st = read_tokenizer(ck, model);
+    if (st != TD_OK) {
+        td_model_free(model);
+        return st;
+    }
+    *out = model;
+    return TD_OK;
+}
+
+td_status td_model_save(const td_model *m, const char *path)
+{
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(path);
+    tdi_ckpt_writer *w;
+    TDI_TRY(tdi_ckpt_writer_create(&m->m->alloc, &w));
+    td_status st = tdi_model_write(m, w);
+    if (st == TD_OK) st = tdi_ckpt_write_file(w, path);
+    tdi_ckpt_writer_free(w);
+    return st;
+}
+
+static td_status load(tdi_ckpt *ck, td_status read_status, const td_allocator *alloc,
+                      td_model **out)
+{
+    td_status st = read_status == TD_OK ? tdi_model_read(ck, alloc, out) : read_status;
+    tdi_ckpt_free(ck);
+    return st;
+}
+
+td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(path);
+    td_allocator a;
+    TDI_TRY(tdi_allocator_init(&a, alloc));
+    tdi_ckpt *ck = NULL;
+    td_status st = tdi_ckpt_read_file(&a, path, &ck);
+    return load(ck, st, &a, out);
+}
+
+td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
+                               td_model **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(data);
+    TDI_CHECK_ARG(size > 0, "%s: size is 0", __func__);
+    td_allocator a;
+    TDI_TRY(tdi_allocator_init(&a, alloc));
+    tdi_ckpt *ck = NULL;
+    td_status st = tdi_ckpt_read_memory(&a, data, size, &ck);
+    return load(ck, st, &a, out);
+}
+
+td_status td_model_set_tokenizer(td_model *m, const td_tokenizer *tok)
+{
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(tok);
+    const tdi_model_config *c = &m->m->cfg;
+    if ((int64_t)tdi_tokenizer_vocab_size(tok) != c->vocab_size ||
+        tdi_tokenizer_mask_id(tok) != c->mask_id)
+        return tdi_fail(TD_ERR_INVALID_ARG,
+                        "%s: the tokenizer (vocabulary %u, [MASK] %d) does not match the model "
+                        "(vocabulary %d, [MASK] %d)",
+                        __func__, (unsigned)tdi_tokenizer_vocab_size(tok),
+                        (int)tdi_tokenizer_mask_id(tok), (int)c->vocab_size, (int)c->mask_id);
+    size_t size;
+    TDI_TRY(tdi_tokenizer_serialize(tok, NULL, 0, &size));
+    unsigned char *buf = tdi_malloc(&m->m->alloc, size);
+    if (buf == NULL) return tdi_nomem(__func__, size);
+    td_status st = tdi_tokenizer_serialize(tok, buf, size, &size);
+    if (st != TD_OK) {
+        tdi_free(&m->m->alloc, buf);
+        return st;
+    }
+    tdi_free(&m->m->alloc, m->tokenizer);
+    m->tokenizer = buf;
+    m->tokenizer_size = size;
+    return TD_OK;
+}
+
+td_status td_model_get_tokenizer(const td_model *m, const td_allocator *alloc, td_tokenizer **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(m);
+    if (m->tokenizer == NULL)
+        return tdi_fail(TD_ERR_STATE, "%s: the model has no tokenizer (see td_model_set_tokenizer)",
+                        __func__);
+    return tdi_tokenizer_deserialize(m->tokenizer, m->tokenizer_size, alloc, out);
+}
