@@ -64,13 +64,23 @@ uint32_t tdi_crc32(uint32_t crc, const void *p, size_t n)
     return (uint32_t)c;
 }
 
-/* Byte-wise loads and stores compile to plain moves on a little-endian host
- * (and to bswap on a big-endian one), so one code path serves both. */
+static int host_is_little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char low;
+    memcpy(&low, &one, 1);
+    return low == 1; /* folded to a constant by the compiler */
+}
+
+/* On a little-endian host the file's bytes are the host's: a copy (or
+ * nothing, in place). Elsewhere the byte-wise stores swap each element. */
 void tdi_le_convert(void *dst, const void *src, size_t n, size_t elem)
 {
     unsigned char *d = dst;
     const unsigned char *s = src;
-    if (elem == 4) {
+    if (host_is_little_endian() || elem == 1) {
+        if (d != s && n > 0) memmove(d, s, n);
+    } else if (elem == 4) {
         for (size_t i = 0; i + 4 <= n; i += 4) {
             uint32_t v;
             memcpy(&v, s + i, 4);
@@ -82,8 +92,6 @@ void tdi_le_convert(void *dst, const void *src, size_t n, size_t elem)
             memcpy(&v, s + i, 8);
             tdi_le_put64(d + i, v);
         }
-    } else if (d != s) {
-        memmove(d, s, n);
     }
 }
 

@@ -146,7 +146,10 @@ static td_status check_region(const rd *r, const char *what, uint64_t offset,
         return rd_fail(r, TD_ERR_CORRUPT, "%s: stored_size %llu != raw_size %llu without "
                        "compression", what, (unsigned long long)stored,
                        (unsigned long long)raw);
-    if (codec == TDI_CODEC_ZLIB && raw / TDI_CKPT_ZLIB_RATIO > stored)
+    /* raw > 1032 * stored, without the overflowing product */
+    if (codec == TDI_CODEC_ZLIB && (raw / TDI_CKPT_ZLIB_RATIO > stored ||
+                                    (raw / TDI_CKPT_ZLIB_RATIO == stored &&
+                                     raw % TDI_CKPT_ZLIB_RATIO != 0)))
         return rd_fail(r, TD_ERR_CORRUPT, "%s: raw_size %llu is more than zlib can produce "
                        "from stored_size %llu", what, (unsigned long long)raw,
                        (unsigned long long)stored);
@@ -554,10 +557,11 @@ static td_status check_dir_entry(const rd *r, const unsigned char *raw, size_t s
 }
 
 /* Shape, sizes and position of one tensor; *end is where the previous region
- * ended and becomes where this one ends. */
+ * ended and becomes where this one ends; *raw_total sums the tensors for the
+ * 2^40-byte limit. */
 static td_status decode_dir_entry(const rd *r, const unsigned char *p, uint32_t i,
                                   tdi_ckpt_tensor *t, tensor_src *s, uint64_t *end,
-                                  uint64_t *total)
+                                  uint64_t *raw_total)
 {
     char what[300];
     size_t name_len = tdi_le_get16(p + TDI_D_NAME_LEN);
@@ -602,13 +606,11 @@ static td_status decode_dir_entry(const rd *r, const unsigned char *p, uint32_t 
     if (s->offset != expect)
         return rd_fail(r, TD_ERR_FORMAT, "%s: data at offset %llu, the layout puts it at %llu",
                        what, (unsigned long long)s->offset, (unsigned long long)expect);
-    /* *total counts the aligned bytes of the in-memory block; the offsets
-     * are bounded by the file size, so neither sum can overflow. */
-    if (s->raw > TDI_CKPT_MAX_DATA_BYTES - *total)
+    if (s->raw > TDI_CKPT_MAX_DATA_BYTES - *raw_total)
         return rd_fail(r, TD_ERR_FORMAT, "%s: all tensors together are over %llu bytes", what,
                        (unsigned long long)TDI_CKPT_MAX_DATA_BYTES);
-    *total = tdi_align64(*total + s->raw);
-    *end = s->offset + s->stored;
+    *raw_total += s->raw;
+    *end = s->offset + s->stored; /* both bounded by the file size */
     t->dtype = (tdi_dtype)dtype;
     t->ndim = ndim;
     t->count = count;
@@ -643,8 +645,8 @@ static td_status parse_dir(rd *r, tdi_ckpt *c, const header *h, const unsigned c
     c->tensor_ids = (uint32_t *)(void *)(block + tensors + srcs + names);
     char *chars = (char *)block + tensors + srcs + names + ids;
 
-    uint64_t end = h->meta.offset + h->meta.stored;
-    *total = 0;
+    uint64_t end = h->meta.offset + h->meta.stored, raw_total = 0;
+    *total = 0; /* the in-memory block: each tensor at a multiple of 64 */
     off = 0;
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *p = raw + off;
@@ -658,7 +660,8 @@ static td_status parse_dir(rd *r, tdi_ckpt *c, const header *h, const unsigned c
         c->tensor_names[i].len = name_len;
         c->tensor_ids[i] = i;
         chars += name_len + 1;
-        TDI_TRY(decode_dir_entry(r, p, i, t, &c->tsrc[i], &end, total));
+        TDI_TRY(decode_dir_entry(r, p, i, t, &c->tsrc[i], &end, &raw_total));
+        *total += tdi_align64(c->tsrc[i].raw);
         if (end > h->dir.offset)
             return rd_fail(r, TD_ERR_FORMAT, "tensor %u '%s' overlaps the directory at "
                            "offset %llu", (unsigned)i, t->name,

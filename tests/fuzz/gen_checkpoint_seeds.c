@@ -37,7 +37,7 @@ int main(int argc, char **argv)
         tdi_ckpt_writer *w = NULL;
         if (tdi_ckpt_writer_create(NULL, &w) != TD_OK) return 1;
         tdi_ckpt_writer_set_level(w, level);
-        bad |= save(w, argv[1], level ? "empty-z.tdc" : "empty.tdc");
+        if (level == 0) bad |= save(w, argv[1], "empty.tdc");
         tdi_ckpt_put_i64(w, "train.step", 1250);
         tdi_ckpt_put_u64(w, "seed", 42);
         tdi_ckpt_put_f64(w, "lr", 1e-3);
