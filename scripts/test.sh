@@ -3,7 +3,9 @@
 #   1. the default build (OpenBLAS, warnings as errors): unit tests, golden
 #      vectors, exported symbols, the ABI gate and the consumer programs;
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. the unit tests against the reference (netlib) CBLAS.
+#   3. everything against the reference (netlib) CBLAS;
+#   4. a clang build: the unit tests again, and a libFuzzer smoke run of
+#      the checkpoint reader.
 # Exits non-zero on the first failure.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,4 +26,6 @@ run default "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
 run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
+run clang-fuzz "-L unit|fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DTD_OPENMP=OFF -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
 echo "==== all tests passed"
