@@ -31,7 +31,7 @@ static const struct { const char *key; size_t offset; } config_fields[] = {
 
 static int32_t *config_field(tdi_model_config *c, size_t i)
 {
-    return (int32_t *)((char *)c + config_fields[i].offset);
+    return (int32_t *)(void *)((char *)c + config_fields[i].offset);
 }
 
 static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
