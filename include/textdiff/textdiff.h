@@ -397,6 +397,100 @@ TD_API td_status td_trainer_save(const td_trainer *t, const char *path);
  * any error the trainer and its model are unchanged. */
 TD_API td_status td_trainer_resume(td_trainer *t, const char *path);
 
+/* ---------------------------------------------------------------------------
+ * Sampler (docs/sampling.md): a trained model as a generator. The caller
+ * passes a canvas of token ids in which [MASK] marks what to generate; every
+ * other id is kept as it is (a prompt, a suffix, any spans: infilling). The
+ * sampler walks the time grid t_k = 1 − k/steps from t = 1 down to 0 and
+ * reveals masked positions on the way, as the schedule's α says; at t = 0
+ * none is left. It never writes [MASK] or [PAD]. Filling every mask at once
+ * from one model call, as BERT does, is steps = 1 of any strategy.
+ *
+ * The model must outlive the sampler and is only read, so samplers on
+ * several threads may share one model (while no trainer updates it); the
+ * schedule is copied. A sampler is used by one thread at a time. All
+ * scratch is allocated by td_sampler_create, none by td_sampler_generate.
+ * ------------------------------------------------------------------------- */
+typedef struct td_sampler td_sampler;
+
+typedef enum td_sampler_strategy {
+    /* MDLM: each masked position is revealed with probability
+     * (α(s) − α(t)) / (1 − α(t)), its token drawn from the model. */
+    TD_SAMPLER_ANCESTRAL = 0,
+    /* Confidence-ordered (LLaDA's low-confidence remasking): draw a token
+     * for every masked position, keep the k most confident, where k follows
+     * the schedule. Confidence is the probability of the drawn token ... */
+    TD_SAMPLER_MAX_PROB  = 1,
+    /* ... the top-1 minus top-2 probability ... */
+    TD_SAMPLER_MARGIN    = 2,
+    /* ... or the negative entropy of the token distribution. */
+    TD_SAMPLER_ENTROPY   = 3
+} td_sampler_strategy;
+
+typedef struct td_sampler_config {
+    uint32_t struct_size;
+    int32_t strategy;        /* td_sampler_strategy; default TD_SAMPLER_ANCESTRAL */
+    int32_t steps;           /* steps per block, 1..1,000,000; default 64 */
+    float temperature;       /* >= 0; 0 = always the most likely token; default 1 */
+    int32_t top_k;           /* draw among the k most likely tokens, 0 = all; default 0 */
+    float top_p;             /* nucleus: smallest set of mass >= top_p, in (0, 1]; default 1 */
+    uint64_t seed;           /* default 1 */
+    int32_t block_len;       /* > 0: denoise blocks of this many positions left to
+                                right, each with `steps` steps; 0 = one block; default 0 */
+    int32_t n_threads;       /* threads for the non-GEMM loops, 1..1024; default 1 */
+    float alg_temperature;   /* confidence strategies: 0 = reveal the k most confident;
+                                > 0 = draw the k positions with probability ∝
+                                exp(confidence / alg_temperature); default 0 */
+    int32_t pad_id;          /* [PAD]: kept, never attended to, never generated;
+                                -1 = none; default -1 */
+    int32_t max_batch;       /* largest batch td_sampler_generate accepts; default 1 */
+    int32_t max_seq_len;     /* longest canvas, <= the model's; 0 = the model's; default 0 */
+    int32_t cache;           /* 1: run the model only for a step that draws tokens and
+                                whose canvas it has not seen (exact: same output);
+                                0: run it at every step; default 1 */
+} td_sampler_config;
+
+/* Called after every step. `canvas` [batch · seq_len] is the current state;
+ * `changed` lists the n_changed positions (index b · seq_len + i, ascending)
+ * that this step revealed. `step` counts from 0 to n_steps − 1 over all
+ * blocks. Return 0 to continue, anything else to stop generation with
+ * TD_ERR_CANCELLED. The callback must not call the sampler. */
+typedef int32_t (*td_sampler_callback)(void *user, int32_t step, int32_t n_steps,
+                                       const int32_t *canvas, int32_t batch, int32_t seq_len,
+                                       const int32_t *changed, int32_t n_changed);
+
+typedef struct td_sample_stats {
+    uint32_t struct_size;
+    int64_t model_calls;     /* forward passes of the network */
+    int64_t steps;           /* steps taken, over all blocks */
+    int64_t cached_steps;    /* steps that needed no forward pass */
+    int64_t tokens_revealed; /* positions written */
+} td_sample_stats;
+
+TD_API td_status td_sampler_config_default(td_sampler_config *cfg);
+
+/* A sampler for `m` and the time grid of `s`. Every field of cfg is checked
+ * (the message names the first bad one); scratch for max_batch sequences of
+ * max_seq_len tokens is allocated through the model's allocator. */
+TD_API td_status td_sampler_create(const td_model *m, const td_schedule *s,
+                                   const td_sampler_config *cfg, td_sampler **out);
+TD_API void td_sampler_free(td_sampler *s);
+
+/* Restart the random stream as if the sampler had been created with `seed`. */
+TD_API td_status td_sampler_set_seed(td_sampler *s, uint64_t seed);
+
+/* Generates in place: canvas [batch · seq_len] (row b · seq_len + i is
+ * position i of sequence b), every id in [0, vocab_size), batch <=
+ * max_batch, seq_len <= max_seq_len. Each call continues the random stream;
+ * the sequences of a batch draw from separate streams. cb and stats may be
+ * NULL (set stats->struct_size first). Invalid arguments change nothing.
+ * On TD_ERR_CANCELLED (from cb) or TD_ERR_NUMERIC (non-finite logits) the
+ * canvas holds the steps completed so far, some positions still [MASK],
+ * and stats counts them. */
+TD_API td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch,
+                                     int32_t seq_len, td_sampler_callback cb, void *user,
+                                     td_sample_stats *stats);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
