@@ -4,7 +4,9 @@
 #      vectors, exported symbols, the ABI gate and the consumer programs;
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. everything against the reference (netlib) CBLAS;
-#   4. a clang build: the unit tests again, and a libFuzzer smoke run of
+#   4. the unit tests under ThreadSanitizer (clang, static library, no
+#      OpenMP, reference CBLAS);
+#   5. a clang build: the unit tests again, and a libFuzzer smoke run of
 #      the checkpoint reader.
 # Exits non-zero on the first failure.
 set -eu
@@ -26,6 +28,9 @@ run default "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
 run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
+TSAN_OPTIONS=halt_on_error=1 \
+  run tsan "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DTD_TSAN=ON \
+      -DTD_OPENMP=OFF -DTD_BLAS=reference -DTD_BUILD_SHARED=OFF
 run clang-fuzz "-L unit|fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DTD_OPENMP=OFF -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
 echo "==== all tests passed"
