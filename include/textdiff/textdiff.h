@@ -491,6 +491,66 @@ TD_API td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t bat
                                      int32_t seq_len, td_sampler_callback cb, void *user,
                                      td_sample_stats *stats);
 
+/* ---------------------------------------------------------------------------
+ * Evaluation (docs/evaluation.md): one estimator for every model, MLM-trained
+ * or diffusion-trained. The validation stream `tokens` is cut into
+ * consecutive windows of seq_len tokens (a tail shorter than seq_len is left
+ * out). The masks depend only on the seed, the window's index in the stream
+ * and the masking time, never on the model, the batch size or the thread
+ * count: the same model gives the same numbers on every run, and different
+ * models are scored on identical masks. Evaluation only reads the model, so
+ * several evaluations (and samplers) may share it across threads. Each call
+ * allocates its scratch once, through the model's allocator.
+ * ------------------------------------------------------------------------- */
+typedef struct td_eval_config {
+    uint32_t struct_size;
+    int32_t seq_len;         /* tokens per window, <= max_seq_len; default 128 */
+    int32_t batch_size;      /* windows per forward pass; default 16 */
+    int32_t n_threads;       /* threads for the non-GEMM loops; default 1 */
+    int32_t n_times;         /* K, times of the NELBO quadrature; default 16 */
+    uint64_t seed;           /* the masks; default 1 */
+    int64_t max_sequences;   /* 0: every window; n: n windows spread evenly
+                                over the stream; default 0 */
+    double bytes_per_token;  /* for bits per byte (1 for the byte tokenizer);
+                                0: unknown; default 0 */
+} td_eval_config;
+
+typedef struct td_eval_result {
+    uint32_t struct_size;
+    double nelbo_nats;       /* NELBO in nats per token: an upper bound on
+                                −log p(x) / seq_len, averaged over windows */
+    double nelbo_bits;       /* the same in bits per token */
+    double bits_per_byte;    /* nelbo_bits / bytes_per_token; NaN when unknown */
+    double perplexity_bound; /* exp(nelbo_nats) */
+    double std_error_nats;   /* standard error of nelbo_nats across windows;
+                                NaN for a single window */
+    int64_t n_sequences;     /* windows evaluated */
+    int64_t n_tokens;        /* tokens in them: n_sequences · seq_len */
+} td_eval_result;
+
+TD_API td_status td_eval_config_default(td_eval_config *cfg);
+
+/* The NELBO of model `m` on tokens[0..n_tokens) (docs/evaluation.md): for
+ * each window, the K masking times t_k = (k + 1/2)/K, one mask per time
+ * (each token hidden with probability t_k), and the cross-entropy of the
+ * hidden tokens weighted by 1/(t_k · seq_len). The ids of the evaluated
+ * windows must lie in [0, vocab_size) and not be [MASK]. Set
+ * out->struct_size first; it is written only on success. A non-finite loss
+ * fails with TD_ERR_NUMERIC. */
+TD_API td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_tokens,
+                               const td_eval_config *cfg, td_eval_result *out);
+
+/* The loss curve over masking rates: for each rates[j] ∈ (0, 1], every
+ * evaluated window masked once at that rate, and loss_nats[j] = the mean
+ * cross-entropy per hidden token (nats), accuracy[j] = the fraction of
+ * hidden tokens whose most probable prediction is right (accuracy may be
+ * NULL). A rate at which no token is hidden gives NaN for both. The masks
+ * at a rate equal to a NELBO time t_k are the NELBO's own; cfg->n_times is
+ * not used. Outputs are written only on success. */
+TD_API td_status td_eval_rates(const td_model *m, const int32_t *tokens, int64_t n_tokens,
+                               const double *rates, int32_t n_rates, const td_eval_config *cfg,
+                               double *loss_nats, double *accuracy);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
