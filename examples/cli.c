@@ -1,0 +1,141 @@
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage_exit(const char *usage, const cli_flag *flags, int n, int code)
+{
+    FILE *out = code ? stderr : stdout;
+    fprintf(out, "%s\n\noptions:\n", usage);
+    for (int i = 0; i < n; i++) {
+        const char *arg = flags[i].kind == CLI_SWITCH ? "" : flags[i].kind == CLI_STRING ? " S"
+                                                                                          : " N";
+        fprintf(out, "  --%s%-*s %s", flags[i].name, (int)(18 - strlen(flags[i].name)), arg,
+                flags[i].help);
+        switch (flags[i].kind) {
+        case CLI_INT: fprintf(out, " [%d]", *(int *)flags[i].value); break;
+        case CLI_I64: fprintf(out, " [%lld]", (long long)*(int64_t *)flags[i].value); break;
+        case CLI_FLOAT: fprintf(out, " [%g]", *(double *)flags[i].value); break;
+        case CLI_STRING: {
+            const char *s = *(const char **)flags[i].value;
+            if (s) fprintf(out, " [%s]", s);
+            break;
+        }
+        case CLI_SWITCH: break;
+        }
+        fputc('\n', out);
+    }
+    exit(code);
+}
+
+void cli_parse(int argc, char **argv, const char *usage, cli_flag *flags, int n_flags,
+               char ***rest, int *n_rest)
+{
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage_exit(usage, flags, n_flags, 0);
+        if (strncmp(a, "--", 2) != 0) {
+            pos[np++] = argv[i];
+            continue;
+        }
+        int found = 0;
+        for (int f = 0; f < n_flags && !found; f++) {
+            if (strcmp(a + 2, flags[f].name) != 0) continue;
+            found = 1;
+            if (flags[f].kind == CLI_SWITCH) {
+                *(int *)flags[f].value = 1;
+                continue;
+            }
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: --%s needs a value\n", argv[0], flags[f].name);
+                exit(2);
+            }
+            const char *v = argv[++i];
+            char *end = NULL;
+            switch (flags[f].kind) {
+            case CLI_INT: *(int *)flags[f].value = (int)strtol(v, &end, 10); break;
+            case CLI_I64: *(int64_t *)flags[f].value = strtoll(v, &end, 10); break;
+            case CLI_FLOAT: *(double *)flags[f].value = strtod(v, &end); break;
+            case CLI_STRING: *(const char **)flags[f].value = v; break;
+            case CLI_SWITCH: break;
+            }
+            if (end != NULL && (*end != '\0' || end == v)) {
+                fprintf(stderr, "%s: --%s: '%s' is not a number\n", argv[0], flags[f].name, v);
+                exit(2);
+            }
+        }
+        if (!found) {
+            fprintf(stderr, "%s: unknown option %s (try --help)\n", argv[0], a);
+            exit(2);
+        }
+    }
+    if (rest) {
+        *rest = pos;
+        *n_rest = np;
+    } else {
+        if (np > 0) {
+            fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], pos[0]);
+            exit(2);
+        }
+        free(pos);
+    }
+}
+
+void cli_check(td_status st, const char *what)
+{
+    if (st == TD_OK) return;
+    fprintf(stderr, "error: %s: %s (%s)\n", what, td_last_error_message(), td_status_string(st));
+    exit(1);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, int64_t total)
+{
+    p->tty = isatty(fileno(stderr));
+    p->total = total;
+    p->start = cli_now();
+    p->last_print = 0;
+}
+
+void cli_progress_update(cli_progress *p, int64_t done, double tokens_per_s, const char *fmt, ...)
+{
+    double now = cli_now();
+    int last = done >= p->total;
+    /* A terminal is redrawn a few times a second; a log gets a line every
+     * ten seconds. */
+    if (!last && now - p->last_print < (p->tty ? 0.2 : 10.0)) return;
+    p->last_print = now;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    double frac = p->total > 0 ? (double)done / (double)p->total : 1.0;
+    double elapsed = now - p->start;
+    double eta = frac > 0 ? elapsed / frac - elapsed : 0;
+    char bar[21];
+    int filled = (int)(frac * 20);
+    for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
+    bar[20] = '\0';
+    fprintf(stderr, "%s[%s] %lld/%lld %s | %.0f tok/s | ETA %d:%02d%s", p->tty ? "\r" : "", bar,
+            (long long)done, (long long)p->total, msg, tokens_per_s, (int)(eta / 60),
+            (int)eta % 60, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->tty) fputc('\n', stderr);
+}

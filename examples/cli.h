@@ -1,0 +1,48 @@
+/* Small helpers shared by the example programs: flag parsing, a progress
+ * line, error exits. Not part of the library. */
+#ifndef TD_EXAMPLES_CLI_H
+#define TD_EXAMPLES_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "textdiff/textdiff.h"
+
+#ifndef TD_DATA_DIR
+#define TD_DATA_DIR "data"
+#endif
+#define TD_DEFAULT_CORPUS TD_DATA_DIR "/kjv.txt.gz"
+
+/* One command-line flag: --name VALUE (or --name for a switch). */
+typedef enum { CLI_INT, CLI_I64, CLI_FLOAT, CLI_STRING, CLI_SWITCH } cli_kind;
+typedef struct cli_flag {
+    const char *name;
+    cli_kind kind;
+    void *value;
+    const char *help;
+} cli_flag;
+
+/* Parses argv into the flags; prints usage and exits on --help or an error.
+ * Positional arguments are returned through *rest / *n_rest. */
+void cli_parse(int argc, char **argv, const char *usage, cli_flag *flags, int n_flags,
+               char ***rest, int *n_rest);
+
+/* Exits with a message naming what failed when st is not TD_OK. */
+void cli_check(td_status st, const char *what);
+
+/* Wall-clock seconds. */
+double cli_now(void);
+
+/* A progress line on a terminal (rewritten in place), plain lines otherwise. */
+typedef struct cli_progress {
+    int tty;
+    int64_t total;
+    double start;
+    double last_print;
+} cli_progress;
+void cli_progress_start(cli_progress *p, int64_t total);
+void cli_progress_update(cli_progress *p, int64_t done, double tokens_per_s, const char *fmt,
+                         ...);
+void cli_progress_end(cli_progress *p);
+
+#endif

@@ -1,0 +1,163 @@
+/* sample: generate text with a trained model — from an empty canvas, after a
+ * prompt, or into the gaps of a template — with any strategy and knobs, and
+ * optionally watch the canvas being unmasked step by step. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+typedef struct show {
+    const td_tokenizer *tok;
+    int delay_ms;
+    char *buf;
+    size_t cap;
+} show;
+
+/* Prints the canvas with masks as '_' (and the unmasked text from the
+ * current step highlighted). */
+static int32_t on_step(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                       int32_t batch, int32_t seq_len, const int32_t *changed, int32_t n_changed)
+{
+    show *sh = user;
+    (void)changed;
+    fprintf(stderr, "\033[H\033[Jstep %d/%d, %d revealed\n\n", step + 1, n_steps, n_changed);
+    for (int32_t b = 0; b < batch; b++) {
+        size_t len;
+        if (td_tokenizer_decode(sh->tok, canvas + (size_t)b * seq_len, (size_t)seq_len, "_",
+                                sh->buf, sh->cap, &len) == TD_OK)
+            fprintf(stderr, "%.*s\n\n", (int)len, sh->buf);
+    }
+    if (sh->delay_ms > 0) {
+        struct timespec ts = { sh->delay_ms / 1000, (long)(sh->delay_ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_path = TD_DATA_DIR "/../models/diffusion.tdm", *strategy = "ancestral";
+    const char *prompt = "", *infill = NULL, *schedule_name = "loglinear";
+    int steps = 64, top_k = 0, block_len = 0, len = 128, n = 1, show_steps = 0, threads = 1;
+    int delay = 40, stats_flag = 0;
+    double temperature = 1.0, top_p = 1.0, alg_temp = 0.0;
+    int64_t seed = 1;
+    cli_flag flags[] = {
+        { "model", CLI_STRING, &model_path, "checkpoint" },
+        { "strategy", CLI_STRING, &strategy, "ancestral, maxprob, margin or entropy" },
+        { "steps", CLI_INT, &steps, "denoising steps (1: fill everything at once)" },
+        { "schedule", CLI_STRING, &schedule_name, "linear, loglinear, cosine or polynomial" },
+        { "temperature", CLI_FLOAT, &temperature, "sampling temperature (0: greedy)" },
+        { "top-k", CLI_INT, &top_k, "sample among the k most likely tokens (0: all)" },
+        { "top-p", CLI_FLOAT, &top_p, "nucleus sampling mass" },
+        { "alg-temp", CLI_FLOAT, &alg_temp, "randomness of the confidence order" },
+        { "block-len", CLI_INT, &block_len, "semi-autoregressive block length (0: off)" },
+        { "len", CLI_INT, &len, "canvas length in bytes" },
+        { "prompt", CLI_STRING, &prompt, "text kept at the start of the canvas" },
+        { "infill", CLI_STRING, &infill, "template: '_' marks each byte to generate" },
+        { "n", CLI_INT, &n, "number of samples" },
+        { "seed", CLI_I64, &seed, "seed" },
+        { "threads", CLI_INT, &threads, "threads" },
+        { "show-steps", CLI_SWITCH, &show_steps, "animate the canvas in the terminal" },
+        { "delay", CLI_INT, &delay, "milliseconds between animation frames" },
+        { "stats", CLI_SWITCH, &stats_flag, "print model calls and timing" },
+    };
+    cli_parse(argc, argv, "usage: sample [options]", flags, (int)(sizeof flags / sizeof flags[0]),
+              NULL, NULL);
+    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+
+    td_model *m;
+    cli_check(td_model_load(model_path, NULL, &m), model_path);
+    td_tokenizer *tok;
+    cli_check(td_model_get_tokenizer(m, NULL, &tok), "tokenizer");
+    int32_t mask, pad;
+    cli_check(td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mask), "[MASK]");
+    cli_check(td_tokenizer_special_id(tok, TD_TOKEN_PAD, &pad), "[PAD]");
+
+    /* The canvas: a template with '_' holes, or a prompt followed by masks. */
+    const char *text = infill ? infill : prompt;
+    size_t text_len = strlen(text), n_ids;
+    cli_check(td_tokenizer_encode(tok, text, text_len, NULL, 0, &n_ids), "prompt");
+    if (infill) len = (int)n_ids;
+    if ((int)n_ids > len) {
+        fprintf(stderr, "sample: the prompt is longer than --len %d\n", len);
+        return 2;
+    }
+    int32_t *canvas = malloc(sizeof *canvas * (size_t)len * (size_t)n);
+    int32_t *row = malloc(sizeof *row * (size_t)len);
+    cli_check(td_tokenizer_encode(tok, text, text_len, row, (size_t)len, &n_ids), "prompt");
+    int32_t underscore;
+    size_t one;
+    cli_check(td_tokenizer_encode(tok, "_", 1, &underscore, 1, &one), "template");
+    for (int i = 0; i < len; i++) {
+        if (i >= (int)n_ids) row[i] = mask;
+        else if (infill && row[i] == underscore) row[i] = mask;
+    }
+    for (int b = 0; b < n; b++) memcpy(canvas + (size_t)b * len, row, sizeof *row * (size_t)len);
+
+    static const char *const strategies[] = { "ancestral", "maxprob", "margin", "entropy" };
+    static const char *const schedules[] = { "linear", "loglinear", "cosine", "polynomial" };
+    int strategy_id = -1, schedule_id = -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(strategy, strategies[i]) == 0) strategy_id = i;
+        if (strcmp(schedule_name, schedules[i]) == 0) schedule_id = i;
+    }
+    if (strategy_id < 0 || schedule_id < 0) {
+        fprintf(stderr, "sample: unknown --strategy or --schedule\n");
+        return 2;
+    }
+    td_schedule_config scc;
+    cli_check(td_schedule_config_default(&scc, (td_schedule_kind)schedule_id), "schedule");
+    td_schedule *sch;
+    cli_check(td_schedule_create(&scc, NULL, &sch), "schedule");
+    td_sampler_config sc;
+    cli_check(td_sampler_config_default(&sc), "sampler config");
+    sc.strategy = strategy_id;
+    sc.steps = steps;
+    sc.temperature = (float)temperature;
+    sc.top_k = top_k;
+    sc.top_p = (float)top_p;
+    sc.alg_temperature = (float)alg_temp;
+    sc.block_len = block_len;
+    sc.seed = (uint64_t)seed;
+    sc.n_threads = threads;
+    sc.pad_id = pad;
+    sc.max_batch = n;
+    sc.max_seq_len = len;
+    td_sampler *s;
+    cli_check(td_sampler_create(m, sch, &sc, &s), "sampler");
+
+    size_t cap = (size_t)len * 4 + 64;
+    show sh = { tok, delay, malloc(cap), cap };
+    td_sample_stats st = { .struct_size = sizeof st };
+    double t0 = cli_now();
+    cli_check(td_sampler_generate(s, canvas, n, len, show_steps ? on_step : NULL, &sh, &st),
+              "generate");
+    double dt = cli_now() - t0;
+    for (int b = 0; b < n; b++) {
+        size_t out_len;
+        cli_check(td_tokenizer_decode(tok, canvas + (size_t)b * len, (size_t)len, "_", sh.buf, cap,
+                                      &out_len),
+                  "decode");
+        if (n > 1) printf("--- sample %d\n", b + 1);
+        fwrite(sh.buf, 1, out_len, stdout);
+        printf("\n");
+    }
+    if (stats_flag)
+        fprintf(stderr, "%lld steps, %lld model calls (%lld cached), %.2f s, %.0f tokens/s\n",
+                (long long)st.steps, (long long)st.model_calls, (long long)st.cached_steps, dt,
+                (double)st.tokens_revealed / dt);
+    free(sh.buf);
+    free(row);
+    free(canvas);
+    td_sampler_free(s);
+    td_schedule_free(sch);
+    td_tokenizer_free(tok);
+    td_model_free(m);
+    return 0;
+}

@@ -1,0 +1,217 @@
+/* The training loop shared by train_mlm and train_diffusion: they differ
+ * only in the schedule they hand to the trainer. */
+#define _POSIX_C_SOURCE 200809L
+#include "train_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* OpenBLAS's own thread count, when the program runs on OpenBLAS. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static int parse_choice(const char *v, const char *const *names, int n, const char *flag)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) return i;
+    fprintf(stderr, "--%s: unknown value '%s'\n", flag, v);
+    exit(2);
+}
+
+static double validation_nelbo(const td_model *m, const int32_t *valid, int64_t n_valid,
+                               int seq_len, int threads)
+{
+    td_eval_config ec;
+    cli_check(td_eval_config_default(&ec), "eval config");
+    ec.seq_len = seq_len;
+    ec.n_threads = threads;
+    td_eval_result r = { .struct_size = sizeof r };
+    cli_check(td_eval_nelbo(m, valid, n_valid, &ec, &r), "validation NELBO");
+    return r.nelbo_bits;
+}
+
+int train_main(int argc, char **argv, int diffusion)
+{
+    int d_model = 256, layers = 3, heads = 4, d_ff = 0, seq_len = 128, batch = 32, threads = 1;
+    int64_t steps = 2000, warmup = 100, save_every = 500, eval_every = 500, seed = 1;
+    int eval_windows = 200, resume = 0, bert = 0;
+    double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
+    const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
+    const char *checkpoint = diffusion ? "diffusion.ckpt" : "mlm.ckpt";
+    const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
+    cli_flag flags[] = {
+        { "corpus", CLI_STRING, &corpus_path, "text file, plain or .gz" },
+        { "d-model", CLI_INT, &d_model, "model width" },
+        { "layers", CLI_INT, &layers, "transformer blocks" },
+        { "heads", CLI_INT, &heads, "attention heads" },
+        { "d-ff", CLI_INT, &d_ff, "MLP width (0: 4 x d-model)" },
+        { "pos", CLI_STRING, &pos, "position encoding: rope or learned" },
+        { "norm", CLI_STRING, &norm, "LayerNorm placement: pre or post" },
+        { "seq-len", CLI_INT, &seq_len, "tokens per sequence" },
+        { "batch", CLI_INT, &batch, "sequences per step" },
+        { "steps", CLI_I64, &steps, "training steps" },
+        { "lr", CLI_FLOAT, &lr, "peak learning rate" },
+        { "min-lr", CLI_FLOAT, &min_lr, "final learning rate (cosine decay)" },
+        { "warmup", CLI_I64, &warmup, "warm-up steps" },
+        { "weight-decay", CLI_FLOAT, &weight_decay, "AdamW weight decay (matrices only)" },
+        { "threads", CLI_INT, &threads, "threads (OpenMP loops and OpenBLAS)" },
+        { "seed", CLI_I64, &seed, "seed of initialisation, batches and masks" },
+        { "checkpoint", CLI_STRING, &checkpoint, "resumable checkpoint path" },
+        { "resume", CLI_SWITCH, &resume, "continue from --checkpoint if it exists" },
+        { "save-every", CLI_I64, &save_every, "steps between checkpoints" },
+        { "eval-every", CLI_I64, &eval_every, "steps between validation NELBO (0: off)" },
+        { "eval-windows", CLI_INT, &eval_windows, "validation sequences per evaluation" },
+        { "log", CLI_STRING, &log_path, "CSV log path" },
+        { "export", CLI_STRING, &export_path, "also write the final model alone here" },
+        { diffusion ? "schedule" : "rate", diffusion ? CLI_STRING : CLI_FLOAT,
+          diffusion ? (void *)&schedule_name : (void *)&rate,
+          diffusion ? "linear, loglinear, cosine or polynomial" : "masking rate" },
+        { "bert", CLI_SWITCH, &bert, "BERT's 80/10/10 corruption (MLM only)" },
+    };
+    cli_parse(argc, argv,
+              diffusion ? "usage: train_diffusion [options]  (masked diffusion: every rate, "
+                          "ELBO-weighted)"
+                        : "usage: train_mlm [options]  (BERT-style MLM: one masking rate)",
+              flags, (int)(sizeof flags / sizeof flags[0]), NULL, NULL);
+    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+
+    /* The schedule is the only difference between the two programs. */
+    static const char *const schedules[] = { "linear", "loglinear", "cosine", "polynomial" };
+    td_schedule_config sc;
+    if (diffusion) {
+        cli_check(td_schedule_config_default(
+                      &sc, (td_schedule_kind)parse_choice(schedule_name, schedules, 4, "schedule")),
+                  "schedule");
+        if (bert) {
+            fprintf(stderr, "--bert applies to MLM training only\n");
+            return 2;
+        }
+    } else {
+        cli_check(td_schedule_config_default(&sc, TD_SCHEDULE_FIXED_RATE), "schedule");
+        sc.rate = rate;
+        sc.bert_corruption = bert;
+    }
+    td_schedule *schedule;
+    cli_check(td_schedule_create(&sc, NULL, &schedule), "schedule");
+
+    td_tokenizer *tok;
+    cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+    td_corpus *corpus;
+    cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
+
+    static const char *const positions[] = { "rope", "learned" };
+    static const char *const norms[] = { "pre", "post" };
+    td_model_config mc;
+    cli_check(td_model_config_default(&mc), "model config");
+    mc.d_model = d_model;
+    mc.n_layers = layers;
+    mc.n_heads = heads;
+    mc.d_ff = d_ff > 0 ? d_ff : 4 * d_model;
+    mc.max_seq_len = seq_len;
+    mc.pos_encoding = parse_choice(pos, positions, 2, "pos");
+    mc.norm_placement = parse_choice(norm, norms, 2, "norm");
+    td_model *model;
+    cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
+    cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
+
+    td_trainer_config tc;
+    cli_check(td_trainer_config_default(&tc), "trainer config");
+    tc.batch_size = batch;
+    tc.seq_len = seq_len;
+    tc.n_threads = threads;
+    tc.seed = (uint64_t)seed;
+    tc.lr = (float)lr;
+    tc.min_lr = (float)min_lr;
+    tc.warmup_steps = warmup;
+    tc.total_steps = steps;
+    tc.weight_decay = (float)weight_decay;
+    td_trainer *trainer;
+    cli_check(td_trainer_create(model, schedule, &tc, &trainer), "trainer");
+
+    int64_t step = 0;
+    if (resume && access(checkpoint, F_OK) == 0) {
+        cli_check(td_trainer_resume(trainer, checkpoint), checkpoint);
+        cli_check(td_trainer_get_step(trainer, &step), "step");
+        fprintf(stderr, "resumed %s at step %lld\n", checkpoint, (long long)step);
+    }
+
+    /* Validation: the first eval_windows windows of the validation split. */
+    uint64_t n_windows = 0;
+    cli_check(td_corpus_num_windows(corpus, TD_SPLIT_VALID, seq_len, &n_windows), "validation");
+    if (n_windows > (uint64_t)eval_windows) n_windows = (uint64_t)eval_windows;
+    int64_t n_valid = (int64_t)n_windows * seq_len;
+    int32_t *valid = malloc(sizeof *valid * (size_t)(n_valid > 0 ? n_valid : 1));
+    for (uint64_t w = 0; w < n_windows; w++)
+        cli_check(td_corpus_window(corpus, TD_SPLIT_VALID, seq_len, w, valid + w * seq_len),
+                  "validation window");
+
+    FILE *csv = NULL;
+    if (log_path) {
+        csv = fopen(log_path, step > 0 ? "a" : "w");
+        if (!csv) {
+            perror(log_path);
+            return 1;
+        }
+        if (step == 0)
+            fprintf(csv, "step,loss_nats,loss_bits,grad_norm,lr,tokens_per_s,valid_nelbo_bits\n");
+    }
+    uint64_t n_params;
+    td_model_num_params(model, &n_params);
+    fprintf(stderr, "%s: %llu parameters, d=%d L=%d H=%d, batch %d x %d, %lld steps, %s\n",
+            diffusion ? "diffusion" : "MLM", (unsigned long long)n_params, d_model, layers, heads,
+            batch, seq_len, (long long)steps,
+            diffusion ? schedule_name : "fixed rate");
+
+    int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
+    cli_progress progress;
+    cli_progress_start(&progress, steps);
+    double ema = NAN, t_last = cli_now();
+    double tok_s = 0;
+    while (step < steps) {
+        cli_check(td_corpus_batch(corpus, TD_SPLIT_TRAIN, (uint64_t)seed, (uint64_t)step, batch,
+                                  seq_len, tokens),
+                  "batch");
+        td_train_stats st = { .struct_size = sizeof st };
+        cli_check(td_trainer_step(trainer, tokens, &st), "training step");
+        step = st.step;
+        double now = cli_now();
+        double inst = (double)batch * seq_len / (now - t_last);
+        t_last = now;
+        tok_s = tok_s > 0 ? 0.9 * tok_s + 0.1 * inst : inst;
+        ema = isnan(ema) ? st.loss : 0.98 * ema + 0.02 * st.loss;
+        double valid_bits = NAN;
+        if (eval_every > 0 && n_valid > 0 && (step % eval_every == 0 || step == steps)) {
+            valid_bits = validation_nelbo(model, valid, n_valid, seq_len, threads);
+            if (progress.tty) fputc('\n', stderr);
+            fprintf(stderr, "step %lld: validation NELBO %.4f bits/byte\n", (long long)step,
+                    valid_bits);
+        }
+        cli_progress_update(&progress, step, tok_s, "loss %.3f bits", ema / log(2.0));
+        if (csv) {
+            fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.3g,%.0f,", (long long)step, st.loss,
+                    st.loss / log(2.0), st.grad_norm, st.lr, tok_s);
+            if (!isnan(valid_bits)) fprintf(csv, "%.5f", valid_bits);
+            fputc('\n', csv);
+            fflush(csv);
+        }
+        if ((save_every > 0 && step % save_every == 0) || step == steps)
+            cli_check(td_trainer_save(trainer, checkpoint), checkpoint);
+    }
+    cli_progress_end(&progress);
+    if (export_path) {
+        cli_check(td_model_save(model, export_path), export_path);
+        fprintf(stderr, "wrote %s\n", export_path);
+    }
+    if (csv) fclose(csv);
+    free(tokens);
+    free(valid);
+    td_trainer_free(trainer);
+    td_model_free(model);
+    td_corpus_free(corpus);
+    td_tokenizer_free(tok);
+    td_schedule_free(schedule);
+    return 0;
+}
