@@ -148,37 +148,27 @@ void td_sampler_free(td_sampler *s)
     tdi_free(&a, s);
 }
 
-static size_t round_up(size_t n) { return (n + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN; }
-
-/* Carves the scratch block; with base == NULL only measures. */
-static size_t layout(td_sampler *s, unsigned char *base)
+/* The scratch block (tdi_carve_block). */
+static void layout(void *obj, tdi_carver *c)
 {
+    td_sampler *s = obj;
     size_t B = (size_t)s->cfg.max_batch, n = (size_t)s->n_max;
     size_t cv = (size_t)s->chunk * (size_t)s->model->cfg.vocab_size;
-    size_t off = 0;
-#define CARVE(field, count)                                                       \
-    do {                                                                          \
-        s->field = base ? (void *)(base + off) : NULL;                            \
-        off += round_up((size_t)(count) * sizeof *s->field);                      \
-    } while (0)
-    CARVE(seq_rng, B);
-    CARVE(seg_start, B);
-    CARVE(seg_len, B);
-    CARVE(n_reveal, B);
-    CARVE(rows, n);
-    CARVE(u_tok, n);
-    CARVE(u_pos, n);
-    CARVE(tokens, n);
-    CARVE(conf, n);
-    CARVE(order, n);
-    CARVE(changed, n);
-    CARVE(key_mask, n);
-    CARVE(logits, cv);
-    CARVE(w, cv);
-    CARVE(rank, tdi_draw_ranks(&s->draw) ? cv : 0);
-#undef CARVE
-    if (!tdi_draw_ranks(&s->draw)) s->rank = NULL;
-    return off;
+    s->seq_rng = tdi_carve(c, B, sizeof *s->seq_rng);
+    s->seg_start = tdi_carve(c, B, sizeof *s->seg_start);
+    s->seg_len = tdi_carve(c, B, sizeof *s->seg_len);
+    s->n_reveal = tdi_carve(c, B, sizeof *s->n_reveal);
+    s->rows = tdi_carve(c, n, sizeof *s->rows);
+    s->u_tok = tdi_carve(c, n, sizeof *s->u_tok);
+    s->u_pos = tdi_carve(c, n, sizeof *s->u_pos);
+    s->tokens = tdi_carve(c, n, sizeof *s->tokens);
+    s->conf = tdi_carve(c, n, sizeof *s->conf);
+    s->order = tdi_carve(c, n, sizeof *s->order);
+    s->changed = tdi_carve(c, n, sizeof *s->changed);
+    s->key_mask = tdi_carve(c, n, sizeof *s->key_mask);
+    s->logits = tdi_carve(c, cv, sizeof *s->logits);
+    s->w = tdi_carve(c, cv, sizeof *s->w);
+    s->rank = tdi_draw_ranks(&s->draw) ? tdi_carve(c, cv, sizeof *s->rank) : NULL;
 }
 
 static tdi_confidence confidence_of(int32_t strategy)
@@ -224,15 +214,9 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     if (s->chunk > by_vocab) s->chunk = by_vocab > 0 ? by_vocab : 1;
     if (s->chunk > s->n_max) s->chunk = s->n_max;
 
-    size_t bytes = layout(s, NULL);
-    td_status st = TD_OK;
-    s->scratch = tdi_malloc(&s->alloc, bytes);
-    if (s->scratch == NULL) {
-        st = tdi_nomem(__func__, bytes);
-    } else {
-        layout(s, s->scratch);
+    td_status st = tdi_carve_block(&s->alloc, layout, s, &s->scratch, __func__);
+    if (st == TD_OK)
         st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, 0, &s->ws);
-    }
     if (st != TD_OK) {
         td_sampler_free(s);
         return st;

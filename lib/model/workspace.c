@@ -12,29 +12,18 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
-/* Hands out 64-byte aligned pieces of `base`; with base == NULL it only
- * measures. Overflow is sticky and reported by the caller. */
-typedef struct carver {
-    float *base;
-    size_t used; /* floats */
-    int overflow;
-} carver;
-
-#define FLOATS_PER_LINE (TDI_ALIGN / sizeof(float))
-
-static float *carve(carver *c, size_t a, size_t b)
+/* An a x b float matrix from the carver (lib/util/alloc.h). */
+static float *carve(tdi_carver *c, size_t a, size_t b)
 {
     size_t n;
-    if (c->overflow || !tdi_mul_size(a, b, &n) || n > SIZE_MAX / sizeof(float) / 2 - c->used) {
+    if (!tdi_mul_size(a, b, &n)) {
         c->overflow = 1;
         return NULL;
     }
-    float *p = c->base ? c->base + c->used : NULL;
-    c->used += (n + FLOATS_PER_LINE - 1) / FLOATS_PER_LINE * FLOATS_PER_LINE;
-    return p;
+    return tdi_carve(c, n, sizeof(float));
 }
 
-static void layout_acts(tdi_workspace *ws, carver *c)
+static void layout_acts(tdi_workspace *ws, tdi_carver *c)
 {
     const tdi_model_config *cfg = &ws->cfg;
     size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
@@ -74,7 +63,7 @@ static void layout_acts(tdi_workspace *ws, carver *c)
     }
 }
 
-static void layout_grads(tdi_workspace *ws, carver *c)
+static void layout_grads(tdi_workspace *ws, tdi_carver *c)
 {
     const tdi_model_config *cfg = &ws->cfg;
     size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
@@ -86,6 +75,9 @@ static void layout_grads(tdi_workspace *ws, carver *c)
     ws->datt = carve(c, (size_t)ws->b_max * (size_t)cfg->n_heads * T, T);
     ws->dhsel = carve(c, (size_t)ws->rows_max, d);
 }
+
+static void layout_acts_block(void *ws, tdi_carver *c) { layout_acts(ws, c); }
+static void layout_grads_block(void *ws, tdi_carver *c) { layout_grads(ws, c); }
 
 td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
                                int32_t rows_max, int with_backward, tdi_workspace **out)
@@ -117,31 +109,15 @@ td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
     ws->n_res = with_backward ? m->cfg.n_layers + 1 : 1;
     ws->n_layer_acts = n_layer_acts;
 
-    carver ca = { NULL, 0, 0 }, cg = { NULL, 0, 0 };
-    layout_acts(ws, &ca);
-    if (ws->with_backward) layout_grads(ws, &cg);
-    if (ca.overflow || cg.overflow) {
+    void *acts = NULL, *grads = NULL;
+    td_status st = tdi_carve_block(&ws->alloc, layout_acts_block, ws, &acts, __func__);
+    if (st == TD_OK && ws->with_backward)
+        st = tdi_carve_block(&ws->alloc, layout_grads_block, ws, &grads, __func__);
+    ws->acts = acts;
+    ws->grads = grads;
+    if (st != TD_OK) {
         tdi_workspace_free(ws);
-        return tdi_fail(TD_ERR_NOMEM, "%s: workspace for %ld x %ld exceeds the address space",
-                        __func__, (long)b_max, (long)t_max);
-    }
-    ws->n_acts = ca.used;
-    ws->n_grads = cg.used;
-    if (!(ws->acts = tdi_malloc(&ws->alloc, ws->n_acts * sizeof(float)))) {
-        tdi_workspace_free(ws);
-        return tdi_nomem(__func__, ca.used * sizeof(float));
-    }
-    if (ws->with_backward && !(ws->grads = tdi_malloc(&ws->alloc, ws->n_grads * sizeof(float)))) {
-        tdi_workspace_free(ws);
-        return tdi_nomem(__func__, cg.used * sizeof(float));
-    }
-    ca.base = ws->acts;
-    ca.used = 0;
-    layout_acts(ws, &ca);
-    if (ws->with_backward) {
-        cg.base = ws->grads;
-        cg.used = 0;
-        layout_grads(ws, &cg);
+        return st;
     }
     if (ws->rope_cos)
         tdi_rope_tables(ws->rope_cos, ws->rope_sin, t_max, m->cfg.d_model / m->cfg.n_heads);

@@ -31,7 +31,6 @@ struct tdi_workspace {
     int with_backward;
 
     float *acts, *grads; /* the two allocations */
-    size_t n_acts, n_grads;
 
     /* activations */
     int32_t *ids;                /* [N] the last forward's input */

@@ -69,6 +69,7 @@ typedef struct eval_ctx {
     double *ce_sum;        /* rates only: [n_rates] Σ cross-entropy of a rate */
     int64_t *counts;       /* rates only: [2·n_rates] hidden tokens, hits */
     int32_t chunk;         /* rows per logits pass */
+    size_t n_rates;        /* rates only: entries of ce_sum */
 } eval_ctx;
 
 static td_status check_config(const td_eval_config *c, const tdi_model *m, const char *func)
@@ -153,6 +154,25 @@ static void release(eval_ctx *c)
     c->scratch = NULL;
 }
 
+static void layout(void *obj, tdi_carver *k)
+{
+    eval_ctx *c = obj;
+    const size_t B = (size_t)c->cfg.batch_size, N = B * (size_t)c->cfg.seq_len;
+    const size_t chunk = (size_t)c->chunk, V = (size_t)c->m->cfg.vocab_size;
+    c->corr.ids = tdi_carve(k, N, sizeof(int32_t));
+    c->corr.rows = tdi_carve(k, N, sizeof(int32_t));
+    c->corr.targets = tdi_carve(k, N, sizeof(int32_t));
+    c->corr.weights = tdi_carve(k, N, sizeof(float));
+    c->corr.capacity = N;
+    c->row_loss = tdi_carve(k, chunk, sizeof(double));
+    c->logits = tdi_carve(k, chunk * V, sizeof(float));
+    c->hit = tdi_carve(k, chunk, sizeof(int32_t));
+    c->scores = tdi_carve(k, B, sizeof(item_score));
+    c->items = tdi_carve(k, B, sizeof(eval_item));
+    c->ce_sum = tdi_carve(k, c->n_rates, sizeof(double));
+    c->counts = tdi_carve(k, 2 * c->n_rates, sizeof(int64_t));
+}
+
 /* One workspace and one scratch block for the whole call; n_rates > 0 adds
  * the per-rate sums. */
 static td_status allocate(eval_ctx *c, size_t n_rates)
@@ -162,34 +182,8 @@ static td_status allocate(eval_ctx *c, size_t n_rates)
     size_t chunk = N * V <= EVAL_LOGIT_FLOATS ? N : EVAL_LOGIT_FLOATS / V;
     if (chunk < 1) chunk = 1;
     c->chunk = (int32_t)chunk;
-    enum { N_SLOTS = 11 };
-    const size_t sizes[N_SLOTS] = {
-        N * sizeof(int32_t), N * sizeof(int32_t), N * sizeof(int32_t), N * sizeof(float),
-        chunk * sizeof(double), chunk * V * sizeof(float), chunk * sizeof(int32_t),
-        B * sizeof(item_score), B * sizeof(eval_item), n_rates * sizeof(double),
-        2 * n_rates * sizeof(int64_t) };
-    size_t total = 0;
-    for (int i = 0; i < N_SLOTS; i++) total += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
-    c->scratch = tdi_malloc(&c->m->alloc, total);
-    if (c->scratch == NULL) return tdi_nomem(c->func, total);
-    unsigned char *p = c->scratch;
-    void *slot[N_SLOTS];
-    for (int i = 0; i < N_SLOTS; i++) {
-        slot[i] = p;
-        p += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
-    }
-    c->corr.ids = slot[0];
-    c->corr.rows = slot[1];
-    c->corr.targets = slot[2];
-    c->corr.weights = slot[3];
-    c->corr.capacity = N;
-    c->row_loss = slot[4];
-    c->logits = slot[5];
-    c->hit = slot[6];
-    c->scores = slot[7];
-    c->items = slot[8];
-    c->ce_sum = slot[9];
-    c->counts = slot[10];
+    c->n_rates = n_rates;
+    TDI_TRY(tdi_carve_block(&c->m->alloc, layout, c, &c->scratch, c->func));
     return tdi_workspace_create(c->m, (int32_t)B, (int32_t)T, c->chunk, 0, &c->ws);
 }
 

@@ -87,35 +87,29 @@ void td_trainer_free(td_trainer *t)
     tdi_free(&a, t);
 }
 
+/* One block for the batch: corrupted ids, rows, targets, weights, times,
+ * per-row losses, and the logits (then their gradient). */
+static void layout(void *obj, tdi_carver *c)
+{
+    td_trainer *t = obj;
+    size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
+    t->corr.ids = tdi_carve(c, n, sizeof(int32_t));
+    t->corr.rows = tdi_carve(c, n, sizeof(int32_t));
+    t->corr.targets = tdi_carve(c, n, sizeof(int32_t));
+    t->corr.weights = tdi_carve(c, n, sizeof(float));
+    t->corr.capacity = n;
+    t->times = tdi_carve(c, (size_t)t->cfg.batch_size, sizeof(double));
+    t->row_loss = tdi_carve(c, n, sizeof(double));
+    t->logits = tdi_carve(c, n * (size_t)t->model->m->cfg.vocab_size, sizeof(float));
+}
+
 static td_status allocate(td_trainer *t)
 {
     const tdi_model *m = t->model->m;
     size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
-    size_t V = (size_t)m->cfg.vocab_size;
     t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
     if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
-    /* One block for the batch: corrupted ids, rows, targets, weights,
-     * times, per-row losses, logits / their gradient. Each piece starts 64-byte aligned. */
-    size_t sizes[7] = { n * 4, n * 4, n * 4, n * 4, (size_t)t->cfg.batch_size * 8, n * 8,
-                        n * V * 4 };
-    size_t total = 0;
-    for (int i = 0; i < 7; i++) total += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
-    t->scratch = tdi_malloc(&t->alloc, total);
-    if (t->scratch == NULL) return tdi_nomem("td_trainer_create", total);
-    unsigned char *p = t->scratch;
-    void *slots[7];
-    for (int i = 0; i < 7; i++) {
-        slots[i] = p;
-        p += (sizes[i] + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
-    }
-    t->corr.ids = slots[0];
-    t->corr.rows = slots[1];
-    t->corr.targets = slots[2];
-    t->corr.weights = slots[3];
-    t->corr.capacity = n;
-    t->times = slots[4];
-    t->row_loss = slots[5];
-    t->logits = slots[6];
+    TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
     TDI_TRY(tdi_workspace_create(m, t->cfg.batch_size, t->cfg.seq_len, (int32_t)n, 1, &t->ws));
     tdi_adamw_config o = optimizer_config(&t->cfg);
     TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));

@@ -82,3 +82,31 @@ td_status tdi_nomem(const char *func, size_t size)
 {
     return tdi_fail(TD_ERR_NOMEM, "%s: cannot allocate %zu bytes", func, size);
 }
+
+void *tdi_carve(tdi_carver *c, size_t count, size_t size)
+{
+    size_t n;
+    if (c->overflow || !tdi_mul_size(count, size, &n) || n > (size_t)-1 / 2 - c->used) {
+        c->overflow = 1;
+        return NULL;
+    }
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (n + TDI_ALIGN - 1) / TDI_ALIGN * TDI_ALIGN;
+    return p;
+}
+
+td_status tdi_carve_block(const td_allocator *a, void (*layout)(void *obj, tdi_carver *c),
+                          void *obj, void **block, const char *func)
+{
+    tdi_carver c = { NULL, 0, 0 };
+    *block = NULL;
+    layout(obj, &c);
+    if (c.overflow)
+        return tdi_fail(TD_ERR_NOMEM, "%s: scratch size overflows the address space", func);
+    unsigned char *base = tdi_malloc(a, c.used ? c.used : 1);
+    if (base == NULL) return tdi_nomem(func, c.used);
+    tdi_carver fill = { base, 0, 0 };
+    layout(obj, &fill);
+    *block = base;
+    return TD_OK;
+}

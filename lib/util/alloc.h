@@ -19,6 +19,23 @@ void tdi_free(const td_allocator *a, void *ptr);
 
 td_status tdi_nomem(const char *func, size_t size);
 
+/* Carving one allocation into 64-byte-aligned pieces: run a layout function
+ * twice, first with base == NULL to measure (`used` bytes), then on the
+ * block. Overflow is sticky: check `overflow` after measuring. */
+typedef struct tdi_carver {
+    unsigned char *base;
+    size_t used;
+    int overflow;
+} tdi_carver;
+
+/* The next piece of count * size bytes (NULL while measuring). */
+void *tdi_carve(tdi_carver *c, size_t count, size_t size);
+
+/* Measure with `layout`, allocate, lay out again: *block is the allocation
+ * (NULL and TD_ERR_NOMEM on failure; the message names func). */
+td_status tdi_carve_block(const td_allocator *a, void (*layout)(void *obj, tdi_carver *c),
+                          void *obj, void **block, const char *func);
+
 /* a * b without overflow: returns 0 and leaves *out alone on overflow. */
 static inline int tdi_mul_size(size_t a, size_t b, size_t *out)
 {
