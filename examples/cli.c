@@ -101,9 +101,10 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cli_progress_start(cli_progress *p, int64_t total)
+void cli_progress_start(cli_progress *p, int64_t first, int64_t total)
 {
     p->tty = isatty(fileno(stderr));
+    p->first = first;
     p->total = total;
     p->start = cli_now();
     p->last_print = 0;
@@ -123,8 +124,9 @@ void cli_progress_update(cli_progress *p, int64_t done, double tokens_per_s, con
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     double frac = p->total > 0 ? (double)done / (double)p->total : 1.0;
+    double run = (double)(done - p->first) / (double)(p->total > p->first ? p->total - p->first : 1);
     double elapsed = now - p->start;
-    double eta = frac > 0 ? elapsed / frac - elapsed : 0;
+    double eta = run > 0 ? elapsed / run - elapsed : 0;
     char bar[21];
     int filled = (int)(frac * 20);
     for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';

@@ -36,11 +36,12 @@ double cli_now(void);
 /* A progress line on a terminal (rewritten in place), plain lines otherwise. */
 typedef struct cli_progress {
     int tty;
+    int64_t first; /* done at the start (a resumed run) */
     int64_t total;
     double start;
     double last_print;
 } cli_progress;
-void cli_progress_start(cli_progress *p, int64_t total);
+void cli_progress_start(cli_progress *p, int64_t first, int64_t total);
 void cli_progress_update(cli_progress *p, int64_t done, double tokens_per_s, const char *fmt,
                          ...);
 void cli_progress_end(cli_progress *p);

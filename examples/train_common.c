@@ -167,7 +167,7 @@ int train_main(int argc, char **argv, int diffusion)
 
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
     cli_progress progress;
-    cli_progress_start(&progress, steps);
+    cli_progress_start(&progress, step, steps);
     double ema = NAN, t_last = cli_now();
     double tok_s = 0;
     while (step < steps) {
