@@ -129,8 +129,8 @@ int main(int argc, char **argv)
 {
     const char *mlm_path = MODELS_DIR "/mlm.tdm", *diff_path = MODELS_DIR "/diffusion.tdm";
     const char *prompt = "And God said, Let there be";
-    int steps = 64, len = 96, windows = 32, threads = 2, do_retrain = 0;
-    int64_t seed = 7, retrain_steps = 3500;
+    int steps = 64, len = 96, windows = 16, threads = 2, do_retrain = 0;
+    int64_t seed = 7, retrain_steps = 2200;
     cli_flag flags[] = {
         { "mlm", CLI_STRING, &mlm_path, "MLM-trained checkpoint" },
         { "diffusion", CLI_STRING, &diff_path, "diffusion-trained checkpoint" },
