@@ -24,8 +24,17 @@ td_status tdi_fail_context(td_status status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof tdi_last_message)
-        snprintf(tdi_last_message + n, sizeof tdi_last_message - (size_t)n, ": %s", detail);
+    if (n < 0) return status;
+    /* Append ": detail", truncated to what is left of the buffer. */
+    size_t used = (size_t)n < sizeof tdi_last_message ? (size_t)n : sizeof tdi_last_message - 1;
+    const char *parts[2] = { ": ", detail };
+    for (int i = 0; i < 2; i++) {
+        size_t len = strlen(parts[i]), room = sizeof tdi_last_message - 1 - used;
+        if (len > room) len = room;
+        memcpy(tdi_last_message + used, parts[i], len);
+        used += len;
+    }
+    tdi_last_message[used] = '\0';
     return status;
 }
 
