@@ -48,6 +48,8 @@
 #endif
 
 extern void openblas_set_num_threads(int n) __attribute__((weak));
+extern char *openblas_get_config(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
 
 /* ---- configurations ------------------------------------------------------ */
 
@@ -591,6 +593,32 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
 
 /* ---- the parent: spawn, collect, report ----------------------------------- */
 
+/* "AMD EPYC, 2 CPUs; OpenBLAS 0.3.21 ... (core Zen)", for the report. */
+static void describe_machine(char *out, size_t cap)
+{
+    char model[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f != NULL) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                const char *v = strchr(line, ':');
+                if (v) snprintf(model, sizeof model, "%s", v + 2);
+                model[strcspn(model, "\n")] = '\0';
+                break;
+            }
+        fclose(f);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char blas[256] = "BLAS unknown";
+    if (openblas_get_config)
+        snprintf(blas, sizeof blas, "%s (core %s)", openblas_get_config(),
+                 openblas_get_corename ? openblas_get_corename() : "?");
+    snprintf(out, cap, "%s, %ld CPUs; %s", model, cpus, blas);
+    for (char *p = out; *p; p++)
+        if (*p == '"' || *p == '\\') *p = ' '; /* it goes into JSON as is */
+}
+
 /* Runs argv[0] with stdout captured; with `threads` > 0 the thread
  * variables of the baseline are set first. Returns the last line of its
  * output that starts with '{', or NULL. */
@@ -698,9 +726,11 @@ typedef struct target {
 
 static void report(const result *res, int n, int quick, int pytorch)
 {
+    char machine[600];
+    describe_machine(machine, sizeof machine);
     printf("\nlibtextdiff %s benchmark%s (vocabulary 258, RoPE, pre-LN, tied head; "
-           "log-linear schedule)\n",
-           td_version_string(), quick ? " --quick" : "");
+           "log-linear schedule)\n%s\n",
+           td_version_string(), quick ? " --quick" : "", machine);
 
     printf("\nTraining (tokens/s = batch x seq_len / median step)\n");
     printf("  cfg thr  %12s %12s %7s %10s %10s %8s\n", "C tok/s", "PyTorch", "C/Py",
@@ -731,13 +761,8 @@ static void report(const result *res, int n, int quick, int pytorch)
                    json_get(res[i].py, "opt_ms"));
     }
 
-    printf("\nSampling (tokens/s = sequences x length / time of all steps; "
-           "timed over the first %s steps)\n",
-           res[0].c ? (json_get(res[0].c, "sample_steps_timed") ==
-                               json_get(res[0].c, "sample_steps")
-                           ? "all"
-                           : "K")
-                    : "?");
+    printf("\nSampling (tokens/s = sequences x length / time for all the steps, from the "
+           "steps timed;\n  calls = forward passes in the steps timed; C/Py: no cache)\n");
     printf("  cfg thr  %-10s %8s %8s %12s %12s %7s\n", "strategy", "calls/0", "calls/1",
            "C no cache", "C cache", "C/Py");
     for (int i = 0; i < n; i++) {
@@ -843,8 +868,9 @@ static void report(const result *res, int n, int quick, int pytorch)
     }
 
     /* ---- one JSON line */
-    printf("\n{\"bench\":\"libtextdiff\",\"version\":\"%s\",\"quick\":%d,\"results\":[",
-           td_version_string(), quick);
+    printf("\n{\"bench\":\"libtextdiff\",\"version\":\"%s\",\"machine\":\"%s\",\"quick\":%d,"
+           "\"results\":[",
+           td_version_string(), machine, quick);
     for (int i = 0; i < n; i++)
         printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"pytorch\":%s}", i ? "," : "",
                res[i].cfg->name, res[i].threads, res[i].c ? res[i].c : "null",
