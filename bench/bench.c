@@ -81,7 +81,7 @@ static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
     int big = c->d_model >= 512;
     p.warmup = quick ? 1 : 2;
     p.steps = quick ? 2 : big ? 5 : 8;
-    p.sample_timed = full_sampling ? 0 : quick ? 4 : 16;
+    p.sample_timed = full_sampling ? 0 : quick ? 4 : big ? 8 : 16;
     p.gemm_reps = quick ? 1 : 3;
     return p;
 }
@@ -111,6 +111,44 @@ static long max_rss_kb(void)
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
     return ru.ru_maxrss;
+}
+
+/* CPU time used on the whole machine (from /proc/stat) and by this process,
+ * to tell how much other processes took while something was timed. */
+typedef struct cpu_mark {
+    double machine_s, own_s, wall_s;
+} cpu_mark;
+
+static cpu_mark cpu_now(void)
+{
+    cpu_mark m = { NAN, NAN, now_s() };
+    FILE *f = fopen("/proc/stat", "r");
+    if (f != NULL) {
+        unsigned long long v[8] = { 0 };
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            /* user nice system idle iowait irq softirq steal: all but idle, iowait */
+            unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+            m.machine_s = (double)busy / (double)sysconf(_SC_CLK_TCK);
+        }
+        fclose(f);
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        m.own_s = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                  (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+    return m;
+}
+
+/* Share of the machine's CPUs that other processes used between a and b;
+ * NaN for less than two seconds, which the 10 ms ticks cannot resolve. */
+static double others_share(cpu_mark a, cpu_mark b)
+{
+    if (b.wall_s - a.wall_s < 2.0) return NAN;
+    double cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
+    double others = (b.machine_s - a.machine_s) - (b.own_s - a.own_s);
+    double share = others / ((b.wall_s - a.wall_s) * cpus);
+    return share > 0.0 ? share : 0.0;
 }
 
 static void die(const char *what, td_status st)
@@ -476,6 +514,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     tdi_profile prof;
     memset(&prof, 0, sizeof prof);
     double masked = 0.0;
+    cpu_mark train0 = cpu_now();
     for (int s = 0; s < p->warmup + p->steps; s++) {
         for (size_t i = 0; i < n_tok; i++) tokens[i] = (int32_t)(mix64(&data_state) & 255u);
         int timed = s >= p->warmup;
@@ -490,6 +529,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
         }
     }
     tdi_trainer_set_profile(tr, NULL);
+    jb_num(&j, "others_cpu_train", others_share(train0, cpu_now()));
     jb_num(&j, "rss_train_kb", (double)max_rss_kb());
     masked /= p->steps;
     double mean = 0.0;
@@ -522,6 +562,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
                           : c->sample_steps;
     jb_num(&j, "sample_steps", c->sample_steps);
     jb_num(&j, "sample_steps_timed", timed_steps);
+    cpu_mark sample0 = cpu_now();
     for (int si = 0; si < N_STRATEGIES; si++)
         for (int cache = 0; cache < 2; cache++) {
             td_sampler_config smc;
@@ -563,6 +604,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
             jb_num(&j, key, t / (double)ss.steps * 1e3);
         }
     free(canvas);
+    jb_num(&j, "others_cpu_sample", others_share(sample0, cpu_now()));
     jb_num(&j, "rss_peak_kb", (double)max_rss_kb());
     fprintf(stderr, "  C %s, %d thread%s: sampling done\n", c->name, threads,
             threads > 1 ? "s" : "");
@@ -614,7 +656,18 @@ static void describe_machine(char *out, size_t cap)
     if (openblas_get_config)
         snprintf(blas, sizeof blas, "%s (core %s)", openblas_get_config(),
                  openblas_get_corename ? openblas_get_corename() : "?");
-    snprintf(out, cap, "%s, %ld CPUs; %s", model, cpus, blas);
+    /* The thread variables the C runs inherit (the baseline sets its own). */
+    static const char *const vars[] = { "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+                                        "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE" };
+    char env[256] = "";
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        size_t used = strlen(env);
+        if (v != NULL)
+            snprintf(env + used, sizeof env - used, " %s=%.40s", vars[i], v);
+    }
+    snprintf(out, cap, "%s, %ld CPUs; %s; environment:%s", model, cpus, blas,
+             env[0] ? env : " (no thread variables set)");
     for (char *p = out; *p; p++)
         if (*p == '"' || *p == '\\') *p = ' '; /* it goes into JSON as is */
 }
@@ -813,6 +866,19 @@ static void report(const result *res, int n, int quick, int pytorch)
                json_get(r->py, "rss_base_kb") / 1024.0, pt / 1024.0, ratio(ct, pt));
     }
 
+    /* Other processes on the machine distort every number above. */
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        static const char *const keys[] = { "others_cpu_train", "others_cpu_sample" };
+        for (int k = 0; k < 2; k++) {
+            double a = json_get(res[i].c, keys[k]), b = json_get(res[i].py, keys[k]);
+            if (a > worst) worst = a;
+            if (b > worst) worst = b;
+        }
+    }
+    printf("\nOther processes used at most %.1f%% of the CPUs during any timed part%s\n",
+           100.0 * worst, worst > 0.05 ? ": the numbers are disturbed, run again" : "");
+
     /* ---- targets */
     target t[16];
     int nt = 0;
@@ -893,7 +959,7 @@ static void usage(void)
             "  --no-pytorch       skip the PyTorch baseline\n"
             "  --configs LIST     S, M or S,M (default S,M; T: tiny, a smoke test)\n"
             "  --threads LIST     1, 2 or 1,2 (default 1,2)\n"
-            "  --full-sampling    time every sampling step (default: the first 16)\n"
+            "  --full-sampling    time every sampling step (default: the first 16, M: 8)\n"
             "  --python PATH      interpreter with torch (default /usr/bin/python3)\n"
             "  --script PATH      the baseline (default %s/pytorch_baseline.py)\n",
             TD_BENCH_DIR);

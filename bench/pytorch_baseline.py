@@ -67,6 +67,24 @@ def rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
 
 
+def cpu_mark():
+    """(machine busy CPU seconds, this process's CPU seconds, wall seconds)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # all but idle and iowait
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return busy / os.sysconf("SC_CLK_TCK"), ru.ru_utime + ru.ru_stime, time.perf_counter()
+
+
+def others_share(a, b):
+    """Share of the CPUs that other processes used between marks a and b
+    (None under two seconds, which the 10 ms ticks cannot resolve)."""
+    if b[2] - a[2] < 2.0:
+        return None
+    others = (b[0] - a[0]) - (b[1] - a[1])
+    return max(0.0, others / ((b[2] - a[2]) * os.cpu_count()))
+
+
 # --- the model -------------------------------------------------------------------
 
 def param_shapes(V, d, ff, L):
@@ -297,6 +315,7 @@ def main():
 
     data = torch.Generator().manual_seed(42)
     steps, fwd, bwd, optim, masked = [], [], [], [], []
+    train0 = cpu_mark()
     for i in range(a.warmup + a.steps):
         tokens = torch.randint(0, 256, (c["batch"], c["seq_len"]), generator=data)
         f, b, o, n = train_step(model, params, opt, tokens, i + 1, gen)
@@ -306,6 +325,7 @@ def main():
             bwd.append(b)
             optim.append(o)
             masked.append(n)
+    out["others_cpu_train"] = others_share(train0, cpu_mark())
     out["rss_train_kb"] = rss_kb()
     med = statistics.median(steps)
     out.update(steps_timed=a.steps, train_tokens_per_s=c["batch"] * c["seq_len"] / med,
@@ -318,6 +338,7 @@ def main():
     S, Ls, N = c["sample_batch"], c["sample_len"], c["sample_steps"]
     timed = a.sample_timed if 0 < a.sample_timed < N else N
     out.update(sample_steps=N, sample_steps_timed=timed)
+    sample0 = cpu_mark()
     for strategy in ("ancestral", "max_prob"):
         sample(model, strategy, S, Ls, N, 1, gen)  # warm-up: one step
         t0 = time.perf_counter()
@@ -325,6 +346,7 @@ def main():
         dt = time.perf_counter() - t0
         out[f"sample_{strategy}_tokens_per_s"] = S * Ls / (dt * N / timed)
         out[f"sample_{strategy}_ms_per_step"] = 1e3 * dt / timed
+    out["others_cpu_sample"] = others_share(sample0, cpu_mark())
     out["rss_peak_kb"] = rss_kb()
     print(json.dumps(out))
 
