@@ -26,43 +26,54 @@ static void block_backward(const tdi_model *m, tdi_workspace *ws, int32_t l, con
     const float *p = m->params;
     const tdi_layer_offsets *o = &m->layers[l];
     const tdi_layer_acts *a = tdi_ws_layer(ws, l);
+    tdi_profile *pr = ws->prof;
     float *g = grads, *dres = ws->dres, *dtmp = ws->dtmp, *dff = ws->dff;
     int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff;
 
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         /* out = res1 + fc2(gelu(fc(LN2(res1)))) */
-        tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg, p + o->fc2_w, N,
-                            ff, d, 0, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg,
+                                          p + o->fc2_w, N, ff, d, 0, nt));
         tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
-        tdi_linear_backward(dtmp, g + o->fc_w, g + o->fc_b, dff, a->ln2, p + o->fc_w, N, d, ff,
-                            0, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dtmp, g + o->fc_w, g + o->fc_b, dff, a->ln2,
+                                          p + o->fc_w, N, d, ff, 0, nt));
         tdi_layernorm_backward(dres, g + o->ln2_w, g + o->ln2_b, dtmp, a->res1, a->ln2_mean,
                                a->ln2_rstd, p + o->ln2_w, N, d, 1, nt);
         /* res1 = x + proj(attn(LN1(x))) */
-        tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty, p + o->proj_w,
-                            N, d, d, 0, nt);
-        attention_block_backward(m, ws, a, dtmp, B, T, nt);
-        tdi_linear_backward(dtmp, g + o->qkv_w, g + o->qkv_b, ws->dqkv, a->ln1, p + o->qkv_w,
-                            N, d, 3 * d, 0, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty,
+                                          p + o->proj_w, N, d, d, 0, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
+                      attention_block_backward(m, ws, a, dtmp, B, T, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dtmp, g + o->qkv_w, g + o->qkv_b, ws->dqkv, a->ln1,
+                                          p + o->qkv_w, N, d, 3 * d, 0, nt));
         tdi_layernorm_backward(dres, g + o->ln1_w, g + o->ln1_b, dtmp, x, a->ln1_mean,
                                a->ln1_rstd, p + o->ln1_w, N, d, 1, nt);
     } else {
         /* out = LN2(ln2), ln2 = res1 + fc2(gelu(fc(res1))) */
         tdi_layernorm_backward(dres, g + o->ln2_w, g + o->ln2_b, dres, a->ln2, a->ln2_mean,
                                a->ln2_rstd, p + o->ln2_w, N, d, 0, nt);
-        tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg, p + o->fc2_w, N,
-                            ff, d, 0, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg,
+                                          p + o->fc2_w, N, ff, d, 0, nt));
         tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
-        tdi_linear_backward(dres, g + o->fc_w, g + o->fc_b, dff, a->res1, p + o->fc_w, N, d,
-                            ff, 1, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dres, g + o->fc_w, g + o->fc_b, dff, a->res1,
+                                          p + o->fc_w, N, d, ff, 1, nt));
         /* res1 = LN1(ln1), ln1 = x + proj(attn(x)) */
         tdi_layernorm_backward(dres, g + o->ln1_w, g + o->ln1_b, dres, a->ln1, a->ln1_mean,
                                a->ln1_rstd, p + o->ln1_w, N, d, 0, nt);
-        tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty, p + o->proj_w,
-                            N, d, d, 0, nt);
-        attention_block_backward(m, ws, a, dtmp, B, T, nt);
-        tdi_linear_backward(dres, g + o->qkv_w, g + o->qkv_b, ws->dqkv, x, p + o->qkv_w, N, d,
-                            3 * d, 1, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dtmp, g + o->proj_w, g + o->proj_b, dres, a->atty,
+                                          p + o->proj_w, N, d, d, 0, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
+                      attention_block_backward(m, ws, a, dtmp, B, T, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_backward(dres, g + o->qkv_w, g + o->qkv_b, ws->dqkv, x,
+                                          p + o->qkv_w, N, d, 3 * d, 1, nt));
     }
 }
 
@@ -77,8 +88,9 @@ void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *ro
 
     /* Output head: logits = hsel · Eᵀ + b, hsel = final hidden state at rows. */
     tdi_model_gather_rows(m, ws, rows, n_rows, nt);
-    tdi_linear_backward(ws->dhsel, grads + m->out_w, grads + m->out_b, dlogits, ws->hsel,
-                        p + m->out_w, n_rows, d, V, 0, nt);
+    TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
+                  tdi_linear_backward(ws->dhsel, grads + m->out_w, grads + m->out_b, dlogits,
+                                      ws->hsel, p + m->out_w, n_rows, d, V, 0, nt));
     int pre = c->norm_placement == TDI_NORM_PRE;
     float *dfinal = pre ? ws->dtmp : ws->dres;
     memset(dfinal, 0, (size_t)N * d * sizeof *dfinal);

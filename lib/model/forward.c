@@ -26,28 +26,45 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
     const float *p = m->params;
     const tdi_layer_offsets *o = &m->layers[l];
     tdi_layer_acts *a = tdi_ws_layer(ws, l);
+    tdi_profile *pr = ws->prof;
     int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff;
 
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b,
                               N, d, nt);
-        tdi_linear_forward(a->qkv, a->ln1, p + o->qkv_w, p + o->qkv_b, NULL, N, d, 3 * d, nt);
-        attention_block(m, ws, a, key_mask, B, T, nt);
-        tdi_linear_forward(a->res1, a->atty, p + o->proj_w, p + o->proj_b, x, N, d, d, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->qkv, a->ln1, p + o->qkv_w, p + o->qkv_b, NULL, N,
+                                         d, 3 * d, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION, attention_block(m, ws, a, key_mask, B, T, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->res1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
+                                         d, d, nt));
         tdi_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p + o->ln2_w,
                               p + o->ln2_b, N, d, nt);
-        tdi_linear_forward(a->fch, a->ln2, p + o->fc_w, p + o->fc_b, NULL, N, d, ff, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->fch, a->ln2, p + o->fc_w, p + o->fc_b, NULL, N, d,
+                                         ff, nt));
         tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, nt);
-        tdi_linear_forward(y, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N, ff, d, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(y, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N,
+                                         ff, d, nt));
     } else {
-        tdi_linear_forward(a->qkv, x, p + o->qkv_w, p + o->qkv_b, NULL, N, d, 3 * d, nt);
-        attention_block(m, ws, a, key_mask, B, T, nt);
-        tdi_linear_forward(a->ln1, a->atty, p + o->proj_w, p + o->proj_b, x, N, d, d, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->qkv, x, p + o->qkv_w, p + o->qkv_b, NULL, N, d,
+                                         3 * d, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION, attention_block(m, ws, a, key_mask, B, T, nt));
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->ln1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
+                                         d, d, nt));
         tdi_layernorm_forward(a->res1, a->ln1_mean, a->ln1_rstd, a->ln1, p + o->ln1_w,
                               p + o->ln1_b, N, d, nt);
-        tdi_linear_forward(a->fch, a->res1, p + o->fc_w, p + o->fc_b, NULL, N, d, ff, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->fch, a->res1, p + o->fc_w, p + o->fc_b, NULL, N,
+                                         d, ff, nt));
         tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, nt);
-        tdi_linear_forward(a->ln2, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N, ff, d, nt);
+        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                      tdi_linear_forward(a->ln2, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1,
+                                         N, ff, d, nt));
         tdi_layernorm_forward(y, a->ln2_mean, a->ln2_rstd, a->ln2, p + o->ln2_w, p + o->ln2_b,
                               N, d, nt);
     }
@@ -115,7 +132,8 @@ void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows
     int V = m->cfg.vocab_size, d = m->cfg.d_model;
     if (nt < 1) nt = 1;
     tdi_model_gather_rows(m, ws, rows, n_rows, nt);
-    tdi_linear_forward(logits, ws->hsel, m->params + m->out_w, m->params + m->out_b, NULL,
-                       n_rows, d, V, nt);
+    TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
+                  tdi_linear_forward(logits, ws->hsel, m->params + m->out_w,
+                                     m->params + m->out_b, NULL, n_rows, d, V, nt));
     for (int i = 0; i < n_rows; i++) logits[(size_t)i * V + m->cfg.mask_id] = -INFINITY;
 }

@@ -5,6 +5,7 @@
 #define TDI_WORKSPACE_H
 
 #include "model/model.h"
+#include "util/profile.h"
 
 /* One block's saved activations. The norm slots hold what LayerNorm
  * backward needs on either side of the placement:
@@ -50,6 +51,7 @@ struct tdi_workspace {
     float *datt;                 /* [B, H, T, T] */
     float *dhsel;                /* [rows_max, d] */
 
+    tdi_profile *prof;           /* times the kernels when set; NULL: off */
     int32_t B, T;                /* of the last forward; 0 before one */
     int32_t n_layer_acts;        /* L with backward; 1 (reused) without */
     tdi_layer_acts layer[];

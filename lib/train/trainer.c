@@ -4,6 +4,7 @@
 #include "diffusion/schedule.h"
 #include "kernels/kernels.h"
 #include "model/model_api.h"
+#include "model/workspace.h"
 #include "train/adamw.h"
 #include "train/trainer.h"
 #include "util/alloc.h"
@@ -173,12 +174,17 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
      * [MASK] (the bytes, for the byte tokenizer). */
     tdi_corrupt_vocab vocab = { V, m->cfg.mask_id, 0, m->cfg.mask_id };
 
+    tdi_profile *prof = t->prof;
+    uint64_t mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
+    memset(t->grads, 0, m->n_params * sizeof(float));
+    tdi_prof_phase_end(prof, mark);
+
+    mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);
     TDI_TRY(tdi_schedule_draw_times(&t->schedule, &t->rng, (size_t)B, t->times));
     TDI_TRY(tdi_corrupt(&t->schedule, &vocab, tokens, (size_t)B, (size_t)T, t->times, &t->rng,
                         &t->corr));
     const int32_t n = (int32_t)t->corr.n;
     double loss = 0.0;
-    memset(t->grads, 0, m->n_params * sizeof(float));
     if (n > 0) {
         TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids, B, T, NULL, nt));
         tdi_model_logits(m, t->ws, t->corr.rows, n, t->logits, nt);
@@ -187,10 +193,16 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
         if (!isfinite(loss))
             return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
                             __func__, loss, (long long)tdi_adamw_steps(t->opt) + 1);
+        tdi_prof_phase_end(prof, mark);
+        mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
         tdi_model_backward(m, t->ws, t->corr.rows, n, t->logits, t->grads, nt);
     }
+    tdi_prof_phase_end(prof, mark);
+
+    mark = tdi_prof_phase_begin(prof, TDI_PROF_OPTIMIZER);
     double grad_norm = 0.0;
     td_status st = tdi_adamw_step(t->opt, m->params, t->grads, nt, &grad_norm);
+    tdi_prof_phase_end(prof, mark);
     if (st == TD_ERR_NUMERIC)
         return tdi_fail(TD_ERR_NUMERIC, "%s: gradient norm is %g at step %lld; step not applied",
                         __func__, grad_norm, (long long)tdi_adamw_steps(t->opt) + 1);
@@ -207,5 +219,12 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
         size_t size = stats->struct_size < sizeof full ? stats->struct_size : sizeof full;
         memcpy(stats, &full, size);
     }
+    if (prof != NULL) prof->steps++;
     return TD_OK;
+}
+
+void tdi_trainer_set_profile(td_trainer *t, tdi_profile *prof)
+{
+    t->prof = prof;
+    t->ws->prof = prof;
 }

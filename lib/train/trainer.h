@@ -6,6 +6,7 @@
 #include "diffusion/schedule.h"
 #include "model/model_api.h"
 #include "train/adamw.h"
+#include "util/profile.h"
 #include "util/rng.h"
 
 struct td_trainer {
@@ -22,6 +23,11 @@ struct td_trainer {
     double *times;            /* [batch_size] */
     double *row_loss;         /* [batch_size · seq_len] cross-entropy per scored row */
     float *logits;            /* [batch_size · seq_len, V], then their gradient */
+    tdi_profile *prof;        /* step timing (util/profile.h); NULL: off */
 };
+
+/* Attach a profile (NULL detaches it): every later step adds its times to
+ * it. The trainer does not own it; it must outlive the steps it times. */
+void tdi_trainer_set_profile(td_trainer *t, tdi_profile *prof);
 
 #endif

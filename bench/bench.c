@@ -1,0 +1,1087 @@
+/* libtextdiff performance benchmark (docs/performance.md).
+ *
+ *   bench [--quick] [--no-pytorch] [--configs S,M] [--threads 1,2]
+ *
+ * For each configuration and thread count it starts a fresh copy of itself
+ * (`--child`), so that every peak RSS belongs to one configuration, and, unless
+ * --no-pytorch, the PyTorch baseline (bench/pytorch_baseline.py) with the same
+ * shapes and threads. A child measures, through the public API:
+ *   - training: td_trainer_step with a log-linear schedule on random bytes;
+ *     tokens/s = batch · seq_len / median step time; the mean time of each
+ *     phase, split by the library's step profile (lib/util/profile.h);
+ *   - sampling: td_sampler_generate for every strategy, exact cache off/on;
+ *   - the roofline: cblas_sgemm on the step's own GEMM shapes and layouts.
+ * The parent prints tables, the ratios to PyTorch, the targets, and one line
+ * of JSON.
+ *
+ * Threads: a child sets the trainer's and sampler's n_threads (the OpenMP
+ * loops) and OpenBLAS's thread count through openblas_set_num_threads() when
+ * the program runs on OpenBLAS (a weak symbol, so any CBLAS links). Its
+ * environment is the caller's. The baseline gets OPENBLAS_NUM_THREADS,
+ * OMP_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE before torch loads, and
+ * torch.set_num_threads().
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "textdiff/textdiff.h"
+#include "train/trainer.h"
+#include "util/profile.h"
+
+#ifndef TD_BENCH_DIR
+#define TD_BENCH_DIR "bench"
+#endif
+
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+extern char *openblas_get_config(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+/* ---- configurations ------------------------------------------------------ */
+
+typedef struct bench_config {
+    const char *name;
+    int d_model, n_layers, n_heads, d_ff;
+    int seq_len, batch;                            /* training */
+    int sample_batch, sample_len, sample_steps;    /* sampling */
+} bench_config;
+
+static const bench_config CONFIGS[] = {
+    { "S", 256, 4, 4, 1024, 128, 32, 8, 128, 64 },
+    { "M", 512, 8, 8, 2048, 256, 8, 4, 256, 128 },
+    { "T", 64, 2, 2, 256, 32, 4, 2, 32, 8 }, /* tiny: a smoke test of the benchmark */
+};
+#define N_CONFIGS ((int)(sizeof CONFIGS / sizeof CONFIGS[0]))
+
+/* How much to measure. */
+typedef struct bench_plan {
+    int warmup;        /* untimed training steps */
+    int steps;         /* timed training steps */
+    int sample_timed;  /* sampling steps timed per run; 0 = all */
+    int gemm_reps;     /* repetitions per GEMM shape (the minimum is kept) */
+} bench_plan;
+
+static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
+{
+    bench_plan p;
+    int big = c->d_model >= 512;
+    p.warmup = quick ? 1 : 2;
+    p.steps = quick ? 2 : big ? 5 : 8;
+    p.sample_timed = full_sampling ? 0 : quick ? 4 : big ? 8 : 16;
+    p.gemm_reps = quick ? 1 : 3;
+    return p;
+}
+
+static const struct {
+    const char *name;
+    int strategy;
+} STRATEGIES[] = {
+    { "ancestral", TD_SAMPLER_ANCESTRAL },
+    { "max_prob", TD_SAMPLER_MAX_PROB },
+    { "margin", TD_SAMPLER_MARGIN },
+    { "entropy", TD_SAMPLER_ENTROPY },
+};
+#define N_STRATEGIES ((int)(sizeof STRATEGIES / sizeof STRATEGIES[0]))
+
+/* ---- small utilities ----------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static long max_rss_kb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return ru.ru_maxrss;
+}
+
+/* CPU time used on the whole machine (from /proc/stat) and by this process,
+ * to tell how much other processes took while something was timed. */
+typedef struct cpu_mark {
+    double machine_s, own_s, wall_s;
+} cpu_mark;
+
+static cpu_mark cpu_now(void)
+{
+    cpu_mark m = { NAN, NAN, now_s() };
+    FILE *f = fopen("/proc/stat", "r");
+    if (f != NULL) {
+        unsigned long long v[8] = { 0 };
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            /* user nice system idle iowait irq softirq steal: all but idle, iowait */
+            unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+            m.machine_s = (double)busy / (double)sysconf(_SC_CLK_TCK);
+        }
+        fclose(f);
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        m.own_s = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                  (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+    return m;
+}
+
+/* Share of the machine's CPUs that other processes used between a and b;
+ * NaN for less than two seconds, which the 10 ms ticks cannot resolve. */
+static double others_share(cpu_mark a, cpu_mark b)
+{
+    if (b.wall_s - a.wall_s < 2.0) return NAN;
+    double cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
+    double others = (b.machine_s - a.machine_s) - (b.own_s - a.own_s);
+    double share = others / ((b.wall_s - a.wall_s) * cpus);
+    return share > 0.0 ? share : 0.0;
+}
+
+static void die(const char *what, td_status st)
+{
+    fprintf(stderr, "bench: %s: %s (%s)\n", what, td_status_string(st),
+            td_last_error_message());
+    exit(1);
+}
+
+static void check(td_status st, const char *what)
+{
+    if (st != TD_OK) die(what, st);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "bench: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* splitmix64: the benchmark's own data, independent of the library's RNG. */
+static uint64_t mix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static void set_blas_threads(int n)
+{
+    if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
+/* A JSON object built field by field on one line. */
+typedef struct json_buf {
+    char *s;
+    size_t len, cap;
+} json_buf;
+
+static void jb_printf(json_buf *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_printf(json_buf *j, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(j->s ? j->s + j->len : NULL, j->s ? j->cap - j->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) exit(1);
+        if (j->s && j->len + (size_t)n < j->cap) {
+            j->len += (size_t)n;
+            return;
+        }
+        size_t cap = (j->cap ? j->cap * 2 : 1024) + (size_t)n;
+        char *s = realloc(j->s, cap);
+        if (s == NULL) exit(1);
+        j->s = s;
+        j->cap = cap;
+    }
+}
+
+static void jb_num(json_buf *j, const char *key, double v)
+{
+    if (isfinite(v))
+        jb_printf(j, "%s\"%s\":%.6g", j->len > 1 ? "," : "", key, v);
+    else
+        jb_printf(j, "%s\"%s\":null", j->len > 1 ? "," : "", key);
+}
+
+static void jb_str(json_buf *j, const char *key, const char *v)
+{
+    jb_printf(j, "%s\"%s\":\"%s\"", j->len > 1 ? "," : "", key, v);
+}
+
+/* The number stored under "key" in a flat JSON object; NaN when absent. */
+static double json_get(const char *json, const char *key)
+{
+    if (json == NULL) return NAN;
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (p == NULL) return NAN;
+    p += strlen(pat);
+    if (strncmp(p, "null", 4) == 0) return NAN;
+    char *end;
+    double v = strtod(p, &end);
+    return end == p ? NAN : v;
+}
+
+/* ---- model FLOPs and the GEMMs of one training step ---------------------- */
+
+/* Matrix-product FLOPs of one training step (docs/performance.md):
+ *   forward  = L · (2·N·(4d² + 2·d·d_ff) + 4·B·T²·d) + 2·n_m·d·V
+ *   step     = 3 · forward   (backward: two products per forward product)
+ * with N = B·T rows and n_m the masked rows that reach the output head. */
+static double step_flops(const bench_config *c, double n_masked, int vocab)
+{
+    double N = (double)c->batch * c->seq_len, d = c->d_model, ff = c->d_ff;
+    double T = c->seq_len, B = c->batch;
+    double layer = 2.0 * N * (4.0 * d * d + 2.0 * d * ff) + 4.0 * B * T * T * d;
+    double fwd = c->n_layers * layer + 2.0 * n_masked * d * vocab;
+    return 3.0 * fwd;
+}
+
+/* One linear-layer product as lib/kernels/linear.c issues it. */
+typedef struct gemm_shape {
+    const char *what;
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K;
+    float beta;
+    int times; /* per step */
+} gemm_shape;
+
+/* Forward y = x·wᵀ (beta 1: the bias is pre-filled), backward dx = dy·w and
+ * dw += dyᵀ·x, for a layer of `in` -> `out` over `rows` rows. */
+static int add_linear(gemm_shape *g, int n, const char *what, int rows, int in, int out,
+                      int times)
+{
+    g[n++] = (gemm_shape){ what, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, times };
+    g[n++] = (gemm_shape){ what, CblasNoTrans, CblasNoTrans, rows, in, out, 0.0f, times };
+    g[n++] = (gemm_shape){ what, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, times };
+    return n;
+}
+
+static int linear_shapes(const bench_config *c, int n_masked, int vocab, gemm_shape *g)
+{
+    int N = c->batch * c->seq_len, d = c->d_model, L = c->n_layers;
+    int n = 0;
+    n = add_linear(g, n, "qkv", N, d, 3 * d, L);
+    n = add_linear(g, n, "proj", N, d, d, L);
+    n = add_linear(g, n, "fc", N, d, c->d_ff, L);
+    n = add_linear(g, n, "fc2", N, c->d_ff, d, L);
+    n = add_linear(g, n, "head", n_masked, d, vocab, 1);
+    return n;
+}
+
+static double time_linear(const gemm_shape *s, float *a, float *b, float *cm, int reps)
+{
+    int lda = s->ta == CblasNoTrans ? s->K : s->M;
+    int ldb = s->tb == CblasNoTrans ? s->N : s->K;
+    double best = INFINITY;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, s->ta, s->tb, s->M, s->N, s->K, 1.0f, a, lda, b, ldb,
+                    s->beta, cm, s->N);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+/* The attention products of one layer, with the strides and the (batch,
+ * head) order of lib/kernels/attention.c. qkv, dqkv [N, 3d]; att, datt
+ * [B, H, T, T]; y, dy [N, d]. */
+static void attention_gemms(const bench_config *c, int backward, const float *qkv, float *dqkv,
+                            float *att, float *datt, float *y, const float *dy)
+{
+    int B = c->batch, T = c->seq_len, H = c->n_heads, d = c->d_model, hd = d / H, ld = 3 * d;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t head = (size_t)b * T * ld + (size_t)h * hd;
+            size_t hy = (size_t)b * T * d + (size_t)h * hd;
+            float *p = att + ((size_t)b * H + h) * T * T;
+            float *dp = datt + ((size_t)b * H + h) * T * T;
+            if (!backward) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale,
+                            qkv + head, ld, qkv + head + d, ld, 0.0f, p, T);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T,
+                            qkv + head + 2 * (size_t)d, ld, 0.0f, y + hy, d);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy + hy,
+                            d, qkv + head + 2 * (size_t)d, ld, 0.0f, dp, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T,
+                            dy + hy, d, 0.0f, dqkv + head + 2 * (size_t)d, ld);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dp, T,
+                            qkv + head + d, ld, 0.0f, dqkv + head, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dp, T,
+                            qkv + head, ld, 0.0f, dqkv + head + d, ld);
+            }
+        }
+}
+
+static void fill_uniform(float *x, size_t n, uint64_t seed)
+{
+    uint64_t st = seed;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((double)(mix64(&st) >> 11) * 0x1.0p-53 * 2.0 - 1.0) * 0.5f;
+}
+
+typedef struct roofline {
+    double linear_s, linear_flop;   /* predicted time and FLOPs of the linear GEMMs */
+    double attn_s, attn_flop;       /* of the attention GEMMs */
+    double square_gflops;           /* 2048³ sgemm */
+} roofline;
+
+static roofline measure_roofline(const bench_config *c, int n_masked, int vocab, int reps)
+{
+    roofline r;
+    memset(&r, 0, sizeof r);
+
+    /* Large square product: the machine's sgemm ceiling. It also warms up
+     * OpenBLAS's buffers and threads before the timed shapes. */
+    const int S = 2048;
+    float *sa = xmalloc((size_t)S * S * sizeof(float));
+    float *sb = xmalloc((size_t)S * S * sizeof(float));
+    float *sc = xmalloc((size_t)S * S * sizeof(float));
+    fill_uniform(sa, (size_t)S * S, 1);
+    fill_uniform(sb, (size_t)S * S, 2);
+    double best = INFINITY;
+    for (int i = 0; i < reps + 1; i++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, S, S, 1.0f, sa, S, sb, S,
+                    0.0f, sc, S);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    r.square_gflops = 2.0 * S * S * (double)S / best * 1e-9;
+    free(sa);
+    free(sb);
+    free(sc);
+
+    gemm_shape g[32];
+    int n = linear_shapes(c, n_masked > 0 ? n_masked : 1, vocab, g);
+    size_t amax = 0, bmax = 0, cmax = 0;
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)g[i].M * g[i].K, b = (size_t)g[i].K * g[i].N;
+        size_t cc = (size_t)g[i].M * g[i].N;
+        if (a > amax) amax = a;
+        if (b > bmax) bmax = b;
+        if (cc > cmax) cmax = cc;
+    }
+    float *a = xmalloc(amax * sizeof(float)), *b = xmalloc(bmax * sizeof(float));
+    float *cm = xmalloc(cmax * sizeof(float));
+    fill_uniform(a, amax, 3);
+    fill_uniform(b, bmax, 4);
+    fill_uniform(cm, cmax, 5);
+    for (int i = 0; i < n; i++) {
+        double t = time_linear(&g[i], a, b, cm, reps);
+        r.linear_s += t * g[i].times;
+        r.linear_flop += 2.0 * g[i].M * (double)g[i].N * g[i].K * g[i].times;
+    }
+    free(a);
+    free(b);
+    free(cm);
+
+    size_t N = (size_t)c->batch * c->seq_len, d = (size_t)c->d_model;
+    size_t natt = (size_t)c->batch * c->n_heads * c->seq_len * c->seq_len;
+    float *qkv = xmalloc(N * 3 * d * sizeof(float)), *dqkv = xmalloc(N * 3 * d * sizeof(float));
+    float *att = xmalloc(natt * sizeof(float)), *datt = xmalloc(natt * sizeof(float));
+    float *y = xmalloc(N * d * sizeof(float)), *dy = xmalloc(N * d * sizeof(float));
+    fill_uniform(qkv, N * 3 * d, 6);
+    fill_uniform(dy, N * d, 7);
+    for (int backward = 0; backward < 2; backward++) {
+        best = INFINITY;
+        for (int i = 0; i < reps; i++) {
+            double t0 = now_s();
+            attention_gemms(c, backward, qkv, dqkv, att, datt, y, dy);
+            double t = now_s() - t0;
+            if (t < best) best = t;
+        }
+        r.attn_s += best * c->n_layers;
+    }
+    /* forward: 2 products of 2·T²·hd per head; backward: 4 */
+    r.attn_flop = 6.0 * 2.0 * c->batch * (double)c->n_heads * c->seq_len * c->seq_len *
+                  (c->d_model / c->n_heads) * c->n_layers;
+    free(qkv);
+    free(dqkv);
+    free(att);
+    free(datt);
+    free(y);
+    free(dy);
+    return r;
+}
+
+/* ---- the child: one configuration at one thread count --------------------- */
+
+typedef struct stop_after {
+    int32_t steps;
+} stop_after;
+
+static int32_t stop_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                       int32_t batch, int32_t seq_len, const int32_t *changed,
+                       int32_t n_changed)
+{
+    (void)n_steps, (void)canvas, (void)batch, (void)seq_len, (void)changed, (void)n_changed;
+    const stop_after *s = user;
+    return s->steps > 0 && step + 1 >= s->steps;
+}
+
+static void prof_ms(json_buf *j, const char *phase, const uint64_t *ns, int64_t steps)
+{
+    char key[64];
+    double k = 1e-6 / (double)(steps > 0 ? steps : 1);
+    double total = (double)ns[TDI_PROF_TOTAL] * k, mm = (double)ns[TDI_PROF_MATMUL] * k;
+    double at = (double)ns[TDI_PROF_ATTENTION] * k;
+    snprintf(key, sizeof key, "%s_ms", phase);
+    jb_num(j, key, total);
+    snprintf(key, sizeof key, "%s_matmul_ms", phase);
+    jb_num(j, key, mm);
+    snprintf(key, sizeof key, "%s_attention_ms", phase);
+    jb_num(j, key, at);
+    snprintf(key, sizeof key, "%s_other_ms", phase);
+    jb_num(j, key, total - mm - at);
+}
+
+static int child_main(const bench_config *c, int threads, const bench_plan *p)
+{
+    json_buf j = { NULL, 0, 0 };
+    jb_printf(&j, "{");
+    jb_str(&j, "impl", "c");
+    jb_str(&j, "config", c->name);
+    jb_num(&j, "threads", threads);
+    jb_num(&j, "rss_base_kb", (double)max_rss_kb());
+    set_blas_threads(threads);
+
+    td_model_config mc;
+    check(td_model_config_default(&mc), "model config");
+    mc.d_model = c->d_model;
+    mc.n_layers = c->n_layers;
+    mc.n_heads = c->n_heads;
+    mc.d_ff = c->d_ff;
+    if (mc.max_seq_len < c->seq_len) mc.max_seq_len = c->seq_len;
+    td_model *model;
+    check(td_model_create(&mc, 1, NULL, &model), "model");
+    uint64_t n_params;
+    check(td_model_num_params(model, &n_params), "parameter count");
+    jb_num(&j, "params", (double)n_params);
+
+    td_schedule_config sc;
+    check(td_schedule_config_default(&sc, TD_SCHEDULE_LOGLINEAR), "schedule config");
+    td_schedule *sch;
+    check(td_schedule_create(&sc, NULL, &sch), "schedule");
+
+    /* ---- training */
+    td_trainer_config tc;
+    check(td_trainer_config_default(&tc), "trainer config");
+    tc.batch_size = c->batch;
+    tc.seq_len = c->seq_len;
+    tc.n_threads = threads;
+    td_trainer *tr;
+    check(td_trainer_create(model, sch, &tc, &tr), "trainer");
+    size_t n_tok = (size_t)c->batch * c->seq_len;
+    int32_t *tokens = xmalloc(n_tok * sizeof *tokens);
+    double *times = xmalloc((size_t)p->steps * sizeof *times);
+    uint64_t data_state = 42;
+    tdi_profile prof;
+    memset(&prof, 0, sizeof prof);
+    double masked = 0.0;
+    cpu_mark train0 = cpu_now();
+    for (int s = 0; s < p->warmup + p->steps; s++) {
+        for (size_t i = 0; i < n_tok; i++) tokens[i] = (int32_t)(mix64(&data_state) & 255u);
+        int timed = s >= p->warmup;
+        if (s == p->warmup) tdi_trainer_set_profile(tr, &prof);
+        td_train_stats stats = { .struct_size = sizeof stats };
+        double t0 = now_s();
+        check(td_trainer_step(tr, tokens, &stats), "training step");
+        double t = now_s() - t0;
+        if (timed) {
+            times[s - p->warmup] = t;
+            masked += (double)stats.n_masked;
+        }
+    }
+    tdi_trainer_set_profile(tr, NULL);
+    jb_num(&j, "others_cpu_train", others_share(train0, cpu_now()));
+    jb_num(&j, "rss_train_kb", (double)max_rss_kb());
+    masked /= p->steps;
+    double mean = 0.0;
+    for (int s = 0; s < p->steps; s++) mean += times[s] / p->steps;
+    double med = median(times, p->steps);
+    jb_num(&j, "steps_timed", p->steps);
+    jb_num(&j, "train_tokens_per_s", (double)n_tok / med);
+    jb_num(&j, "step_ms_median", med * 1e3);
+    jb_num(&j, "step_ms_mean", mean * 1e3);
+    jb_num(&j, "step_ms_min", times[0] * 1e3);
+    jb_num(&j, "step_ms_max", times[p->steps - 1] * 1e3);
+    jb_num(&j, "n_masked_mean", masked);
+    prof_ms(&j, "fwd", prof.ns[TDI_PROF_FORWARD], prof.steps);
+    prof_ms(&j, "bwd", prof.ns[TDI_PROF_BACKWARD], prof.steps);
+    prof_ms(&j, "opt", prof.ns[TDI_PROF_OPTIMIZER], prof.steps);
+    double flops = step_flops(c, masked, mc.vocab_size);
+    jb_num(&j, "model_gflop_step", flops * 1e-9);
+    jb_num(&j, "achieved_gflops", flops / med * 1e-9);
+    td_trainer_free(tr);
+    free(tokens);
+    free(times);
+    fprintf(stderr, "  C %s, %d thread%s: training %.0f tokens/s\n", c->name, threads,
+            threads > 1 ? "s" : "", (double)n_tok / med);
+
+    /* ---- sampling */
+    size_t n_canvas = (size_t)c->sample_batch * c->sample_len;
+    int32_t *canvas = xmalloc(n_canvas * sizeof *canvas);
+    int timed_steps = p->sample_timed > 0 && p->sample_timed < c->sample_steps
+                          ? p->sample_timed
+                          : c->sample_steps;
+    jb_num(&j, "sample_steps", c->sample_steps);
+    jb_num(&j, "sample_steps_timed", timed_steps);
+    cpu_mark sample0 = cpu_now();
+    for (int si = 0; si < N_STRATEGIES; si++)
+        for (int cache = 0; cache < 2; cache++) {
+            td_sampler_config smc;
+            check(td_sampler_config_default(&smc), "sampler config");
+            smc.strategy = STRATEGIES[si].strategy;
+            smc.steps = c->sample_steps;
+            smc.n_threads = threads;
+            smc.max_batch = c->sample_batch;
+            smc.max_seq_len = c->sample_len;
+            smc.cache = cache;
+            td_sampler *smp;
+            check(td_sampler_create(model, sch, &smc, &smp), "sampler");
+            /* One untimed step first: page in the workspace. */
+            for (size_t i = 0; i < n_canvas; i++) canvas[i] = mc.mask_id;
+            stop_after warm = { 1 };
+            td_status st = td_sampler_generate(smp, canvas, c->sample_batch, c->sample_len,
+                                               stop_cb, &warm, NULL);
+            if (st != TD_OK && st != TD_ERR_CANCELLED) die("sampling", st);
+            for (size_t i = 0; i < n_canvas; i++) canvas[i] = mc.mask_id;
+            stop_after stop = { timed_steps < c->sample_steps ? timed_steps : 0 };
+            td_sample_stats ss = { .struct_size = sizeof ss };
+            double t0 = now_s();
+            st = td_sampler_generate(smp, canvas, c->sample_batch, c->sample_len, stop_cb,
+                                     &stop, &ss);
+            double t = now_s() - t0;
+            if (st != TD_OK && st != TD_ERR_CANCELLED) die("sampling", st);
+            td_sampler_free(smp);
+            /* The whole job's time, from the timed prefix of its steps. */
+            double full = t * (double)c->sample_steps / (double)ss.steps;
+            char key[96];
+            snprintf(key, sizeof key, "sample_%s_cache%d_tokens_per_s", STRATEGIES[si].name,
+                     cache);
+            jb_num(&j, key, (double)n_canvas / full);
+            snprintf(key, sizeof key, "sample_%s_cache%d_model_calls", STRATEGIES[si].name,
+                     cache);
+            jb_num(&j, key, (double)ss.model_calls);
+            snprintf(key, sizeof key, "sample_%s_cache%d_ms_per_step", STRATEGIES[si].name,
+                     cache);
+            jb_num(&j, key, t / (double)ss.steps * 1e3);
+        }
+    free(canvas);
+    jb_num(&j, "others_cpu_sample", others_share(sample0, cpu_now()));
+    jb_num(&j, "rss_peak_kb", (double)max_rss_kb());
+    fprintf(stderr, "  C %s, %d thread%s: sampling done\n", c->name, threads,
+            threads > 1 ? "s" : "");
+
+    /* ---- roofline */
+    roofline r = measure_roofline(c, (int)lround(masked), mc.vocab_size, p->gemm_reps);
+    double gemm_s = r.linear_s + r.attn_s, gemm_flop = r.linear_flop + r.attn_flop;
+    jb_num(&j, "gemm_linear_gflop", r.linear_flop * 1e-9);
+    jb_num(&j, "gemm_attention_gflop", r.attn_flop * 1e-9);
+    jb_num(&j, "gemm_linear_ms", r.linear_s * 1e3);
+    jb_num(&j, "gemm_attention_ms", r.attn_s * 1e3);
+    jb_num(&j, "gemm_linear_gflops", r.linear_flop / r.linear_s * 1e-9);
+    jb_num(&j, "gemm_attention_gflops", r.attn_flop / r.attn_s * 1e-9);
+    jb_num(&j, "gemm_rate_gflops", gemm_flop / gemm_s * 1e-9);
+    jb_num(&j, "sgemm_square_gflops", r.square_gflops);
+    /* MFU = (FLOPs / step time) / the sgemm rate on the step's own shapes,
+     * i.e. the time those products alone take over the whole step. */
+    jb_num(&j, "mfu", flops / med / (gemm_flop / gemm_s));
+    jb_num(&j, "mfu_square", flops / med * 1e-9 / r.square_gflops);
+
+    td_schedule_free(sch);
+    td_model_free(model);
+    jb_printf(&j, "}");
+    printf("%s\n", j.s);
+    free(j.s);
+    return 0;
+}
+
+/* ---- the parent: spawn, collect, report ----------------------------------- */
+
+/* "AMD EPYC, 2 CPUs; OpenBLAS 0.3.21 ... (core Zen)", for the report. */
+static void describe_machine(char *out, size_t cap)
+{
+    char model[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f != NULL) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                const char *v = strchr(line, ':');
+                if (v) snprintf(model, sizeof model, "%s", v + 2);
+                model[strcspn(model, "\n")] = '\0';
+                break;
+            }
+        fclose(f);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char blas[256] = "BLAS unknown";
+    if (openblas_get_config)
+        snprintf(blas, sizeof blas, "%s (core %s)", openblas_get_config(),
+                 openblas_get_corename ? openblas_get_corename() : "?");
+    /* The thread variables the C runs inherit (the baseline sets its own). */
+    static const char *const vars[] = { "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+                                        "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE" };
+    char env[256] = "";
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        size_t used = strlen(env);
+        if (v != NULL)
+            snprintf(env + used, sizeof env - used, " %s=%.40s", vars[i], v);
+    }
+    snprintf(out, cap, "%s, %ld CPUs; %s; environment:%s", model, cpus, blas,
+             env[0] ? env : " (no thread variables set)");
+    for (char *p = out; *p; p++)
+        if (*p == '"' || *p == '\\') *p = ' '; /* it goes into JSON as is */
+}
+
+/* Runs argv[0] with stdout captured; with `threads` > 0 the thread
+ * variables of the baseline are set first. Returns the last line of its
+ * output that starts with '{', or NULL. */
+static char *run_capture(char *const argv[], int threads)
+{
+    int fd[2];
+    if (pipe(fd) != 0) {
+        perror("bench: pipe");
+        return NULL;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench: fork");
+        return NULL;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[1]);
+        if (threads > 0) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", threads);
+            setenv("OPENBLAS_NUM_THREADS", n, 1);
+            setenv("OMP_NUM_THREADS", n, 1);
+            setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        }
+        execv(argv[0], argv);
+        fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t len = 0, cap = 4096;
+    char *out = xmalloc(cap);
+    for (;;) {
+        if (len + 1024 > cap) {
+            cap *= 2;
+            char *grown = realloc(out, cap);
+            if (grown == NULL) exit(1);
+            out = grown;
+        }
+        ssize_t n = read(fd[0], out + len, cap - len - 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(fd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench: %s failed (status %d)\n", argv[0], status);
+        free(out);
+        return NULL;
+    }
+    char *line = NULL;
+    for (char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (*p == '{') line = p;
+    if (line == NULL) {
+        free(out);
+        return NULL;
+    }
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    char *res = strdup(line);
+    free(out);
+    return res;
+}
+
+typedef struct result {
+    const bench_config *cfg;
+    int threads;
+    char *c, *py; /* the children's JSON lines */
+} result;
+
+static double ratio(double a, double b) { return a / b; }
+
+static void print_ms_row(const char *cfg, int thr, const char *phase, const char *json,
+                         const char *key)
+{
+    char k[64];
+    double v[4];
+    static const char *const parts[4] = { "", "_matmul", "_attention", "_other" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, "%s%s_ms", key, parts[i]);
+        v[i] = json_get(json, k);
+    }
+    printf("  %-3s %3d  %-10s %9.1f %9.1f %9.1f %9.1f\n", cfg, thr, phase, v[0], v[1], v[2],
+           v[3]);
+}
+
+static const result *find(const result *r, int n, const char *cfg, int threads)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(r[i].cfg->name, cfg) == 0 && r[i].threads == threads) return &r[i];
+    return NULL;
+}
+
+typedef struct target {
+    const char *what;
+    double value, goal; /* met when value >= goal (or <= when `at_most`) */
+    int at_most;
+} target;
+
+static void report(const result *res, int n, int quick, int pytorch)
+{
+    char machine[600];
+    describe_machine(machine, sizeof machine);
+    printf("\nlibtextdiff %s benchmark%s (vocabulary 258, RoPE, pre-LN, tied head; "
+           "log-linear schedule)\n%s\n",
+           td_version_string(), quick ? " --quick" : "", machine);
+
+    printf("\nTraining (tokens/s = batch x seq_len / median step)\n");
+    printf("  cfg thr  %12s %12s %7s %10s %10s %8s\n", "C tok/s", "PyTorch", "C/Py",
+           "C ms/step", "Py ms/step", "C GF/s");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        double ct = json_get(r->c, "train_tokens_per_s"), pt = json_get(r->py, "train_tokens_per_s");
+        printf("  %-3s %3d  %12.0f %12.0f %7.2f %10.1f %10.1f %8.1f\n", r->cfg->name,
+               r->threads, ct, pt, ratio(ct, pt), json_get(r->c, "step_ms_median"),
+               json_get(r->py, "step_ms_median"), json_get(r->c, "achieved_gflops"));
+    }
+
+    printf("\nC training step, mean ms per step (matrix products / attention / other)\n");
+    printf("  cfg thr  %-10s %9s %9s %9s %9s\n", "phase", "total", "matmul", "attention",
+           "other");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        print_ms_row(r->cfg->name, r->threads, "forward", r->c, "fwd");
+        print_ms_row(r->cfg->name, r->threads, "backward", r->c, "bwd");
+        print_ms_row(r->cfg->name, r->threads, "optimizer", r->c, "opt");
+    }
+    if (pytorch) {
+        printf("\nPyTorch training step, mean ms per step\n");
+        printf("  cfg thr  %9s %9s %9s\n", "forward", "backward", "optimizer");
+        for (int i = 0; i < n; i++)
+            printf("  %-3s %3d  %9.1f %9.1f %9.1f\n", res[i].cfg->name, res[i].threads,
+                   json_get(res[i].py, "fwd_ms"), json_get(res[i].py, "bwd_ms"),
+                   json_get(res[i].py, "opt_ms"));
+    }
+
+    printf("\nSampling (tokens/s = sequences x length / time for all the steps, from the "
+           "steps timed;\n  calls = forward passes in the steps timed; C/Py: no cache)\n");
+    printf("  cfg thr  %-10s %8s %8s %12s %12s %7s\n", "strategy", "calls/0", "calls/1",
+           "C no cache", "C cache", "C/Py");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        for (int s = 0; s < N_STRATEGIES; s++) {
+            char k[96];
+            double v[2], calls[2];
+            for (int cache = 0; cache < 2; cache++) {
+                snprintf(k, sizeof k, "sample_%s_cache%d_tokens_per_s", STRATEGIES[s].name, cache);
+                v[cache] = json_get(r->c, k);
+                snprintf(k, sizeof k, "sample_%s_cache%d_model_calls", STRATEGIES[s].name, cache);
+                calls[cache] = json_get(r->c, k);
+            }
+            snprintf(k, sizeof k, "sample_%s_tokens_per_s", STRATEGIES[s].name);
+            double py = json_get(r->py, k);
+            printf("  %-3s %3d  %-10s %8.0f %8.0f %12.1f %12.1f %7.2f", r->cfg->name,
+                   r->threads, STRATEGIES[s].name, calls[0], calls[1], v[0], v[1],
+                   ratio(v[0], py));
+            if (isfinite(py)) printf("   (PyTorch %.1f)", py);
+            printf("\n");
+        }
+        printf("  %-3s %3d  (timed %g of %g steps)\n", r->cfg->name, r->threads,
+               json_get(r->c, "sample_steps_timed"), json_get(r->c, "sample_steps"));
+    }
+
+    printf("\nRoofline (sgemm on this step's own shapes and layouts; MFU = model FLOP/s / that "
+           "rate)\n");
+    printf("  cfg thr  %8s %9s %9s %9s %9s %9s %7s %7s\n", "GFLOP", "lin GF/s", "attn GF/s",
+           "all GF/s", "2048^3", "step GF/s", "MFU", "MFU/pk");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        printf("  %-3s %3d  %8.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.1f%% %6.1f%%\n",
+               r->cfg->name, r->threads, json_get(r->c, "model_gflop_step"),
+               json_get(r->c, "gemm_linear_gflops"), json_get(r->c, "gemm_attention_gflops"),
+               json_get(r->c, "gemm_rate_gflops"), json_get(r->c, "sgemm_square_gflops"),
+               json_get(r->c, "achieved_gflops"), 100.0 * json_get(r->c, "mfu"),
+               100.0 * json_get(r->c, "mfu_square"));
+    }
+
+    printf("\nMemory (peak RSS, MB; training = after the timed steps)\n");
+    printf("  cfg thr  %10s %10s %10s %10s %7s\n", "C base", "C train", "Py base", "Py train",
+           "C/Py");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        double ct = json_get(r->c, "rss_train_kb"), pt = json_get(r->py, "rss_train_kb");
+        printf("  %-3s %3d  %10.1f %10.1f %10.1f %10.1f %7.3f\n", r->cfg->name, r->threads,
+               json_get(r->c, "rss_base_kb") / 1024.0, ct / 1024.0,
+               json_get(r->py, "rss_base_kb") / 1024.0, pt / 1024.0, ratio(ct, pt));
+    }
+
+    /* Other processes on the machine distort every number above. */
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        static const char *const keys[] = { "others_cpu_train", "others_cpu_sample" };
+        for (int k = 0; k < 2; k++) {
+            double a = json_get(res[i].c, keys[k]), b = json_get(res[i].py, keys[k]);
+            if (a > worst) worst = a;
+            if (b > worst) worst = b;
+        }
+    }
+    printf("\nOther processes used at most %.1f%% of the CPUs during any timed part%s\n",
+           100.0 * worst, worst > 0.05 ? ": the numbers are disturbed, run again" : "");
+
+    /* ---- targets */
+    target t[16];
+    int nt = 0;
+    for (int ci = 0; ci < 2; ci++) { /* S and M */
+        const char *cn = CONFIGS[ci].name;
+        const result *r2 = find(res, n, cn, 2), *r1 = find(res, n, cn, 1);
+        static char what[16][96];
+        if (r2 && pytorch) {
+            snprintf(what[nt], sizeof what[nt], "%s training tokens/s vs PyTorch (2 threads)", cn);
+            t[nt] = (target){ what[nt],
+                              ratio(json_get(r2->c, "train_tokens_per_s"),
+                                    json_get(r2->py, "train_tokens_per_s")),
+                              ci == 0 ? 1.3 : 1.2, 0 };
+            nt++;
+            for (int s = 0; s < 2; s++) {
+                char k[96], kp[96];
+                snprintf(k, sizeof k, "sample_%s_cache0_tokens_per_s", STRATEGIES[s].name);
+                snprintf(kp, sizeof kp, "sample_%s_tokens_per_s", STRATEGIES[s].name);
+                snprintf(what[nt], sizeof what[nt],
+                         "%s sampling %s, no cache, vs PyTorch (2 threads)", cn,
+                         STRATEGIES[s].name);
+                t[nt] = (target){ what[nt], ratio(json_get(r2->c, k), json_get(r2->py, kp)),
+                                  1.5, 0 };
+                nt++;
+            }
+            snprintf(what[nt], sizeof what[nt], "%s training peak RSS / PyTorch's (2 threads)",
+                     cn);
+            t[nt] = (target){ what[nt],
+                              ratio(json_get(r2->c, "rss_train_kb"),
+                                    json_get(r2->py, "rss_train_kb")),
+                              0.25, 1 };
+            nt++;
+        }
+        if (r2 && ci == 1) {
+            snprintf(what[nt], sizeof what[nt], "%s MFU (2 threads)", cn);
+            t[nt] = (target){ what[nt], json_get(r2->c, "mfu"), 0.70, 0 };
+            nt++;
+        }
+        if (r1 && r2) {
+            snprintf(what[nt], sizeof what[nt], "%s training, 2 threads / 1 thread", cn);
+            t[nt] = (target){ what[nt],
+                              ratio(json_get(r2->c, "train_tokens_per_s"),
+                                    json_get(r1->c, "train_tokens_per_s")),
+                              1.7, 0 };
+            nt++;
+        }
+    }
+    printf("\nTargets\n");
+    for (int i = 0; i < nt; i++) {
+        int met = t[i].at_most ? t[i].value <= t[i].goal : t[i].value >= t[i].goal;
+        printf("  %-52s %7.3f  (%s %.2f)  %s\n", t[i].what, t[i].value,
+               t[i].at_most ? "<=" : ">=", t[i].goal, met ? "met" : "NOT met");
+    }
+
+    /* ---- one JSON line */
+    printf("\n{\"bench\":\"libtextdiff\",\"version\":\"%s\",\"machine\":\"%s\",\"quick\":%d,"
+           "\"results\":[",
+           td_version_string(), machine, quick);
+    for (int i = 0; i < n; i++)
+        printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"pytorch\":%s}", i ? "," : "",
+               res[i].cfg->name, res[i].threads, res[i].c ? res[i].c : "null",
+               res[i].py ? res[i].py : "null");
+    printf("],\"targets\":[");
+    for (int i = 0; i < nt; i++) {
+        int met = t[i].at_most ? t[i].value <= t[i].goal : t[i].value >= t[i].goal;
+        printf("%s{\"what\":\"%s\",\"value\":%.4g,\"goal\":%g,\"met\":%s}", i ? "," : "",
+               t[i].what, isfinite(t[i].value) ? t[i].value : -1.0, t[i].goal,
+               met ? "true" : "false");
+    }
+    printf("]}\n");
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench [options]\n"
+            "  --quick            fewer steps (a smoke run)\n"
+            "  --no-pytorch       skip the PyTorch baseline\n"
+            "  --configs LIST     S, M or S,M (default S,M; T: tiny, a smoke test)\n"
+            "  --threads LIST     1, 2 or 1,2 (default 1,2)\n"
+            "  --full-sampling    time every sampling step (default: the first 16, M: 8)\n"
+            "  --python PATH      interpreter with torch (default /usr/bin/python3)\n"
+            "  --script PATH      the baseline (default %s/pytorch_baseline.py)\n",
+            TD_BENCH_DIR);
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 64) return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return n;
+}
+
+static const bench_config *config_named(const char *name)
+{
+    for (int i = 0; i < N_CONFIGS; i++)
+        if (strcmp(CONFIGS[i].name, name) == 0) return &CONFIGS[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, pytorch = 1, child = 0, full_sampling = 0;
+    const char *configs = "S,M", *threads_arg = "1,2", *child_cfg = NULL;
+    const char *python = "/usr/bin/python3", *script = TD_BENCH_DIR "/pytorch_baseline.py";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(a, "--quick") == 0) quick = 1;
+        else if (strcmp(a, "--no-pytorch") == 0) pytorch = 0;
+        else if (strcmp(a, "--full-sampling") == 0) full_sampling = 1;
+        else if (strcmp(a, "--child") == 0) child = 1;
+        else if (strcmp(a, "--configs") == 0 && more) configs = argv[++i];
+        else if (strcmp(a, "--config") == 0 && more) child_cfg = argv[++i];
+        else if (strcmp(a, "--threads") == 0 && more) threads_arg = argv[++i];
+        else if (strcmp(a, "--python") == 0 && more) python = argv[++i];
+        else if (strcmp(a, "--script") == 0 && more) script = argv[++i];
+        else {
+            usage();
+            return strcmp(a, "--help") == 0 ? 0 : 2;
+        }
+    }
+    if (TD_CHECK_VERSION() != TD_OK) {
+        fprintf(stderr, "bench: %s\n", td_last_error_message());
+        return 1;
+    }
+    int thr[8];
+    int n_thr = parse_list(threads_arg, thr, 8);
+    if (n_thr <= 0) {
+        fprintf(stderr, "bench: bad --threads '%s'\n", threads_arg);
+        return 2;
+    }
+
+    if (child) {
+        const bench_config *c = child_cfg ? config_named(child_cfg) : NULL;
+        if (c == NULL) {
+            fprintf(stderr, "bench: --child needs --config S or M\n");
+            return 2;
+        }
+        bench_plan p = plan_for(c, quick, full_sampling);
+        return child_main(c, thr[0], &p);
+    }
+
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+    } else {
+        snprintf(self, sizeof self, "%s", argv[0]);
+    }
+
+    result res[16];
+    int n = 0;
+    double start = now_s();
+    char list[64];
+    snprintf(list, sizeof list, "%s", configs);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        const bench_config *c = config_named(tok);
+        if (c == NULL) {
+            fprintf(stderr, "bench: unknown configuration '%s'\n", tok);
+            return 2;
+        }
+        bench_plan p = plan_for(c, quick, full_sampling);
+        for (int ti = 0; ti < n_thr && n < 16; ti++) {
+            char tbuf[16], steps[16], warm[16], sample[16];
+            snprintf(tbuf, sizeof tbuf, "%d", thr[ti]);
+            result *r = &res[n++];
+            r->cfg = c;
+            r->threads = thr[ti];
+            r->py = NULL;
+            fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff\n", now_s() - start,
+                    c->name, thr[ti], thr[ti] > 1 ? "s" : "");
+            char *cargs[] = { self, "--child", "--config", (char *)c->name, "--threads", tbuf,
+                              quick ? "--quick" : NULL, NULL, NULL };
+            if (full_sampling) cargs[quick ? 7 : 6] = "--full-sampling";
+            r->c = run_capture(cargs, 0);
+            if (r->c == NULL) return 1;
+            if (pytorch) {
+                fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch\n", now_s() - start,
+                        c->name, thr[ti], thr[ti] > 1 ? "s" : "");
+                snprintf(steps, sizeof steps, "%d", p.steps);
+                snprintf(warm, sizeof warm, "%d", p.warmup);
+                snprintf(sample, sizeof sample, "%d", p.sample_timed);
+                char *pargs[] = { (char *)python, (char *)script, "--config", (char *)c->name,
+                                  "--threads", tbuf, "--warmup", warm, "--steps", steps,
+                                  "--sample-timed", sample, NULL };
+                r->py = run_capture(pargs, thr[ti]);
+                if (r->py == NULL) return 1;
+            }
+        }
+    }
+    fprintf(stderr, "[%5.0f s] done\n", now_s() - start);
+    report(res, n, quick, pytorch);
+    for (int i = 0; i < n; i++) {
+        free(res[i].c);
+        free(res[i].py);
+    }
+    return 0;
+}
