@@ -43,7 +43,7 @@ typedef struct cli_progress {
 } cli_progress;
 void cli_progress_start(cli_progress *p, int64_t first, int64_t total);
 void cli_progress_update(cli_progress *p, int64_t done, double tokens_per_s, const char *fmt,
-                         ...);
+                         ...) __attribute__((format(printf, 4, 5)));
 void cli_progress_end(cli_progress *p);
 
 #endif
