@@ -208,7 +208,7 @@ int main(int argc, char **argv)
     generate(m, 2, "", len, steps, (uint64_t)seed, threads);
     generate(m, 2, prompt, len, 1, (uint64_t)seed, threads);
     generate(m, 2, prompt, len, steps, (uint64_t)seed, threads);
-    printf("\n(more: build/bin/sample --help, build/bin/eval --help, docs/mlm-vs-diffusion.md)\n");
+    printf("\n(more: build/demo/bin/sample --help, build/demo/bin/eval --help, docs/mlm-vs-diffusion.md)\n");
     for (int i = 0; i < 2; i++) td_model_free(m[i].model);
     return 0;
 }
