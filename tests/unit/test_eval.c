@@ -16,6 +16,7 @@
 
 #include "common/test_alloc_hooks.h"
 #include "model/model_api.h"
+#include "common/toy.h"
 #include "textdiff/textdiff.h"
 #include "util/rng.h"
 
@@ -24,18 +25,7 @@ enum { N_TOK = N_WIN * T + TAIL };
 
 static td_model *tiny_model(const td_allocator *a)
 {
-    td_model_config c;
-    assert_int_equal(td_model_config_default(&c), TD_OK);
-    c.vocab_size = V;
-    c.mask_id = MASK;
-    c.max_seq_len = T;
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 64;
-    td_model *m = NULL;
-    assert_int_equal(td_model_create(&c, 11, a, &m), TD_OK);
-    return m;
+    return toy_model_create(V, MASK, T, 11, a);
 }
 
 /* A stream that counts up modulo 10 and restarts at a random digit now and

@@ -16,6 +16,7 @@
 
 #include "common/test_alloc_hooks.h"
 #include "model/model_api.h"
+#include "common/toy.h"
 #include "textdiff/textdiff.h"
 
 enum { T = 16, V = 12, MASK = 10, PAD = 11, BMAX = 8, D = 32 };
@@ -25,28 +26,10 @@ static td_schedule *g_loglin;
 
 static td_model *toy_model(const td_allocator *a)
 {
-    td_model_config c;
-    assert_int_equal(td_model_config_default(&c), TD_OK);
-    c.vocab_size = V;
-    c.mask_id = MASK;
-    c.max_seq_len = T;
-    c.d_model = D;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 64;
-    td_model *m = NULL;
-    assert_int_equal(td_model_create(&c, 11, a, &m), TD_OK);
-    return m;
+    return toy_model_create(V, MASK, T, 11, a);
 }
 
-static td_schedule *schedule(td_schedule_kind kind)
-{
-    td_schedule_config c;
-    td_schedule *s;
-    assert_int_equal(td_schedule_config_default(&c, kind), TD_OK);
-    assert_int_equal(td_schedule_create(&c, NULL, &s), TD_OK);
-    return s;
-}
+static td_schedule *schedule(td_schedule_kind kind) { return toy_schedule(kind); }
 
 static int group_setup(void **state)
 {

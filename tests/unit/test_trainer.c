@@ -12,34 +12,17 @@
 
 #include "common/test_alloc_hooks.h"
 #include "model/model_api.h"
+#include "common/toy.h"
 #include "textdiff/textdiff.h"
 
 enum { B = 8, T = 16, V = 12, MASK = 10 };
 
 static td_model *tiny_model(const td_allocator *a)
 {
-    td_model_config c;
-    assert_int_equal(td_model_config_default(&c), TD_OK);
-    c.vocab_size = V;
-    c.mask_id = MASK;
-    c.max_seq_len = T;
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 64;
-    td_model *m = NULL;
-    assert_int_equal(td_model_create(&c, 7, a, &m), TD_OK);
-    return m;
+    return toy_model_create(V, MASK, T, 7, a);
 }
 
-static td_schedule *schedule(td_schedule_kind kind)
-{
-    td_schedule_config c;
-    td_schedule *s;
-    assert_int_equal(td_schedule_config_default(&c, kind), TD_OK);
-    assert_int_equal(td_schedule_create(&c, NULL, &s), TD_OK);
-    return s;
-}
+static td_schedule *schedule(td_schedule_kind kind) { return toy_schedule(kind); }
 
 static td_trainer_config trainer_config(void)
 {

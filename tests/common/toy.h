@@ -1,0 +1,36 @@
+/* The small model and schedules shared by the trainer, sampler and
+ * evaluation tests (include after <cmocka.h>). */
+#ifndef TD_TEST_TOY_H
+#define TD_TEST_TOY_H
+
+#include "textdiff/textdiff.h"
+
+/* A 2-layer, 2-head RoPE model of width 32 over vocab ids [0, vocab). */
+static inline td_model *toy_model_create(int32_t vocab, int32_t mask, int32_t max_seq_len,
+                                         uint64_t seed, const td_allocator *a)
+{
+    td_model_config c;
+    assert_int_equal(td_model_config_default(&c), TD_OK);
+    c.vocab_size = vocab;
+    c.mask_id = mask;
+    c.max_seq_len = max_seq_len;
+    c.d_model = 32;
+    c.n_layers = 2;
+    c.n_heads = 2;
+    c.d_ff = 64;
+    td_model *m = NULL;
+    assert_int_equal(td_model_create(&c, seed, a, &m), TD_OK);
+    return m;
+}
+
+/* A schedule of `kind` with its defaults. */
+static inline td_schedule *toy_schedule(td_schedule_kind kind)
+{
+    td_schedule_config c;
+    td_schedule *s = NULL;
+    assert_int_equal(td_schedule_config_default(&c, kind), TD_OK);
+    assert_int_equal(td_schedule_create(&c, NULL, &s), TD_OK);
+    return s;
+}
+
+#endif
