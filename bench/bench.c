@@ -72,6 +72,7 @@ typedef struct bench_plan {
     int warmup;        /* untimed training steps */
     int steps;         /* timed training steps */
     int sample_timed;  /* sampling steps timed per run; 0 = all */
+    int sample_prefix; /* the default of sample_timed */
     int gemm_reps;     /* repetitions per GEMM shape (the minimum is kept) */
 } bench_plan;
 
@@ -81,7 +82,8 @@ static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
     int big = c->d_model >= 512;
     p.warmup = quick ? 1 : 2;
     p.steps = quick ? 2 : big ? 5 : 8;
-    p.sample_timed = full_sampling ? 0 : quick ? 4 : big ? 8 : 16;
+    p.sample_prefix = quick ? 4 : big ? 8 : 16;
+    p.sample_timed = full_sampling ? 0 : p.sample_prefix;
     p.gemm_reps = quick ? 1 : 3;
     return p;
 }
@@ -443,7 +445,9 @@ static roofline measure_roofline(const bench_config *c, int n_masked, int vocab,
 /* ---- the child: one configuration at one thread count --------------------- */
 
 typedef struct stop_after {
-    int32_t steps;
+    int32_t steps;      /* stop after this many steps; 0 = never */
+    int32_t mark_step;  /* note the time when this many steps are done */
+    double mark_time;
 } stop_after;
 
 static int32_t stop_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
@@ -451,7 +455,8 @@ static int32_t stop_cb(void *user, int32_t step, int32_t n_steps, const int32_t 
                        int32_t n_changed)
 {
     (void)n_steps, (void)canvas, (void)batch, (void)seq_len, (void)changed, (void)n_changed;
-    const stop_after *s = user;
+    stop_after *s = user;
+    if (step + 1 == s->mark_step) s->mark_time = now_s();
     return s->steps > 0 && step + 1 >= s->steps;
 }
 
@@ -577,12 +582,14 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
             check(td_sampler_create(model, sch, &smc, &smp), "sampler");
             /* One untimed step first: page in the workspace. */
             for (size_t i = 0; i < n_canvas; i++) canvas[i] = mc.mask_id;
-            stop_after warm = { 1 };
+            stop_after warm = { 1, 0, 0.0 };
             td_status st = td_sampler_generate(smp, canvas, c->sample_batch, c->sample_len,
                                                stop_cb, &warm, NULL);
             if (st != TD_OK && st != TD_ERR_CANCELLED) die("sampling", st);
             for (size_t i = 0; i < n_canvas; i++) canvas[i] = mc.mask_id;
-            stop_after stop = { timed_steps < c->sample_steps ? timed_steps : 0 };
+            /* A full run also notes what the default prefix would have said. */
+            stop_after stop = { timed_steps < c->sample_steps ? timed_steps : 0,
+                                p->sample_prefix, 0.0 };
             td_sample_stats ss = { .struct_size = sizeof ss };
             double t0 = now_s();
             st = td_sampler_generate(smp, canvas, c->sample_batch, c->sample_len, stop_cb,
@@ -602,6 +609,13 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
             snprintf(key, sizeof key, "sample_%s_cache%d_ms_per_step", STRATEGIES[si].name,
                      cache);
             jb_num(&j, key, t / (double)ss.steps * 1e3);
+            if (stop.steps == 0 && stop.mark_time > 0.0) {
+                snprintf(key, sizeof key, "sample_%s_cache%d_prefix_tokens_per_s",
+                         STRATEGIES[si].name, cache);
+                jb_num(&j, key,
+                       (double)n_canvas * p->sample_prefix /
+                           ((stop.mark_time - t0) * (double)c->sample_steps));
+            }
         }
     free(canvas);
     jb_num(&j, "others_cpu_sample", others_share(sample0, cpu_now()));
@@ -839,6 +853,19 @@ static void report(const result *res, int n, int quick, int pytorch)
         }
         printf("  %-3s %3d  (timed %g of %g steps)\n", r->cfg->name, r->threads,
                json_get(r->c, "sample_steps_timed"), json_get(r->c, "sample_steps"));
+        char k[96];
+        snprintf(k, sizeof k, "sample_%s_cache0_prefix_tokens_per_s", STRATEGIES[0].name);
+        if (isfinite(json_get(r->c, k))) {
+            printf("  %-3s %3d  (the default prefix of the same runs, cache off/on:", r->cfg->name,
+                   r->threads);
+            for (int s = 0; s < N_STRATEGIES; s++)
+                for (int cache = 0; cache < 2; cache++) {
+                    snprintf(k, sizeof k, "sample_%s_cache%d_prefix_tokens_per_s",
+                             STRATEGIES[s].name, cache);
+                    printf(" %.1f", json_get(r->c, k));
+                }
+            printf(")\n");
+        }
     }
 
     printf("\nRoofline (sgemm on this step's own shapes and layouts; MFU = model FLOP/s / that "
@@ -855,7 +882,7 @@ static void report(const result *res, int n, int quick, int pytorch)
                100.0 * json_get(r->c, "mfu_square"));
     }
 
-    printf("\nMemory (peak RSS, MB; training = after the timed steps)\n");
+    printf("\nMemory (peak RSS, MiB; training = after the timed steps)\n");
     printf("  cfg thr  %10s %10s %10s %10s %7s\n", "C base", "C train", "Py base", "Py train",
            "C/Py");
     for (int i = 0; i < n; i++) {
