@@ -14,8 +14,6 @@
 #include "cli.h"
 #include "train_common.h"
 
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
 #define MODELS_DIR TD_DATA_DIR "/../models"
 enum { N_RATES = 5 };
 static const double rates[N_RATES] = { 0.15, 0.3, 0.5, 0.7, 0.9 };
@@ -147,8 +145,6 @@ int main(int argc, char **argv)
               flags, (int)(sizeof flags / sizeof flags[0]), NULL, NULL);
     cli_check(TD_CHECK_VERSION(), "version check");
     if (do_retrain) retrain(retrain_steps, threads);
-    if (openblas_set_num_threads) openblas_set_num_threads(threads);
-
     scored m[2] = { { "MLM", mlm_path, NULL, { 0 }, { 0 }, { 0 } },
                     { "diffusion", diff_path, NULL, { 0 }, { 0 }, { 0 } } };
     for (int i = 0; i < 2; i++) cli_check(td_model_load(m[i].path, NULL, &m[i].model), m[i].path);

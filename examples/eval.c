@@ -8,8 +8,6 @@
 
 #include "cli.h"
 
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
 #define N_RATES 19
 
 int main(int argc, char **argv)
@@ -34,8 +32,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "eval: give at least one checkpoint (--help for usage)\n");
         return 2;
     }
-    if (openblas_set_num_threads) openblas_set_num_threads(threads);
-
     td_eval_config ec;
     cli_check(td_eval_config_default(&ec), "eval config");
     ec.seq_len = seq_len;

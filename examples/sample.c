@@ -9,8 +9,6 @@
 
 #include "cli.h"
 
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
 typedef struct show {
     const td_tokenizer *tok;
     int delay_ms;
@@ -69,8 +67,6 @@ int main(int argc, char **argv)
     };
     cli_parse(argc, argv, "usage: sample [options]", flags, (int)(sizeof flags / sizeof flags[0]),
               NULL, NULL);
-    if (openblas_set_num_threads) openblas_set_num_threads(threads);
-
     td_model *m;
     cli_check(td_model_load(model_path, NULL, &m), model_path);
     td_tokenizer *tok;

@@ -10,9 +10,6 @@
 
 #include "cli.h"
 
-/* OpenBLAS's own thread count, when the program runs on OpenBLAS. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
 static int parse_choice(const char *v, const char *const *names, int n, const char *flag)
 {
     for (int i = 0; i < n; i++)
@@ -76,8 +73,6 @@ int train_main(int argc, char **argv, int diffusion)
                           "ELBO-weighted)"
                         : "usage: train_mlm [options]  (BERT-style MLM: one masking rate)",
               flags, (int)(sizeof flags / sizeof flags[0]), NULL, NULL);
-    if (openblas_set_num_threads) openblas_set_num_threads(threads);
-
     /* The schedule is the only difference between the two programs. */
     static const char *const schedules[] = { "linear", "loglinear", "cosine", "polynomial" };
     td_schedule_config sc;

@@ -3,10 +3,13 @@
  * (row r = b·T + t), so every projection is one cblas_sgemm over all rows.
  *
  * Conventions shared by every kernel:
- *  - `nt` is the OpenMP thread count for the non-GEMM loops (>= 1). GEMM
- *    threads belong to the BLAS library. Results do not depend on `nt`:
- *    every reduction runs in a fixed order (rows in order within a column
- *    block, or within one row), so nt = 1 and nt = 2 give the same bits.
+ *  - `nt` is the OpenMP thread count (>= 1), for the loops and for the
+ *    matrix products alike: products go through tdi_sgemm, which threads
+ *    them itself, with the BLAS held at one thread (util/blas_threads.h;
+ *    callers hold it around a pass). Results do not depend on `nt`: every
+ *    reduction runs in a fixed order (rows in order within a column block,
+ *    or within one row) and products split into blocks chosen by shape, so
+ *    nt = 1 and nt = 2 give the same bits.
  *  - Parameter gradients are ACCUMULATED (dw += ...), so a caller zeroes them
  *    once per step. Input gradients are written; where a kernel takes
  *    `accumulate`, a non-zero value adds them instead.
@@ -17,6 +20,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- matrix product ----------------------------------------------------- */
+
+/* c [m, n] = alpha · op(a) · op(b) + beta · c, row-major, op = transpose when
+ * trans_* is non-zero (as cblas_sgemm with CblasRowMajor). Called outside
+ * any parallel region; splits into blocks by shape and runs them on nt
+ * threads (gemm.c). */
+void tdi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+               int lda, const float *b, int ldb, float beta, float *c, int ldc, int nt);
 
 /* ---- linear: y = x·wᵀ + b (+ add) --------------------------------------- */
 

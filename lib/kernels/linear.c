@@ -1,10 +1,9 @@
 /* Fully connected layer, W stored [out, in] as nn.Linear.weight. Each
- * product is one cblas_sgemm over all rows; bias and residual are folded in
+ * product is one tdi_sgemm over all rows; bias and residual are folded in
  * by pre-filling y and running the GEMM with beta = 1, so y is written once
  * by the loop and once by the GEMM. */
 #include "kernels/kernels.h"
 
-#include <cblas.h>
 #include <stddef.h>
 
 #include "util/parallel.h"
@@ -18,7 +17,6 @@
 void tdi_linear_forward(float *y, const float *x, const float *w, const float *b,
                         const float *add, int n, int in, int out, int nt)
 {
-    (void)nt;
     float beta = 0.0f;
     if (b != NULL || add != NULL) {
         beta = 1.0f;
@@ -40,8 +38,7 @@ void tdi_linear_forward(float *y, const float *x, const float *w, const float *b
             }
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, beta,
-                y, out);
+    tdi_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, beta, y, out, nt);
 }
 
 /* acc [cols] += Σ_rows x [n, cols] */
@@ -69,10 +66,8 @@ void tdi_linear_backward(float *dx, float *dw, float *db, const float *dy, const
                          const float *w, int n, int in, int out, int accumulate, int nt)
 {
     if (dx != NULL)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w,
-                    in, accumulate ? 1.0f : 0.0f, dx, in);
+        tdi_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in, nt);
     if (dw != NULL)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in,
-                    1.0f, dw, in);
+        tdi_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in, nt);
     if (db != NULL) tdi_colsum_accumulate(db, dy, n, out, nt);
 }

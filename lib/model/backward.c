@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "model/workspace.h"
+#include "util/blas_threads.h"
 
 /* dqkv [N, 3d] from datty [N, d]: attention, then RoPE's transpose on dq, dk. */
 static void attention_block_backward(const tdi_model *m, tdi_workspace *ws,
@@ -88,6 +89,7 @@ void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *ro
 
     /* Output head: logits = hsel · Eᵀ + b, hsel = final hidden state at rows. */
     tdi_model_gather_rows(m, ws, rows, n_rows, nt);
+    tdi_blas_hold();
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
                   tdi_linear_backward(ws->dhsel, grads + m->out_w, grads + m->out_b, dlogits,
                                       ws->hsel, p + m->out_w, n_rows, d, V, 0, nt));
@@ -114,4 +116,5 @@ void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *ro
     tdi_embedding_backward(grads + m->tok_emb,
                            c->pos_encoding == TDI_POS_LEARNED ? grads + m->pos_emb : NULL,
                            ws->dres, ws->ids, B, T, d, nt);
+    tdi_blas_release();
 }

@@ -5,6 +5,7 @@
 
 #include "kernels/kernels.h"
 #include "model/workspace.h"
+#include "util/blas_threads.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
@@ -91,6 +92,7 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
     if (nt < 1) nt = 1;
 
     ws->B = ws->T = 0; /* invalid until the pass completes */
+    tdi_blas_hold();
     memcpy(ws->ids, ids, (size_t)N * sizeof *ids);
     const float *p = m->params;
     const float *pos = c->pos_encoding == TDI_POS_LEARNED ? p + m->pos_emb : NULL;
@@ -107,6 +109,7 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
     if (c->norm_placement == TDI_NORM_PRE)
         tdi_layernorm_forward(ws->hf, ws->lnf_mean, ws->lnf_rstd, tdi_ws_res(ws, c->n_layers),
                               p + m->lnf_w, p + m->lnf_b, N, d, nt);
+    tdi_blas_release();
     ws->B = B;
     ws->T = T;
     return TD_OK;
@@ -132,8 +135,10 @@ void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows
     int V = m->cfg.vocab_size, d = m->cfg.d_model;
     if (nt < 1) nt = 1;
     tdi_model_gather_rows(m, ws, rows, n_rows, nt);
+    tdi_blas_hold();
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
                   tdi_linear_forward(logits, ws->hsel, m->params + m->out_w,
                                      m->params + m->out_b, NULL, n_rows, d, V, nt));
+    tdi_blas_release();
     for (int i = 0; i < n_rows; i++) logits[(size_t)i * V + m->cfg.mask_id] = -INFINITY;
 }

@@ -1,16 +1,23 @@
 /* The CBLAS the build selected is the one loaded, and it multiplies right. */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 #include <cmocka.h>
 
+#include "kernels/kernels.h"
+#include "util/blas_threads.h"
 #include "util/rng.h"
+
+int openblas_get_num_threads(void) __attribute__((weak));
+void openblas_set_num_threads(int n) __attribute__((weak));
 
 static void test_loaded_blas_is_the_selected_one(void **state)
 {
@@ -46,11 +53,95 @@ static void test_sgemm_matches_naive_product(void **state)
         }
 }
 
+/* tdi_sgemm against a double product, for every transpose pair, shapes that
+ * split by rows, by columns and not at all, with leading dimensions wider
+ * than the matrices and beta != 0; and the same bits at 1, 2 and 3 threads. */
+static void check_sgemm(int ta, int tb, int m, int n, int k)
+{
+    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
+    size_t nc = (size_t)m * ldc;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    float *c0 = malloc(nc * sizeof *c0), *c[3];
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c0);
+    tdi_rng r;
+    tdi_rng_seed(&r, (uint64_t)(m * 7 + n * 3 + k + ta * 2 + tb));
+    for (size_t i = 0; i < na; i++) a[i] = tdi_rng_f32(&r) - 0.5f;
+    for (size_t i = 0; i < nb; i++) b[i] = tdi_rng_f32(&r) - 0.5f;
+    for (size_t i = 0; i < nc; i++) c0[i] = tdi_rng_f32(&r) - 0.5f;
+    const float alpha = 0.75f, beta = 0.5f;
+    for (int t = 0; t < 3; t++) {
+        c[t] = malloc(nc * sizeof *c[t]);
+        assert_non_null(c[t]);
+        memcpy(c[t], c0, nc * sizeof *c0);
+        tdi_blas_hold();
+        tdi_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c[t], ldc, t + 1);
+        tdi_blas_release();
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int p = 0; p < k; p++) {
+                double x = ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                double y = tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                s += x * y;
+            }
+            double want = alpha * s + beta * (double)c0[(size_t)i * ldc + j];
+            double got = c[0][(size_t)i * ldc + j];
+            assert_true(fabs(got - want) <= 1e-5 * (1.0 + sqrt((double)k)));
+        }
+    for (int t = 1; t < 3; t++) assert_memory_equal(c[0], c[t], nc * sizeof *c0);
+    for (int t = 0; t < 3; t++) free(c[t]);
+    free(a);
+    free(b);
+    free(c0);
+}
+
+static void test_sgemm_blocks(void **state)
+{
+    (void)state;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_sgemm(ta, tb, 1000, 96, 40);  /* split by rows, ragged last block */
+            check_sgemm(ta, tb, 70, 1300, 33);  /* split by columns */
+            check_sgemm(ta, tb, 9, 11, 13);     /* too small to split */
+        }
+}
+
+/* OpenBLAS is held at one thread while the library computes, holds nest,
+ * and the application's count comes back after the last release. */
+static void test_blas_hold_restores_the_thread_count(void **state)
+{
+    (void)state;
+    if (strcmp(TD_BLAS_NAME, "openblas") != 0) {
+        assert_false(tdi_blas_threads_controlled());
+        tdi_blas_hold(); /* harmless without OpenBLAS */
+        tdi_blas_release();
+        return;
+    }
+    assert_true(tdi_blas_threads_controlled());
+    openblas_set_num_threads(2);
+    assert_int_equal(openblas_get_num_threads(), 2);
+    tdi_blas_hold();
+    assert_int_equal(openblas_get_num_threads(), 1);
+    tdi_blas_hold();
+    tdi_blas_release();
+    assert_int_equal(openblas_get_num_threads(), 1);
+    tdi_blas_release();
+    assert_int_equal(openblas_get_num_threads(), 2);
+    tdi_blas_release(); /* an unmatched release changes nothing */
+    assert_int_equal(openblas_get_num_threads(), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_blas_is_the_selected_one),
         cmocka_unit_test(test_sgemm_matches_naive_product),
+        cmocka_unit_test(test_sgemm_blocks),
+        cmocka_unit_test(test_blas_hold_restores_the_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,6 +151,74 @@ static void test_same_seed_same_bits(void **state)
     free(p3);
 }
 
+/* A model wide enough that its products are split into blocks
+ * (lib/kernels/gemm.c): the same bits at 1, 2 and 3 library threads, and
+ * whatever the application set OpenBLAS's own thread count to. */
+void openblas_set_num_threads(int n) __attribute__((weak));
+
+enum { WB = 4, WT = 128 };
+
+enum { WIDE_MAX_PARAMS = 1 << 20 };
+
+/* Returns the parameter count; params holds them after three steps. */
+static size_t run_wide(int nt, int blas_threads, double *losses, float *params)
+{
+    if (openblas_set_num_threads) openblas_set_num_threads(blas_threads);
+    td_model_config mc;
+    assert_int_equal(td_model_config_default(&mc), TD_OK);
+    mc.vocab_size = V;
+    mc.mask_id = MASK;
+    mc.max_seq_len = WT;
+    mc.d_model = 64;
+    mc.n_layers = 1;
+    mc.n_heads = 2;
+    mc.d_ff = 256;
+    td_model *m = NULL;
+    assert_int_equal(td_model_create(&mc, 3, NULL, &m), TD_OK);
+    td_schedule *s = schedule(TD_SCHEDULE_LOGLINEAR);
+    td_trainer_config c = trainer_config();
+    c.batch_size = WB;
+    c.seq_len = WT;
+    c.n_threads = nt;
+    td_trainer *tr;
+    assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_OK);
+    int32_t tokens[WB * WT];
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < WB * WT; j++) tokens[j] = (j * 7 + i) % 10;
+        td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+        assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
+        losses[i] = st.loss;
+    }
+    size_t n = m->m->n_params;
+    assert_true(n <= WIDE_MAX_PARAMS);
+    memcpy(params, m->m->params, n * sizeof(float));
+    td_trainer_free(tr);
+    td_schedule_free(s);
+    td_model_free(m);
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    return n;
+}
+
+static void test_split_products_same_bits(void **state)
+{
+    (void)state;
+    enum { N_RUNS = 4 };
+    static const int nt[N_RUNS] = { 1, 2, 3, 2 }, blas[N_RUNS] = { 1, 1, 1, 2 };
+    double losses[N_RUNS][3];
+    float *params[N_RUNS];
+    size_t n = 0;
+    for (int r = 0; r < N_RUNS; r++) {
+        params[r] = malloc(WIDE_MAX_PARAMS * sizeof(float));
+        assert_non_null(params[r]);
+        n = run_wide(nt[r], blas[r], losses[r], params[r]);
+    }
+    for (int r = 1; r < N_RUNS; r++) {
+        assert_memory_equal(losses[0], losses[r], sizeof losses[0]);
+        assert_memory_equal(params[0], params[r], n * sizeof(float));
+    }
+    for (int r = 0; r < N_RUNS; r++) free(params[r]);
+}
+
 static void test_non_finite_step_is_not_applied(void **state)
 {
     (void)state;
@@ -271,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_diffusion_learns),
         cmocka_unit_test(test_fixed_rate_masks_its_rate),
         cmocka_unit_test(test_same_seed_same_bits),
+        cmocka_unit_test(test_split_products_same_bits),
         cmocka_unit_test(test_non_finite_step_is_not_applied),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_allocation_failures),
