@@ -20,23 +20,43 @@ static void attention_block_backward(const tdi_model *m, tdi_workspace *ws,
                           ws->rope_sin, nt);
 }
 
+/* The MLP's fc2 and GELU: recomputes fchg = GELU(fch) (not kept per layer),
+ * accumulates fc2's parameter gradients from it, then overwrites the same
+ * buffer with dff, the gradient of fch. Returns dff. */
+static float *mlp_out_backward(const tdi_model *m, tdi_workspace *ws, const tdi_layer_acts *a,
+                               const tdi_layer_offsets *o, float *grads, int N, int nt)
+{
+    const float *p = m->params;
+    tdi_profile *pr = ws->prof;
+    int d = m->cfg.d_model, ff = m->cfg.d_ff;
+    float *dff = a->fchg; /* == ws->ff_shared */
+    tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, nt);
+    TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                  tdi_linear_backward(NULL, grads + o->fc2_w, grads + o->fc2_b, ws->dres,
+                                      a->fchg, p + o->fc2_w, N, ff, d, 0, nt));
+    TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
+                  tdi_linear_backward(dff, NULL, NULL, ws->dres, NULL, p + o->fc2_w, N, ff, d,
+                                      0, nt));
+    tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
+    return dff;
+}
+
 /* ws->dres: gradient of the block's output in, of its input x out. */
 static void block_backward(const tdi_model *m, tdi_workspace *ws, int32_t l, const float *x,
                            float *grads, int B, int T, int nt)
 {
     const float *p = m->params;
     const tdi_layer_offsets *o = &m->layers[l];
-    const tdi_layer_acts *a = tdi_ws_layer(ws, l);
+    tdi_layer_acts *a = tdi_ws_layer(ws, l);
     tdi_profile *pr = ws->prof;
-    float *g = grads, *dres = ws->dres, *dtmp = ws->dtmp, *dff = ws->dff;
+    float *g = grads, *dres = ws->dres, *dtmp = ws->dtmp;
     int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff;
 
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
-        /* out = res1 + fc2(gelu(fc(LN2(res1)))) */
-        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg,
-                                          p + o->fc2_w, N, ff, d, 0, nt));
-        tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
+        /* out = res1 + fc2(gelu(fc(LN2(res1)))); ln2 is recomputed */
+        float *dff = mlp_out_backward(m, ws, a, o, grads, N, nt);
+        tdi_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p + o->ln2_w,
+                              p + o->ln2_b, N, d, nt);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_backward(dtmp, g + o->fc_w, g + o->fc_b, dff, a->ln2,
                                           p + o->fc_w, N, d, ff, 0, nt));
@@ -48,6 +68,8 @@ static void block_backward(const tdi_model *m, tdi_workspace *ws, int32_t l, con
                                           p + o->proj_w, N, d, d, 0, nt));
         TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
                       attention_block_backward(m, ws, a, dtmp, B, T, nt));
+        tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b,
+                              N, d, nt);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_backward(dtmp, g + o->qkv_w, g + o->qkv_b, ws->dqkv, a->ln1,
                                           p + o->qkv_w, N, d, 3 * d, 0, nt));
@@ -57,10 +79,7 @@ static void block_backward(const tdi_model *m, tdi_workspace *ws, int32_t l, con
         /* out = LN2(ln2), ln2 = res1 + fc2(gelu(fc(res1))) */
         tdi_layernorm_backward(dres, g + o->ln2_w, g + o->ln2_b, dres, a->ln2, a->ln2_mean,
                                a->ln2_rstd, p + o->ln2_w, N, d, 0, nt);
-        TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_backward(dff, g + o->fc2_w, g + o->fc2_b, dres, a->fchg,
-                                          p + o->fc2_w, N, ff, d, 0, nt));
-        tdi_gelu_backward(dff, dff, a->fch, (size_t)N * ff, nt);
+        float *dff = mlp_out_backward(m, ws, a, o, grads, N, nt);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_backward(dres, g + o->fc_w, g + o->fc_b, dff, a->res1,
                                           p + o->fc_w, N, d, ff, 1, nt));

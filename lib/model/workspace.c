@@ -46,20 +46,22 @@ static void layout_acts(tdi_workspace *ws, tdi_carver *c)
         ws->rope_sin = carve(c, T, half);
     }
     ws->hsel = carve(c, (size_t)ws->rows_max, d);
+    ws->ln_shared = post ? NULL : carve(c, N, d);
+    ws->ff_shared = carve(c, N, ff);
     for (int32_t l = 0; l < ws->n_layer_acts; l++) {
         tdi_layer_acts *a = &ws->layer[l];
-        a->ln1 = carve(c, N, d);
+        a->ln1 = post ? carve(c, N, d) : ws->ln_shared;
         a->ln1_mean = carve(c, N, 1);
         a->ln1_rstd = carve(c, N, 1);
         a->qkv = carve(c, N, 3 * d);
         a->att = carve(c, att, T);
         a->atty = carve(c, N, d);
         a->res1 = carve(c, N, d);
-        a->ln2 = carve(c, N, d);
+        a->ln2 = post ? carve(c, N, d) : ws->ln_shared;
         a->ln2_mean = carve(c, N, 1);
         a->ln2_rstd = carve(c, N, 1);
         a->fch = carve(c, N, ff);
-        a->fchg = carve(c, N, ff);
+        a->fchg = ws->ff_shared;
     }
 }
 
@@ -71,7 +73,6 @@ static void layout_grads(tdi_workspace *ws, tdi_carver *c)
     ws->dres = carve(c, N, d);
     ws->dtmp = carve(c, N, d);
     ws->dqkv = carve(c, N, 3 * d);
-    ws->dff = carve(c, N, (size_t)cfg->d_ff);
     ws->datt = carve(c, (size_t)ws->b_max * (size_t)cfg->n_heads * T, T);
     ws->dhsel = carve(c, (size_t)ws->rows_max, d);
 }

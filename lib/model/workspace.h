@@ -14,7 +14,14 @@
  *   post-LN: ln1 = x + attn(x)      res1 = LN1(ln1)
  *            ln2 = res1 + mlp(res1) out  = LN2(ln2)
  * x is the block's input, out the next block's input (both residual
- * stream buffers of the workspace). */
+ * stream buffers of the workspace).
+ *
+ * What is cheap to recompute is not kept per layer: fchg = GELU(fch) and,
+ * pre-LN, ln1 and ln2 point into buffers shared by all layers
+ * (ws->ln_shared, ws->ff_shared), and backward recomputes them from fch, x,
+ * res1 and the saved mean and rstd — the same calls on the same inputs, so
+ * the same bits. That is 6 of the 15 [N, d]-sized slices a layer would
+ * otherwise keep. */
 typedef struct tdi_layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* [N, d], [N], [N] */
     float *qkv;                       /* [N, 3d], q and k rotated */
@@ -42,12 +49,13 @@ struct tdi_workspace {
     float *hf;                   /* [N, d] pre-LN: LN_f output (post-LN: last res) */
     float *rope_cos, *rope_sin;  /* [t_max, hd/2] with RoPE */
     float *hsel;                 /* [rows_max, d] final hidden state of the logit rows */
+    float *ln_shared;            /* [N, d] pre-LN: every layer's ln1 and ln2 */
+    float *ff_shared;            /* [N, d_ff] every layer's fchg, then backward's dff */
 
     /* activation gradients (with_backward only) */
     float *dres;                 /* [N, d] gradient of the residual stream */
     float *dtmp;                 /* [N, d] */
     float *dqkv;                 /* [N, 3d] */
-    float *dff;                  /* [N, d_ff] */
     float *datt;                 /* [B, H, T, T] */
     float *dhsel;                /* [rows_max, d] */
 
