@@ -74,6 +74,7 @@ typedef struct bench_plan {
     int sample_timed;  /* sampling steps timed per run; 0 = all */
     int sample_prefix; /* the default of sample_timed */
     int gemm_reps;     /* repetitions per GEMM shape (the minimum is kept) */
+    int micro_batch;   /* > 0: a training-only run in passes of this many sequences */
 } bench_plan;
 
 static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
@@ -85,6 +86,7 @@ static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
     p.sample_prefix = quick ? 4 : big ? 8 : 16;
     p.sample_timed = full_sampling ? 0 : p.sample_prefix;
     p.gemm_reps = quick ? 1 : 3;
+    p.micro_batch = 0;
     return p;
 }
 
@@ -510,6 +512,8 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     tc.batch_size = c->batch;
     tc.seq_len = c->seq_len;
     tc.n_threads = threads;
+    tc.micro_batch = p->micro_batch;
+    jb_num(&j, "micro_batch", p->micro_batch);
     td_trainer *tr;
     check(td_trainer_create(model, sch, &tc, &tr), "trainer");
     size_t n_tok = (size_t)c->batch * c->seq_len;
@@ -558,6 +562,14 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     free(times);
     fprintf(stderr, "  C %s, %d thread%s: training %.0f tokens/s\n", c->name, threads,
             threads > 1 ? "s" : "", (double)n_tok / med);
+    if (p->micro_batch > 0) { /* a memory run: its peak RSS is the training's */
+        td_schedule_free(sch);
+        td_model_free(model);
+        jb_printf(&j, "}");
+        printf("%s\n", j.s);
+        free(j.s);
+        return 0;
+    }
 
     /* ---- sampling */
     size_t n_canvas = (size_t)c->sample_batch * c->sample_len;
@@ -760,7 +772,11 @@ typedef struct result {
     const bench_config *cfg;
     int threads;
     char *c, *py; /* the children's JSON lines */
+    char *cm;     /* the micro-batch run's, at the largest thread count; or NULL */
 } result;
+
+/* The micro-batch of the memory runs: a quarter of the batch. */
+static int micro_batch_of(const bench_config *c) { return c->batch >= 4 ? c->batch / 4 : 1; }
 
 static double ratio(double a, double b) { return a / b; }
 
@@ -892,6 +908,17 @@ static void report(const result *res, int n, int quick, int pytorch)
                json_get(r->c, "rss_base_kb") / 1024.0, ct / 1024.0,
                json_get(r->py, "rss_base_kb") / 1024.0, pt / 1024.0, ratio(ct, pt));
     }
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        if (r->cm == NULL) continue;
+        double ct = json_get(r->cm, "rss_train_kb"), pt = json_get(r->py, "rss_train_kb");
+        printf("  %-3s %3d  micro_batch %g: C train %.1f MiB (C/Py %.3f) at %.0f tokens/s "
+               "(%.2f of the whole batch's)\n",
+               r->cfg->name, r->threads, json_get(r->cm, "micro_batch"), ct / 1024.0,
+               ratio(ct, pt), json_get(r->cm, "train_tokens_per_s"),
+               ratio(json_get(r->cm, "train_tokens_per_s"),
+                     json_get(r->c, "train_tokens_per_s")));
+    }
 
     /* Other processes on the machine distort every number above. */
     double worst = 0.0;
@@ -907,12 +934,12 @@ static void report(const result *res, int n, int quick, int pytorch)
            100.0 * worst, worst > 0.05 ? ": the numbers are disturbed, run again" : "");
 
     /* ---- targets */
-    target t[16];
+    target t[24];
     int nt = 0;
     for (int ci = 0; ci < 2; ci++) { /* S and M */
         const char *cn = CONFIGS[ci].name;
         const result *r2 = find(res, n, cn, 2), *r1 = find(res, n, cn, 1);
-        static char what[16][96];
+        static char what[24][96];
         if (r2 && pytorch) {
             snprintf(what[nt], sizeof what[nt], "%s training tokens/s vs PyTorch (2 threads)", cn);
             t[nt] = (target){ what[nt],
@@ -938,6 +965,24 @@ static void report(const result *res, int n, int quick, int pytorch)
                                     json_get(r2->py, "rss_train_kb")),
                               0.25, 1 };
             nt++;
+            if (r2->cm) {
+                snprintf(what[nt], sizeof what[nt],
+                         "%s same, micro_batch %d (2 threads)", cn,
+                         micro_batch_of(r2->cfg));
+                t[nt] = (target){ what[nt],
+                                  ratio(json_get(r2->cm, "rss_train_kb"),
+                                        json_get(r2->py, "rss_train_kb")),
+                                  0.25, 1 };
+                nt++;
+                snprintf(what[nt], sizeof what[nt],
+                         "%s training tokens/s vs PyTorch, micro_batch %d", cn,
+                         micro_batch_of(r2->cfg));
+                t[nt] = (target){ what[nt],
+                                  ratio(json_get(r2->cm, "train_tokens_per_s"),
+                                        json_get(r2->py, "train_tokens_per_s")),
+                                  ci == 0 ? 1.3 : 1.2, 0 };
+                nt++;
+            }
         }
         if (r2 && ci == 1) {
             snprintf(what[nt], sizeof what[nt], "%s MFU (2 threads)", cn);
@@ -965,9 +1010,10 @@ static void report(const result *res, int n, int quick, int pytorch)
            "\"results\":[",
            td_version_string(), machine, quick);
     for (int i = 0; i < n; i++)
-        printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"pytorch\":%s}", i ? "," : "",
-               res[i].cfg->name, res[i].threads, res[i].c ? res[i].c : "null",
-               res[i].py ? res[i].py : "null");
+        printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"c_micro\":%s,"
+               "\"pytorch\":%s}",
+               i ? "," : "", res[i].cfg->name, res[i].threads, res[i].c ? res[i].c : "null",
+               res[i].cm ? res[i].cm : "null", res[i].py ? res[i].py : "null");
     printf("],\"targets\":[");
     for (int i = 0; i < nt; i++) {
         int met = t[i].at_most ? t[i].value <= t[i].goal : t[i].value >= t[i].goal;
@@ -1015,7 +1061,7 @@ static const bench_config *config_named(const char *name)
 
 int main(int argc, char **argv)
 {
-    int quick = 0, pytorch = 1, child = 0, full_sampling = 0;
+    int quick = 0, pytorch = 1, child = 0, full_sampling = 0, micro = 0;
     const char *configs = "S,M", *threads_arg = "1,2", *child_cfg = NULL;
     const char *python = "/usr/bin/python3", *script = TD_BENCH_DIR "/pytorch_baseline.py";
     for (int i = 1; i < argc; i++) {
@@ -1028,6 +1074,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--configs") == 0 && more) configs = argv[++i];
         else if (strcmp(a, "--config") == 0 && more) child_cfg = argv[++i];
         else if (strcmp(a, "--threads") == 0 && more) threads_arg = argv[++i];
+        else if (strcmp(a, "--micro-batch") == 0 && more) micro = atoi(argv[++i]);
         else if (strcmp(a, "--python") == 0 && more) python = argv[++i];
         else if (strcmp(a, "--script") == 0 && more) script = argv[++i];
         else {
@@ -1053,6 +1100,7 @@ int main(int argc, char **argv)
             return 2;
         }
         bench_plan p = plan_for(c, quick, full_sampling);
+        p.micro_batch = micro;
         return child_main(c, thr[0], &p);
     }
 
@@ -1082,7 +1130,7 @@ int main(int argc, char **argv)
             result *r = &res[n++];
             r->cfg = c;
             r->threads = thr[ti];
-            r->py = NULL;
+            r->py = r->cm = NULL;
             fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff\n", now_s() - start,
                     c->name, thr[ti], thr[ti] > 1 ? "s" : "");
             char *cargs[] = { self, "--child", "--config", (char *)c->name, "--threads", tbuf,
@@ -1090,6 +1138,16 @@ int main(int argc, char **argv)
             if (full_sampling) cargs[quick ? 7 : 6] = "--full-sampling";
             r->c = run_capture(cargs, 0);
             if (r->c == NULL) return 1;
+            if (ti == n_thr - 1) { /* the memory run, at the last thread count */
+                char mb[16];
+                snprintf(mb, sizeof mb, "%d", micro_batch_of(c));
+                fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff, micro_batch %s\n",
+                        now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "", mb);
+                char *margs[] = { self, "--child", "--config", (char *)c->name, "--threads",
+                                  tbuf, "--micro-batch", mb, quick ? "--quick" : NULL, NULL };
+                r->cm = run_capture(margs, 0);
+                if (r->cm == NULL) return 1;
+            }
             if (pytorch) {
                 fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch\n", now_s() - start,
                         c->name, thr[ti], thr[ti] > 1 ? "s" : "");
@@ -1108,6 +1166,7 @@ int main(int argc, char **argv)
     report(res, n, quick, pytorch);
     for (int i = 0; i < n; i++) {
         free(res[i].c);
+        free(res[i].cm);
         free(res[i].py);
     }
     return 0;

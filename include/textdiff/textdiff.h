@@ -351,7 +351,7 @@ typedef struct td_trainer_config {
     uint32_t struct_size;
     int32_t batch_size;     /* sequences per step; default 32 */
     int32_t seq_len;        /* tokens per sequence, <= max_seq_len; default 128 */
-    int32_t n_threads;      /* threads for the non-GEMM loops; default 1 */
+    int32_t n_threads;      /* threads the step computes with; default 1 */
     uint64_t seed;          /* masking times and positions; default 1 */
     float lr;               /* peak learning rate; default 1e-3 */
     float min_lr;           /* end of the cosine decay; default 1e-4 */
@@ -361,6 +361,10 @@ typedef struct td_trainer_config {
     float eps;              /* default 1e-8 */
     float weight_decay;     /* on weight matrices only; default 0.1 */
     float clip_norm;        /* global gradient norm ceiling, 0 = off; default 1 */
+    int32_t micro_batch;    /* sequences per forward/backward pass, 1..batch_size;
+                             * the passes' gradients add up to the batch's, with
+                             * activation memory for micro_batch sequences only;
+                             * 0 = batch_size (default) */
 } td_trainer_config;
 
 typedef struct td_train_stats {

@@ -64,6 +64,9 @@ static td_status check_config(const td_trainer_config *c, const tdi_model *m)
     TDI_CHECK_ARG(c->n_threads >= 1 && c->n_threads <= 1024,
                   "td_trainer_create: cfg->n_threads = %d is outside [1, 1024]",
                   (int)c->n_threads);
+    TDI_CHECK_ARG(c->micro_batch >= 0 && c->micro_batch <= c->batch_size,
+                  "td_trainer_create: cfg->micro_batch = %d is outside [0, batch_size = %d]",
+                  (int)c->micro_batch, (int)c->batch_size);
     tdi_adamw_config o = optimizer_config(c);
     return tdi_adamw_config_check(&o);
 }
@@ -101,17 +104,19 @@ static void layout(void *obj, tdi_carver *c)
     t->corr.capacity = n;
     t->times = tdi_carve(c, (size_t)t->cfg.batch_size, sizeof(double));
     t->row_loss = tdi_carve(c, n, sizeof(double));
-    t->logits = tdi_carve(c, n * (size_t)t->model->m->cfg.vocab_size, sizeof(float));
+    size_t pass = (size_t)t->micro_batch * (size_t)t->cfg.seq_len;
+    t->pass_rows = tdi_carve(c, pass, sizeof(int32_t));
+    t->logits = tdi_carve(c, pass * (size_t)t->model->m->cfg.vocab_size, sizeof(float));
 }
 
 static td_status allocate(td_trainer *t)
 {
     const tdi_model *m = t->model->m;
-    size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
+    int32_t pass = t->micro_batch * t->cfg.seq_len;
     t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
     if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
     TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
-    TDI_TRY(tdi_workspace_create(m, t->cfg.batch_size, t->cfg.seq_len, (int32_t)n, 1, &t->ws));
+    TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, 1, &t->ws));
     tdi_adamw_config o = optimizer_config(&t->cfg);
     TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
     tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);
@@ -150,6 +155,7 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     t->model = model;
     t->schedule = *tdi_schedule_of(s);
     t->cfg = c;
+    t->micro_batch = c.micro_batch > 0 ? c.micro_batch : c.batch_size;
     tdi_rng_seed(&t->rng, c.seed);
     td_status st = allocate(t);
     if (st != TD_OK) {
@@ -185,19 +191,37 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
                         &t->corr));
     const int32_t n = (int32_t)t->corr.n;
     double loss = 0.0;
-    if (n > 0) {
-        TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids, B, T, NULL, nt));
-        tdi_model_logits(m, t->ws, t->corr.rows, n, t->logits, nt);
-        loss = tdi_crossentropy_forward_backward(t->logits, t->row_loss, t->logits, t->corr.targets,
-                                                 t->corr.weights, n, V, nt);
-        if (!isfinite(loss))
+    /* Passes of micro_batch sequences. The scored rows are ascending, so a
+     * pass's rows are the next run of them; the loss weights are the whole
+     * batch's, so the passes' losses and gradients add up to the batch's. */
+    for (int32_t b0 = 0, first = 0; b0 < B && first < n; b0 += t->micro_batch) {
+        int32_t nb = B - b0 < t->micro_batch ? B - b0 : t->micro_batch, base = b0 * T;
+        int32_t k = 0;
+        while (first + k < n && t->corr.rows[first + k] < base + nb * T) k++;
+        if (k == 0) continue; /* nothing masked in these sequences */
+        const int32_t *rows = t->corr.rows + first;
+        if (base > 0) {
+            for (int32_t i = 0; i < k; i++) t->pass_rows[i] = rows[i] - base;
+            rows = t->pass_rows;
+        }
+        if (mark == 0) mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);
+        TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids + base, nb, T, NULL, nt));
+        tdi_model_logits(m, t->ws, rows, k, t->logits, nt);
+        double pass_loss = tdi_crossentropy_forward_backward(
+            t->logits, t->row_loss + first, t->logits, t->corr.targets + first,
+            t->corr.weights + first, k, V, nt);
+        if (!isfinite(pass_loss))
             return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
-                            __func__, loss, (long long)tdi_adamw_steps(t->opt) + 1);
+                            __func__, pass_loss, (long long)tdi_adamw_steps(t->opt) + 1);
+        loss += pass_loss;
         tdi_prof_phase_end(prof, mark);
         mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
-        tdi_model_backward(m, t->ws, t->corr.rows, n, t->logits, t->grads, nt);
+        tdi_model_backward(m, t->ws, rows, k, t->logits, t->grads, nt);
+        tdi_prof_phase_end(prof, mark);
+        mark = 0;
+        first += k;
     }
-    tdi_prof_phase_end(prof, mark);
+    if (mark != 0) tdi_prof_phase_end(prof, mark);
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_OPTIMIZER);
     double grad_norm = 0.0;

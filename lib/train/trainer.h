@@ -17,12 +17,14 @@ struct td_trainer {
     tdi_rng rng;
     tdi_workspace *ws;
     tdi_adamw *opt;
+    int32_t micro_batch;      /* sequences per pass (cfg.micro_batch, 0 resolved) */
     float *grads;             /* [n_params] */
     void *scratch;            /* one block for the fields below */
     tdi_corruption corr;      /* corrupted ids, scored rows, targets, weights */
     double *times;            /* [batch_size] */
     double *row_loss;         /* [batch_size · seq_len] cross-entropy per scored row */
-    float *logits;            /* [batch_size · seq_len, V], then their gradient */
+    int32_t *pass_rows;       /* [micro_batch · seq_len] a pass's rows, from its start */
+    float *logits;            /* [micro_batch · seq_len, V], then their gradient */
     tdi_profile *prof;        /* step timing (util/profile.h); NULL: off */
 };
 

@@ -12,6 +12,7 @@
 
 #include "common/test_alloc_hooks.h"
 #include "model/model_api.h"
+#include "train/trainer.h"
 #include "common/toy.h"
 #include "textdiff/textdiff.h"
 
@@ -219,6 +220,55 @@ static void test_split_products_same_bits(void **state)
     for (int r = 0; r < N_RUNS; r++) free(params[r]);
 }
 
+/* Passes of micro_batch sequences add up to the whole batch: the same masks,
+ * the same loss and gradient up to rounding, at every split, ragged last
+ * pass included. */
+static void test_micro_batches_add_up(void **state)
+{
+    (void)state;
+    enum { N_SPLITS = 4 };
+    static const int32_t micro[N_SPLITS] = { 0, 4, 3, 1 };
+    td_model *ref_model = tiny_model(NULL);
+    size_t np = ref_model->m->n_params;
+    td_model_free(ref_model);
+    float *g[N_SPLITS];
+    td_train_stats st[N_SPLITS][3];
+    for (int r = 0; r < N_SPLITS; r++) {
+        td_model *m = tiny_model(NULL);
+        td_schedule *s = schedule(TD_SCHEDULE_LOGLINEAR);
+        td_trainer_config c = trainer_config();
+        c.micro_batch = micro[r];
+        c.lr = c.min_lr = 1e-7f; /* parameters stay put: later steps stay comparable */
+        td_trainer *tr;
+        assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_OK);
+        int32_t tokens[B * T];
+        for (int i = 0; i < 3; i++) {
+            make_batch(tokens, (unsigned)i);
+            st[r][i] = (td_train_stats){ sizeof st[r][i], 0, 0, 0, 0, 0 };
+            assert_int_equal(td_trainer_step(tr, tokens, &st[r][i]), TD_OK);
+        }
+        g[r] = malloc(np * sizeof(float));
+        assert_non_null(g[r]);
+        memcpy(g[r], tr->grads, np * sizeof(float));
+        td_trainer_free(tr);
+        td_schedule_free(s);
+        td_model_free(m);
+    }
+    float gmax = 0.0f;
+    for (size_t j = 0; j < np; j++) gmax = fmaxf(gmax, fabsf(g[0][j]));
+    assert_true(gmax > 0.0f);
+    for (int r = 1; r < N_SPLITS; r++) {
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(st[r][i].n_masked, st[0][i].n_masked);
+            assert_true(fabs(st[r][i].loss - st[0][i].loss) <= 1e-5 * st[0][i].loss);
+            assert_true(fabs(st[r][i].grad_norm - st[0][i].grad_norm) <=
+                        1e-4 * st[0][i].grad_norm);
+        }
+        for (size_t j = 0; j < np; j++) assert_true(fabsf(g[r][j] - g[0][j]) <= 1e-5f * gmax);
+    }
+    for (int r = 0; r < N_SPLITS; r++) free(g[r]);
+}
+
 static void test_non_finite_step_is_not_applied(void **state)
 {
     (void)state;
@@ -272,6 +322,12 @@ static void test_bad_arguments(void **state)
     c = trainer_config(); c.n_threads = 0;
     assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "n_threads"));
+    c = trainer_config(); c.micro_batch = B + 1;
+    assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "micro_batch"));
+    c = trainer_config(); c.micro_batch = -1;
+    assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "micro_batch"));
     c = trainer_config(); c.lr = -1;
     assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "lr"));
@@ -340,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_fixed_rate_masks_its_rate),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_split_products_same_bits),
+        cmocka_unit_test(test_micro_batches_add_up),
         cmocka_unit_test(test_non_finite_step_is_not_applied),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_allocation_failures),
