@@ -12,6 +12,18 @@
 
 #include <stdint.h>
 
+/* An elementwise kernel compiled for AVX-512, AVX2 and the baseline, picked
+ * at load time for the CPU (GCC/Clang function multiversioning on x86-64
+ * ELF). Only for loops whose lanes are independent: with no reductions and
+ * no fused multiply-add (the library builds with -ffp-contract=off), every
+ * version computes the same bits, only more of them at once. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(TD_NO_TARGET_CLONES)
+#  define TDI_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define TDI_TARGET_CLONES
+#endif
+
 /* e^x for finite x in [−87.3, 88.3]; exactly 0 below (so e^−∞ = 0, as a
  * masked logit needs; true values there are under FLT_MIN), +inf above,
  * NaN for NaN. */

@@ -13,8 +13,11 @@
  * vectorisable runs. */
 #define CHUNK 4096
 
+/* The kernels are static and cloned (an exported ifunc would escape the
+ * library's hidden visibility); the tdi_ functions call them. */
+
 /* y, x [n] */
-void tdi_gelu_forward(float *y, const float *x, size_t n, int nt)
+TDI_TARGET_CLONES static void gelu_forward(float *y, const float *x, size_t n, int nt)
 {
     (void)nt;
     long n_chunks = (long)((n + CHUNK - 1) / CHUNK);
@@ -31,7 +34,8 @@ void tdi_gelu_forward(float *y, const float *x, size_t n, int nt)
 }
 
 /* dx, dy, x [n]:  gelu'(x) = ½(1 + t) + ½·x·(1 − t²)·k·(1 + 3c·x²) */
-void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int nt)
+TDI_TARGET_CLONES static void gelu_backward(float *dx, const float *dy, const float *x, size_t n,
+                                            int nt)
 {
     (void)nt;
     long n_chunks = (long)((n + CHUNK - 1) / CHUNK);
@@ -46,4 +50,11 @@ void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int
             dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt);
         }
     }
+}
+
+void tdi_gelu_forward(float *y, const float *x, size_t n, int nt) { gelu_forward(y, x, n, nt); }
+
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int nt)
+{
+    gelu_backward(dx, dy, x, n, nt);
 }
