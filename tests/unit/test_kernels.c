@@ -518,9 +518,11 @@ static void attention_backward_ref(double *dqkv, const double *qkv, const float 
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             attention_probs_ref(P, NULL, NULL, qkv, mask, b, h, T, H, hd);
-            const double *Q = qkv + (size_t)b * T * ld + (size_t)h * hd, *K = Q + d, *V = Q + 2 * d;
+            const double *Q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+            const double *K = Q + d, *V = Q + 2 * d;
             const float *dY = dy + (size_t)b * T * d + (size_t)h * hd;
-            double *dQ = dqkv + (size_t)b * T * ld + (size_t)h * hd, *dK = dQ + d, *dV = dQ + 2 * d;
+            double *dQ = dqkv + (size_t)b * T * ld + (size_t)h * hd;
+            double *dK = dQ + d, *dV = dQ + 2 * d;
             for (int i = 0; i < T; i++) {
                 double dot = 0;
                 for (int j = 0; j < T; j++) {
