@@ -93,7 +93,9 @@ void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
  * No [B, H, T, T] tensor is kept: the (batch, head) pairs are shared among
  * nt OpenMP threads, and each thread computes its pairs' T×T scores and
  * probabilities in its own slice of `scratch`. Unlike the other kernels,
- * these run their per-pair GEMMs inside their own threads. Per query row
+ * these call cblas_sgemm directly, inside their own parallel loop: each
+ * pair's products are single-threaded calls in the pair's thread (the BLAS
+ * held at one thread, as for tdi_sgemm). Per query row
  * the forward saves row_max and row_inv [B, H, T] (the score maximum and
  * 1/Σe; −∞ and 0 for a row with no attendable key), from which the
  * backward rebuilds the forward's probabilities exactly, after recomputing
