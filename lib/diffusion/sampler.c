@@ -216,7 +216,8 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
 
     td_status st = tdi_carve_block(&s->alloc, layout, s, &s->scratch, __func__);
     if (st == TD_OK)
-        st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, 0, &s->ws);
+        st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, c.n_threads, 0,
+                                      &s->ws);
     if (st != TD_OK) {
         td_sampler_free(s);
         return st;

@@ -1,10 +1,17 @@
-/* Multi-head self-attention without a causal mask. Q, K and V of one
- * (batch, head) are strided views of the [B·T, 3d] qkv buffer (leading
+/* Multi-head self-attention without a causal mask, one (batch, head) pair at
+ * a time, so that no [B, H, T, T] tensor ever exists: the pair's T×T scores
+ * live in its thread's scratch only while the pair is being computed. Q, K
+ * and V of a pair are strided views of the [B·T, 3d] qkv buffer (leading
  * dimension 3d), so no head is ever copied out; each product is one sgemm.
- * The GEMMs run in (batch, head) order; the softmax between them runs over
- * all B·H·T rows at once, in parallel. */
+ *
+ * Forward keeps two numbers per query row, the score maximum and 1/Σe.
+ * Backward recomputes the scores with the same sgemm and rebuilds the
+ * probabilities from them through the same functions, so it sees the
+ * forward's probabilities bit for bit. A pair's work is the same sequence of
+ * calls whichever thread runs it, so results do not depend on nt. */
 #include "kernels/kernels.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -12,111 +19,162 @@
 #include "kernels/fastmath.h"
 #include "util/parallel.h"
 
-/* att [B, H, T, T]: scores in, probabilities out, one row per (b, h, query).
- * Masked keys get probability exactly 0 (their score becomes −∞ first). */
-static void softmax_rows(float *att, const uint8_t *key_mask, int B, int T, int H, int nt)
+/* s [T, T] = scale · Q [T, hd] · K [T, hd]ᵀ of pair (b, h). Forward and
+ * backward both call this, so the two see the same scores. */
+static void scores(float *s, const float *qkv, int b, int h, int T, int d, int hd, float scale)
 {
-    (void)nt;
-    long n_rows = (long)B * H * T;
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long q = 0; q < n_rows; q++) {
-        float *row = att + (size_t)q * T;
-        if (key_mask) {
-            const uint8_t *m = key_mask + (size_t)(q / ((long)H * T)) * T;
-            TDI_OMP(simd)
-            for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
-        }
+    int ld = 3 * d;
+    const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, q + d, ld,
+                0.0f, s, T);
+}
+
+/* row [T]: masked keys' scores become −∞ (m [T], 1 = attendable; NULL = all) */
+static void mask_row(float *row, const uint8_t *m, int T)
+{
+    if (!m) return;
+    TDI_OMP(simd)
+    for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
+}
+
+/* row [T] = e^(row − mx), exactly 0 where row is −∞; returns Σ row. */
+static float exp_shifted(float *row, float mx, int T)
+{
+    float sum = 0.0f;
+    TDI_OMP(simd reduction(+:sum))
+    for (int j = 0; j < T; j++) {
+        float e = tdi_expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static void scale_row(float *row, float inv, int T)
+{
+    TDI_OMP(simd)
+    for (int j = 0; j < T; j++) row[j] *= inv;
+}
+
+static void zero_row(float *row, int T)
+{
+    for (int j = 0; j < T; j++) row[j] = 0.0f;
+}
+
+/* s [T, T]: scores in, probabilities out; mx, inv [T] receive each row's
+ * maximum and 1/Σe. A row with no attendable key (a padded-out sequence)
+ * becomes all zeros and is recorded as mx = −∞, inv = 0. */
+static void softmax_forward(float *s, float *mx_out, float *inv_out, const uint8_t *m, int T)
+{
+    for (int i = 0; i < T; i++) {
+        float *row = s + (size_t)i * T;
+        mask_row(row, m, T);
         float mx = -INFINITY;
         TDI_OMP(simd reduction(max:mx))
         for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-        if (mx == -INFINITY) { /* nothing to attend: a padded-out sequence */
-            for (int j = 0; j < T; j++) row[j] = 0.0f;
+        if (mx == -INFINITY) {
+            zero_row(row, T);
+            mx_out[i] = -INFINITY;
+            inv_out[i] = 0.0f;
             continue;
         }
-        float sum = 0.0f;
-        TDI_OMP(simd reduction(+:sum))
-        for (int j = 0; j < T; j++) {
-            float e = tdi_expf(row[j] - mx);
-            row[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        TDI_OMP(simd)
-        for (int j = 0; j < T; j++) row[j] *= inv;
+        float inv = 1.0f / exp_shifted(row, mx, T);
+        scale_row(row, inv, T);
+        mx_out[i] = mx;
+        inv_out[i] = inv;
     }
 }
 
-/* out [B·T, d], att [B, H, T, T], qkv [B·T, 3d], key_mask [B·T] or NULL */
-void tdi_attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
-                           int B, int T, int H, int hd, int nt)
+/* s [T, T]: the same scores in, the forward's probabilities out, from the
+ * saved mx, inv [T] and the same operations (no division, no new sum). */
+static void softmax_rebuild(float *s, const float *mx, const float *inv, const uint8_t *m, int T)
 {
-    int d = H * hd, ld = 3 * d;
-    float scale = (float)(1.0 / sqrt((double)hd));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-            float *s = att + ((size_t)b * H + h) * T * T;
-            /* S [T, T] = scale · Q [T, hd] · K [T, hd]ᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, q + d,
-                        ld, 0.0f, s, T);
+    for (int i = 0; i < T; i++) {
+        float *row = s + (size_t)i * T;
+        if (mx[i] == -INFINITY) {
+            zero_row(row, T);
+            continue;
         }
-    softmax_rows(att, key_mask, B, T, H, nt);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *v = qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
-            const float *p = att + ((size_t)b * H + h) * T * T;
-            /* Y [T, hd] = P [T, T] · V [T, hd], written into its head's columns */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
-                        0.0f, out + (size_t)b * T * d + (size_t)h * hd, d);
-        }
+        mask_row(row, m, T);
+        (void)exp_shifted(row, mx[i], T);
+        scale_row(row, inv[i], T);
+    }
 }
 
-/* datt [B, H, T, T]: dP in, dS = P ⊙ (dP − Σ_j P·dP) out, row by row */
-static void softmax_rows_backward(float *datt, const float *att, long n_rows, int T, int nt)
+/* g [T, T]: dP in, dS = P ⊙ (dP − Σ_j P·dP) out, row by row; p [T, T] */
+static void softmax_backward(float *g, const float *p, int T)
 {
-    (void)nt;
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long q = 0; q < n_rows; q++) {
-        float *g = datt + (size_t)q * T;
-        const float *p = att + (size_t)q * T;
+    for (int i = 0; i < T; i++) {
+        float *gr = g + (size_t)i * T;
+        const float *pr = p + (size_t)i * T;
         float dot = 0.0f;
         TDI_OMP(simd reduction(+:dot))
-        for (int j = 0; j < T; j++) dot += p[j] * g[j];
+        for (int j = 0; j < T; j++) dot += pr[j] * gr[j];
         TDI_OMP(simd)
-        for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
+        for (int j = 0; j < T; j++) gr[j] = pr[j] * (gr[j] - dot);
     }
 }
 
-/* dqkv [B·T, 3d] written; datt [B, H, T, T] scratch; dout [B·T, d];
- * qkv [B·T, 3d] and att [B, H, T, T] from the forward pass */
-void tdi_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int H, int hd, int nt)
+/* out [B·T, d]; row_max, row_inv [B, H, T] written; qkv [B·T, 3d];
+ * key_mask [B·T] or NULL; scratch nt x [T, T] (padded, see kernels.h) */
+void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
+                           const uint8_t *key_mask, int B, int T, int H, int hd,
+                           float *scratch, int nt)
 {
+    (void)nt;
+    assert(nt >= 1);
     int d = H * hd, ld = 3 * d;
+    long n_pairs = (long)B * H;
+    size_t slice = tdi_attention_scratch_floats(T, 0);
     float scale = (float)(1.0 / sqrt((double)hd));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            size_t head = (size_t)b * T * ld + (size_t)h * hd;
-            const float *dy = dout + (size_t)b * T * d + (size_t)h * hd;
-            const float *p = att + ((size_t)b * H + h) * T * T;
-            float *dp = datt + ((size_t)b * H + h) * T * T;
-            /* dP [T, T] = dY [T, hd] · V [T, hd]ᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, d,
-                        qkv + head + 2 * (size_t)d, ld, 0.0f, dp, T);
-            /* dV [T, hd] = P [T, T]ᵀ · dY [T, hd] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dy, d,
-                        0.0f, dqkv + head + 2 * (size_t)d, ld);
-        }
-    softmax_rows_backward(datt, att, (long)B * H * T, T, nt);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            size_t head = (size_t)b * T * ld + (size_t)h * hd;
-            const float *ds = datt + ((size_t)b * H + h) * T * T;
-            /* dQ [T, hd] = scale · dS [T, T] · K [T, hd] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, ds, T,
-                        qkv + head + d, ld, 0.0f, dqkv + head, ld);
-            /* dK [T, hd] = scale · dS [T, T]ᵀ · Q [T, hd] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, ds, T,
-                        qkv + head, ld, 0.0f, dqkv + head + d, ld);
-        }
+    TDI_OMP(parallel for num_threads(nt) schedule(static))
+    for (long bh = 0; bh < n_pairs; bh++) {
+        int b = (int)(bh / H), h = (int)(bh % H);
+        float *p = scratch + (size_t)tdi_thread_num() * slice;
+        const float *v = qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
+        scores(p, qkv, b, h, T, d, hd, scale);
+        softmax_forward(p, row_max + (size_t)bh * T, row_inv + (size_t)bh * T,
+                        key_mask ? key_mask + (size_t)b * T : NULL, T);
+        /* Y [T, hd] = P [T, T] · V [T, hd], written into its head's columns */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
+                    0.0f, out + (size_t)b * T * d + (size_t)h * hd, d);
+    }
+}
+
+/* dqkv [B·T, 3d] written; dout [B·T, d]; qkv [B·T, 3d], row_max, row_inv
+ * [B, H, T] and key_mask [B·T] (or NULL) as in the forward pass;
+ * scratch nt x [2, T, T] (padded, see kernels.h) */
+void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                            const float *row_max, const float *row_inv, const uint8_t *key_mask,
+                            int B, int T, int H, int hd, float *scratch, int nt)
+{
+    (void)nt;
+    assert(nt >= 1);
+    int d = H * hd, ld = 3 * d;
+    long n_pairs = (long)B * H;
+    size_t slice = tdi_attention_scratch_floats(T, 1);
+    float scale = (float)(1.0 / sqrt((double)hd));
+    TDI_OMP(parallel for num_threads(nt) schedule(static))
+    for (long bh = 0; bh < n_pairs; bh++) {
+        int b = (int)(bh / H), h = (int)(bh % H);
+        float *p = scratch + (size_t)tdi_thread_num() * slice, *g = p + slice / 2;
+        size_t head = (size_t)b * T * ld + (size_t)h * hd;
+        const float *dy = dout + (size_t)b * T * d + (size_t)h * hd;
+        scores(p, qkv, b, h, T, d, hd, scale);
+        softmax_rebuild(p, row_max + (size_t)bh * T, row_inv + (size_t)bh * T,
+                        key_mask ? key_mask + (size_t)b * T : NULL, T);
+        /* dP [T, T] = dY [T, hd] · V [T, hd]ᵀ */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, d,
+                    qkv + head + 2 * (size_t)d, ld, 0.0f, g, T);
+        /* dV [T, hd] = P [T, T]ᵀ · dY [T, hd] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dy, d,
+                    0.0f, dqkv + head + 2 * (size_t)d, ld);
+        softmax_backward(g, p, T);
+        /* dQ [T, hd] = scale · dS [T, T] · K [T, hd] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, g, T,
+                    qkv + head + d, ld, 0.0f, dqkv + head, ld);
+        /* dK [T, hd] = scale · dS [T, T]ᵀ · Q [T, hd] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, g, T,
+                    qkv + head, ld, 0.0f, dqkv + head + d, ld);
+    }
 }

@@ -86,17 +86,46 @@ void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
 
 /* qkv [B·T, 3d] holds q | k | v (q and k already rotated), d = H·hd; head h
  * is columns [h·hd, (h+1)·hd) of each block.
- * out [B·T, d] = heads of softmax(q·kᵀ/√hd)·v side by side;
- * att [B, H, T, T] keeps the probabilities for the backward pass.
+ * out [B·T, d] = heads of softmax(q·kᵀ/√hd)·v side by side.
  * key_mask [B·T]: 1 = the key may be attended, 0 = padding; NULL = all.
- * A query whose sequence has no attendable key gets an all-zero row. */
-void tdi_attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
-                           int B, int T, int H, int hd, int nt);
+ * A query whose sequence has no attendable key gets an all-zero row.
+ *
+ * No [B, H, T, T] tensor is kept: the (batch, head) pairs are shared among
+ * nt OpenMP threads, and each thread computes its pairs' T×T scores and
+ * probabilities in its own slice of `scratch`. Unlike the other kernels,
+ * these call cblas_sgemm directly, inside their own parallel loop: each
+ * pair's products are single-threaded calls in the pair's thread (the BLAS
+ * held at one thread, as for tdi_sgemm). Per query row
+ * the forward saves row_max and row_inv [B, H, T] (the score maximum and
+ * 1/Σe; −∞ and 0 for a row with no attendable key), from which the
+ * backward rebuilds the forward's probabilities exactly, after recomputing
+ * the scores.
+ *
+ * Scratch contract: `scratch` holds nt·tdi_attention_scratch_floats(T, 0)
+ * floats for the forward, nt·tdi_attention_scratch_floats(T, 1) for the
+ * backward; thread i uses slice i. A caller whose scratch was sized for
+ * n_max threads (and T_max >= T) passes nt <= n_max. Each pair is computed
+ * by the same calls whatever nt is, so the results do not depend on it. */
 
-/* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose);
- * datt [B, H, T, T] is scratch. */
-void tdi_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int H, int hd, int nt);
+/* One thread's slice: one T×T matrix for the forward, two for the backward,
+ * each padded to a multiple of 16 floats. The padding puts every slice's
+ * rows at the same offsets from a 64-byte boundary, so a vectorised row sum
+ * that groups its terms by alignment still cannot depend on the thread. */
+static inline size_t tdi_attention_scratch_floats(int T, int backward)
+{
+    size_t m = ((size_t)T * (size_t)T + 15) & ~(size_t)15;
+    return backward ? 2 * m : m;
+}
+
+void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
+                           const uint8_t *key_mask, int B, int T, int H, int hd,
+                           float *scratch, int nt);
+
+/* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose) from
+ * dout [B·T, d]; qkv, row_max, row_inv and key_mask are the forward's. */
+void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                            const float *row_max, const float *row_inv, const uint8_t *key_mask,
+                            int B, int T, int H, int hd, float *scratch, int nt);
 
 /* ---- token (+ learned position) embedding ------------------------------- */
 

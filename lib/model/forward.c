@@ -17,7 +17,8 @@ static void attention_block(const tdi_model *m, tdi_workspace *ws, tdi_layer_act
     if (m->cfg.pos_encoding == TDI_POS_ROPE)
         tdi_rope_forward(a->qkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
                          ws->rope_sin, nt);
-    tdi_attention_forward(a->atty, a->att, a->qkv, key_mask, B, T, H, hd, nt);
+    tdi_attention_forward(a->atty, a->att_max, a->att_inv, a->qkv, key_mask, B, T, H, hd,
+                          ws->attn_scratch, nt < ws->n_threads ? nt : ws->n_threads);
 }
 
 /* One block, x [N, d] -> y [N, d] (see tdi_layer_acts for the slots). */
@@ -94,6 +95,12 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
     ws->B = ws->T = 0; /* invalid until the pass completes */
     tdi_blas_hold();
     memcpy(ws->ids, ids, (size_t)N * sizeof *ids);
+    /* Attention backward rebuilds the probabilities: it needs this mask. */
+    ws->key_mask = NULL;
+    if (ws->with_backward && key_mask) {
+        memcpy(ws->mask_copy, key_mask, (size_t)N);
+        ws->key_mask = ws->mask_copy;
+    }
     const float *p = m->params;
     const float *pos = c->pos_encoding == TDI_POS_LEARNED ? p + m->pos_emb : NULL;
     float *x = tdi_ws_res(ws, 0);

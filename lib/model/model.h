@@ -96,9 +96,13 @@ typedef struct tdi_workspace tdi_workspace;
 
 /* rows_max bounds n_rows of tdi_model_logits/backward. Without backward the
  * workspace keeps one block's activations and reuses them layer after layer
- * (inference); with it, every block's activations are kept. */
+ * (inference); with it, every block's activations are kept. n_threads
+ * (1..1024) is the most threads it will be used with: attention keeps
+ * per-thread scratch in it, and a forward or backward given more threads
+ * runs attention on n_threads only (which changes no result). */
 td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
-                               int32_t rows_max, int with_backward, tdi_workspace **out);
+                               int32_t rows_max, int32_t n_threads, int with_backward,
+                               tdi_workspace **out);
 void tdi_workspace_free(tdi_workspace *ws);
 
 /* Runs the network on ids [B·T] up to the final hidden state.

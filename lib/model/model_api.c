@@ -135,7 +135,7 @@ td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch, 
     TDI_TRY(tdi_check_ids(ids, (size_t)n, im->cfg.vocab_size, __func__));
     /* Rows are produced in chunks so that the scratch stays small. */
     tdi_workspace *ws;
-    TDI_TRY(tdi_workspace_create(im, batch, seq_len, seq_len, 0, &ws));
+    TDI_TRY(tdi_workspace_create(im, batch, seq_len, seq_len, n_threads, 0, &ws));
     int32_t *rows = tdi_malloc(&im->alloc, sizeof *rows * (size_t)seq_len);
     if (rows == NULL) {
         tdi_workspace_free(ws);

@@ -12,6 +12,9 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
+/* The callers' own bound on n_threads. */
+#define TDI_WS_MAX_THREADS 1024
+
 /* An a x b float matrix from the carver (lib/util/alloc.h). */
 static float *carve(tdi_carver *c, size_t a, size_t b)
 {
@@ -28,7 +31,9 @@ static void layout_acts(tdi_workspace *ws, tdi_carver *c)
     const tdi_model_config *cfg = &ws->cfg;
     size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
     size_t ff = (size_t)cfg->d_ff, H = (size_t)cfg->n_heads, T = (size_t)ws->t_max;
-    size_t att = (size_t)ws->b_max * H * T; /* rows of [B, H, T, T] */
+    size_t att_rows = (size_t)ws->b_max * H * T; /* [B, H, T] */
+    size_t tt; /* attention's slices hold up to 2·(T² + 15) floats */
+    if (!tdi_mul_size(T, T, &tt) || tt > SIZE_MAX / 4) c->overflow = 1;
     int post = cfg->norm_placement == TDI_NORM_POST;
 
     /* int32 ids share the float block: same size, and only ever accessed
@@ -48,13 +53,18 @@ static void layout_acts(tdi_workspace *ws, tdi_carver *c)
     ws->hsel = carve(c, (size_t)ws->rows_max, d);
     ws->ln_shared = post ? NULL : carve(c, N, d);
     ws->ff_shared = carve(c, N, ff);
+    /* One T×T matrix per thread for the forward, two for the backward. */
+    ws->attn_scratch = carve(c, (size_t)ws->n_threads,
+                             tdi_attention_scratch_floats(ws->t_max, ws->with_backward));
+    ws->mask_copy = ws->with_backward ? tdi_carve(c, N, 1) : NULL;
     for (int32_t l = 0; l < ws->n_layer_acts; l++) {
         tdi_layer_acts *a = &ws->layer[l];
         a->ln1 = post ? carve(c, N, d) : ws->ln_shared;
         a->ln1_mean = carve(c, N, 1);
         a->ln1_rstd = carve(c, N, 1);
         a->qkv = carve(c, N, 3 * d);
-        a->att = carve(c, att, T);
+        a->att_max = carve(c, att_rows, 1);
+        a->att_inv = carve(c, att_rows, 1);
         a->atty = carve(c, N, d);
         a->res1 = carve(c, N, d);
         a->ln2 = post ? carve(c, N, d) : ws->ln_shared;
@@ -69,11 +79,9 @@ static void layout_grads(tdi_workspace *ws, tdi_carver *c)
 {
     const tdi_model_config *cfg = &ws->cfg;
     size_t N = (size_t)ws->b_max * ws->t_max, d = (size_t)cfg->d_model;
-    size_t T = (size_t)ws->t_max;
     ws->dres = carve(c, N, d);
     ws->dtmp = carve(c, N, d);
     ws->dqkv = carve(c, N, 3 * d);
-    ws->datt = carve(c, (size_t)ws->b_max * (size_t)cfg->n_heads * T, T);
     ws->dhsel = carve(c, (size_t)ws->rows_max, d);
 }
 
@@ -81,7 +89,8 @@ static void layout_acts_block(void *ws, tdi_carver *c) { layout_acts(ws, c); }
 static void layout_grads_block(void *ws, tdi_carver *c) { layout_grads(ws, c); }
 
 td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
-                               int32_t rows_max, int with_backward, tdi_workspace **out)
+                               int32_t rows_max, int32_t n_threads, int with_backward,
+                               tdi_workspace **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
@@ -95,6 +104,9 @@ td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
                   (long long)b_max * t_max, INT_MAX);
     TDI_CHECK_ARG(rows_max >= 1, "%s: rows_max = %ld must be at least 1", __func__,
                   (long)rows_max);
+    TDI_CHECK_ARG(n_threads >= 1 && n_threads <= TDI_WS_MAX_THREADS,
+                  "%s: n_threads = %ld is outside 1..%d", __func__, (long)n_threads,
+                  TDI_WS_MAX_THREADS);
 
     int32_t n_layer_acts = with_backward ? m->cfg.n_layers : 1;
     size_t head = sizeof(tdi_workspace) + (size_t)n_layer_acts * sizeof(tdi_layer_acts);
@@ -106,6 +118,7 @@ td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
     ws->b_max = b_max;
     ws->t_max = t_max;
     ws->rows_max = rows_max;
+    ws->n_threads = n_threads;
     ws->with_backward = with_backward != 0;
     ws->n_res = with_backward ? m->cfg.n_layers + 1 : 1;
     ws->n_layer_acts = n_layer_acts;

@@ -25,7 +25,7 @@
 typedef struct tdi_layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* [N, d], [N], [N] */
     float *qkv;                       /* [N, 3d], q and k rotated */
-    float *att;                       /* [B, H, T, T] probabilities */
+    float *att_max, *att_inv;         /* [B, H, T] per query row: score max, 1/Σe */
     float *atty;                      /* [N, d] heads concatenated */
     float *res1;                      /* [N, d] */
     float *ln2, *ln2_mean, *ln2_rstd; /* [N, d], [N], [N] */
@@ -36,6 +36,7 @@ struct tdi_workspace {
     td_allocator alloc;
     tdi_model_config cfg; /* of the model it was made for */
     int32_t b_max, t_max, rows_max;
+    int32_t n_threads;           /* the most threads attention may use */
     int with_backward;
 
     float *acts, *grads; /* the two allocations */
@@ -51,12 +52,14 @@ struct tdi_workspace {
     float *hsel;                 /* [rows_max, d] final hidden state of the logit rows */
     float *ln_shared;            /* [N, d] pre-LN: every layer's ln1 and ln2 */
     float *ff_shared;            /* [N, d_ff] every layer's fchg, then backward's dff */
+    float *attn_scratch;         /* n_threads x [t_max, t_max], x 2 with backward */
+    uint8_t *mask_copy;          /* [N] with backward: the last forward's key mask */
+    const uint8_t *key_mask;     /* mask_copy, or NULL when that forward had none */
 
     /* activation gradients (with_backward only) */
     float *dres;                 /* [N, d] gradient of the residual stream */
     float *dtmp;                 /* [N, d] */
     float *dqkv;                 /* [N, 3d] */
-    float *datt;                 /* [B, H, T, T] */
     float *dhsel;                /* [rows_max, d] */
 
     tdi_profile *prof;           /* times the kernels when set; NULL: off */

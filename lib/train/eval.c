@@ -184,7 +184,8 @@ static td_status allocate(eval_ctx *c, size_t n_rates)
     c->chunk = (int32_t)chunk;
     c->n_rates = n_rates;
     TDI_TRY(tdi_carve_block(&c->m->alloc, layout, c, &c->scratch, c->func));
-    return tdi_workspace_create(c->m, (int32_t)B, (int32_t)T, c->chunk, 0, &c->ws);
+    return tdi_workspace_create(c->m, (int32_t)B, (int32_t)T, c->chunk, c->cfg.n_threads, 0,
+                                &c->ws);
 }
 
 /* The RNG of window w at time t (docs/evaluation.md "Masks"): a key from

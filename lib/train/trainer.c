@@ -116,7 +116,8 @@ static td_status allocate(td_trainer *t)
     t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
     if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
     TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
-    TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, 1, &t->ws));
+    TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, t->cfg.n_threads, 1,
+                                 &t->ws));
     tdi_adamw_config o = optimizer_config(&t->cfg);
     TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
     tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);

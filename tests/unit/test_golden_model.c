@@ -67,7 +67,7 @@ static void check_case(const char *file, int nt)
     const int32_t *rows = rows_a->data;
 
     tdi_workspace *ws;
-    assert_int_equal(tdi_workspace_create(m, B, T, B * T, 1, &ws), TD_OK);
+    assert_int_equal(tdi_workspace_create(m, B, T, B * T, nt, 1, &ws), TD_OK);
     assert_int_equal(tdi_model_forward(m, ws, ids, B, T, key_mask, nt), TD_OK);
 
     /* Logits of every row. */

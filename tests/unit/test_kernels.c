@@ -13,7 +13,9 @@
  * kernels are measured at ~1e-6 relative, so these leave room without
  * letting a wrong term through (a missing term is O(1) relative).
  *
- * Every kernel also runs with nt = 1 and nt = 2 and must give the same bits.
+ * Every kernel also runs with nt = 1 and nt = 2 (attention also nt = 3,
+ * which leaves threads with unequal shares of (batch, head) pairs) and must
+ * give the same bits.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -414,6 +416,34 @@ static void test_rope(void **state)
 /* ------------------------------------------------------------------------ */
 /* attention */
 
+/* The kernels' scratch for nt threads: exactly what the contract in
+ * kernels.h asks for (so a sanitizer build catches any overrun), filled with
+ * NaN so that anything read before being written shows up. */
+static float *attention_scratch(int T, int nt, int backward)
+{
+    size_t n = (size_t)nt * tdi_attention_scratch_floats(T, backward);
+    float *s = new_floats(n, 0, 0);
+    for (size_t i = 0; i < n; i++) s[i] = NAN;
+    return s;
+}
+
+static void attention_fwd(float *y, float *row_max, float *row_inv, const float *qkv,
+                          const uint8_t *mask, int B, int T, int H, int hd, int nt)
+{
+    float *scratch = attention_scratch(T, nt, 0);
+    tdi_attention_forward(y, row_max, row_inv, qkv, mask, B, T, H, hd, scratch, nt);
+    free(scratch);
+}
+
+static void attention_bwd(float *g, const float *dy, const float *qkv, const float *row_max,
+                          const float *row_inv, const uint8_t *mask, int B, int T, int H, int hd,
+                          int nt)
+{
+    float *scratch = attention_scratch(T, nt, 1);
+    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt);
+    free(scratch);
+}
+
 typedef struct attn_ctx {
     int B, T, H, hd;
     const uint8_t *mask;
@@ -421,85 +451,167 @@ typedef struct attn_ctx {
     double *y;
 } attn_ctx;
 
-static void attention_ref(double *y, const double *qkv, const uint8_t *mask, int B, int T,
-                          int H, int hd)
+/* Probabilities P [T, T] of pair (b, h) in double, straight from the
+ * definition; a row with no attendable key is all zeros. mx, inv [T] (may be
+ * NULL) receive each row's score maximum and 1/Σe (−∞ and 0 for such a
+ * row). */
+static void attention_probs_ref(double *P, double *mx, double *inv, const double *qkv,
+                                const uint8_t *mask, int b, int h, int T, int H, int hd)
 {
     int d = H * hd, ld = 3 * d;
-    double *p = malloc((size_t)T * sizeof *p);
-    assert_non_null(p);
+    for (int i = 0; i < T; i++) {
+        const double *q = qkv + ((size_t)b * T + i) * ld + (size_t)h * hd;
+        double *p = P + (size_t)i * T, m = -INFINITY, sum = 0;
+        for (int j = 0; j < T; j++) {
+            const double *k = qkv + ((size_t)b * T + j) * ld + d + (size_t)h * hd;
+            double s = 0;
+            for (int c = 0; c < hd; c++) s += q[c] * k[c];
+            p[j] = s / sqrt((double)hd);
+            if ((!mask || mask[b * T + j]) && p[j] > m) m = p[j];
+        }
+        for (int j = 0; j < T; j++) {
+            p[j] = (!mask || mask[b * T + j]) ? exp(p[j] - m) : 0.0;
+            sum += p[j];
+        }
+        for (int j = 0; j < T; j++) p[j] = sum > 0 ? p[j] / sum : 0.0;
+        if (mx) mx[i] = m;
+        if (inv) inv[i] = sum > 0 ? 1 / sum : 0.0;
+    }
+}
+
+/* y [B·T, d] = heads of P·V; row_max, row_inv [B, H, T] may be NULL. */
+static void attention_ref(double *y, double *row_max, double *row_inv, const double *qkv,
+                          const uint8_t *mask, int B, int T, int H, int hd)
+{
+    int d = H * hd, ld = 3 * d;
+    double *P = malloc((size_t)T * T * sizeof *P);
+    assert_non_null(P);
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < T; i++) {
-                const double *q = qkv + ((size_t)b * T + i) * ld + (size_t)h * hd;
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < T; j++) {
-                    const double *k = qkv + ((size_t)b * T + j) * ld + d + (size_t)h * hd;
-                    double s = 0;
-                    for (int c = 0; c < hd; c++) s += q[c] * k[c];
-                    p[j] = s / sqrt((double)hd);
-                    if ((!mask || mask[b * T + j]) && p[j] > mx) mx = p[j];
-                }
-                for (int j = 0; j < T; j++) {
-                    p[j] = (!mask || mask[b * T + j]) ? exp(p[j] - mx) : 0.0;
-                    sum += p[j];
-                }
+        for (int h = 0; h < H; h++) {
+            size_t bh = (size_t)b * H + h;
+            attention_probs_ref(P, row_max ? row_max + bh * T : NULL,
+                                row_inv ? row_inv + bh * T : NULL, qkv, mask, b, h, T, H, hd);
+            for (int i = 0; i < T; i++)
                 for (int c = 0; c < hd; c++) {
                     double s = 0;
                     for (int j = 0; j < T; j++)
-                        if (sum > 0)
-                            s += p[j] / sum
-                                 * qkv[((size_t)b * T + j) * ld + 2 * d + (size_t)h * hd + c];
+                        s += P[(size_t)i * T + j]
+                             * qkv[((size_t)b * T + j) * ld + 2 * d + (size_t)h * hd + c];
                     y[((size_t)b * T + i) * d + (size_t)h * hd + c] = s;
                 }
+        }
+    free(P);
+}
+
+/* The textbook backward in double, materialising P, dP and dS [T, T] of
+ * every pair: dV = Pᵀ·dY, dP = dY·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+ * dQ = dS·K/√hd, dK = dSᵀ·Q/√hd. dqkv [B·T, 3d], dy [B·T, d]. */
+static void attention_backward_ref(double *dqkv, const double *qkv, const float *dy,
+                                   const uint8_t *mask, int B, int T, int H, int hd)
+{
+    int d = H * hd, ld = 3 * d;
+    double scale = 1 / sqrt((double)hd);
+    size_t tt = (size_t)T * T;
+    double *P = malloc(tt * sizeof *P), *dS = malloc(tt * sizeof *dS);
+    assert_non_null(P);
+    assert_non_null(dS);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            attention_probs_ref(P, NULL, NULL, qkv, mask, b, h, T, H, hd);
+            const double *Q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+            const double *K = Q + d, *V = Q + 2 * d;
+            const float *dY = dy + (size_t)b * T * d + (size_t)h * hd;
+            double *dQ = dqkv + (size_t)b * T * ld + (size_t)h * hd;
+            double *dK = dQ + d, *dV = dQ + 2 * d;
+            for (int i = 0; i < T; i++) {
+                double dot = 0;
+                for (int j = 0; j < T; j++) {
+                    double dp = 0;
+                    for (int c = 0; c < hd; c++)
+                        dp += (double)dY[(size_t)i * d + c] * V[(size_t)j * ld + c];
+                    dS[(size_t)i * T + j] = dp;
+                    dot += P[(size_t)i * T + j] * dp;
+                }
+                for (int j = 0; j < T; j++)
+                    dS[(size_t)i * T + j] = P[(size_t)i * T + j] * (dS[(size_t)i * T + j] - dot);
             }
-    free(p);
+            for (int j = 0; j < T; j++)
+                for (int c = 0; c < hd; c++) {
+                    double q = 0, k = 0, v = 0;
+                    for (int i = 0; i < T; i++) {
+                        q += dS[(size_t)j * T + i] * K[(size_t)i * ld + c];
+                        k += dS[(size_t)i * T + j] * Q[(size_t)i * ld + c];
+                        v += P[(size_t)i * T + j] * dY[(size_t)i * d + c];
+                    }
+                    dQ[(size_t)j * ld + c] = scale * q;
+                    dK[(size_t)j * ld + c] = scale * k;
+                    dV[(size_t)j * ld + c] = v;
+                }
+        }
+    free(P);
+    free(dS);
 }
 
 static double attention_objective(const double *theta, const void *vctx)
 {
     const attn_ctx *c = vctx;
-    attention_ref(c->y, theta, c->mask, c->B, c->T, c->H, c->hd);
+    attention_ref(c->y, NULL, NULL, theta, c->mask, c->B, c->T, c->H, c->hd);
     return dot_dr(c->y, c->r, (size_t)c->B * c->T * c->H * c->hd);
 }
 
+/* Saved per-row numbers against the reference: a finite maximum and 1/Σe
+ * close to it, or exactly −∞ and 0 for a row with nothing to attend. */
+static void assert_row_stats_close(const float *row_max, const float *row_inv,
+                                   const double *mx, const double *inv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (mx[i] == -INFINITY) {
+            assert_true(row_max[i] == -INFINITY && row_inv[i] == 0.0f);
+            continue;
+        }
+        if (!(fabs(row_max[i] - mx[i]) <= FWD_ATOL + FWD_RTOL * fabs(mx[i])
+              && fabs(row_inv[i] - inv[i]) <= FWD_RTOL * inv[i]))
+            fail_msg("attention row %zu: max %.9g inv %.9g vs reference %.9g %.9g", i,
+                     (double)row_max[i], (double)row_inv[i], mx[i], inv[i]);
+    }
+}
+
+/* Forward against the double reference, backward against central
+ * differences of it, and nt = 1, 2, 3 bit for bit. */
 static void check_attention(const uint8_t *mask)
 {
-    enum { B = 2, T = 5, H = 2, HD = 4, D = H * HD, N = B * T };
-    size_t nqkv = N * 3 * D, ny = N * D, natt = (size_t)B * H * T * T;
+    enum { B = 2, T = 5, H = 2, HD = 4, D = H * HD, N = B * T, NT_MAX = 3 };
+    size_t nqkv = N * 3 * D, ny = N * D, nrow = (size_t)B * H * T;
     float *qkv = new_floats(nqkv, -1.5f, 1.5f), *r = new_floats(ny, -1, 1);
     float *y = new_floats(ny, 0, 0), *y2 = new_floats(ny, 0, 0);
-    float *att = new_floats(natt, 0, 0), *att2 = new_floats(natt, 0, 0);
+    float *mx = new_floats(nrow, 0, 0), *inv = new_floats(nrow, 0, 0);
+    float *mx2 = new_floats(nrow, 0, 0), *inv2 = new_floats(nrow, 0, 0);
     double *theta = malloc(nqkv * sizeof *theta), *yref = malloc(ny * sizeof *yref);
+    double *mxref = malloc(nrow * sizeof *mxref), *invref = malloc(nrow * sizeof *invref);
     put_double(theta, qkv, nqkv);
 
-    tdi_attention_forward(y, att, qkv, mask, B, T, H, HD, 1);
-    attention_ref(yref, theta, mask, B, T, H, HD);
+    attention_fwd(y, mx, inv, qkv, mask, B, T, H, HD, 1);
+    attention_ref(yref, mxref, invref, theta, mask, B, T, H, HD);
     assert_forward_close("attention", y, yref, ny);
-    tdi_attention_forward(y2, att2, qkv, mask, B, T, H, HD, 2);
-    assert_same_bits(y, y2, ny);
-    assert_same_bits(att, att2, natt);
-    for (int b = 0; b < B; b++) /* probabilities: rows sum to 1, masked keys 0 */
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < T; i++) {
-                const float *p = att + (((size_t)b * H + h) * T + i) * T;
-                double s = 0;
-                for (int j = 0; j < T; j++) {
-                    if (mask && !mask[b * T + j]) assert_true(p[j] == 0.0f);
-                    s += p[j];
-                }
-                assert_true(fabs(s - 1.0) < 1e-6);
-            }
+    assert_row_stats_close(mx, inv, mxref, invref, nrow);
+    for (int nt = 2; nt <= NT_MAX; nt++) {
+        attention_fwd(y2, mx2, inv2, qkv, mask, B, T, H, HD, nt);
+        assert_same_bits(y, y2, ny);
+        assert_same_bits(mx, mx2, nrow);
+        assert_same_bits(inv, inv2, nrow);
+    }
 
     float *g = new_floats(nqkv, 0, 0), *g2 = new_floats(nqkv, 0, 0);
-    float *datt = new_floats(natt, 0, 0);
-    tdi_attention_backward(g, datt, r, qkv, att, B, T, H, HD, 1);
+    attention_bwd(g, r, qkv, mx, inv, mask, B, T, H, HD, 1);
     attn_ctx ctx = { B, T, H, HD, mask, r, yref };
     check_gradient(mask ? "attention (key mask)" : "attention", attention_objective, &ctx,
                    theta, nqkv, g);
-    tdi_attention_backward(g2, datt, r, qkv, att, B, T, H, HD, 2);
-    assert_same_bits(g, g2, nqkv);
-    free(qkv); free(r); free(y); free(y2); free(att); free(att2); free(theta); free(yref);
-    free(g); free(g2); free(datt);
+    for (int nt = 2; nt <= NT_MAX; nt++) {
+        attention_bwd(g2, r, qkv, mx, inv, mask, B, T, H, HD, nt);
+        assert_same_bits(g, g2, nqkv);
+    }
+    free(qkv); free(r); free(y); free(y2); free(mx); free(inv); free(mx2); free(inv2);
+    free(theta); free(yref); free(mxref); free(invref); free(g); free(g2);
 }
 
 static void test_attention(void **state)
@@ -519,13 +631,111 @@ static void test_attention_key_mask(void **state)
 static void test_attention_fully_masked_sequence(void **state)
 {
     (void)state;
+    /* Sequence 1 has nothing to attend: zero output, zero gradient. */
+    static const uint8_t full[10] = { 1, 1, 1, 0, 1, 0, 0, 0, 0, 0 };
+    check_attention(full);
+
     enum { B = 2, T = 3, H = 1, HD = 2, D = H * HD, N = B * T };
     static const uint8_t mask[N] = { 1, 1, 0, 0, 0, 0 };
-    float *qkv = new_floats(N * 3 * D, -1, 1), y[N * D], att[B * H * T * T];
-    tdi_attention_forward(y, att, qkv, mask, B, T, H, HD, 2);
+    float *qkv = new_floats(N * 3 * D, -1, 1), *dy = new_floats(N * D, -1, 1);
+    float y[N * D], mx[B * H * T], inv[B * H * T], g[N * 3 * D];
+    attention_fwd(y, mx, inv, qkv, mask, B, T, H, HD, 2);
     for (int i = T * D; i < N * D; i++) assert_true(y[i] == 0.0f);
     for (int i = 0; i < T * D; i++) assert_true(isfinite(y[i]) && y[i] != 0.0f);
+    for (int i = T; i < 2 * T; i++) assert_true(mx[i] == -INFINITY && inv[i] == 0.0f);
+    attention_bwd(g, dy, qkv, mx, inv, mask, B, T, H, HD, 2);
+    for (int i = T * 3 * D; i < N * 3 * D; i++) assert_true(g[i] == 0.0f);
+    for (int i = 0; i < T * 3 * D; i++) assert_true(isfinite(g[i]));
     free(qkv);
+    free(dy);
+}
+
+/* Forward and backward against the materialising double implementation
+ * above, on a shape where T is not a multiple of any vector width, several
+ * pairs land on each thread, and every key-mask case occurs. */
+static void test_attention_matches_materialising_reference(void **state)
+{
+    (void)state;
+    enum { B = 3, T = 37, H = 3, HD = 8, D = H * HD, N = B * T, NT_MAX = 3 };
+    size_t nqkv = N * 3 * D, ny = N * D, nrow = (size_t)B * H * T;
+    uint8_t mask[N];
+    for (int i = 0; i < N; i++) /* 0: all keys; 1: 11 padded + two holes; 2: none */
+        mask[i] = (uint8_t)(i < T || (i < 2 * T && i % T < T - 11 && i % T != 4 && i % T != 9));
+    for (int variant = 0; variant < 2; variant++) {
+        const uint8_t *m = variant ? mask : NULL;
+        float *qkv = new_floats(nqkv, -2, 2), *dy = new_floats(ny, -1, 1);
+        float *y = new_floats(ny, 0, 0), *y2 = new_floats(ny, 0, 0);
+        float *mx = new_floats(nrow, 0, 0), *inv = new_floats(nrow, 0, 0);
+        float *g = new_floats(nqkv, 0, 0), *g2 = new_floats(nqkv, 0, 0);
+        double *dq = malloc(nqkv * sizeof *dq), *yref = malloc(ny * sizeof *yref);
+        double *gref = malloc(nqkv * sizeof *gref);
+        put_double(dq, qkv, nqkv);
+        attention_ref(yref, NULL, NULL, dq, m, B, T, H, HD);
+        attention_backward_ref(gref, dq, dy, m, B, T, H, HD);
+
+        attention_fwd(y, mx, inv, qkv, m, B, T, H, HD, 1);
+        assert_forward_close("attention (materialising)", y, yref, ny);
+        attention_bwd(g, dy, qkv, mx, inv, m, B, T, H, HD, 1);
+        for (size_t i = 0; i < nqkv; i++) {
+            double err = fabs((double)g[i] - gref[i]);
+            if (!(err <= GRAD_ATOL + GRAD_RTOL * fabs(gref[i])))
+                fail_msg("attention (materialising) gradient [%zu]: %.9g vs reference %.9g",
+                         i, (double)g[i], gref[i]);
+        }
+        if (m) /* the fully masked sequence: exactly nothing */
+            for (size_t i = 2 * (size_t)T * 3 * D; i < nqkv; i++) assert_true(g[i] == 0.0f);
+        for (int nt = 2; nt <= NT_MAX; nt++) {
+            float *mx2 = new_floats(nrow, 0, 0), *inv2 = new_floats(nrow, 0, 0);
+            attention_fwd(y2, mx2, inv2, qkv, m, B, T, H, HD, nt);
+            assert_same_bits(y, y2, ny);
+            attention_bwd(g2, dy, qkv, mx2, inv2, m, B, T, H, HD, nt);
+            assert_same_bits(g, g2, nqkv);
+            free(mx2);
+            free(inv2);
+        }
+        free(qkv); free(dy); free(y); free(y2); free(mx); free(inv); free(g); free(g2);
+        free(dq); free(yref); free(gref);
+    }
+}
+
+/* Backward rebuilds exactly the forward's probabilities. With hd = T, V = I
+ * in every head makes the forward's output Y = P, and dY = I makes the
+ * backward's dV = Pᵀ of the rebuilt P: products with one non-zero term are
+ * exact in any BLAS, so the two must agree bit for bit. The same P shows
+ * rows summing to 1 and masked keys at exactly 0. */
+static void test_attention_backward_rebuilds_forward_probabilities(void **state)
+{
+    (void)state;
+    enum { B = 3, T = 6, H = 2, HD = T, D = H * HD, N = B * T, LD = 3 * D };
+    static const uint8_t mask[N] = { 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+    float *qkv = new_floats((size_t)N * LD, -3, 3), *dy = new_floats((size_t)N * D, 0, 0);
+    float *y = new_floats((size_t)N * D, 0, 0), *g = new_floats((size_t)N * LD, 0, 0);
+    float mx[B * H * T], inv[B * H * T];
+    for (int r = 0; r < N; r++)
+        for (int c = 0; c < D; c++) {
+            int eye = (r % T) == (c % HD);
+            qkv[(size_t)r * LD + 2 * D + c] = eye ? 1.0f : 0.0f;
+            dy[(size_t)r * D + c] = eye ? 1.0f : 0.0f;
+        }
+    for (int nt = 1; nt <= 3; nt++) {
+        attention_fwd(y, mx, inv, qkv, mask, B, T, H, HD, nt);
+        attention_bwd(g, dy, qkv, mx, inv, mask, B, T, H, HD, nt);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+                    double s = 0;
+                    for (int j = 0; j < T; j++) {
+                        float p = y[((size_t)b * T + i) * D + (size_t)h * HD + j];
+                        float pb = g[((size_t)b * T + j) * LD + 2 * D + (size_t)h * HD + i];
+                        assert_memory_equal(&p, &pb, sizeof p);
+                        assert_true(p >= 0.0f);
+                        if (!mask[b * T + j]) assert_true(p == 0.0f);
+                        s += p;
+                    }
+                    assert_true(b == 2 ? s == 0.0 : fabs(s - 1.0) < 1e-6);
+                }
+    }
+    free(qkv); free(dy); free(y); free(g);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -658,6 +868,8 @@ int main(void)
         cmocka_unit_test_setup(test_attention, setup),
         cmocka_unit_test_setup(test_attention_key_mask, setup),
         cmocka_unit_test_setup(test_attention_fully_masked_sequence, setup),
+        cmocka_unit_test_setup(test_attention_matches_materialising_reference, setup),
+        cmocka_unit_test_setup(test_attention_backward_rebuilds_forward_probabilities, setup),
         cmocka_unit_test_setup(test_embedding, setup),
         cmocka_unit_test_setup(test_crossentropy, setup),
     };

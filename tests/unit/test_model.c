@@ -160,7 +160,7 @@ static void test_create_nomem_leaks_nothing(void **state)
             for (j = 0;; j++) {
                 heap.calls = 0;
                 heap.fail_at = j;
-                td_status st = tdi_workspace_create(m, 2, 5, 4, wb, &ws);
+                td_status st = tdi_workspace_create(m, 2, 5, 4, 2, wb, &ws);
                 if (st == TD_OK) break;
                 assert_int_equal(st, TD_ERR_NOMEM);
                 assert_null(ws);
@@ -186,18 +186,22 @@ static void test_workspace_arguments(void **state)
     assert_int_equal(tdi_model_create(&c, NULL, &m), TD_OK);
     char dummy;
     tdi_workspace *ws = (tdi_workspace *)(void *)&dummy;
-    assert_int_equal(tdi_workspace_create(m, 0, 5, 4, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(m, 0, 5, 4, 1, 1, &ws), TD_ERR_INVALID_ARG);
     assert_null(ws);
     assert_non_null(strstr(td_last_error_message(), "b_max"));
-    assert_int_equal(tdi_workspace_create(m, 2, 9, 4, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(m, 2, 9, 4, 1, 1, &ws), TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "t_max"));
-    assert_int_equal(tdi_workspace_create(m, 2, 0, 4, 1, &ws), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_workspace_create(m, 2, 5, 0, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(m, 2, 0, 4, 1, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(m, 2, 5, 0, 1, 1, &ws), TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "rows_max"));
-    assert_int_equal(tdi_workspace_create(m, 1 << 30, 8, 4, 0, &ws), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_workspace_create(NULL, 2, 5, 4, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(m, 2, 5, 4, 0, 1, &ws), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "n_threads"));
+    assert_int_equal(tdi_workspace_create(m, 2, 5, 4, 1025, 0, &ws), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "n_threads"));
+    assert_int_equal(tdi_workspace_create(m, 1 << 30, 8, 4, 1, 0, &ws), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_workspace_create(NULL, 2, 5, 4, 1, 1, &ws), TD_ERR_INVALID_ARG);
 
-    assert_int_equal(tdi_workspace_create(m, 2, 5, 4, 1, &ws), TD_OK);
+    assert_int_equal(tdi_workspace_create(m, 2, 5, 4, 1, 1, &ws), TD_OK);
     int32_t ids[10] = { 0 };
     assert_int_equal(tdi_model_forward(m, ws, ids, 3, 5, NULL, 1), TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_model_forward(m, ws, ids, 2, 6, NULL, 1), TD_ERR_INVALID_ARG);
@@ -366,6 +370,9 @@ static void test_init_follows_the_definition(void **state)
 /* ------------------------------------------------------------------------ */
 /* a small problem: model, workspace, batch, selected rows, targets */
 
+/* The problem's workspace serves up to this many threads. */
+#define PROBLEM_THREADS 3
+
 typedef struct problem {
     tdi_model *m;
     tdi_workspace *ws;
@@ -387,7 +394,7 @@ static void problem_init(problem *p, const tdi_model_config *c, int32_t B, int32
     p->T = T;
     int32_t N = B * T, V = c->vocab_size;
     p->n_rows = N - N / 3;
-    assert_int_equal(tdi_workspace_create(p->m, B, T, N, 1, &p->ws), TD_OK);
+    assert_int_equal(tdi_workspace_create(p->m, B, T, N, PROBLEM_THREADS, 1, &p->ws), TD_OK);
     p->ids = xmalloc(N * sizeof *p->ids);
     p->rows = xmalloc(p->n_rows * sizeof *p->rows);
     p->targets = xmalloc(p->n_rows * sizeof *p->targets);
@@ -536,7 +543,7 @@ static void test_logit_rows_and_mask_column(void **state)
         problem_init(&p, &c, 2, 5, 0, 3);
         int32_t N = 10, V = 11;
         tdi_workspace *ws;
-        assert_int_equal(tdi_workspace_create(p.m, 2, 5, N, 0, &ws), TD_OK);
+        assert_int_equal(tdi_workspace_create(p.m, 2, 5, N, 2, 0, &ws), TD_OK);
         assert_int_equal(tdi_model_forward(p.m, ws, p.ids, 2, 5, NULL, 1), TD_OK);
         int32_t all[10];
         for (int i = 0; i < N; i++) all[i] = i;
@@ -600,16 +607,65 @@ static void test_thread_count_does_not_change_bits(void **state)
         size_t nl = (size_t)p.n_rows * c.vocab_size;
         float *lg1 = xmalloc(nl * sizeof *lg1);
         memcpy(lg1, p.logits, nl * sizeof *lg1);
-        for (int nt = 2; nt <= 3; nt++) {
+        for (int nt = 2; nt <= PROBLEM_THREADS; nt++) {
             double l2 = problem_grad(&p, nt);
             assert_true(l1 == l2);
             assert_memory_equal(p.logits, lg1, nl * sizeof *lg1);
             assert_memory_equal(p.grads, g1, p.m->n_params * sizeof *g1);
         }
+        /* More threads than the workspace was made for: attention runs on
+         * fewer, and nothing changes. */
+        tdi_workspace_free(p.ws);
+        assert_int_equal(tdi_workspace_create(p.m, p.B, p.T, p.B * p.T, 2, 1, &p.ws), TD_OK);
+        assert_true(problem_grad(&p, 4) == l1);
+        assert_memory_equal(p.logits, lg1, nl * sizeof *lg1);
+        assert_memory_equal(p.grads, g1, p.m->n_params * sizeof *g1);
         free(g1);
         free(lg1);
         problem_free(&p);
     }
+}
+
+/* Backward uses the key mask of its forward, which the workspace keeps: the
+ * caller's copy may change in between, and a later forward without a mask
+ * does not inherit it. */
+static void test_backward_keeps_the_forward_key_mask(void **state)
+{
+    (void)state;
+    tdi_model_config c = tiny_config(TDI_POS_ROPE, TDI_NORM_PRE, 1);
+    problem p;
+    problem_init(&p, &c, 2, 5, 1, 17);
+    p.mask[1] = 0; /* the first sequence is padded too */
+    double l_mask = problem_grad(&p, 2);
+    size_t np = p.m->n_params;
+    float *g_mask = xmalloc(np * sizeof *g_mask);
+    memcpy(g_mask, p.grads, np * sizeof *g_mask);
+
+    uint8_t *mask = p.mask;
+    p.mask = NULL;
+    double l_none = problem_grad(&p, 2);
+    float *g_none = xmalloc(np * sizeof *g_none);
+    memcpy(g_none, p.grads, np * sizeof *g_none);
+    assert_true(l_none != l_mask);
+
+    /* Masked forward, then the caller's mask is cleared before backward. */
+    assert_int_equal(tdi_model_forward(p.m, p.ws, p.ids, p.B, p.T, mask, 2), TD_OK);
+    memset(mask, 0, (size_t)p.B * p.T);
+    tdi_model_logits(p.m, p.ws, p.rows, p.n_rows, p.logits, 2);
+    tdi_crossentropy_forward_backward(p.dlogits, p.row_loss, p.logits, p.targets, p.weights,
+                                      p.n_rows, c.vocab_size, 2);
+    memset(p.grads, 0, np * sizeof *p.grads);
+    tdi_model_backward(p.m, p.ws, p.rows, p.n_rows, p.dlogits, p.grads, 2);
+    assert_memory_equal(p.grads, g_mask, np * sizeof *g_mask);
+
+    /* And an unmasked forward after a masked one attends everywhere. */
+    assert_true(problem_grad(&p, 2) == l_none);
+    assert_memory_equal(p.grads, g_none, np * sizeof *g_none);
+    assert_memory_not_equal(g_none, g_mask, np * sizeof *g_mask);
+    p.mask = mask;
+    free(g_mask);
+    free(g_none);
+    problem_free(&p);
 }
 
 /* Logits of every position of a forward over (ids, B, T, mask). */
@@ -703,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_gradient_learned_post_untied),
         cmocka_unit_test(test_logit_rows_and_mask_column),
         cmocka_unit_test(test_thread_count_does_not_change_bits),
+        cmocka_unit_test(test_backward_keeps_the_forward_key_mask),
         cmocka_unit_test(test_sequences_are_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
