@@ -320,9 +320,11 @@ static double time_linear(const gemm_shape *s, float *a, float *b, float *cm, in
     return best;
 }
 
-/* The attention products of one layer, with the strides and the (batch,
- * head) order of lib/kernels/attention.c. qkv, dqkv [N, 3d]; att, datt
- * [B, H, T, T]; y, dy [N, d]. */
+/* The attention products of one layer — the model's FLOPs, without the
+ * score product that lib/kernels/attention.c recomputes in backward — with
+ * its strides, each product one cblas_sgemm threaded by the BLAS: the
+ * machine's rate for these shapes. qkv, dqkv [N, 3d]; att, datt [B, H, T, T]
+ * (here only); y, dy [N, d]. */
 static void attention_gemms(const bench_config *c, int backward, const float *qkv, float *dqkv,
                             float *att, float *datt, float *y, const float *dy)
 {
