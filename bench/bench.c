@@ -632,6 +632,38 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
             }
         }
     free(canvas);
+
+    /* The exact cache's saving: one sequence, more steps than tokens
+     * (S: 4 per token, M: 2), so that many steps reveal nothing and reuse
+     * the last forward pass. Ancestral, every step timed. */
+    int cache_steps = (c->d_model >= 512 ? 2 : 4) * c->sample_len;
+    if (p->steps <= 2) cache_steps = c->sample_len; /* --quick */
+    int32_t *one = xmalloc((size_t)c->sample_len * sizeof *one);
+    for (int cache = 0; cache < 2; cache++) {
+        td_sampler_config smc;
+        check(td_sampler_config_default(&smc), "sampler config");
+        smc.strategy = TD_SAMPLER_ANCESTRAL;
+        smc.steps = cache_steps;
+        smc.n_threads = threads;
+        smc.max_batch = 1;
+        smc.max_seq_len = c->sample_len;
+        smc.cache = cache;
+        td_sampler *smp;
+        check(td_sampler_create(model, sch, &smc, &smp), "sampler");
+        for (int i = 0; i < c->sample_len; i++) one[i] = mc.mask_id;
+        td_sample_stats ss = { .struct_size = sizeof ss };
+        double t0 = now_s();
+        check(td_sampler_generate(smp, one, 1, c->sample_len, NULL, NULL, &ss), "sampling");
+        double t = now_s() - t0;
+        td_sampler_free(smp);
+        char key[64];
+        snprintf(key, sizeof key, "cache_job_cache%d_s", cache);
+        jb_num(&j, key, t);
+        snprintf(key, sizeof key, "cache_job_cache%d_model_calls", cache);
+        jb_num(&j, key, (double)ss.model_calls);
+    }
+    jb_num(&j, "cache_job_steps", cache_steps);
+    free(one);
     jb_num(&j, "others_cpu_sample", others_share(sample0, cpu_now()));
     jb_num(&j, "rss_peak_kb", (double)max_rss_kb());
     fprintf(stderr, "  C %s, %d thread%s: sampling done\n", c->name, threads,
@@ -884,6 +916,19 @@ static void report(const result *res, int n, int quick, int pytorch)
                 }
             printf(")\n");
         }
+    }
+
+    printf("\nThe exact cache (ancestral, 1 sequence, more steps than tokens, every step "
+           "timed)\n");
+    printf("  cfg thr  %6s %8s %10s %10s %8s %8s %8s\n", "length", "steps", "calls off",
+           "calls on", "s off", "s on", "saving");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        double off = json_get(r->c, "cache_job_cache0_s"), on = json_get(r->c, "cache_job_cache1_s");
+        printf("  %-3s %3d  %6d %8.0f %10.0f %10.0f %8.2f %8.2f %7.2fx\n", r->cfg->name,
+               r->threads, r->cfg->sample_len, json_get(r->c, "cache_job_steps"),
+               json_get(r->c, "cache_job_cache0_model_calls"),
+               json_get(r->c, "cache_job_cache1_model_calls"), off, on, ratio(off, on));
     }
 
     printf("\nRoofline (sgemm on this step's own shapes and layouts; MFU = model FLOP/s / that "

@@ -17,8 +17,18 @@
  * ELF). Only for loops whose lanes are independent: with no reductions and
  * no fused multiply-add (the library builds with -ffp-contract=off), every
  * version computes the same bits, only more of them at once. */
+/* ThreadSanitizer instruments the resolver, which runs while the program is
+ * relocated, before the sanitizer's runtime is up: no clones there. */
+#if defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define TDI_NO_CLONES_TSAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define TDI_NO_CLONES_TSAN 1
+#endif
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(TD_NO_TARGET_CLONES)
+    !defined(TD_NO_TARGET_CLONES) && !defined(TDI_NO_CLONES_TSAN)
 #  define TDI_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #  define TDI_TARGET_CLONES
