@@ -480,6 +480,17 @@ static void prof_ms(json_buf *j, const char *phase, const uint64_t *ns, int64_t 
     jb_num(j, key, total - mm - at);
 }
 
+/* Prints the child's JSON line and frees what it built. */
+static int child_finish(json_buf *j, td_schedule *sch, td_model *model)
+{
+    td_schedule_free(sch);
+    td_model_free(model);
+    jb_printf(j, "}");
+    printf("%s\n", j->s);
+    free(j->s);
+    return 0;
+}
+
 static int child_main(const bench_config *c, int threads, const bench_plan *p)
 {
     json_buf j = { NULL, 0, 0 };
@@ -564,14 +575,8 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     free(times);
     fprintf(stderr, "  C %s, %d thread%s: training %.0f tokens/s\n", c->name, threads,
             threads > 1 ? "s" : "", (double)n_tok / med);
-    if (p->micro_batch > 0) { /* a memory run: its peak RSS is the training's */
-        td_schedule_free(sch);
-        td_model_free(model);
-        jb_printf(&j, "}");
-        printf("%s\n", j.s);
-        free(j.s);
-        return 0;
-    }
+    if (p->micro_batch > 0) /* a memory run: its peak RSS is the training's */
+        return child_finish(&j, sch, model);
 
     /* ---- sampling */
     size_t n_canvas = (size_t)c->sample_batch * c->sample_len;
@@ -684,13 +689,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
      * i.e. the time those products alone take over the whole step. */
     jb_num(&j, "mfu", flops / med / (gemm_flop / gemm_s));
     jb_num(&j, "mfu_square", flops / med * 1e-9 / r.square_gflops);
-
-    td_schedule_free(sch);
-    td_model_free(model);
-    jb_printf(&j, "}");
-    printf("%s\n", j.s);
-    free(j.s);
-    return 0;
+    return child_finish(&j, sch, model);
 }
 
 /* ---- the parent: spawn, collect, report ----------------------------------- */
@@ -836,10 +835,25 @@ static const result *find(const result *r, int n, const char *cfg, int threads)
 }
 
 typedef struct target {
-    const char *what;
+    char what[96];
     double value, goal; /* met when value >= goal (or <= when `at_most`) */
     int at_most;
 } target;
+
+static void add_target(target *t, int *n, double value, double goal, int at_most,
+                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void add_target(target *t, int *n, double value, double goal, int at_most,
+                       const char *fmt, ...)
+{
+    target *x = &t[(*n)++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->what, sizeof x->what, fmt, ap);
+    va_end(ap);
+    x->value = value;
+    x->goal = goal;
+    x->at_most = at_most;
+}
 
 static void report(const result *res, int n, int quick, int pytorch)
 {
@@ -986,64 +1000,40 @@ static void report(const result *res, int n, int quick, int pytorch)
     for (int ci = 0; ci < 2; ci++) { /* S and M */
         const char *cn = CONFIGS[ci].name;
         const result *r2 = find(res, n, cn, 2), *r1 = find(res, n, cn, 1);
-        static char what[24][96];
+        double speed_goal = ci == 0 ? 1.3 : 1.2;
         if (r2 && pytorch) {
-            snprintf(what[nt], sizeof what[nt], "%s training tokens/s vs PyTorch (2 threads)", cn);
-            t[nt] = (target){ what[nt],
-                              ratio(json_get(r2->c, "train_tokens_per_s"),
-                                    json_get(r2->py, "train_tokens_per_s")),
-                              ci == 0 ? 1.3 : 1.2, 0 };
-            nt++;
+            const char *py = r2->py;
+            add_target(t, &nt, ratio(json_get(r2->c, "train_tokens_per_s"),
+                                     json_get(py, "train_tokens_per_s")),
+                       speed_goal, 0, "%s training tokens/s vs PyTorch (2 threads)", cn);
             for (int s = 0; s < 2; s++) {
                 char k[96], kp[96];
                 snprintf(k, sizeof k, "sample_%s_cache0_tokens_per_s", STRATEGIES[s].name);
                 snprintf(kp, sizeof kp, "sample_%s_tokens_per_s", STRATEGIES[s].name);
-                snprintf(what[nt], sizeof what[nt],
-                         "%s sampling %s, no cache, vs PyTorch (2 threads)", cn,
-                         STRATEGIES[s].name);
-                t[nt] = (target){ what[nt], ratio(json_get(r2->c, k), json_get(r2->py, kp)),
-                                  1.5, 0 };
-                nt++;
+                add_target(t, &nt, ratio(json_get(r2->c, k), json_get(py, kp)), 1.5, 0,
+                           "%s sampling %s, no cache, vs PyTorch (2 threads)", cn,
+                           STRATEGIES[s].name);
             }
-            snprintf(what[nt], sizeof what[nt], "%s training peak RSS / PyTorch's (2 threads)",
-                     cn);
-            t[nt] = (target){ what[nt],
-                              ratio(json_get(r2->c, "rss_train_kb"),
-                                    json_get(r2->py, "rss_train_kb")),
-                              0.25, 1 };
-            nt++;
+            add_target(t, &nt, ratio(json_get(r2->c, "rss_train_kb"), json_get(py, "rss_train_kb")),
+                       0.25, 1, "%s training peak RSS / PyTorch's (2 threads)", cn);
             if (r2->cm) {
-                snprintf(what[nt], sizeof what[nt],
-                         "%s same, micro_batch %d (2 threads)", cn,
-                         micro_batch_of(r2->cfg));
-                t[nt] = (target){ what[nt],
-                                  ratio(json_get(r2->cm, "rss_train_kb"),
-                                        json_get(r2->py, "rss_train_kb")),
-                                  0.25, 1 };
-                nt++;
-                snprintf(what[nt], sizeof what[nt],
-                         "%s training tokens/s vs PyTorch, micro_batch %d", cn,
-                         micro_batch_of(r2->cfg));
-                t[nt] = (target){ what[nt],
-                                  ratio(json_get(r2->cm, "train_tokens_per_s"),
-                                        json_get(r2->py, "train_tokens_per_s")),
-                                  ci == 0 ? 1.3 : 1.2, 0 };
-                nt++;
+                int mb = micro_batch_of(r2->cfg);
+                add_target(t, &nt,
+                           ratio(json_get(r2->cm, "rss_train_kb"), json_get(py, "rss_train_kb")),
+                           0.25, 1, "%s same, micro_batch %d (2 threads)", cn, mb);
+                add_target(t, &nt,
+                           ratio(json_get(r2->cm, "train_tokens_per_s"),
+                                 json_get(py, "train_tokens_per_s")),
+                           speed_goal, 0, "%s training tokens/s vs PyTorch, micro_batch %d", cn,
+                           mb);
             }
         }
-        if (r2 && ci == 1) {
-            snprintf(what[nt], sizeof what[nt], "%s MFU (2 threads)", cn);
-            t[nt] = (target){ what[nt], json_get(r2->c, "mfu"), 0.70, 0 };
-            nt++;
-        }
-        if (r1 && r2) {
-            snprintf(what[nt], sizeof what[nt], "%s training, 2 threads / 1 thread", cn);
-            t[nt] = (target){ what[nt],
-                              ratio(json_get(r2->c, "train_tokens_per_s"),
-                                    json_get(r1->c, "train_tokens_per_s")),
-                              1.7, 0 };
-            nt++;
-        }
+        if (r2 && ci == 1)
+            add_target(t, &nt, json_get(r2->c, "mfu"), 0.70, 0, "%s MFU (2 threads)", cn);
+        if (r1 && r2)
+            add_target(t, &nt, ratio(json_get(r2->c, "train_tokens_per_s"),
+                                     json_get(r1->c, "train_tokens_per_s")),
+                       1.7, 0, "%s training, 2 threads / 1 thread", cn);
     }
     printf("\nTargets\n");
     for (int i = 0; i < nt; i++) {

@@ -5,22 +5,30 @@
 
 #include "textdiff/textdiff.h"
 
-/* A 2-layer, 2-head RoPE model of width 32 over vocab ids [0, vocab). */
-static inline td_model *toy_model_create(int32_t vocab, int32_t mask, int32_t max_seq_len,
-                                         uint64_t seed, const td_allocator *a)
+/* A RoPE model of the given shape over vocab ids [0, vocab). */
+static inline td_model *toy_model_sized(int32_t vocab, int32_t mask, int32_t max_seq_len,
+                                        int32_t d_model, int32_t n_layers, int32_t n_heads,
+                                        int32_t d_ff, uint64_t seed, const td_allocator *a)
 {
     td_model_config c;
     assert_int_equal(td_model_config_default(&c), TD_OK);
     c.vocab_size = vocab;
     c.mask_id = mask;
     c.max_seq_len = max_seq_len;
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 64;
+    c.d_model = d_model;
+    c.n_layers = n_layers;
+    c.n_heads = n_heads;
+    c.d_ff = d_ff;
     td_model *m = NULL;
     assert_int_equal(td_model_create(&c, seed, a, &m), TD_OK);
     return m;
+}
+
+/* A 2-layer, 2-head RoPE model of width 32 over vocab ids [0, vocab). */
+static inline td_model *toy_model_create(int32_t vocab, int32_t mask, int32_t max_seq_len,
+                                         uint64_t seed, const td_allocator *a)
+{
+    return toy_model_sized(vocab, mask, max_seq_len, 32, 2, 2, 64, seed, a);
 }
 
 /* A schedule of `kind` with its defaults. */

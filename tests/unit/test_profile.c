@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "common/toy.h"
 #include "model/model_api.h"
 #include "textdiff/textdiff.h"
 #include "train/trainer.h"
@@ -17,21 +18,7 @@
 
 enum { B = 4, T = 16, V = 12, MASK = 10, STEPS = 3 };
 
-static td_model *tiny_model(void)
-{
-    td_model_config c;
-    assert_int_equal(td_model_config_default(&c), TD_OK);
-    c.vocab_size = V;
-    c.mask_id = MASK;
-    c.max_seq_len = T;
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 64;
-    td_model *m = NULL;
-    assert_int_equal(td_model_create(&c, 7, NULL, &m), TD_OK);
-    return m;
-}
+static td_model *tiny_model(void) { return toy_model_create(V, MASK, T, 7, NULL); }
 
 static td_trainer *tiny_trainer(td_model *m, td_schedule **s)
 {

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/toy.h"
 #include "textdiff/textdiff.h"
 
 enum { N_THREADS = 4, ROUNDS = 8, B = 2, T = 24, V = 40, MASK = 38, PAD = 39 };
@@ -59,17 +60,7 @@ static void *run_job(void *arg)
 static void test_threads_match_sequential_runs(void **state)
 {
     (void)state;
-    td_model_config mc;
-    assert_int_equal(td_model_config_default(&mc), TD_OK);
-    mc.vocab_size = V;
-    mc.mask_id = MASK;
-    mc.max_seq_len = T;
-    mc.d_model = 32;
-    mc.n_layers = 2;
-    mc.n_heads = 4;
-    mc.d_ff = 64;
-    td_model *m;
-    assert_int_equal(td_model_create(&mc, 5, NULL, &m), TD_OK);
+    td_model *m = toy_model_sized(V, MASK, T, 32, 2, 4, 64, 5, NULL);
     td_schedule_config sc;
     td_schedule *sch;
     assert_int_equal(td_schedule_config_default(&sc, TD_SCHEDULE_COSINE), TD_OK);

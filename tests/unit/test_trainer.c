@@ -165,17 +165,7 @@ enum { WIDE_MAX_PARAMS = 1 << 20 };
 static size_t run_wide(int nt, int blas_threads, double *losses, float *params)
 {
     if (openblas_set_num_threads) openblas_set_num_threads(blas_threads);
-    td_model_config mc;
-    assert_int_equal(td_model_config_default(&mc), TD_OK);
-    mc.vocab_size = V;
-    mc.mask_id = MASK;
-    mc.max_seq_len = WT;
-    mc.d_model = 64;
-    mc.n_layers = 1;
-    mc.n_heads = 2;
-    mc.d_ff = 256;
-    td_model *m = NULL;
-    assert_int_equal(td_model_create(&mc, 3, NULL, &m), TD_OK);
+    td_model *m = toy_model_sized(V, MASK, WT, 64, 1, 2, 256, 3, NULL);
     td_schedule *s = schedule(TD_SCHEDULE_LOGLINEAR);
     td_trainer_config c = trainer_config();
     c.batch_size = WB;
