@@ -37,17 +37,35 @@ static void mask_row(float *row, const uint8_t *m, int T)
     for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
 }
 
-/* row [T] = e^(row − mx), exactly 0 where row is −∞; returns Σ row. */
-static float exp_shifted(float *row, float mx, int T)
+/* Sums run in a fixed order — LANES interleaved partial sums, then those
+ * in order — so that the versions of the softmax compiled for different
+ * vector widths (TDI_TARGET_CLONES) give the same bits. */
+#define LANES 16
+
+static float sum_lanes(const float *acc)
 {
     float sum = 0.0f;
-    TDI_OMP(simd reduction(+:sum))
-    for (int j = 0; j < T; j++) {
-        float e = tdi_expf(row[j] - mx);
-        row[j] = e;
-        sum += e;
-    }
+    for (int l = 0; l < LANES; l++) sum += acc[l];
     return sum;
+}
+
+/* row [T] = e^(row − mx), exactly 0 where row is −∞; returns Σ row. */
+static inline float exp_shifted(float *row, float mx, int T)
+{
+    float acc[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= T; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float e = tdi_expf(row[j + l] - mx);
+            row[j + l] = e;
+            acc[l] += e;
+        }
+    for (int l = 0; j + l < T; l++) {
+        float e = tdi_expf(row[j + l] - mx);
+        row[j + l] = e;
+        acc[l] += e;
+    }
+    return sum_lanes(acc);
 }
 
 static void scale_row(float *row, float inv, int T)
@@ -64,7 +82,8 @@ static void zero_row(float *row, int T)
 /* s [T, T]: scores in, probabilities out; mx, inv [T] receive each row's
  * maximum and 1/Σe. A row with no attendable key (a padded-out sequence)
  * becomes all zeros and is recorded as mx = −∞, inv = 0. */
-static void softmax_forward(float *s, float *mx_out, float *inv_out, const uint8_t *m, int T)
+TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *inv_out,
+                                              const uint8_t *m, int T)
 {
     for (int i = 0; i < T; i++) {
         float *row = s + (size_t)i * T;
@@ -87,7 +106,8 @@ static void softmax_forward(float *s, float *mx_out, float *inv_out, const uint8
 
 /* s [T, T]: the same scores in, the forward's probabilities out, from the
  * saved mx, inv [T] and the same operations (no division, no new sum). */
-static void softmax_rebuild(float *s, const float *mx, const float *inv, const uint8_t *m, int T)
+TDI_TARGET_CLONES static void softmax_rebuild(float *s, const float *mx, const float *inv,
+                                              const uint8_t *m, int T)
 {
     for (int i = 0; i < T; i++) {
         float *row = s + (size_t)i * T;
@@ -102,16 +122,19 @@ static void softmax_rebuild(float *s, const float *mx, const float *inv, const u
 }
 
 /* g [T, T]: dP in, dS = P ⊙ (dP − Σ_j P·dP) out, row by row; p [T, T] */
-static void softmax_backward(float *g, const float *p, int T)
+TDI_TARGET_CLONES static void softmax_backward(float *g, const float *p, int T)
 {
     for (int i = 0; i < T; i++) {
         float *gr = g + (size_t)i * T;
         const float *pr = p + (size_t)i * T;
-        float dot = 0.0f;
-        TDI_OMP(simd reduction(+:dot))
-        for (int j = 0; j < T; j++) dot += pr[j] * gr[j];
+        float acc[LANES] = { 0 };
+        int j = 0;
+        for (; j + LANES <= T; j += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += pr[j + l] * gr[j + l];
+        for (int l = 0; j + l < T; l++) acc[l] += pr[j + l] * gr[j + l];
+        float dot = sum_lanes(acc);
         TDI_OMP(simd)
-        for (int j = 0; j < T; j++) gr[j] = pr[j] * (gr[j] - dot);
+        for (int k = 0; k < T; k++) gr[k] = pr[k] * (gr[k] - dot);
     }
 }
 
