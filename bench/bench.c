@@ -694,6 +694,50 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
 
 /* ---- the parent: spawn, collect, report ----------------------------------- */
 
+#define MAX_REPEAT 9
+
+/* n flat JSON objects with the same keys -> one, each number the median of
+ * its n values (strings from the first). Frees the n inputs. */
+static char *json_median(char **runs, int n)
+{
+    if (n == 1) return runs[0];
+    json_buf out = { NULL, 0, 0 };
+    jb_printf(&out, "{");
+    const char *p = runs[0];
+    while ((p = strchr(p, '"')) != NULL) {
+        const char *k0 = p + 1, *k1 = strchr(k0, '"');
+        if (k1 == NULL) break;
+        const char *v = k1 + 1;
+        while (*v == ' ') v++;
+        if (*v != ':') { /* a string value, not a key */
+            p = k1 + 1;
+            continue;
+        }
+        for (v++; *v == ' '; v++) {}
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(k1 - k0), k0);
+        if (*v == '"') {
+            const char *e = strchr(v + 1, '"');
+            if (e == NULL) break;
+            jb_printf(&out, "%s\"%s\":%.*s", out.len > 1 ? "," : "", key, (int)(e - v + 1), v);
+            p = e + 1;
+            continue;
+        }
+        double vals[MAX_REPEAT];
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            double x = json_get(runs[i], key);
+            if (isfinite(x)) vals[m++] = x;
+        }
+        jb_num(&out, key, m > 0 ? median(vals, m) : NAN);
+        p = v;
+    }
+    jb_printf(&out, "}");
+    for (int i = 0; i < n; i++) free(runs[i]);
+    return out.s;
+}
+
+
 /* "AMD EPYC, 2 CPUs; OpenBLAS 0.3.21 ... (core Zen)", for the report. */
 static void describe_machine(char *out, size_t cap)
 {
@@ -1070,6 +1114,7 @@ static void usage(void)
             "  --configs LIST     S, M or S,M (default S,M; T: tiny, a smoke test)\n"
             "  --threads LIST     1, 2 or 1,2 (default 1,2)\n"
             "  --full-sampling    time every sampling step (default: the first 16, M: 8)\n"
+            "  --repeat N         run C and PyTorch N times each, in turns; report medians\n"
             "  --python PATH      interpreter with torch (default /usr/bin/python3)\n"
             "  --script PATH      the baseline (default %s/pytorch_baseline.py)\n",
             TD_BENCH_DIR);
@@ -1098,7 +1143,7 @@ static const bench_config *config_named(const char *name)
 
 int main(int argc, char **argv)
 {
-    int quick = 0, pytorch = 1, child = 0, full_sampling = 0, micro = 0;
+    int quick = 0, pytorch = 1, child = 0, full_sampling = 0, micro = 0, repeat = 1;
     const char *configs = "S,M", *threads_arg = "1,2", *child_cfg = NULL;
     const char *python = "/usr/bin/python3", *script = TD_BENCH_DIR "/pytorch_baseline.py";
     for (int i = 1; i < argc; i++) {
@@ -1112,6 +1157,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--config") == 0 && more) child_cfg = argv[++i];
         else if (strcmp(a, "--threads") == 0 && more) threads_arg = argv[++i];
         else if (strcmp(a, "--micro-batch") == 0 && more) micro = atoi(argv[++i]);
+        else if (strcmp(a, "--repeat") == 0 && more) repeat = atoi(argv[++i]);
         else if (strcmp(a, "--python") == 0 && more) python = argv[++i];
         else if (strcmp(a, "--script") == 0 && more) script = argv[++i];
         else {
@@ -1122,6 +1168,10 @@ int main(int argc, char **argv)
     if (TD_CHECK_VERSION() != TD_OK) {
         fprintf(stderr, "bench: %s\n", td_last_error_message());
         return 1;
+    }
+    if (repeat < 1 || repeat > MAX_REPEAT) {
+        fprintf(stderr, "bench: --repeat must be 1..%d\n", MAX_REPEAT);
+        return 2;
     }
     int thr[8];
     int n_thr = parse_list(threads_arg, thr, 8);
@@ -1168,13 +1218,33 @@ int main(int argc, char **argv)
             r->cfg = c;
             r->threads = thr[ti];
             r->py = r->cm = NULL;
-            fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff\n", now_s() - start,
-                    c->name, thr[ti], thr[ti] > 1 ? "s" : "");
             char *cargs[] = { self, "--child", "--config", (char *)c->name, "--threads", tbuf,
                               quick ? "--quick" : NULL, NULL, NULL };
             if (full_sampling) cargs[quick ? 7 : 6] = "--full-sampling";
-            r->c = run_capture(cargs, 0);
-            if (r->c == NULL) return 1;
+            snprintf(steps, sizeof steps, "%d", p.steps);
+            snprintf(warm, sizeof warm, "%d", p.warmup);
+            snprintf(sample, sizeof sample, "%d", p.sample_timed);
+            char *pargs[] = { (char *)python, (char *)script, "--config", (char *)c->name,
+                              "--threads", tbuf, "--warmup", warm, "--steps", steps,
+                              "--sample-timed", sample, NULL };
+            /* C and PyTorch take turns, so that a slow spell of the machine
+             * falls on both; each number is the median of the repeats. */
+            char *c_runs[MAX_REPEAT], *py_runs[MAX_REPEAT];
+            for (int k = 0; k < repeat; k++) {
+                fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff (%d of %d)\n",
+                        now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "", k + 1,
+                        repeat);
+                c_runs[k] = run_capture(cargs, 0);
+                if (c_runs[k] == NULL) return 1;
+                if (!pytorch) continue;
+                fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch (%d of %d)\n",
+                        now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "", k + 1,
+                        repeat);
+                py_runs[k] = run_capture(pargs, thr[ti]);
+                if (py_runs[k] == NULL) return 1;
+            }
+            r->c = json_median(c_runs, repeat);
+            if (pytorch) r->py = json_median(py_runs, repeat);
             if (ti == n_thr - 1) { /* the memory run, at the last thread count */
                 char mb[16];
                 snprintf(mb, sizeof mb, "%d", micro_batch_of(c));
@@ -1184,18 +1254,6 @@ int main(int argc, char **argv)
                                   tbuf, "--micro-batch", mb, quick ? "--quick" : NULL, NULL };
                 r->cm = run_capture(margs, 0);
                 if (r->cm == NULL) return 1;
-            }
-            if (pytorch) {
-                fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch\n", now_s() - start,
-                        c->name, thr[ti], thr[ti] > 1 ? "s" : "");
-                snprintf(steps, sizeof steps, "%d", p.steps);
-                snprintf(warm, sizeof warm, "%d", p.warmup);
-                snprintf(sample, sizeof sample, "%d", p.sample_timed);
-                char *pargs[] = { (char *)python, (char *)script, "--config", (char *)c->name,
-                                  "--threads", tbuf, "--warmup", warm, "--steps", steps,
-                                  "--sample-timed", sample, NULL };
-                r->py = run_capture(pargs, thr[ti]);
-                if (r->py == NULL) return 1;
             }
         }
     }
