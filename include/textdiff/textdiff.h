@@ -441,7 +441,7 @@ typedef struct td_sampler_config {
     uint64_t seed;           /* default 1 */
     int32_t block_len;       /* > 0: denoise blocks of this many positions left to
                                 right, each with `steps` steps; 0 = one block; default 0 */
-    int32_t n_threads;       /* threads for the non-GEMM loops, 1..1024; default 1 */
+    int32_t n_threads;       /* threads it computes with, 1..1024; default 1 */
     float alg_temperature;   /* confidence strategies: 0 = reveal the k most confident;
                                 > 0 = draw the k positions with probability ∝
                                 exp(confidence / alg_temperature); default 0 */
@@ -510,7 +510,7 @@ typedef struct td_eval_config {
     uint32_t struct_size;
     int32_t seq_len;         /* tokens per window, <= max_seq_len; default 128 */
     int32_t batch_size;      /* windows per forward pass; default 16 */
-    int32_t n_threads;       /* threads for the non-GEMM loops; default 1 */
+    int32_t n_threads;       /* threads it computes with; default 1 */
     int32_t n_times;         /* K, times of the NELBO quadrature; default 16 */
     uint64_t seed;           /* the masks; default 1 */
     int64_t max_sequences;   /* 0: every window; n: n windows spread evenly

@@ -7,8 +7,9 @@
  * activation gradients. Forward, logits and backward never allocate.
  *
  * Threads: a model is read-only after tdi_model_init and may be shared; a
- * workspace belongs to one thread at a time. `nt` is the OpenMP thread count
- * of the non-GEMM loops; results are bit-identical for every nt.
+ * workspace belongs to one thread at a time. `nt` is the thread count of the
+ * loops and the matrix products (kernels.h); results are bit-identical for
+ * every nt.
  */
 #ifndef TDI_MODEL_H
 #define TDI_MODEL_H
