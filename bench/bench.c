@@ -247,7 +247,8 @@ static void jb_str(json_buf *j, const char *key, const char *v)
 static double json_get(const char *json, const char *key)
 {
     if (json == NULL) return NAN;
-    char pat[128];
+    char pat[160];
+    if (strlen(key) > sizeof pat - 4) return NAN;
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = strstr(json, pat);
     if (p == NULL) return NAN;

@@ -7,7 +7,9 @@
 #   4. the unit tests under ThreadSanitizer (clang, static library, no
 #      OpenMP, reference CBLAS);
 #   5. a clang build: the unit tests again, and a libFuzzer smoke run of
-#      the checkpoint reader.
+#      the checkpoint reader;
+#   6. a Release (-O3) build, as scripts/demo.sh makes it, warnings as
+#      errors, with the benchmark's smoke run.
 # Exits non-zero on the first failure.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,4 +35,5 @@ TSAN_OPTIONS=halt_on_error=1 \
       -DTD_OPENMP=OFF -DTD_BLAS=reference -DTD_BUILD_SHARED=OFF
 run clang-fuzz "-L unit|fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DTD_OPENMP=OFF -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
+run release "-L bench" -DCMAKE_BUILD_TYPE=Release
 echo "==== all tests passed"

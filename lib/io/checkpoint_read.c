@@ -742,7 +742,7 @@ static td_status parse(rd *r, tdi_ckpt *c)
     c->meta_count = h.meta_count;
     c->tensor_count = h.tensor_count;
 
-    unsigned char *raw;
+    unsigned char *raw = NULL;
     TDI_TRY(load_section(r, "metadata section", &h.meta, &raw));
     td_status st = parse_meta(r, c, raw, (size_t)h.meta.raw);
     tdi_free(r->a, raw);
@@ -883,7 +883,7 @@ static td_status get_meta(const tdi_ckpt *c, const char *func, const char *key,
 
 td_status tdi_ckpt_get_i64(const tdi_ckpt *c, const char *key, int64_t *v)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_I64, &e));
     *v = e->v.i;
@@ -892,7 +892,7 @@ td_status tdi_ckpt_get_i64(const tdi_ckpt *c, const char *key, int64_t *v)
 
 td_status tdi_ckpt_get_u64(const tdi_ckpt *c, const char *key, uint64_t *v)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_U64, &e));
     *v = e->v.u;
@@ -901,7 +901,7 @@ td_status tdi_ckpt_get_u64(const tdi_ckpt *c, const char *key, uint64_t *v)
 
 td_status tdi_ckpt_get_f64(const tdi_ckpt *c, const char *key, double *v)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_F64, &e));
     *v = e->v.f;
@@ -910,7 +910,7 @@ td_status tdi_ckpt_get_f64(const tdi_ckpt *c, const char *key, double *v)
 
 td_status tdi_ckpt_get_string(const tdi_ckpt *c, const char *key, const char **s, size_t *len)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(s);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_STRING, &e));
     *s = e->v.p;
@@ -921,7 +921,7 @@ td_status tdi_ckpt_get_string(const tdi_ckpt *c, const char *key, const char **s
 td_status tdi_ckpt_get_i64_array(const tdi_ckpt *c, const char *key, const int64_t **v,
                                  size_t *n)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_CHECK_PTR(n);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_I64_ARRAY, &e));
@@ -933,7 +933,7 @@ td_status tdi_ckpt_get_i64_array(const tdi_ckpt *c, const char *key, const int64
 td_status tdi_ckpt_get_u64_array(const tdi_ckpt *c, const char *key, const uint64_t **v,
                                  size_t *n)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_CHECK_PTR(n);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_U64_ARRAY, &e));
@@ -945,7 +945,7 @@ td_status tdi_ckpt_get_u64_array(const tdi_ckpt *c, const char *key, const uint6
 td_status tdi_ckpt_get_f64_array(const tdi_ckpt *c, const char *key, const double **v,
                                  size_t *n)
 {
-    const meta_entry *e;
+    const meta_entry *e = NULL;
     TDI_CHECK_PTR(v);
     TDI_CHECK_PTR(n);
     TDI_TRY(get_meta(c, __func__, key, TDI_META_F64_ARRAY, &e));

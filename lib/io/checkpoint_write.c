@@ -117,7 +117,7 @@ static td_status put_entry(tdi_ckpt_writer *w, const char *func, const char *key
                            size_t elem)
 {
     TDI_CHECK_PTR(w);
-    size_t key_len;
+    size_t key_len = 0;
     TDI_TRY(check_name(func, "key", key, &key_len));
     TDI_CHECK_ARG(w->meta_count < TDI_CKPT_MAX_META, "%s: more than %u metadata entries",
                   func, TDI_CKPT_MAX_META);
@@ -196,7 +196,7 @@ td_status tdi_ckpt_add_tensor(tdi_ckpt_writer *w, const char *name, tdi_dtype dt
                               uint32_t flags)
 {
     TDI_CHECK_PTR(w);
-    size_t name_len;
+    size_t name_len = 0;
     TDI_TRY(check_name(__func__, "name", name, &name_len));
     size_t esize = tdi_dtype_size((uint32_t)dtype);
     TDI_CHECK_ARG(esize != 0, "%s: tensor '%s': dtype %d is not a tdi_dtype", __func__, name,

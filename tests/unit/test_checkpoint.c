@@ -1220,9 +1220,11 @@ static void dir_listing(char *out, size_t cap)
             memcpy(names[j - 1], t, sizeof t);
         }
     out[0] = '\0';
+    size_t len = 0;
     for (int i = 0; i < n; i++) {
-        if (i) strncat(out, " ", cap - strlen(out) - 1);
-        strncat(out, names[i], cap - strlen(out) - 1);
+        int k = snprintf(out + len, cap - len, "%s%s", i ? " " : "", names[i]);
+        if (k < 0 || (size_t)k >= cap - len) break; /* full: the rest is cut */
+        len += (size_t)k;
     }
 }
 
