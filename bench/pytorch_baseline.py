@@ -47,6 +47,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GOLDEN = os.path.join(ROOT, "tests", "golden", "rope_pre_tied.tdgv")
+sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
+from make_vectors import POS_ROPE, param_shapes, unpack  # noqa: E402 (layout, reader)
 
 CONFIGS = {
     "S": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, seq_len=128, batch=32,
@@ -87,22 +89,16 @@ def others_share(a, b):
 
 # --- the model -------------------------------------------------------------------
 
-def param_shapes(V, d, ff, L):
-    """docs/model.md names and shapes, in buffer order (RoPE, tied)."""
-    out = [("tok_emb", (V, d))]
-    for l in range(L):
-        out += [(f"{l}.ln1.w", (d,)), (f"{l}.ln1.b", (d,)),
-                (f"{l}.qkv.w", (3 * d, d)), (f"{l}.qkv.b", (3 * d,)),
-                (f"{l}.proj.w", (d, d)), (f"{l}.proj.b", (d,)),
-                (f"{l}.ln2.w", (d,)), (f"{l}.ln2.b", (d,)),
-                (f"{l}.fc.w", (ff, d)), (f"{l}.fc.b", (ff,)),
-                (f"{l}.fc2.w", (d, ff)), (f"{l}.fc2.b", (d,))]
-    return out + [("lnf.w", (d,)), ("lnf.b", (d,)), ("out.b", (V,))]
+def shapes(V, d, ff, L):
+    """docs/model.md names and shapes in buffer order, RoPE and tied head:
+    the layout of the reference vectors' generator."""
+    return param_shapes(dict(vocab_size=V, d_model=d, d_ff=ff, n_layers=L,
+                             pos_encoding=POS_ROPE, tie_embeddings=1))
 
 
 def init_params(V, d, ff, L, gen):
     P = {}
-    for name, shape in param_shapes(V, d, ff, L):
+    for name, shape in shapes(V, d, ff, L):
         if name.endswith(("ln1.w", "ln2.w")) or name == "lnf.w":
             x = torch.ones(shape)
         elif name.endswith(".b"):
@@ -171,15 +167,13 @@ def weighted_ce(logits, targets, weights):
 def golden_check(path):
     """Largest error of logits, loss and gradients (each relative to the
     largest reference value), float64 against the file's float64 results."""
-    sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
-    from make_vectors import unpack  # the vector file reader
     with open(path, "rb") as f:
         g = unpack(f.read())
     cfg = {k[len("config."):]: int(g[k][0]) for k in g if k.startswith("config.")}
     assert cfg["pos_encoding"] == 0 and cfg["norm_placement"] == 0 and cfg["tie_embeddings"] == 1
     V, d, ff, L = cfg["vocab_size"], cfg["d_model"], cfg["d_ff"], cfg["n_layers"]
     P = {name: torch.tensor(g[name], dtype=torch.float64, requires_grad=True)
-         for name, _ in param_shapes(V, d, ff, L)}
+         for name, _ in shapes(V, d, ff, L)}
     model = Encoder(P, L, cfg["n_heads"], cfg["mask_id"], cfg["max_seq_len"], torch.float64)
     assert (g["key_mask"] == 1).all()  # no padding: the benchmark's case
     ids = torch.tensor(g["ids"], dtype=torch.long)

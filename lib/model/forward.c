@@ -18,7 +18,7 @@ static void attention_block(const tdi_model *m, tdi_workspace *ws, tdi_layer_act
         tdi_rope_forward(a->qkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
                          ws->rope_sin, nt);
     tdi_attention_forward(a->atty, a->att_max, a->att_inv, a->qkv, key_mask, B, T, H, hd,
-                          ws->attn_scratch, nt < ws->n_threads ? nt : ws->n_threads);
+                          ws->attn_scratch, tdi_ws_attn_threads(ws, nt));
 }
 
 /* One block, x [N, d] -> y [N, d] (see tdi_layer_acts for the slots). */

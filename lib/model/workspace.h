@@ -82,6 +82,12 @@ static inline tdi_layer_acts *tdi_ws_layer(tdi_workspace *ws, int32_t l)
     return &ws->layer[ws->with_backward ? l : 0];
 }
 
+/* Threads attention may use: its scratch has ws->n_threads slices. */
+static inline int tdi_ws_attn_threads(const tdi_workspace *ws, int nt)
+{
+    return nt < ws->n_threads ? nt : ws->n_threads;
+}
+
 /* The final hidden state [N, d] that the output head reads. */
 static inline float *tdi_ws_final(const tdi_workspace *ws)
 {
