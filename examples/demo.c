@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     free(valid);
     td_corpus_free(corpus);
 
-    td_model_config mc;
+    td_model_config mc = { .struct_size = sizeof mc };
     uint64_t n_params;
     td_model_get_config(m[0].model, &mc);
     td_model_num_params(m[0].model, &n_params);

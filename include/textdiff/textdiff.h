@@ -135,14 +135,25 @@ typedef struct td_allocator {
 } td_allocator;
 
 /* ---------------------------------------------------------------------------
- * Configuration structs
+ * Structs that grow (docs/abi.md)
  *
- * Objects with several knobs are configured through a struct whose first
- * member is `struct_size`. Fill it with the matching td_*_config_default()
- * (which sets struct_size = sizeof the struct this header declares), change
- * fields, and pass it to the constructor. A library newer than the header
- * gives the fields the caller's struct lacks their defaults; an older
- * library refuses a larger struct with TD_ERR_VERSION.
+ * Every public struct except td_allocator begins with `uint32_t
+ * struct_size`, has no padding, and grows only at its end, in units of 8
+ * bytes; a field added later treats 0 as "the default". The library reads
+ * and writes the caller's size, never its own:
+ *  - Config structs: fill one with its td_*_config_default() (an inline
+ *    wrapper passing sizeof *cfg to the exported td_*_config_init(cfg, size);
+ *    bindings call _init with their own size), change fields, pass it in.
+ *    Fields a smaller (older) struct lacks keep their defaults; a larger
+ *    (newer) struct is accepted when the bytes this library does not know
+ *    are zero, and refused with TD_ERR_VERSION otherwise.
+ *  - Structs the library fills (defaults, a handle's config, results): set
+ *    struct_size = sizeof the struct first. The library writes min(that,
+ *    its own size) bytes and sets struct_size to the count it wrote, so a
+ *    caller can tell which fields are valid.
+ * A struct_size below the 1.0 size, not a multiple of 8, or above 4096 is
+ * refused with TD_ERR_INVALID_ARG. Nothing outside the caller's struct is
+ * ever read or written.
  * ------------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------------
@@ -173,13 +184,21 @@ typedef struct td_schedule_config {
     double rate;             /* fixed-rate r ∈ (0, 1); default 0.15 */
     double t_min;            /* smallest training time ∈ (0, 0.5); default 1e-3 */
     int32_t bert_corruption; /* fixed-rate only: BERT's 80/10/10 rule; default 0 */
+    int32_t reserved0;       /* must be 0 */
 } td_schedule_config;
 
 /* Defaults for `kind` (parameters of other kinds are ignored). */
-TD_API td_status td_schedule_config_default(td_schedule_config *cfg, td_schedule_kind kind);
+TD_API td_status td_schedule_config_init(td_schedule_config *cfg, size_t size,
+                                         td_schedule_kind kind);
+static inline td_status td_schedule_config_default(td_schedule_config *cfg,
+                                                   td_schedule_kind kind)
+{
+    return td_schedule_config_init(cfg, sizeof *cfg, kind);
+}
 TD_API td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *alloc,
                                     td_schedule **out);
 TD_API void td_schedule_free(td_schedule *s);
+/* The schedule's configuration; set cfg->struct_size first. */
 TD_API td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg);
 
 /* α(t), α′(t) and w(t) for t ∈ [0, 1]. α(0) = 1 exactly. w(t) is evaluated
@@ -301,15 +320,21 @@ typedef struct td_model_config {
     int32_t pos_encoding;   /* td_pos_encoding */
     int32_t norm_placement; /* td_norm_placement */
     int32_t tie_embeddings; /* 1: the output projection is the token embedding */
+    int32_t reserved0;      /* must be 0 */
 } td_model_config;
 
-TD_API td_status td_model_config_default(td_model_config *cfg);
+TD_API td_status td_model_config_init(td_model_config *cfg, size_t size);
+static inline td_status td_model_config_default(td_model_config *cfg)
+{
+    return td_model_config_init(cfg, sizeof *cfg);
+}
 
 /* A new model with parameters initialised from `seed` (docs/model.md).
  * Limits and the error for each field are in docs/model.md. */
 TD_API td_status td_model_create(const td_model_config *cfg, uint64_t seed,
                                  const td_allocator *alloc, td_model **out);
 TD_API void td_model_free(td_model *m);
+/* The model's configuration; set cfg->struct_size first. */
 TD_API td_status td_model_get_config(const td_model *m, td_model_config *cfg);
 TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
 
@@ -369,6 +394,7 @@ typedef struct td_trainer_config {
 
 typedef struct td_train_stats {
     uint32_t struct_size;
+    uint32_t reserved0;
     int64_t step;           /* steps completed, this one included */
     double loss;            /* the batch's NELBO estimate, nats per token */
     double grad_norm;       /* before clipping */
@@ -376,7 +402,11 @@ typedef struct td_train_stats {
     int64_t n_masked;       /* masked (scored) positions in the batch */
 } td_train_stats;
 
-TD_API td_status td_trainer_config_default(td_trainer_config *cfg);
+TD_API td_status td_trainer_config_init(td_trainer_config *cfg, size_t size);
+static inline td_status td_trainer_config_default(td_trainer_config *cfg)
+{
+    return td_trainer_config_init(cfg, sizeof *cfg);
+}
 TD_API td_status td_trainer_create(td_model *m, const td_schedule *s,
                                    const td_trainer_config *cfg, td_trainer **out);
 TD_API void td_trainer_free(td_trainer *t);
@@ -452,6 +482,7 @@ typedef struct td_sampler_config {
     int32_t cache;           /* 1: run the model only for a step that draws tokens and
                                 whose canvas it has not seen (exact: same output);
                                 0: run it at every step; default 1 */
+    int32_t reserved0;       /* must be 0 */
 } td_sampler_config;
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;
@@ -465,13 +496,18 @@ typedef int32_t (*td_sampler_callback)(void *user, int32_t step, int32_t n_steps
 
 typedef struct td_sample_stats {
     uint32_t struct_size;
+    uint32_t reserved0;
     int64_t model_calls;     /* forward passes of the network */
     int64_t steps;           /* steps taken, over all blocks */
     int64_t cached_steps;    /* steps that needed no forward pass */
     int64_t tokens_revealed; /* positions written */
 } td_sample_stats;
 
-TD_API td_status td_sampler_config_default(td_sampler_config *cfg);
+TD_API td_status td_sampler_config_init(td_sampler_config *cfg, size_t size);
+static inline td_status td_sampler_config_default(td_sampler_config *cfg)
+{
+    return td_sampler_config_init(cfg, sizeof *cfg);
+}
 
 /* A sampler for `m` and the time grid of `s`. Every field of cfg is checked
  * (the message names the first bad one); scratch for max_batch sequences of
@@ -512,6 +548,7 @@ typedef struct td_eval_config {
     int32_t batch_size;      /* windows per forward pass; default 16 */
     int32_t n_threads;       /* threads it computes with; default 1 */
     int32_t n_times;         /* K, times of the NELBO quadrature; default 16 */
+    int32_t reserved0;       /* must be 0 */
     uint64_t seed;           /* the masks; default 1 */
     int64_t max_sequences;   /* 0: every window; n: n windows spread evenly
                                 over the stream; default 0 */
@@ -521,6 +558,7 @@ typedef struct td_eval_config {
 
 typedef struct td_eval_result {
     uint32_t struct_size;
+    uint32_t reserved0;
     double nelbo_nats;       /* NELBO in nats per token: an upper bound on
                                 −log p(x) / seq_len, averaged over windows */
     double nelbo_bits;       /* the same in bits per token */
@@ -532,7 +570,11 @@ typedef struct td_eval_result {
     int64_t n_tokens;        /* tokens in them: n_sequences · seq_len */
 } td_eval_result;
 
-TD_API td_status td_eval_config_default(td_eval_config *cfg);
+TD_API td_status td_eval_config_init(td_eval_config *cfg, size_t size);
+static inline td_status td_eval_config_default(td_eval_config *cfg)
+{
+    return td_eval_config_init(cfg, sizeof *cfg);
+}
 
 /* The NELBO of model `m` on tokens[0..n_tokens) (docs/evaluation.md): for
  * each window, the K masking times t_k = (k + 1/2)/K, one mask per time

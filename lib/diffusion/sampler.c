@@ -72,25 +72,35 @@ typedef struct run_state {
     int64_t model_calls, steps, cached_steps, revealed;
 } run_state;
 
-td_status td_sampler_config_default(td_sampler_config *cfg)
+/* Sizes of the public structs in 1.0: smaller ones are refused. */
+#define SAMPLER_CONFIG_V1 64
+#define SAMPLE_STATS_V1 40
+
+static td_sampler_config default_config(void)
 {
-    TDI_CHECK_PTR(cfg);
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
-    cfg->strategy = TD_SAMPLER_ANCESTRAL;
-    cfg->steps = 64;
-    cfg->temperature = 1.0f;
-    cfg->top_k = 0;
-    cfg->top_p = 1.0f;
-    cfg->seed = 1;
-    cfg->block_len = 0;
-    cfg->n_threads = 1;
-    cfg->alg_temperature = 0.0f;
-    cfg->pad_id = -1;
-    cfg->max_batch = 1;
-    cfg->max_seq_len = 0;
-    cfg->cache = 1;
-    return TD_OK;
+    td_sampler_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.strategy = TD_SAMPLER_ANCESTRAL;
+    c.steps = 64;
+    c.temperature = 1.0f;
+    c.top_k = 0;
+    c.top_p = 1.0f;
+    c.seed = 1;
+    c.block_len = 0;
+    c.n_threads = 1;
+    c.alg_temperature = 0.0f;
+    c.pad_id = -1;
+    c.max_batch = 1;
+    c.max_seq_len = 0;
+    c.cache = 1;
+    return c;
+}
+
+td_status td_sampler_config_init(td_sampler_config *cfg, size_t size)
+{
+    td_sampler_config c = default_config();
+    return tdi_struct_init(cfg, size, &c, sizeof c, SAMPLER_CONFIG_V1, __func__);
 }
 
 static td_status check_config(const td_sampler_config *c, const tdi_model_config *mc)
@@ -189,9 +199,9 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(sch);
     TDI_CHECK_PTR(cfg);
-    td_sampler_config c;
-    TDI_TRY(td_sampler_config_default(&c));
-    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    td_sampler_config c = default_config();
+    TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, SAMPLER_CONFIG_V1, __func__, "cfg"));
+    TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
     const tdi_model *im = m->m;
     TDI_TRY(check_config(&c, &im->cfg));
     if (c.max_seq_len == 0) c.max_seq_len = im->cfg.max_seq_len;
@@ -422,10 +432,8 @@ static td_status check_generate(const td_sampler *s, const int32_t *canvas, int3
     TDI_CHECK_ARG(seq_len >= 1 && seq_len <= s->cfg.max_seq_len,
                   "%s: seq_len = %d is outside [1, max_seq_len = %d]", f, (int)seq_len,
                   (int)s->cfg.max_seq_len);
-    TDI_CHECK_ARG(stats == NULL ||
-                      stats->struct_size >= offsetof(td_sample_stats, model_calls) + sizeof(int64_t),
-                  "%s: stats->struct_size = %u is too small", f,
-                  stats ? (unsigned)stats->struct_size : 0u);
+    if (stats != NULL)
+        TDI_TRY(tdi_struct_size_check(stats->struct_size, SAMPLE_STATS_V1, f, "stats"));
     int32_t n_blocks = s->cfg.block_len > 0 ? (seq_len - 1) / s->cfg.block_len + 1 : 1;
     TDI_CHECK_ARG((int64_t)n_blocks * s->cfg.steps <= INT32_MAX,
                   "%s: %d blocks x %d steps exceed %d steps", f, (int)n_blocks,
@@ -442,13 +450,11 @@ static void write_stats(td_sample_stats *stats, const run_state *rs)
 {
     td_sample_stats full;
     memset(&full, 0, sizeof full);
-    full.struct_size = stats->struct_size;
     full.model_calls = rs->model_calls;
     full.steps = rs->steps;
     full.cached_steps = rs->cached_steps;
     full.tokens_revealed = rs->revealed;
-    size_t size = stats->struct_size < sizeof full ? stats->struct_size : sizeof full;
-    memcpy(stats, &full, size);
+    tdi_struct_out(stats, stats->struct_size, &full, sizeof full);
 }
 
 td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,

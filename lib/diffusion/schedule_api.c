@@ -10,22 +10,32 @@ struct td_schedule {
     tdi_schedule s;
 };
 
-td_status td_schedule_config_default(td_schedule_config *cfg, td_schedule_kind kind)
+/* The size of td_schedule_config in 1.0: smaller structs are refused. */
+#define SCHEDULE_CONFIG_V1 48
+
+/* The public view of a validated schedule. */
+static td_schedule_config public_config(const tdi_schedule *s)
 {
-    TDI_CHECK_PTR(cfg);
+    td_schedule_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.kind = (int32_t)s->kind;
+    c.eps = s->eps;
+    c.power = s->power;
+    c.rate = s->rate;
+    c.t_min = s->t_min;
+    c.bert_corruption = s->bert_corrupt;
+    return c;
+}
+
+td_status td_schedule_config_init(td_schedule_config *cfg, size_t size, td_schedule_kind kind)
+{
     tdi_schedule s;
     if ((int)kind < TD_SCHEDULE_LINEAR || (int)kind > TD_SCHEDULE_FIXED_RATE)
         return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown schedule kind %d", __func__, (int)kind);
     TDI_TRY(tdi_schedule_init(&s, (tdi_schedule_kind)kind));
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
-    cfg->kind = kind;
-    cfg->eps = s.eps;
-    cfg->power = s.power;
-    cfg->rate = s.rate;
-    cfg->t_min = s.t_min;
-    cfg->bert_corruption = 0;
-    return TD_OK;
+    td_schedule_config c = public_config(&s);
+    return tdi_struct_init(cfg, size, &c, sizeof c, SCHEDULE_CONFIG_V1, __func__);
 }
 
 /* Build a validated tdi_schedule; parameters the kind lacks are ignored. */
@@ -57,9 +67,11 @@ td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(cfg);
-    td_schedule_config c;
-    TDI_TRY(td_schedule_config_default(&c, TD_SCHEDULE_LINEAR));
-    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    tdi_schedule dflt;
+    TDI_TRY(tdi_schedule_init(&dflt, TDI_SCHEDULE_LINEAR));
+    td_schedule_config c = public_config(&dflt);
+    TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, SCHEDULE_CONFIG_V1, __func__, "cfg"));
+    TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
     td_allocator a;
     TDI_TRY(tdi_allocator_init(&a, alloc));
     tdi_schedule s;
@@ -83,12 +95,9 @@ td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg)
 {
     TDI_CHECK_PTR(s);
     TDI_CHECK_PTR(cfg);
-    TDI_TRY(td_schedule_config_default(cfg, (td_schedule_kind)s->s.kind));
-    cfg->eps = s->s.eps;
-    cfg->power = s->s.power;
-    cfg->rate = s->s.rate;
-    cfg->t_min = s->s.t_min;
-    cfg->bert_corruption = s->s.bert_corrupt;
+    TDI_TRY(tdi_struct_size_check(cfg->struct_size, SCHEDULE_CONFIG_V1, __func__, "cfg"));
+    td_schedule_config c = public_config(&s->s);
+    tdi_struct_out(cfg, cfg->struct_size, &c, sizeof c);
     return TD_OK;
 }
 

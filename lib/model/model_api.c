@@ -7,23 +7,32 @@
 
 #include <string.h>
 
-td_status td_model_config_default(td_model_config *cfg)
+/* The size of td_model_config in 1.0: smaller structs are refused. */
+#define MODEL_CONFIG_V1 48
+
+static td_model_config public_config(const tdi_model_config *c)
 {
-    TDI_CHECK_PTR(cfg);
-    tdi_model_config c = tdi_model_config_default();
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
-    cfg->vocab_size = c.vocab_size;
-    cfg->mask_id = c.mask_id;
-    cfg->max_seq_len = c.max_seq_len;
-    cfg->d_model = c.d_model;
-    cfg->n_layers = c.n_layers;
-    cfg->n_heads = c.n_heads;
-    cfg->d_ff = c.d_ff;
-    cfg->pos_encoding = c.pos_encoding;
-    cfg->norm_placement = c.norm_placement;
-    cfg->tie_embeddings = c.tie_embeddings;
-    return TD_OK;
+    td_model_config p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.vocab_size = c->vocab_size;
+    p.mask_id = c->mask_id;
+    p.max_seq_len = c->max_seq_len;
+    p.d_model = c->d_model;
+    p.n_layers = c->n_layers;
+    p.n_heads = c->n_heads;
+    p.d_ff = c->d_ff;
+    p.pos_encoding = c->pos_encoding;
+    p.norm_placement = c->norm_placement;
+    p.tie_embeddings = c->tie_embeddings;
+    return p;
+}
+
+td_status td_model_config_init(td_model_config *cfg, size_t size)
+{
+    tdi_model_config d = tdi_model_config_default();
+    td_model_config c = public_config(&d);
+    return tdi_struct_init(cfg, size, &c, sizeof c, MODEL_CONFIG_V1, __func__);
 }
 
 static tdi_model_config internal_config(const td_model_config *c)
@@ -58,9 +67,10 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(cfg);
-    td_model_config c;
-    TDI_TRY(td_model_config_default(&c));
-    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    tdi_model_config d = tdi_model_config_default();
+    td_model_config c = public_config(&d);
+    TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, MODEL_CONFIG_V1, __func__, "cfg"));
+    TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
     tdi_model_config ic = internal_config(&c);
     tdi_model *inner;
     TDI_TRY(tdi_model_create(&ic, alloc, &inner));
@@ -84,18 +94,9 @@ td_status td_model_get_config(const td_model *m, td_model_config *cfg)
 {
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(cfg);
-    const tdi_model_config *c = &m->m->cfg;
-    TDI_TRY(td_model_config_default(cfg));
-    cfg->vocab_size = c->vocab_size;
-    cfg->mask_id = c->mask_id;
-    cfg->max_seq_len = c->max_seq_len;
-    cfg->d_model = c->d_model;
-    cfg->n_layers = c->n_layers;
-    cfg->n_heads = c->n_heads;
-    cfg->d_ff = c->d_ff;
-    cfg->pos_encoding = c->pos_encoding;
-    cfg->norm_placement = c->norm_placement;
-    cfg->tie_embeddings = c->tie_embeddings;
+    TDI_TRY(tdi_struct_size_check(cfg->struct_size, MODEL_CONFIG_V1, __func__, "cfg"));
+    td_model_config c = public_config(&m->m->cfg);
+    tdi_struct_out(cfg, cfg->struct_size, &c, sizeof c);
     return TD_OK;
 }
 

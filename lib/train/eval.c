@@ -22,19 +22,29 @@
 #define EVAL_MAX_TIMES 65536
 #define EVAL_MAX_RATES 65536
 
-td_status td_eval_config_default(td_eval_config *cfg)
+/* Sizes of the public structs in 1.0: smaller ones are refused. */
+#define EVAL_CONFIG_V1 48
+#define EVAL_RESULT_V1 64
+
+static td_eval_config default_config(void)
 {
-    TDI_CHECK_PTR(cfg);
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
-    cfg->seq_len = 128;
-    cfg->batch_size = 16;
-    cfg->n_threads = 1;
-    cfg->n_times = 16;
-    cfg->seed = 1;
-    cfg->max_sequences = 0;
-    cfg->bytes_per_token = 0.0;
-    return TD_OK;
+    td_eval_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.seq_len = 128;
+    c.batch_size = 16;
+    c.n_threads = 1;
+    c.n_times = 16;
+    c.seed = 1;
+    c.max_sequences = 0;
+    c.bytes_per_token = 0.0;
+    return c;
+}
+
+td_status td_eval_config_init(td_eval_config *cfg, size_t size)
+{
+    td_eval_config c = default_config();
+    return tdi_struct_init(cfg, size, &c, sizeof c, EVAL_CONFIG_V1, __func__);
 }
 
 /* One masked copy of one window. */
@@ -117,8 +127,9 @@ static td_status setup(eval_ctx *c, const td_model *model, const int32_t *tokens
     TDI_CHECK_ARG(tokens != NULL, "%s: tokens is NULL", func);
     TDI_CHECK_ARG(cfg != NULL, "%s: cfg is NULL", func);
     c->m = model->m;
-    TDI_TRY(td_eval_config_default(&c->cfg));
-    TDI_TRY(tdi_config_copy(&c->cfg, sizeof c->cfg, cfg, sizeof c->cfg, func));
+    c->cfg = default_config();
+    TDI_TRY(tdi_struct_in(&c->cfg, sizeof c->cfg, cfg, EVAL_CONFIG_V1, func, "cfg"));
+    TDI_CHECK_ARG(c->cfg.reserved0 == 0, "%s: cfg->reserved0 must be 0", func);
     TDI_TRY(check_config(&c->cfg, c->m, func));
     const int64_t T = c->cfg.seq_len;
     TDI_CHECK_ARG(n_tokens >= T,
@@ -310,10 +321,7 @@ td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_toke
 {
     static const char func[] = "td_eval_nelbo";
     TDI_CHECK_ARG(out != NULL, "%s: out is NULL", func);
-    const size_t min_out = offsetof(td_eval_result, nelbo_nats) + sizeof(double);
-    TDI_CHECK_ARG(out->struct_size >= min_out,
-                  "%s: out->struct_size = %u is too small (set it to sizeof(td_eval_result))",
-                  func, (unsigned)out->struct_size);
+    TDI_TRY(tdi_struct_size_check(out->struct_size, EVAL_RESULT_V1, func, "out"));
     eval_ctx c;
     TDI_TRY(setup(&c, m, tokens, n_tokens, cfg, func));
     welford acc = { 0, 0.0, 0.0 };
@@ -324,7 +332,6 @@ td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_toke
 
     td_eval_result r;
     memset(&r, 0, sizeof r);
-    r.struct_size = out->struct_size;
     r.nelbo_nats = acc.mean;
     r.nelbo_bits = acc.mean / log(2.0);
     r.bits_per_byte = c.cfg.bytes_per_token > 0.0 ? r.nelbo_bits / c.cfg.bytes_per_token : NAN;
@@ -332,7 +339,7 @@ td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_toke
     r.std_error_nats = acc.n > 1 ? sqrt(acc.m2 / (double)(acc.n - 1) / (double)acc.n) : NAN;
     r.n_sequences = acc.n;
     r.n_tokens = acc.n * c.cfg.seq_len;
-    memcpy(out, &r, out->struct_size < sizeof r ? out->struct_size : sizeof r);
+    tdi_struct_out(out, out->struct_size, &r, sizeof r);
     return TD_OK;
 }
 

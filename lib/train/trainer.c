@@ -14,25 +14,35 @@
 #include <math.h>
 #include <string.h>
 
-td_status td_trainer_config_default(td_trainer_config *cfg)
+/* Sizes of the public structs in 1.0: smaller ones are refused. */
+#define TRAINER_CONFIG_V1 72
+#define TRAIN_STATS_V1 48
+
+static td_trainer_config default_config(void)
 {
-    TDI_CHECK_PTR(cfg);
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
-    cfg->batch_size = 32;
-    cfg->seq_len = 128;
-    cfg->n_threads = 1;
-    cfg->seed = 1;
-    cfg->lr = 1e-3f;
-    cfg->min_lr = 1e-4f;
-    cfg->warmup_steps = 100;
-    cfg->total_steps = 10000;
-    cfg->beta1 = 0.9f;
-    cfg->beta2 = 0.95f;
-    cfg->eps = 1e-8f;
-    cfg->weight_decay = 0.1f;
-    cfg->clip_norm = 1.0f;
-    return TD_OK;
+    td_trainer_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.batch_size = 32;
+    c.seq_len = 128;
+    c.n_threads = 1;
+    c.seed = 1;
+    c.lr = 1e-3f;
+    c.min_lr = 1e-4f;
+    c.warmup_steps = 100;
+    c.total_steps = 10000;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.95f;
+    c.eps = 1e-8f;
+    c.weight_decay = 0.1f;
+    c.clip_norm = 1.0f;
+    return c;
+}
+
+td_status td_trainer_config_init(td_trainer_config *cfg, size_t size)
+{
+    td_trainer_config c = default_config();
+    return tdi_struct_init(cfg, size, &c, sizeof c, TRAINER_CONFIG_V1, __func__);
 }
 
 static tdi_adamw_config optimizer_config(const td_trainer_config *c)
@@ -141,9 +151,8 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     TDI_CHECK_PTR(model);
     TDI_CHECK_PTR(s);
     TDI_CHECK_PTR(cfg);
-    td_trainer_config c;
-    TDI_TRY(td_trainer_config_default(&c));
-    TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
+    td_trainer_config c = default_config();
+    TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, TRAINER_CONFIG_V1, __func__, "cfg"));
     TDI_TRY(check_config(&c, model->m));
     const tdi_model *m = model->m;
     if (tdi_schedule_of(s)->bert_corrupt && m->cfg.mask_id == 0)
@@ -171,9 +180,8 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
 {
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(tokens);
-    if (stats != NULL && stats->struct_size < sizeof(uint32_t) + sizeof(int64_t))
-        return tdi_fail(TD_ERR_INVALID_ARG, "%s: stats->struct_size = %u is too small", __func__,
-                        (unsigned)stats->struct_size);
+    if (stats != NULL)
+        TDI_TRY(tdi_struct_size_check(stats->struct_size, TRAIN_STATS_V1, __func__, "stats"));
     tdi_model *m = t->model->m;
     const int32_t B = t->cfg.batch_size, T = t->cfg.seq_len, V = m->cfg.vocab_size;
     const int nt = t->cfg.n_threads;
@@ -235,14 +243,12 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
     if (stats != NULL) {
         td_train_stats full;
         memset(&full, 0, sizeof full);
-        full.struct_size = stats->struct_size;
         full.step = tdi_adamw_steps(t->opt);
         full.loss = loss;
         full.grad_norm = grad_norm;
         full.lr = tdi_adamw_lr(tdi_adamw_get_config(t->opt), full.step);
         full.n_masked = n;
-        size_t size = stats->struct_size < sizeof full ? stats->struct_size : sizeof full;
-        memcpy(stats, &full, size);
+        tdi_struct_out(stats, stats->struct_size, &full, sizeof full);
     }
     if (prof != NULL) prof->steps++;
     return TD_OK;

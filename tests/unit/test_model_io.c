@@ -76,7 +76,7 @@ static unsigned char *read_all(const char *path, size_t *size)
 
 static void assert_same_model(const td_model *a, const td_model *b)
 {
-    td_model_config ca, cb;
+    td_model_config ca = { .struct_size = sizeof ca }, cb = { .struct_size = sizeof cb };
     td_model_get_config(a, &ca);
     td_model_get_config(b, &cb);
     assert_memory_equal(&ca, &cb, sizeof ca);
@@ -242,7 +242,7 @@ static double step_on(td_trainer *t, const td_corpus *corpus)
     int32_t tokens[B * T];
     assert_int_equal(td_corpus_batch(corpus, TD_SPLIT_TRAIN, 5, (uint64_t)step, B, T, tokens),
                      TD_OK);
-    td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+    td_train_stats st = { .struct_size = sizeof st };
     assert_int_equal(td_trainer_step(t, tokens, &st), TD_OK);
     return st.loss;
 }
@@ -287,7 +287,7 @@ static void test_resume_repeats_the_run_bit_for_bit(void **state)
     td_model_free(as_model);
 
     /* Another configuration is refused and changes nothing. */
-    td_model_config c;
+    td_model_config c = { .struct_size = sizeof c };
     td_model_get_config(a, &c);
     c.d_ff = 32;
     td_model *other;

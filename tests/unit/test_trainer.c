@@ -54,7 +54,7 @@ static double mean_loss(td_trainer *tr, int from, int to)
     double sum = 0;
     for (int s = from; s < to; s++) {
         make_batch(tokens, (unsigned)s);
-        td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+        td_train_stats st = { .struct_size = sizeof st };
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         assert_int_equal(st.step, s + 1);
         assert_true(isfinite(st.loss) && st.grad_norm > 0);
@@ -97,7 +97,7 @@ static void test_fixed_rate_masks_its_rate(void **state)
     long masked = 0;
     const int steps = 50;
     for (int i = 0; i < steps; i++) {
-        td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+        td_train_stats st = { .struct_size = sizeof st };
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         masked += st.n_masked;
     }
@@ -121,7 +121,7 @@ static void run(int nt, double *losses, float *params)
     int32_t tokens[B * T];
     for (int i = 0; i < 20; i++) {
         make_batch(tokens, (unsigned)i);
-        td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+        td_train_stats st = { .struct_size = sizeof st };
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         losses[i] = st.loss;
     }
@@ -176,7 +176,7 @@ static size_t run_wide(int nt, int blas_threads, double *losses, float *params)
     int32_t tokens[WB * WT];
     for (int i = 0; i < 3; i++) {
         for (int j = 0; j < WB * WT; j++) tokens[j] = (j * 7 + i) % 10;
-        td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+        td_train_stats st = { .struct_size = sizeof st };
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         losses[i] = st.loss;
     }
@@ -234,7 +234,7 @@ static void test_micro_batches_add_up(void **state)
         int32_t tokens[B * T];
         for (int i = 0; i < 3; i++) {
             make_batch(tokens, (unsigned)i);
-            st[r][i] = (td_train_stats){ sizeof st[r][i], 0, 0, 0, 0, 0 };
+            st[r][i] = (td_train_stats){ .struct_size = sizeof st[r][i] };
             assert_int_equal(td_trainer_step(tr, tokens, &st[r][i]), TD_OK);
         }
         g[r] = malloc(np * sizeof(float));
@@ -269,7 +269,7 @@ static void test_non_finite_step_is_not_applied(void **state)
     assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_OK);
     int32_t tokens[B * T];
     make_batch(tokens, 3);
-    td_train_stats st = { sizeof st, 0, 0, 0, 0, 0 };
+    td_train_stats st = { .struct_size = sizeof st };
     assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
     /* Poison one weight of the last block: the loss becomes NaN. */
     size_t n = m->m->n_params;
@@ -341,7 +341,7 @@ static void test_bad_arguments(void **state)
     tokens[5] = V;
     assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_ERR_INVALID_ARG);
     tokens[5] = 0;
-    td_train_stats small = { 2, 0, 0, 0, 0, 0 };
+    td_train_stats small = { .struct_size = 2 };
     assert_int_equal(td_trainer_step(tr, tokens, &small), TD_ERR_INVALID_ARG);
     assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_OK);
     td_trainer_free(tr);
