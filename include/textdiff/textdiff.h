@@ -106,11 +106,24 @@ TD_API td_status td_check_version(uint32_t header_abi_version,
 TD_API const char *td_status_string(td_status status);
 
 /*
- * Detail of the most recent failure on the calling thread: which argument,
- * which file and offset, which limit. Every public function that returns an
- * error sets it; successful calls leave it unchanged (like errno). The text
- * stays valid until the next failing call on the same thread. Never NULL;
- * "" before any failure.
+ * Error detail, in two places (docs/api.md, "Errors").
+ *
+ * td_last_error_message(): the most recent failure on the calling thread —
+ * which argument, which file and offset, which limit. Every public function
+ * that returns an error sets it; successful calls leave it unchanged (like
+ * errno). The text stays valid until the next failing call on the same
+ * thread. Never NULL; "" before any failure. It is the only place for the
+ * failures of calls that take no handle (td_model_load, td_*_create
+ * without a parent handle).
+ *
+ * td_<handle>_errmsg(h, buf, cap): the most recent failure of a call whose
+ * first argument was h (td_trainer_create and td_sampler_create report on
+ * their model), from any thread: for hosts whose calls move between OS
+ * threads (Go, async runtimes, thread pools). It copies the message into
+ * buf (truncated to cap − 1 bytes, NUL-terminated, when cap > 0) and
+ * returns its full length; "" and 0 before any failure or for a NULL
+ * handle. It is safe to call while other threads use h; when several
+ * threads use one handle, the message is that of whichever failed last.
  */
 TD_API const char *td_last_error_message(void);
 
@@ -198,6 +211,7 @@ static inline td_status td_schedule_config_default(td_schedule_config *cfg,
 TD_API td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *alloc,
                                     td_schedule **out);
 TD_API void td_schedule_free(td_schedule *s);
+TD_API size_t td_schedule_errmsg(const td_schedule *s, char *buf, size_t cap);
 /* The schedule's configuration; set cfg->struct_size first. */
 TD_API td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg);
 
@@ -234,6 +248,7 @@ TD_API td_status td_tokenizer_create_byte(const td_allocator *alloc, td_tokenize
 TD_API td_status td_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
                                           const td_allocator *alloc, td_tokenizer **out);
 TD_API void td_tokenizer_free(td_tokenizer *t);
+TD_API size_t td_tokenizer_errmsg(const td_tokenizer *t, char *buf, size_t cap);
 
 TD_API td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_size);
 
@@ -272,6 +287,7 @@ TD_API td_status td_corpus_load(const char *path, const td_tokenizer *tok,
 TD_API td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok,
                                   const td_allocator *alloc, td_corpus **out);
 TD_API void td_corpus_free(td_corpus *c);
+TD_API size_t td_corpus_errmsg(const td_corpus *c, char *buf, size_t cap);
 
 TD_API td_status td_corpus_num_tokens(const td_corpus *c, td_split split, uint64_t *n_tokens);
 
@@ -334,6 +350,7 @@ static inline td_status td_model_config_default(td_model_config *cfg)
 TD_API td_status td_model_create(const td_model_config *cfg, uint64_t seed,
                                  const td_allocator *alloc, td_model **out);
 TD_API void td_model_free(td_model *m);
+TD_API size_t td_model_errmsg(const td_model *m, char *buf, size_t cap);
 /* The model's configuration; set cfg->struct_size first. */
 TD_API td_status td_model_get_config(const td_model *m, td_model_config *cfg);
 TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
@@ -410,6 +427,7 @@ static inline td_status td_trainer_config_default(td_trainer_config *cfg)
 TD_API td_status td_trainer_create(td_model *m, const td_schedule *s,
                                    const td_trainer_config *cfg, td_trainer **out);
 TD_API void td_trainer_free(td_trainer *t);
+TD_API size_t td_trainer_errmsg(const td_trainer *t, char *buf, size_t cap);
 
 /* One step on tokens [batch_size · seq_len] (ids in [0, vocab_size), never
  * [MASK]). stats may be NULL; otherwise set its struct_size first. A
@@ -489,7 +507,9 @@ typedef struct td_sampler_config {
  * `changed` lists the n_changed positions (index b · seq_len + i, ascending)
  * that this step revealed. `step` counts from 0 to n_steps − 1 over all
  * blocks. Return 0 to continue, anything else to stop generation with
- * TD_ERR_CANCELLED. The callback must not call the sampler. */
+ * TD_ERR_CANCELLED. The callback may call the library, but not this
+ * sampler: its td_sampler_generate and td_sampler_set_seed fail there with
+ * TD_ERR_STATE. */
 typedef int32_t (*td_sampler_callback)(void *user, int32_t step, int32_t n_steps,
                                        const int32_t *canvas, int32_t batch, int32_t seq_len,
                                        const int32_t *changed, int32_t n_changed);
@@ -515,6 +535,7 @@ static inline td_status td_sampler_config_default(td_sampler_config *cfg)
 TD_API td_status td_sampler_create(const td_model *m, const td_schedule *s,
                                    const td_sampler_config *cfg, td_sampler **out);
 TD_API void td_sampler_free(td_sampler *s);
+TD_API size_t td_sampler_errmsg(const td_sampler *s, char *buf, size_t cap);
 
 /* Restart the random stream as if the sampler had been created with `seed`. */
 TD_API td_status td_sampler_set_seed(td_sampler *s, uint64_t seed);

@@ -38,7 +38,9 @@ typedef struct pos_score {
 } pos_score;
 
 struct td_sampler {
+    tdi_errslot err;
     td_allocator alloc;
+    int in_callback;            /* generate's callback is running */
     const tdi_model *model;     /* read only; not owned */
     tdi_schedule schedule;      /* a copy */
     td_sampler_config cfg;      /* validated, max_seq_len resolved */
@@ -99,6 +101,7 @@ static td_sampler_config default_config(void)
 
 td_status td_sampler_config_init(td_sampler_config *cfg, size_t size)
 {
+    TDI_ENTER_NONE();
     td_sampler_config c = default_config();
     return tdi_struct_init(cfg, size, &c, sizeof c, SAMPLER_CONFIG_V1, __func__);
 }
@@ -152,10 +155,16 @@ static td_status check_config(const td_sampler_config *c, const tdi_model_config
 void td_sampler_free(td_sampler *s)
 {
     if (s == NULL) return;
+    tdi_errslot_destroy(&s->err);
     td_allocator a = s->alloc;
     tdi_workspace_free(s->ws);
     tdi_free(&a, s->scratch);
     tdi_free(&a, s);
+}
+
+size_t td_sampler_errmsg(const td_sampler *s, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(s != NULL ? &s->err : NULL, buf, cap);
 }
 
 /* The scratch block (tdi_carve_block). */
@@ -194,6 +203,7 @@ static tdi_confidence confidence_of(int32_t strategy)
 td_status td_sampler_create(const td_model *m, const td_schedule *sch,
                             const td_sampler_config *cfg, td_sampler **out)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(m);
@@ -208,6 +218,7 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
 
     td_sampler *s = tdi_calloc(&im->alloc, 1, sizeof *s);
     if (s == NULL) return tdi_nomem(__func__, sizeof *s);
+    tdi_errslot_init(&s->err);
     s->alloc = im->alloc;
     s->model = im;
     s->schedule = *tdi_schedule_of(sch);
@@ -236,9 +247,19 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     return TD_OK;
 }
 
+/* The callback sees the sampler mid-generation: it may not restart it. */
+static td_status check_not_in_callback(const td_sampler *s, const char *func)
+{
+    if (s->in_callback)
+        return tdi_fail(TD_ERR_STATE, "%s: called from the sampler's own callback", func);
+    return TD_OK;
+}
+
 td_status td_sampler_set_seed(td_sampler *s, uint64_t seed)
 {
+    TDI_ENTER(s);
     TDI_CHECK_PTR(s);
+    TDI_TRY(check_not_in_callback(s, __func__));
     tdi_rng_seed(&s->master, seed);
     return TD_OK;
 }
@@ -460,7 +481,9 @@ static void write_stats(td_sample_stats *stats, const run_state *rs)
 td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
                               td_sampler_callback cb, void *user, td_sample_stats *stats)
 {
+    TDI_ENTER(s);
     TDI_CHECK_PTR(s);
+    TDI_TRY(check_not_in_callback(s, __func__));
     TDI_CHECK_PTR(canvas);
     TDI_TRY(check_generate(s, canvas, batch, seq_len, stats));
     const int32_t n = batch * seq_len, block = s->cfg.block_len, steps = s->cfg.steps;
@@ -487,9 +510,13 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
         int32_t hi = block > 0 && seq_len - lo > block ? lo + block : seq_len;
         for (int32_t k = 0; k < steps && st == TD_OK; k++) {
             st = step(s, canvas, batch, seq_len, key_mask, lo, hi, k, &rs);
-            if (st == TD_OK && cb != NULL &&
-                cb(user, blk * steps + k, n_steps, canvas, batch, seq_len, s->changed,
-                   rs.n_changed) != 0)
+            if (st != TD_OK || cb == NULL) continue;
+            s->in_callback = 1;
+            int32_t stop = cb(user, blk * steps + k, n_steps, canvas, batch, seq_len, s->changed,
+                              rs.n_changed);
+            s->in_callback = 0;
+            TDI_ENTER(s); /* the callback may have called the library */
+            if (stop != 0)
                 st = tdi_fail(TD_ERR_CANCELLED,
                               "td_sampler_generate: cancelled by the callback after step %d of %d",
                               (int)(blk * steps + k), (int)n_steps);

@@ -6,6 +6,7 @@
 
 
 struct td_schedule {
+    tdi_errslot err;
     td_allocator alloc;
     tdi_schedule s;
 };
@@ -30,6 +31,7 @@ static td_schedule_config public_config(const tdi_schedule *s)
 
 td_status td_schedule_config_init(td_schedule_config *cfg, size_t size, td_schedule_kind kind)
 {
+    TDI_ENTER_NONE();
     tdi_schedule s;
     if ((int)kind < TD_SCHEDULE_LINEAR || (int)kind > TD_SCHEDULE_FIXED_RATE)
         return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown schedule kind %d", __func__, (int)kind);
@@ -64,6 +66,7 @@ static td_status schedule_from_config(const td_schedule_config *c, tdi_schedule 
 td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *alloc,
                              td_schedule **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(cfg);
@@ -78,6 +81,7 @@ td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *
     TDI_TRY(schedule_from_config(&c, &s));
     td_schedule *h = tdi_malloc(&a, sizeof *h);
     if (h == NULL) return tdi_nomem(__func__, sizeof *h);
+    tdi_errslot_init(&h->err);
     h->alloc = a;
     h->s = s;
     *out = h;
@@ -87,12 +91,19 @@ td_status td_schedule_create(const td_schedule_config *cfg, const td_allocator *
 void td_schedule_free(td_schedule *s)
 {
     if (s == NULL) return;
+    tdi_errslot_destroy(&s->err);
     td_allocator a = s->alloc;
     tdi_free(&a, s);
 }
 
+size_t td_schedule_errmsg(const td_schedule *s, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(s != NULL ? &s->err : NULL, buf, cap);
+}
+
 td_status td_schedule_get_config(const td_schedule *s, td_schedule_config *cfg)
 {
+    TDI_ENTER(s);
     TDI_CHECK_PTR(s);
     TDI_CHECK_PTR(cfg);
     TDI_TRY(tdi_struct_size_check(cfg->struct_size, SCHEDULE_CONFIG_V1, __func__, "cfg"));
@@ -114,6 +125,7 @@ static td_status check_time(const td_schedule *s, double t, const void *out, con
 
 td_status td_schedule_alpha(const td_schedule *s, double t, double *alpha)
 {
+    TDI_ENTER(s);
     TDI_TRY(check_time(s, t, alpha, __func__));
     *alpha = tdi_schedule_alpha(&s->s, t);
     return TD_OK;
@@ -121,6 +133,7 @@ td_status td_schedule_alpha(const td_schedule *s, double t, double *alpha)
 
 td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double *deriv)
 {
+    TDI_ENTER(s);
     TDI_TRY(check_time(s, t, deriv, __func__));
     *deriv = tdi_schedule_alpha_deriv(&s->s, t);
     return TD_OK;
@@ -128,6 +141,7 @@ td_status td_schedule_alpha_deriv(const td_schedule *s, double t, double *deriv)
 
 td_status td_schedule_weight(const td_schedule *s, double t, double *weight)
 {
+    TDI_ENTER(s);
     TDI_TRY(check_time(s, t, weight, __func__));
     *weight = tdi_schedule_weight(&s->s, t);
     return TD_OK;

@@ -256,6 +256,7 @@ void tdi_corpus_text_free(const td_allocator *alloc, char *text)
 /* ---- tokenised corpus and its split --------------------------------------- */
 
 struct td_corpus {
+    tdi_errslot err;
     td_allocator alloc;
     int32_t *ids;
     size_t n;
@@ -290,6 +291,7 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
 
     tdi_corpus *c = tdi_malloc(&a, sizeof *c);
     if (c == NULL) return tdi_nomem(__func__, sizeof *c);
+    tdi_errslot_init(&c->err);
     c->alloc = a;
     c->block_len = o.block_len;
     c->valid_every = o.valid_every;
@@ -298,6 +300,7 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
     size_t bytes;
     c->ids = tdi_mul_size(len, sizeof *c->ids, &bytes) ? tdi_malloc(&a, bytes) : NULL;
     if (c->ids == NULL) {
+        tdi_errslot_destroy(&c->err);
         tdi_free(&a, c);
         return tdi_nomem(__func__, len * sizeof *c->ids);
     }
@@ -334,6 +337,7 @@ td_status tdi_corpus_load(const char *path, size_t max_bytes, const tdi_tokenize
 void tdi_corpus_free(tdi_corpus *c)
 {
     if (c == NULL) return;
+    tdi_errslot_destroy(&c->err);
     td_allocator a = c->alloc;
     tdi_free(&a, c->ids);
     tdi_free(&a, c);
@@ -488,6 +492,7 @@ static td_status check_seq_len(int32_t seq_len, const char *func)
 td_status td_corpus_load(const char *path, const td_tokenizer *tok, const td_allocator *alloc,
                          td_corpus **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(path);
@@ -498,6 +503,7 @@ td_status td_corpus_load(const char *path, const td_tokenizer *tok, const td_all
 td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok,
                            const td_allocator *alloc, td_corpus **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(text);
@@ -507,8 +513,14 @@ td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok
 
 void td_corpus_free(td_corpus *c) { tdi_corpus_free(c); }
 
+size_t td_corpus_errmsg(const td_corpus *c, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(c != NULL ? &c->err : NULL, buf, cap);
+}
+
 td_status td_corpus_num_tokens(const td_corpus *c, td_split split, uint64_t *n_tokens)
 {
+    TDI_ENTER(c);
     TDI_CHECK_PTR(c);
     TDI_CHECK_PTR(n_tokens);
     TDI_TRY(check_split(split, __func__));
@@ -519,6 +531,7 @@ td_status td_corpus_num_tokens(const td_corpus *c, td_split split, uint64_t *n_t
 td_status td_corpus_batch(const td_corpus *c, td_split split, uint64_t seed, uint64_t index,
                           int32_t batch, int32_t seq_len, int32_t *out)
 {
+    TDI_ENTER(c);
     TDI_CHECK_PTR(c);
     TDI_CHECK_PTR(out);
     TDI_TRY(check_split(split, __func__));
@@ -533,6 +546,7 @@ td_status td_corpus_batch(const td_corpus *c, td_split split, uint64_t seed, uin
 td_status td_corpus_num_windows(const td_corpus *c, td_split split, int32_t seq_len,
                                 uint64_t *n_windows)
 {
+    TDI_ENTER(c);
     TDI_CHECK_PTR(c);
     TDI_CHECK_PTR(n_windows);
     TDI_TRY(check_split(split, __func__));
@@ -544,6 +558,7 @@ td_status td_corpus_num_windows(const td_corpus *c, td_split split, int32_t seq_
 td_status td_corpus_window(const td_corpus *c, td_split split, int32_t seq_len, uint64_t index,
                            int32_t *out)
 {
+    TDI_ENTER(c);
     TDI_CHECK_PTR(c);
     TDI_CHECK_PTR(out);
     TDI_TRY(check_split(split, __func__));

@@ -30,6 +30,7 @@ static td_model_config public_config(const tdi_model_config *c)
 
 td_status td_model_config_init(td_model_config *cfg, size_t size)
 {
+    TDI_ENTER_NONE();
     tdi_model_config d = tdi_model_config_default();
     td_model_config c = public_config(&d);
     return tdi_struct_init(cfg, size, &c, sizeof c, MODEL_CONFIG_V1, __func__);
@@ -56,6 +57,7 @@ td_status tdi_model_wrap(tdi_model *inner, td_model **out)
     td_model *m = tdi_malloc(&inner->alloc, sizeof *m);
     if (m == NULL) return tdi_nomem("td_model", sizeof *m);
     memset(m, 0, sizeof *m);
+    tdi_errslot_init(&m->err);
     m->m = inner;
     *out = m;
     return TD_OK;
@@ -64,6 +66,7 @@ td_status tdi_model_wrap(tdi_model *inner, td_model **out)
 td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_allocator *alloc,
                           td_model **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(cfg);
@@ -83,6 +86,7 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
 void td_model_free(td_model *m)
 {
     if (m == NULL) return;
+    tdi_errslot_destroy(&m->err);
     tdi_model *inner = m->m;
     td_allocator a = inner->alloc;
     tdi_free(&a, m->tokenizer);
@@ -90,8 +94,14 @@ void td_model_free(td_model *m)
     tdi_model_free(inner);
 }
 
+size_t td_model_errmsg(const td_model *m, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(m != NULL ? &m->err : NULL, buf, cap);
+}
+
 td_status td_model_get_config(const td_model *m, td_model_config *cfg)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(cfg);
     TDI_TRY(tdi_struct_size_check(cfg->struct_size, MODEL_CONFIG_V1, __func__, "cfg"));
@@ -102,6 +112,7 @@ td_status td_model_get_config(const td_model *m, td_model_config *cfg)
 
 td_status td_model_num_params(const td_model *m, uint64_t *n_params)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(n_params);
     *n_params = m->m->n_params;
@@ -120,6 +131,7 @@ td_status tdi_check_ids(const int32_t *ids, size_t n, int32_t vocab, const char 
 td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch, int32_t seq_len,
                           int32_t n_threads, float *logits)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(ids);
     TDI_CHECK_PTR(logits);

@@ -4,8 +4,10 @@
 #define TDI_MODEL_API_H
 
 #include "model/model.h"
+#include "util/error.h"
 
 struct td_model {
+    tdi_errslot err;
     tdi_model *m;
     unsigned char *tokenizer;  /* serialised tokenizer description, or NULL */
     size_t tokenizer_size;

@@ -167,6 +167,7 @@ td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, td_model
 
 td_status td_model_save(const td_model *m, const char *path)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(path);
     tdi_ckpt_writer *w;
@@ -187,6 +188,7 @@ static td_status load(tdi_ckpt *ck, td_status read_status, const td_allocator *a
 
 td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(path);
@@ -200,6 +202,7 @@ td_status td_model_load(const char *path, const td_allocator *alloc, td_model **
 td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
                                td_model **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(data);
@@ -213,6 +216,7 @@ td_status td_model_load_memory(const void *data, size_t size, const td_allocator
 
 td_status td_model_set_tokenizer(td_model *m, const td_tokenizer *tok)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(tok);
     const tdi_model_config *c = &m->m->cfg;
@@ -240,6 +244,7 @@ td_status td_model_set_tokenizer(td_model *m, const td_tokenizer *tok)
 
 td_status td_model_get_tokenizer(const td_model *m, const td_allocator *alloc, td_tokenizer **out)
 {
+    TDI_ENTER(m);
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(m);

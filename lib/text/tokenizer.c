@@ -10,6 +10,7 @@
 #include "util/error.h"
 
 struct td_tokenizer {
+    tdi_errslot err;
     td_allocator alloc;
     tdi_tokenizer_kind kind;
     uint32_t n_symbols;
@@ -27,6 +28,7 @@ static td_status tokenizer_alloc(const td_allocator *alloc, tdi_tokenizer_kind k
     size_t size = sizeof(tdi_tokenizer) + n_cps * sizeof(uint32_t);
     tdi_tokenizer *t = tdi_malloc(&a, size);
     if (t == NULL) return tdi_nomem(__func__, size);
+    tdi_errslot_init(&t->err);
     t->alloc = a;
     t->kind = kind;
     t->n_symbols = (uint32_t)n;
@@ -62,6 +64,7 @@ static size_t max_symbols(int with_unk)
 
 td_status td_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     return tokenizer_alloc(alloc, TDI_TOKENIZER_BYTE, 256, 0, out);
@@ -166,6 +169,7 @@ static td_status count_code_points(const unsigned char *s, size_t len, const td_
 td_status td_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
                                     const td_allocator *alloc, tdi_tokenizer **out)
 {
+    TDI_ENTER_NONE();
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_ARG(text != NULL || len == 0, "%s: text is NULL", __func__);
@@ -209,8 +213,14 @@ done:
 void td_tokenizer_free(tdi_tokenizer *t)
 {
     if (t == NULL) return;
+    tdi_errslot_destroy(&t->err);
     td_allocator a = t->alloc;
     tdi_free(&a, t);
+}
+
+size_t td_tokenizer_errmsg(const td_tokenizer *t, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(t != NULL ? &t->err : NULL, buf, cap);
 }
 
 tdi_tokenizer_kind tdi_tokenizer_kind_of(const tdi_tokenizer *t) { return t->kind; }
@@ -250,6 +260,7 @@ static td_status too_small(const char *func, size_t need, size_t cap, const char
 td_status td_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t len,
                                int32_t *ids, size_t cap, size_t *n_ids)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(n_ids);
     TDI_CHECK_ARG(text != NULL || len == 0, "%s: text is NULL", __func__);
@@ -296,6 +307,7 @@ static void put_bytes(char *out, size_t cap, size_t *pos, const void *piece, siz
 td_status td_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t n,
                                const char *mask_text, char *out, size_t cap, size_t *len)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(len);
     TDI_CHECK_ARG(ids != NULL || n == 0, "%s: ids is NULL", __func__);
@@ -503,6 +515,7 @@ fail:
 
 td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_size)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(vocab_size);
     *vocab_size = (int32_t)tdi_tokenizer_vocab_size(t);
@@ -511,6 +524,7 @@ td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_size)
 
 td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which, int32_t *id)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(id);
     int32_t v;

@@ -43,6 +43,7 @@ static td_eval_config default_config(void)
 
 td_status td_eval_config_init(td_eval_config *cfg, size_t size)
 {
+    TDI_ENTER_NONE();
     td_eval_config c = default_config();
     return tdi_struct_init(cfg, size, &c, sizeof c, EVAL_CONFIG_V1, __func__);
 }
@@ -319,6 +320,7 @@ static td_status nelbo_run(eval_ctx *c, welford *acc)
 td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_tokens,
                         const td_eval_config *cfg, td_eval_result *out)
 {
+    TDI_ENTER(m);
     static const char func[] = "td_eval_nelbo";
     TDI_CHECK_ARG(out != NULL, "%s: out is NULL", func);
     TDI_TRY(tdi_struct_size_check(out->struct_size, EVAL_RESULT_V1, func, "out"));
@@ -376,6 +378,7 @@ td_status td_eval_rates(const td_model *m, const int32_t *tokens, int64_t n_toke
                         const double *rates, int32_t n_rates, const td_eval_config *cfg,
                         double *loss_nats, double *accuracy)
 {
+    TDI_ENTER(m);
     static const char func[] = "td_eval_rates";
     TDI_CHECK_ARG(rates != NULL, "%s: rates is NULL", func);
     TDI_CHECK_ARG(loss_nats != NULL, "%s: loss_nats is NULL", func);

@@ -41,6 +41,7 @@ static td_trainer_config default_config(void)
 
 td_status td_trainer_config_init(td_trainer_config *cfg, size_t size)
 {
+    TDI_ENTER_NONE();
     td_trainer_config c = default_config();
     return tdi_struct_init(cfg, size, &c, sizeof c, TRAINER_CONFIG_V1, __func__);
 }
@@ -93,12 +94,18 @@ static tdi_param_kind tensor_kind(const tdi_model *m, const tdi_tensor *t)
 void td_trainer_free(td_trainer *t)
 {
     if (t == NULL) return;
+    tdi_errslot_destroy(&t->err);
     td_allocator a = t->alloc;
     tdi_workspace_free(t->ws);
     tdi_adamw_free(t->opt);
     tdi_free(&a, t->scratch);
     tdi_free(&a, t->grads);
     tdi_free(&a, t);
+}
+
+size_t td_trainer_errmsg(const td_trainer *t, char *buf, size_t cap)
+{
+    return tdi_errslot_copy(t != NULL ? &t->err : NULL, buf, cap);
 }
 
 /* One block for the batch: corrupted ids, rows, targets, weights, times,
@@ -146,6 +153,7 @@ static td_status allocate(td_trainer *t)
 td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trainer_config *cfg,
                             td_trainer **out)
 {
+    TDI_ENTER(model);
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(model);
@@ -161,6 +169,7 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
                         __func__);
     td_trainer *t = tdi_calloc(&m->alloc, 1, sizeof *t);
     if (t == NULL) return tdi_nomem(__func__, sizeof *t);
+    tdi_errslot_init(&t->err);
     t->alloc = m->alloc;
     t->model = model;
     t->schedule = *tdi_schedule_of(s);
@@ -178,6 +187,7 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
 
 td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(tokens);
     if (stats != NULL)

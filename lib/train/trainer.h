@@ -6,10 +6,12 @@
 #include "diffusion/schedule.h"
 #include "model/model_api.h"
 #include "train/adamw.h"
+#include "util/error.h"
 #include "util/profile.h"
 #include "util/rng.h"
 
 struct td_trainer {
+    tdi_errslot err;
     td_allocator alloc;
     td_model *model;          /* updated in place; not owned */
     tdi_schedule schedule;    /* a copy: the caller may free theirs */

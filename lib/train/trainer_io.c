@@ -29,6 +29,7 @@ static td_status write_state(const td_trainer *t, tdi_ckpt_writer *w)
 
 td_status td_trainer_save(const td_trainer *t, const char *path)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(path);
     tdi_ckpt_writer *w;
@@ -88,6 +89,7 @@ static td_status resume_from(td_trainer *t, const tdi_ckpt *ck)
 
 td_status td_trainer_resume(td_trainer *t, const char *path)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(path);
     tdi_ckpt *ck;
@@ -101,6 +103,7 @@ td_status td_trainer_resume(td_trainer *t, const char *path)
 
 td_status td_trainer_get_step(const td_trainer *t, int64_t *step)
 {
+    TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(step);
     *step = tdi_adamw_steps(t->opt);

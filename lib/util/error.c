@@ -4,8 +4,55 @@
 #include <stdio.h>
 #include <string.h>
 
-/* One message per thread: the library keeps no other mutable global state. */
+/* One message per thread, and the slot of the handle the thread's current
+ * public call works on: the library keeps no other mutable global state. */
 static _Thread_local char tdi_last_message[512];
+static _Thread_local tdi_errslot *tdi_current;
+
+void tdi_errslot_init(tdi_errslot *e)
+{
+    pthread_mutex_init(&e->lock, NULL);
+    e->msg[0] = '\0';
+}
+
+void tdi_errslot_destroy(tdi_errslot *e)
+{
+    if (tdi_current == e) tdi_current = NULL;
+    pthread_mutex_destroy(&e->lock);
+}
+
+size_t tdi_errslot_copy(const tdi_errslot *e, char *buf, size_t cap)
+{
+    if (e == NULL) {
+        if (cap > 0) buf[0] = '\0';
+        return 0;
+    }
+    tdi_errslot *w = (tdi_errslot *)e;
+    pthread_mutex_lock(&w->lock);
+    size_t len = strlen(w->msg);
+    if (cap > 0 && buf != NULL) {
+        size_t n = len < cap - 1 ? len : cap - 1;
+        memcpy(buf, w->msg, n);
+        buf[n] = '\0';
+    }
+    pthread_mutex_unlock(&w->lock);
+    return len;
+}
+
+void tdi_enter(const tdi_errslot *e)
+{
+    tdi_current = (tdi_errslot *)e;
+}
+
+/* The thread's message is final: publish it to the current handle. */
+static void publish(void)
+{
+    tdi_errslot *e = tdi_current;
+    if (e == NULL) return;
+    pthread_mutex_lock(&e->lock);
+    memcpy(e->msg, tdi_last_message, sizeof e->msg);
+    pthread_mutex_unlock(&e->lock);
+}
 
 td_status tdi_fail(td_status status, const char *fmt, ...)
 {
@@ -13,6 +60,7 @@ td_status tdi_fail(td_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
     va_end(ap);
+    publish();
     return status;
 }
 
@@ -24,7 +72,10 @@ td_status tdi_fail_context(td_status status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tdi_last_message, sizeof tdi_last_message, fmt, ap);
     va_end(ap);
-    if (n < 0) return status;
+    if (n < 0) {
+        publish();
+        return status;
+    }
     /* Append ": detail", truncated to what is left of the buffer. */
     size_t used = (size_t)n < sizeof tdi_last_message ? (size_t)n : sizeof tdi_last_message - 1;
     const char *parts[2] = { ": ", detail };
@@ -35,6 +86,7 @@ td_status tdi_fail_context(td_status status, const char *fmt, ...)
         used += len;
     }
     tdi_last_message[used] = '\0';
+    publish();
     return status;
 }
 

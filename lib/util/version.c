@@ -6,6 +6,7 @@ uint32_t td_abi_version(void) { return TD_ABI_VERSION; }
 
 td_status td_check_version(uint32_t header_abi_version, uint32_t header_version_number)
 {
+    TDI_ENTER_NONE();
     if (header_abi_version != TD_ABI_VERSION)
         return tdi_fail(TD_ERR_VERSION,
                         "td_check_version: header ABI %u, library ABI %u (libtextdiff %s)",

@@ -1,0 +1,318 @@
+/* Errors a host can read: the per-thread message, the per-handle message
+ * (read from another thread), the sampler's callback rules, and
+ * TD_ERR_NOMEM — never another status — for an allocation failure anywhere
+ * in a whole workflow. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/test_alloc_hooks.h"
+#include "common/toy.h"
+#include "textdiff/textdiff.h"
+
+enum { V = 40, MASK = 39, T = 16, B = 2 };
+
+typedef struct reader {
+    const td_trainer *trainer;
+    char msg[512];
+    size_t len;
+    char thread_msg[512];
+} reader;
+
+static void *read_elsewhere(void *arg)
+{
+    reader *r = arg;
+    r->len = td_trainer_errmsg(r->trainer, r->msg, sizeof r->msg);
+    strcpy(r->thread_msg, td_last_error_message());
+    return NULL;
+}
+
+static void test_handle_message_is_readable_from_any_thread(void **state)
+{
+    (void)state;
+    td_model *m = toy_model_create(V, MASK, T, 1, NULL);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LOGLINEAR);
+    td_trainer_config c;
+    td_trainer_config_default(&c);
+    c.batch_size = B;
+    c.seq_len = T;
+    td_trainer *tr;
+    assert_int_equal(td_trainer_create(m, s, &c, &tr), TD_OK);
+    char buf[512];
+    assert_int_equal(td_trainer_errmsg(tr, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+
+    int32_t tokens[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = i % MASK;
+    tokens[3] = MASK;
+    assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_ERR_INVALID_ARG);
+    char here[512];
+    strcpy(here, td_last_error_message());
+    assert_non_null(strstr(here, "position 3"));
+
+    reader r = { .trainer = tr };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_elsewhere, &r), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_string_equal(r.msg, here);
+    assert_int_equal(r.len, strlen(here));
+    assert_string_equal(r.thread_msg, ""); /* that thread never failed */
+
+    /* A success leaves it alone; truncation follows snprintf. */
+    tokens[3] = 0;
+    assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_OK);
+    char small[8];
+    assert_int_equal(td_trainer_errmsg(tr, small, sizeof small), strlen(here));
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_memory_equal(small, here, sizeof small - 1);
+    assert_int_equal(td_trainer_errmsg(tr, NULL, 0), strlen(here));
+    assert_int_equal(td_trainer_errmsg(NULL, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+
+    /* Constructors with a parent report on it; other handles are untouched. */
+    c.batch_size = 0;
+    td_trainer *bad;
+    assert_int_equal(td_trainer_create(m, s, &c, &bad), TD_ERR_INVALID_ARG);
+    assert_true(td_model_errmsg(m, buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, "batch_size"));
+    assert_int_equal(td_schedule_errmsg(s, buf, sizeof buf), 0);
+    assert_int_equal(td_trainer_errmsg(tr, buf, sizeof buf), strlen(here));
+
+    td_trainer_free(tr);
+    td_schedule_free(s);
+    td_model_free(m);
+}
+
+static void test_every_handle_has_a_message(void **state)
+{
+    (void)state;
+    char buf[512];
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LINEAR);
+    double a;
+    assert_int_equal(td_schedule_alpha(s, 2.0, &a), TD_ERR_INVALID_ARG);
+    td_schedule_errmsg(s, buf, sizeof buf);
+    assert_non_null(strstr(buf, "td_schedule_alpha"));
+
+    td_tokenizer *tok;
+    assert_int_equal(td_tokenizer_create_byte(NULL, &tok), TD_OK);
+    int32_t id;
+    assert_int_equal(td_tokenizer_special_id(tok, TD_TOKEN_UNK, &id), TD_ERR_INVALID_ARG);
+    td_tokenizer_errmsg(tok, buf, sizeof buf);
+    assert_non_null(strstr(buf, "td_tokenizer_special_id"));
+
+    static const char text[] = "in the beginning";
+    td_corpus *corpus;
+    assert_int_equal(td_corpus_create(text, sizeof text - 1, tok, NULL, &corpus), TD_OK);
+    int32_t window[4];
+    assert_int_equal(td_corpus_window(corpus, TD_SPLIT_TRAIN, 4, 1000, window),
+                     TD_ERR_INVALID_ARG);
+    td_corpus_errmsg(corpus, buf, sizeof buf);
+    assert_non_null(strstr(buf, "tile 1000"));
+
+    td_model *m = toy_model_create(V, MASK, T, 1, NULL);
+    assert_int_equal(td_model_save(m, "/nonexistent-dir/x.tdm"), TD_ERR_IO);
+    td_model_errmsg(m, buf, sizeof buf);
+    assert_non_null(strstr(buf, "nonexistent-dir"));
+
+    td_sampler_config sc;
+    td_sampler_config_default(&sc);
+    td_sampler *smp;
+    assert_int_equal(td_sampler_create(m, s, &sc, &smp), TD_OK);
+    int32_t canvas[T];
+    for (int i = 0; i < T; i++) canvas[i] = MASK;
+    assert_int_equal(td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL),
+                     TD_ERR_INVALID_ARG);
+    td_sampler_errmsg(smp, buf, sizeof buf);
+    assert_non_null(strstr(buf, "max_batch"));
+
+    td_sampler_free(smp);
+    td_model_free(m);
+    td_corpus_free(corpus);
+    td_tokenizer_free(tok);
+    td_schedule_free(s);
+}
+
+/* ---- the sampler's callback --------------------------------------------- */
+
+typedef struct cb_state {
+    td_sampler *s;
+    const td_tokenizer *tok;
+    td_status generate, set_seed, decode;
+    int calls;
+} cb_state;
+
+static int32_t reentrant(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                         int32_t batch, int32_t seq_len, const int32_t *changed,
+                         int32_t n_changed)
+{
+    (void)step; (void)n_steps; (void)changed; (void)n_changed;
+    cb_state *st = user;
+    int32_t other[T];
+    for (int i = 0; i < T; i++) other[i] = MASK;
+    st->generate = td_sampler_generate(st->s, other, 1, T, NULL, NULL, NULL);
+    st->set_seed = td_sampler_set_seed(st->s, 7);
+    /* Any other call is fine, including a failing one on another handle. */
+    char text[64];
+    size_t len;
+    st->decode = td_tokenizer_decode(st->tok, canvas, (size_t)(batch * seq_len), NULL, text, 1,
+                                     &len);
+    return ++st->calls == 2; /* stop after the second step */
+}
+
+static void test_callback_may_not_reenter_its_sampler(void **state)
+{
+    (void)state;
+    td_model *m = toy_model_create(V, MASK, T, 1, NULL);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LOGLINEAR);
+    td_tokenizer *tok;
+    assert_int_equal(td_tokenizer_create_byte(NULL, &tok), TD_OK);
+    td_sampler_config sc;
+    td_sampler_config_default(&sc);
+    sc.steps = 8;
+    cb_state st = { .tok = tok };
+    assert_int_equal(td_sampler_create(m, s, &sc, &st.s), TD_OK);
+    int32_t canvas[T];
+    for (int i = 0; i < T; i++) canvas[i] = MASK;
+    assert_int_equal(td_sampler_generate(st.s, canvas, 1, T, reentrant, &st, NULL),
+                     TD_ERR_CANCELLED);
+    assert_int_equal(st.generate, TD_ERR_STATE);
+    assert_int_equal(st.set_seed, TD_ERR_STATE);
+    assert_int_equal(st.decode, TD_ERR_INVALID_ARG);
+    /* The sampler's message is its own failure, not the tokenizer's. */
+    char buf[512];
+    td_sampler_errmsg(st.s, buf, sizeof buf);
+    assert_non_null(strstr(buf, "cancelled"));
+    td_tokenizer_errmsg(tok, buf, sizeof buf);
+    assert_non_null(strstr(buf, "td_tokenizer_decode"));
+    /* After generation, both calls work again. */
+    assert_int_equal(td_sampler_set_seed(st.s, 7), TD_OK);
+    for (int i = 0; i < T; i++) canvas[i] = MASK;
+    assert_int_equal(td_sampler_generate(st.s, canvas, 1, T, NULL, NULL, NULL), TD_OK);
+    td_sampler_free(st.s);
+    td_tokenizer_free(tok);
+    td_schedule_free(s);
+    td_model_free(m);
+}
+
+/* ---- allocation failures over a whole workflow -------------------------- */
+
+/* Everything a host does, every allocation through `a`. */
+static td_status workflow(const td_allocator *a)
+{
+    td_schedule_config schc;
+    td_schedule_config_default(&schc, TD_SCHEDULE_LOGLINEAR);
+    td_schedule *sch = NULL;
+    td_tokenizer *tok = NULL, *tok2 = NULL;
+    td_corpus *corpus = NULL;
+    td_model *m = NULL;
+    td_trainer *tr = NULL;
+    td_sampler *smp = NULL;
+    static const char text[] = "and god said, let there be light: and there was light. "
+                               "and god saw the light, that it was good.";
+    td_status st = td_schedule_create(&schc, a, &sch);
+    if (st == TD_OK) st = td_tokenizer_create_char(text, sizeof text - 1, 0, a, &tok);
+    if (st == TD_OK) st = td_corpus_create(text, sizeof text - 1, tok, a, &corpus);
+    int32_t vocab = 0, mask = 0;
+    if (st == TD_OK) {
+        td_tokenizer_vocab_size(tok, &vocab);
+        td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mask);
+        td_model_config mc;
+        td_model_config_default(&mc);
+        mc.vocab_size = vocab;
+        mc.mask_id = mask;
+        mc.max_seq_len = T;
+        mc.d_model = 16;
+        mc.n_layers = 1;
+        mc.n_heads = 2;
+        mc.d_ff = 32;
+        st = td_model_create(&mc, 1, a, &m);
+    }
+    if (st == TD_OK) st = td_model_set_tokenizer(m, tok);
+    if (st == TD_OK) st = td_model_get_tokenizer(m, a, &tok2);
+    if (st == TD_OK) {
+        td_trainer_config tc;
+        td_trainer_config_default(&tc);
+        tc.batch_size = B;
+        tc.seq_len = T;
+        tc.n_threads = 2;
+        st = td_trainer_create(m, sch, &tc, &tr);
+    }
+    int32_t tokens[B * T];
+    for (int k = 0; k < 2 && st == TD_OK; k++) {
+        st = td_corpus_batch(corpus, TD_SPLIT_TRAIN, 1, (uint64_t)k, B, T, tokens);
+        if (st == TD_OK) st = td_trainer_step(tr, tokens, NULL);
+    }
+    if (st == TD_OK) {
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.steps = 4;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        st = td_sampler_create(m, sch, &sc, &smp);
+    }
+    if (st == TD_OK) {
+        int32_t canvas[2 * T];
+        for (int i = 0; i < 2 * T; i++) canvas[i] = mask;
+        st = td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL);
+    }
+    if (st == TD_OK) {
+        td_eval_config ec;
+        td_eval_config_default(&ec);
+        ec.seq_len = T;
+        ec.n_threads = 2;
+        ec.n_times = 3;
+        td_eval_result r = { .struct_size = sizeof r };
+        st = td_eval_nelbo(m, tokens, B * T, &ec, &r);
+        double rate = 0.5, loss;
+        if (st == TD_OK) st = td_eval_rates(m, tokens, B * T, &rate, 1, &ec, &loss, NULL);
+    }
+    if (st == TD_OK) {
+        float *logits = malloc(sizeof(float) * T * (size_t)vocab);
+        st = td_model_logits(m, tokens, 1, T, 2, logits);
+        free(logits);
+    }
+    td_sampler_free(smp);
+    td_trainer_free(tr);
+    td_model_free(m);
+    td_corpus_free(corpus);
+    td_tokenizer_free(tok2);
+    td_tokenizer_free(tok);
+    td_schedule_free(sch);
+    return st;
+}
+
+static void test_every_allocation_failure_is_nomem(void **state)
+{
+    (void)state;
+    test_heap h;
+    td_allocator a = test_heap_allocator(&h);
+    assert_int_equal(workflow(&a), TD_OK);
+    assert_int_equal(h.live, 0);
+    const long n_calls = h.calls;
+    assert_true(n_calls > 10);
+    for (long k = 0; k < n_calls; k++) {
+        a = test_heap_allocator(&h);
+        h.fail_at = k;
+        td_status st = workflow(&a);
+        if (st != TD_ERR_NOMEM)
+            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
+                     td_status_string(st), td_last_error_message());
+        assert_int_equal(h.live, 0); /* nothing leaked */
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handle_message_is_readable_from_any_thread),
+        cmocka_unit_test(test_every_handle_has_a_message),
+        cmocka_unit_test(test_callback_may_not_reenter_its_sampler),
+        cmocka_unit_test(test_every_allocation_failure_is_nomem),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
