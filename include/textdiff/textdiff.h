@@ -618,6 +618,34 @@ TD_API td_status td_eval_rates(const td_model *m, const int32_t *tokens, int64_t
                                const double *rates, int32_t n_rates, const td_eval_config *cfg,
                                double *loss_nats, double *accuracy);
 
+/* ---------------------------------------------------------------------------
+ * Text statistics (docs/evaluation.md, "Text statistics"): how a sample
+ * reads, without a model — to put next to the NELBO and to generation speed.
+ * A word is a maximal run of ASCII letters, digits, apostrophes and bytes
+ * >= 0x80, ASCII letters case-folded.
+ * ------------------------------------------------------------------------- */
+typedef struct td_text_stats {
+    uint32_t struct_size;
+    uint32_t reserved0;
+    int64_t n_bytes;         /* the text's length */
+    int64_t n_words;
+    double distinct_1;       /* distinct words / words */
+    double distinct_2;       /* distinct word pairs / word pairs */
+    double distinct_3;       /* the same for word triples; NaN with fewer words */
+    double repetition;       /* share of the bytes covered by an occurrence of one
+                                of the 10 most frequent byte 4-grams */
+    double word_entropy_bits;/* entropy of the word distribution, bits per word */
+    double known_words;      /* share of words that also occur in the reference;
+                                NaN without one */
+} td_text_stats;
+
+/* Statistics of text[0..len); reference (may be NULL, with reference_len 0)
+ * is a text whose words count as known, e.g. the training corpus. Scratch
+ * comes from alloc (NULL: the C library). Set out->struct_size first. */
+TD_API td_status td_text_stats_compute(const char *text, size_t len, const char *reference,
+                                       size_t reference_len, const td_allocator *alloc,
+                                       td_text_stats *out);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -107,6 +107,18 @@
     F(td_eval_result, n_sequences, 48)           \
     F(td_eval_result, n_tokens, 56)
 
+#define TD_LAYOUT_TEXT_STATS(F)                  \
+    F(td_text_stats, struct_size, 0)             \
+    F(td_text_stats, reserved0, 4)               \
+    F(td_text_stats, n_bytes, 8)                 \
+    F(td_text_stats, n_words, 16)                \
+    F(td_text_stats, distinct_1, 24)             \
+    F(td_text_stats, distinct_2, 32)             \
+    F(td_text_stats, distinct_3, 40)             \
+    F(td_text_stats, repetition, 48)             \
+    F(td_text_stats, word_entropy_bits, 56)      \
+    F(td_text_stats, known_words, 64)
+
 #define TD_LAYOUT_ALLOCATOR(F)                   \
     F(td_allocator, malloc_fn, 0)                \
     F(td_allocator, realloc_fn, sizeof(void *))  \
@@ -123,6 +135,7 @@
     S(td_sample_stats, TD_LAYOUT_SAMPLE_STATS)        \
     S(td_eval_config, TD_LAYOUT_EVAL_CONFIG)          \
     S(td_eval_result, TD_LAYOUT_EVAL_RESULT)          \
+    S(td_text_stats, TD_LAYOUT_TEXT_STATS)            \
     S(td_allocator, TD_LAYOUT_ALLOCATOR)
 
 #endif

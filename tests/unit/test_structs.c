@@ -259,12 +259,18 @@ static td_status evaluate(void *out)
     return td_eval_nelbo(g_model, g_tokens, 4 * T, &c, out);
 }
 
+static td_status text_stats(void *out)
+{
+    return td_text_stats_compute("a b a", 5, "a", 1, NULL, out);
+}
+
 static const output_case output_cases[] = {
     { "td_schedule_config", sizeof(td_schedule_config), get_schedule_config },
     { "td_model_config", sizeof(td_model_config), get_model_config },
     { "td_train_stats", sizeof(td_train_stats), train_step },
     { "td_sample_stats", sizeof(td_sample_stats), sample },
     { "td_eval_result", sizeof(td_eval_result), evaluate },
+    { "td_text_stats", sizeof(td_text_stats), text_stats },
 };
 
 static void test_outputs_write_only_the_callers_bytes(void **state)
