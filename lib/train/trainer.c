@@ -185,13 +185,10 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     return TD_OK;
 }
 
-td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
+/* td_trainer_step after its argument checks. */
+static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
 {
-    TDI_ENTER(t);
-    TDI_CHECK_PTR(t);
-    TDI_CHECK_PTR(tokens);
-    if (stats != NULL)
-        TDI_TRY(tdi_struct_size_check(stats->struct_size, TRAIN_STATS_V1, __func__, "stats"));
+    static const char func[] = "td_trainer_step";
     tdi_model *m = t->model->m;
     const int32_t B = t->cfg.batch_size, T = t->cfg.seq_len, V = m->cfg.vocab_size;
     const int nt = t->cfg.n_threads;
@@ -231,7 +228,7 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
             t->corr.weights + first, k, V, nt);
         if (!isfinite(pass_loss))
             return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
-                            __func__, pass_loss, (long long)tdi_adamw_steps(t->opt) + 1);
+                            func, pass_loss, (long long)tdi_adamw_steps(t->opt) + 1);
         loss += pass_loss;
         tdi_prof_phase_end(prof, mark);
         mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
@@ -248,7 +245,7 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
     tdi_prof_phase_end(prof, mark);
     if (st == TD_ERR_NUMERIC)
         return tdi_fail(TD_ERR_NUMERIC, "%s: gradient norm is %g at step %lld; step not applied",
-                        __func__, grad_norm, (long long)tdi_adamw_steps(t->opt) + 1);
+                        func, grad_norm, (long long)tdi_adamw_steps(t->opt) + 1);
     TDI_TRY(st);
     if (stats != NULL) {
         td_train_stats full;
@@ -262,6 +259,21 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
     }
     if (prof != NULL) prof->steps++;
     return TD_OK;
+}
+
+td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(tokens);
+    if (stats != NULL)
+        TDI_TRY(tdi_struct_size_check(stats->struct_size, TRAIN_STATS_V1, __func__, "stats"));
+    /* A failed step changes nothing: the model and the optimizer are only
+     * written by the update at its end, and the generator is put back. */
+    tdi_rng saved = t->rng;
+    td_status st = step(t, tokens, stats);
+    if (st != TD_OK) t->rng = saved;
+    return st;
 }
 
 void tdi_trainer_set_profile(td_trainer *t, tdi_profile *prof)

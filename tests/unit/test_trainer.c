@@ -276,9 +276,15 @@ static void test_non_finite_step_is_not_applied(void **state)
     m->m->params[m->m->lnf_w] = NAN;
     float *before = malloc(n * sizeof(float));
     memcpy(before, m->m->params, n * sizeof(float));
+    tdi_rng rng = tr->rng;
     assert_int_equal(td_trainer_step(tr, tokens, &st), TD_ERR_NUMERIC);
     assert_non_null(strstr(td_last_error_message(), "not applied"));
     assert_memory_equal(before, m->m->params, n * sizeof(float));
+    assert_memory_equal(&rng, &tr->rng, sizeof rng); /* the generator did not move */
+    tokens[7] = MASK; /* a bad batch is found after the times are drawn */
+    assert_int_equal(td_trainer_step(tr, tokens, &st), TD_ERR_INVALID_ARG);
+    assert_memory_equal(&rng, &tr->rng, sizeof rng);
+    make_batch(tokens, 3);
     /* Repaired, training continues from step 2. */
     m->m->params[m->m->lnf_w] = 1.0f;
     assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
