@@ -484,7 +484,8 @@ typedef struct td_sampler_config {
     int32_t strategy;        /* td_sampler_strategy; default TD_SAMPLER_ANCESTRAL */
     int32_t steps;           /* steps per block, 1..1,000,000; default 64 */
     float temperature;       /* >= 0; 0 = always the most likely token; default 1 */
-    int32_t top_k;           /* draw among the k most likely tokens, 0 = all; default 0 */
+    int32_t top_k;           /* draw among the k most likely tokens, 0 = all (so is a k
+                                that keeps every token); default 0 */
     float top_p;             /* nucleus: smallest set of mass >= top_p, in (0, 1]; default 1 */
     uint64_t seed;           /* default 1 */
     int32_t block_len;       /* > 0: denoise blocks of this many positions left to

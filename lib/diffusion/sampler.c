@@ -224,7 +224,10 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     s->schedule = *tdi_schedule_of(sch);
     s->cfg = c;
     s->draw.temperature = c.temperature;
-    s->draw.top_k = c.top_k;
+    /* A top-k that keeps every candidate (all ids but [MASK] and [PAD]) is no
+     * filter: it draws the very tokens top_k = 0 draws. */
+    int32_t candidates = im->cfg.vocab_size - 1 - (c.pad_id >= 0);
+    s->draw.top_k = c.top_k >= candidates ? 0 : c.top_k;
     s->draw.top_p = c.top_p;
     s->draw.exclude = c.pad_id;
     s->draw.confidence = confidence_of(c.strategy);
