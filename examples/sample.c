@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "canvas.h"
 #include "cli.h"
 
 typedef struct show {
@@ -76,24 +77,16 @@ int main(int argc, char **argv)
     cli_check(td_tokenizer_special_id(tok, TD_TOKEN_PAD, &pad), "[PAD]");
 
     /* The canvas: a template with '_' holes, or a prompt followed by masks. */
-    const char *text = infill ? infill : prompt;
-    size_t text_len = strlen(text), n_ids;
-    cli_check(td_tokenizer_encode(tok, text, text_len, NULL, 0, &n_ids), "prompt");
-    if (infill) len = (int)n_ids;
-    if ((int)n_ids > len) {
-        fprintf(stderr, "sample: the prompt is longer than --len %d\n", len);
+    const char *text = infill ? infill : prompt, *why;
+    int32_t *row, len32 = len;
+    td_status cst = canvas_row(tok, text, strlen(text), infill != NULL, &len32, &row, &why);
+    if (why != NULL) {
+        fprintf(stderr, "sample: %s (--len %d)\n", why, len);
         return 2;
     }
+    cli_check(cst, infill ? "template" : "prompt");
+    len = len32;
     int32_t *canvas = malloc(sizeof *canvas * (size_t)len * (size_t)n);
-    int32_t *row = malloc(sizeof *row * (size_t)len);
-    cli_check(td_tokenizer_encode(tok, text, text_len, row, (size_t)len, &n_ids), "prompt");
-    int32_t underscore;
-    size_t one;
-    cli_check(td_tokenizer_encode(tok, "_", 1, &underscore, 1, &one), "template");
-    for (int i = 0; i < len; i++) {
-        if (i >= (int)n_ids) row[i] = mask;
-        else if (infill && row[i] == underscore) row[i] = mask;
-    }
     for (int b = 0; b < n; b++) memcpy(canvas + (size_t)b * len, row, sizeof *row * (size_t)len);
 
     static const char *const strategies[] = { "ancestral", "maxprob", "margin", "entropy" };
