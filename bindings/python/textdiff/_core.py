@@ -248,16 +248,19 @@ def _settable(struct_type):
             if n != "struct_size" and not n.startswith("reserved")]
 
 
-def set_fields(what, cfg, values):
+def set_fields(what, cfg, values, enums=None):
     """Sets config fields from keyword arguments, with range checks; an
-    unknown or reserved name is a TypeError."""
+    unknown or reserved name is a TypeError. `enums` maps a field to its
+    enum type, whose member names it then accepts too."""
     fields = dict(_settable(type(cfg)))
     for name, value in values.items():
         ctype = fields.get(name)
         if ctype is None:
             raise TypeError("%s has no field %r (fields: %s)"
                             % (what, name, ", ".join(fields)))
-        if ctype in (ctypes.c_float, ctypes.c_double):
+        if enums and name in enums:
+            setattr(cfg, name, enum_arg(name, value, enums[name]))
+        elif ctype in (ctypes.c_float, ctypes.c_double):
             setattr(cfg, name, float_arg(name, value))
         else:
             setattr(cfg, name, int_arg(name, value, ctype))

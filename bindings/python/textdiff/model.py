@@ -35,8 +35,9 @@ class Model(Handle):
 
     ``Model(seed=1, tokenizer=None, **config)`` creates one from the
     library's defaults with the given td_model_config fields (vocab_size,
-    mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding,
-    norm_placement, tie_embeddings), its parameters initialised from
+    mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding —
+    a PosEncoding or "rope"/"learned" —, norm_placement — a NormPlacement
+    or "pre"/"post" —, tie_embeddings), its parameters initialised from
     `seed`. With a `tokenizer`, vocab_size and mask_id default to its own
     and the tokenizer travels with the model's checkpoints.
     ``Model.load(path)`` and ``Model.load_memory(data)`` read a checkpoint.
@@ -57,7 +58,8 @@ class Model(Handle):
             handle_of("tokenizer", tokenizer, Tokenizer)
             config.setdefault("vocab_size", tokenizer.vocab_size)
             config.setdefault("mask_id", tokenizer.mask_id)
-        set_fields("model config", cfg, config)
+        set_fields("model config", cfg, config,
+                   {"pos_encoding": PosEncoding, "norm_placement": NormPlacement})
         ptr = new_handle(_lib.P_model, lib.td_model_create, ctypes.byref(cfg),
                          int_arg("seed", seed, ctypes.c_uint64), None)
         super().__init__(ptr)

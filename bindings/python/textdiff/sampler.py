@@ -64,9 +64,7 @@ class Sampler(Handle):
     def __init__(self, model, schedule, **config):
         cfg = _lib.td_sampler_config()
         check(lib.td_sampler_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
-        if "strategy" in config:
-            config["strategy"] = enum_arg("strategy", config["strategy"], Strategy)
-        set_fields("sampler config", cfg, config)
+        set_fields("sampler config", cfg, config, {"strategy": Strategy})
         m = handle_of("model", model, Model)
         ptr = new_handle(_lib.P_sampler, lib.td_sampler_create, m,
                          handle_of("schedule", schedule, Schedule), ctypes.byref(cfg))

@@ -92,5 +92,6 @@ class Schedule(Handle):
 
     def weight(self, t):
         """The training weight w(t) = −α′(t)/(1 − α(t)), evaluated at
-        max(t, t_min) since it diverges at 0 (1/rate for MLM)."""
+        max(t, t_min) since it diverges at 0. The fixed rate's α is 1 − t,
+        so its training weight is w(rate) = 1/rate."""
         return self._eval(lib.td_schedule_weight, t)
