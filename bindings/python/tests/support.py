@@ -15,12 +15,6 @@ if PACKAGE_ROOT not in sys.path:
 
 import textdiff as td  # noqa: E402
 
-try:
-    import numpy  # noqa: F401
-    HAVE_NUMPY = True
-except ImportError:
-    HAVE_NUMPY = False
-
 TEXT = "\n".join([
     "In the beginning God created the heaven and the earth.",
     "And the earth was without form, and void; and darkness was upon the face of the deep.",

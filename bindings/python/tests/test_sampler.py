@@ -2,6 +2,7 @@
 exceptions), seeds, statistics and errors."""
 
 import array
+import threading
 import unittest
 
 import support
@@ -63,6 +64,24 @@ class TestSampler(unittest.TestCase):
         self.assertEqual(c, a)
         with self.assertRaises(ValueError):
             s.set_seed(-1)
+
+    def test_threads_share_a_model(self):
+        def run(seed, out):
+            canvas = [MASK] * T
+            td.Sampler(self.model, self.schedule, steps=4, seed=seed).generate(canvas)
+            out.append(canvas)
+        alone = {}
+        for seed in (1, 2, 3):
+            got = []
+            run(seed, got)
+            alone[seed] = got[0]
+        results = {seed: [] for seed in alone}
+        threads = [threading.Thread(target=run, args=(seed, results[seed])) for seed in alone]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual({k: v[0] for k, v in results.items()}, alone)
 
     def test_config(self):
         s = self.sampler(strategy="max_prob", temperature=0.5, top_k=5)

@@ -46,8 +46,8 @@ class Handle:
     def __init__(self, ptr, parents=()):
         self._ptr = ptr
         self._closed = False
-        self._users = 0
-        self._busy = None  # the thread inside a _calling() block
+        self._users = 0    # dependent objects and running calls (use())
+        self._busy = None  # the thread in an exclusive call
         self._lock = threading.Lock()
         self._parents = tuple(parents)
         for p in self._parents:
@@ -60,12 +60,9 @@ class Handle:
         Handle.__init__(obj, ptr, parents)
         return obj
 
-    # Every method reaches the C handle through this: a closed object raises.
-    @property
-    def _h(self):
+    def _check_open(self):
         if self._closed or self._ptr is None:
             raise StateError(Status.ERR_STATE, "this %s is closed" % self._kind)
-        return self._ptr
 
     @property
     def closed(self):
@@ -87,28 +84,26 @@ class Handle:
         if free_now:
             self._destroy()
 
-    @contextlib.contextmanager
-    def _calling(self):
-        """A long call on this handle: another thread's call meanwhile is a
-        StateError (one thread at a time per handle), and close() during
-        it (from a callback, say) frees the handle only once it returns.
-        Yields the C handle. Re-entry on the same thread is left to the
-        library, which refuses what it must."""
+    def _enter(self, exclusive):
+        """Marks a call on this handle as running (see use())."""
         me = threading.get_ident()
         with self._lock:
             if self._closed or self._ptr is None:
                 raise StateError(Status.ERR_STATE, "this %s is closed" % self._kind)
-            if self._busy is not None and self._busy != me:
-                raise StateError(Status.ERR_STATE, "this %s is in use by another thread; "
-                                 "use one per thread" % self._kind)
-            outer, self._busy = self._busy, me
+            outer = self._busy
+            if exclusive:
+                if outer is not None and outer != me:
+                    raise StateError(Status.ERR_STATE, "this %s is in use by another thread; "
+                                     "use one per thread" % self._kind)
+                self._busy = me
             self._users += 1
-        try:
-            yield self._ptr
-        finally:
+        return outer
+
+    def _leave(self, exclusive, outer):
+        if exclusive:
             with self._lock:
                 self._busy = outer
-            self._release()
+        self._release()
 
     def _acquire(self):
         with self._lock:
@@ -130,7 +125,7 @@ class Handle:
             p._release()
 
     def __enter__(self):
-        self._h  # refuse a closed object
+        self._check_open()
         return self
 
     def __exit__(self, *exc):
@@ -145,7 +140,8 @@ class Handle:
 
     def _error(self, status):
         """The exception for a failed call whose first argument was this
-        handle: the handle's own message, readable from any thread."""
+        handle: the handle's own message, readable from any thread. Call it
+        inside the use() block of the call."""
         message = ""
         if self._ptr is not None:
             cap = 1024
@@ -162,17 +158,46 @@ class Handle:
         if status != 0:
             raise self._error(status)
 
+    # Trainers and samplers set this: one thread at a time (see use()).
+    _exclusive = False
+
+    def _call(self, fn, *args):
+        """fn(handle, *args) under use(), raising on failure."""
+        with use(self, exclusive=self._exclusive) as h:
+            self._check(fn(h, *args))
+
     def __repr__(self):
         state = "closed" if self._closed else "open"
         return "<textdiff.%s %s>" % (type(self).__name__, state)
 
 
-def handle_of(name, obj, cls):
-    """The C handle of `obj`, which must be an open `cls`."""
+@contextlib.contextmanager
+def use(*handles, exclusive=False):
+    """The C pointers of open `handles` for a call: each is kept alive until
+    the block ends, so a close() meanwhile (from a callback or another
+    thread) frees it only afterwards, and a closed one raises StateError.
+    With `exclusive`, a call on the first handle from another thread
+    meanwhile is a StateError too (trainers and samplers are used by one
+    thread at a time); re-entry on the same thread is left to the library,
+    which refuses what it must. Yields one pointer, or a tuple of them."""
+    entered = []
+    try:
+        for i, h in enumerate(handles):
+            ex = exclusive and i == 0
+            entered.append((h, ex, h._enter(ex)))
+        ptrs = tuple(h._ptr for h in handles)
+        yield ptrs[0] if len(ptrs) == 1 else ptrs
+    finally:
+        for h, ex, outer in reversed(entered):
+            h._leave(ex, outer)
+
+
+def typed(name, obj, cls):
+    """`obj`, which must be a `cls` (TypeError otherwise)."""
     if not isinstance(obj, cls):
         raise TypeError("%s must be a textdiff.%s, not %s"
                         % (name, cls.__name__, type(obj).__name__))
-    return obj._h
+    return obj
 
 
 def new_handle(pointer_type, create, *args):

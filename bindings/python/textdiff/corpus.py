@@ -4,8 +4,8 @@ import ctypes
 import enum
 
 from . import _lib
-from ._core import Handle, as_buffer, enum_arg, handle_of, int_arg, lib, new_handle, \
-    new_output, path_arg, text_arg
+from ._core import Handle, as_buffer, enum_arg, int_arg, lib, new_handle, new_output, \
+    path_arg, text_arg, typed, use
 from .tokenizer import Tokenizer
 
 
@@ -55,21 +55,24 @@ class Corpus(Handle):
     @classmethod
     def load(cls, path, tokenizer):
         """Reads and tokenises a file (plain or gzip, at most 1 GiB of text)."""
-        return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_load, path_arg(path),
-                                    handle_of("tokenizer", tokenizer, Tokenizer), None), tokenizer)
+        typed("tokenizer", tokenizer, Tokenizer)
+        with use(tokenizer) as tok:
+            return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_load, path_arg(path), tok,
+                                        None), tokenizer)
 
     @classmethod
     def from_text(cls, text, tokenizer):
         """Tokenises `text` (str as UTF-8, or bytes), which is copied."""
         data = text_arg("text", text)
-        return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_create, data, len(data),
-                                    handle_of("tokenizer", tokenizer, Tokenizer), None), tokenizer)
+        typed("tokenizer", tokenizer, Tokenizer)
+        with use(tokenizer) as tok:
+            return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_create, data, len(data),
+                                        tok, None), tokenizer)
 
     def num_tokens(self, split=Split.TRAIN):
         """The number of tokens of a split."""
         n = ctypes.c_uint64()
-        self._check(lib.td_corpus_num_tokens(self._h, enum_arg("split", split, Split),
-                                             ctypes.byref(n)))
+        self._call(lib.td_corpus_num_tokens, enum_arg("split", split, Split), ctypes.byref(n))
         return n.value
 
     def batch(self, batch, seq_len, index=0, seed=1, split=Split.TRAIN, out=None):
@@ -79,28 +82,27 @@ class Corpus(Handle):
         the same batch (index a training run by its step)."""
         batch = int_arg("batch", batch)
         seq_len = int_arg("seq_len", seq_len)
-        h = self._h
+        self._check_open()
         out, buf = _output("out", out, max(batch, 0) * max(seq_len, 0) or 1)
-        self._check(lib.td_corpus_batch(h, enum_arg("split", split, Split),
-                                        int_arg("seed", seed, ctypes.c_uint64),
-                                        int_arg("index", index, ctypes.c_uint64),
-                                        batch, seq_len, buf.ptr))
+        self._call(lib.td_corpus_batch, enum_arg("split", split, Split),
+                   int_arg("seed", seed, ctypes.c_uint64), int_arg("index", index, ctypes.c_uint64),
+                   batch, seq_len, buf.ptr)
         return out
 
     def num_windows(self, seq_len, split=Split.VALID):
         """How many non-overlapping windows of seq_len tokens tile the split."""
         n = ctypes.c_uint64()
-        self._check(lib.td_corpus_num_windows(self._h, enum_arg("split", split, Split),
-                                              int_arg("seq_len", seq_len), ctypes.byref(n)))
+        self._call(lib.td_corpus_num_windows, enum_arg("split", split, Split),
+                   int_arg("seq_len", seq_len), ctypes.byref(n))
         return n.value
 
     def window(self, seq_len, index, split=Split.VALID, out=None):
         """A copy of window `index` of the split (text order)."""
         seq_len = int_arg("seq_len", seq_len)
-        h = self._h
+        self._check_open()
         out, buf = _output("out", out, max(seq_len, 1))
-        self._check(lib.td_corpus_window(h, enum_arg("split", split, Split), seq_len,
-                                         int_arg("index", index, ctypes.c_uint64), buf.ptr))
+        self._call(lib.td_corpus_window, enum_arg("split", split, Split), seq_len,
+                   int_arg("index", index, ctypes.c_uint64), buf.ptr)
         return out
 
     def windows(self, seq_len, count=None, split=Split.VALID, out=None):
@@ -114,7 +116,8 @@ class Corpus(Handle):
         out, buf = _output("out", out, max(count * seq_len, 1))
         row = ctypes.cast(buf.ptr, ctypes.c_void_p).value
         s = enum_arg("split", split, Split)
-        for k in range(count):
-            ptr = ctypes.cast(row + 4 * k * seq_len, ctypes.POINTER(ctypes.c_int32))
-            self._check(lib.td_corpus_window(self._h, s, seq_len, k, ptr))
+        with use(self) as h:
+            for k in range(count):
+                ptr = ctypes.cast(row + 4 * k * seq_len, ctypes.POINTER(ctypes.c_int32))
+                self._check(lib.td_corpus_window(h, s, seq_len, k, ptr))
         return out

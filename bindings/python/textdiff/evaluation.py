@@ -4,8 +4,8 @@ import collections
 import ctypes
 
 from . import _lib
-from ._core import as_buffer, check, float_arg, handle_of, lib, make_record, new_struct, \
-    set_fields, to_record
+from ._core import as_buffer, check, float_arg, lib, make_record, new_struct, set_fields, \
+    to_record, typed
 from .model import Model
 
 EvalConfig = make_record("EvalConfig", _lib.td_eval_config, """\
@@ -41,11 +41,11 @@ def eval_nelbo(model, tokens, **config):
     max_sequences, bytes_per_token). The masks depend only on the seed, the
     window and the time, so every model is scored on identical masks.
     Returns an EvalResult."""
-    m = handle_of("model", model, Model)
+    typed("model", model, Model)
     cfg = _config(config)
     buf = as_buffer("tokens", tokens)
     out = new_struct(_lib.td_eval_result)
-    model._check(lib.td_eval_nelbo(m, buf.ptr, buf.n, ctypes.byref(cfg), ctypes.byref(out)))
+    model._call(lib.td_eval_nelbo, buf.ptr, buf.n, ctypes.byref(cfg), ctypes.byref(out))
     return to_record(EvalResult, out)
 
 
@@ -53,7 +53,7 @@ def eval_rates(model, tokens, rates, **config):
     """The loss curve over masking rates: for each rate in `rates` (each in
     (0, 1]) every window masked once at that rate. Keyword arguments as for
     eval_nelbo (n_times is not used). Returns a list of RateLoss."""
-    m = handle_of("model", model, Model)
+    typed("model", model, Model)
     cfg = _config(config)
     buf = as_buffer("tokens", tokens)
     r = [float_arg("rates[%d]" % i, x) for i, x in enumerate(rates)]
@@ -63,6 +63,5 @@ def eval_rates(model, tokens, rates, **config):
     c_rates = (ctypes.c_double * n)(*r)
     loss = (ctypes.c_double * n)()
     acc = (ctypes.c_double * n)()
-    model._check(lib.td_eval_rates(m, buf.ptr, buf.n, c_rates, n, ctypes.byref(cfg),
-                                   loss, acc))
+    model._call(lib.td_eval_rates, buf.ptr, buf.n, c_rates, n, ctypes.byref(cfg), loss, acc)
     return [RateLoss(r[j], loss[j], acc[j]) for j in range(n)]

@@ -4,8 +4,8 @@ import ctypes
 import enum
 
 from . import _lib
-from ._core import Handle, as_buffer, batch_shape, check, handle_of, int_arg, lib, \
-    make_record, new_handle, new_output, path_arg, set_fields, to_record
+from ._core import Handle, as_buffer, batch_shape, check, int_arg, lib, make_record, \
+    new_handle, new_output, path_arg, set_fields, to_record, typed, use
 from .tokenizer import Tokenizer
 
 
@@ -55,7 +55,7 @@ class Model(Handle):
         cfg = _lib.td_model_config()
         check(lib.td_model_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         if tokenizer is not None:
-            handle_of("tokenizer", tokenizer, Tokenizer)
+            typed("tokenizer", tokenizer, Tokenizer)
             config.setdefault("vocab_size", tokenizer.vocab_size)
             config.setdefault("mask_id", tokenizer.mask_id)
         set_fields("model config", cfg, config,
@@ -91,21 +91,21 @@ class Model(Handle):
 
     def save(self, path):
         """Writes a checkpoint atomically (temporary file, fsync, rename)."""
-        self._check(lib.td_model_save(self._h, path_arg(path)))
+        self._call(lib.td_model_save, path_arg(path))
 
     @property
     def config(self):
         """The model's ModelConfig."""
         cfg = _lib.td_model_config()
         cfg.struct_size = ctypes.sizeof(cfg)
-        self._check(lib.td_model_get_config(self._h, ctypes.byref(cfg)))
+        self._call(lib.td_model_get_config, ctypes.byref(cfg))
         return to_record(ModelConfig, cfg)
 
     @property
     def num_params(self):
         """The number of parameters."""
         n = ctypes.c_uint64()
-        self._check(lib.td_model_num_params(self._h, ctypes.byref(n)))
+        self._call(lib.td_model_num_params, ctypes.byref(n))
         return n.value
 
     def logits(self, ids, n_threads=1, batch=None, out=None):
@@ -118,28 +118,28 @@ class Model(Handle):
         writable C-contiguous float32 buffer of that size, filled in place),
         else a new numpy array shaped ids.shape + (vocab_size,) when `ids`
         is a numpy array, else a flat array.array('f')."""
-        h = self._h
+        n_threads = int_arg("n_threads", n_threads)
+        v = self.config.vocab_size
         buf = as_buffer("ids", ids)
         b, t = batch_shape("ids", buf, batch)
-        v = self.config.vocab_size
         if out is None:
             out = new_output("float32", tuple(buf.shape) + (v,),
                              type(ids).__module__ == "numpy")
         obuf = as_buffer("out", out, kind="float32", writable=True, size=b * t * v)
-        self._check(lib.td_model_logits(h, buf.ptr, b, t, int_arg("n_threads", n_threads),
-                                        obuf.ptr))
+        self._call(lib.td_model_logits, buf.ptr, b, t, n_threads, obuf.ptr)
         obuf.commit()
         return out
 
     def set_tokenizer(self, tokenizer):
         """Stores a copy of `tokenizer`'s description in the model (its
         vocab_size and [MASK] id must match), to travel with checkpoints."""
-        self._check(lib.td_model_set_tokenizer(self._h,
-                                               handle_of("tokenizer", tokenizer, Tokenizer)))
+        typed("tokenizer", tokenizer, Tokenizer)
+        with use(self, tokenizer) as (h, tok):
+            self._check(lib.td_model_set_tokenizer(h, tok))
 
     def get_tokenizer(self):
         """A new Tokenizer from the model's description; StateError when the
         model has none."""
         out = _lib.P_tokenizer()
-        self._check(lib.td_model_get_tokenizer(self._h, None, ctypes.byref(out)))
+        self._call(lib.td_model_get_tokenizer, None, ctypes.byref(out))
         return Tokenizer._wrap(out)

@@ -4,9 +4,9 @@ import ctypes
 import enum
 
 from . import _lib
-from ._core import Handle, as_buffer, batch_shape, check, enum_arg, handle_of, int_arg, lib, \
-    make_record, new_handle, new_struct, set_fields, to_record
-from .errors import CancelledError, Status
+from ._core import Handle, as_buffer, batch_shape, check, int_arg, lib, make_record, \
+    new_handle, new_struct, set_fields, to_record, typed, use
+from .errors import Status
 from .model import Model
 from .schedule import Schedule
 
@@ -58,6 +58,7 @@ class Sampler(Handle):
     """
 
     _kind = "sampler"
+    _exclusive = True
     _free = lib.td_sampler_free
     _errmsg = lib.td_sampler_errmsg
 
@@ -65,10 +66,11 @@ class Sampler(Handle):
         cfg = _lib.td_sampler_config()
         check(lib.td_sampler_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         set_fields("sampler config", cfg, config, {"strategy": Strategy})
-        m = handle_of("model", model, Model)
-        ptr = new_handle(_lib.P_sampler, lib.td_sampler_create, m,
-                         handle_of("schedule", schedule, Schedule), ctypes.byref(cfg))
-        super().__init__(ptr, parents=(model,))
+        typed("model", model, Model)
+        typed("schedule", schedule, Schedule)
+        with use(model, schedule) as (m, s):
+            ptr = new_handle(_lib.P_sampler, lib.td_sampler_create, m, s, ctypes.byref(cfg))
+            super().__init__(ptr, parents=(model,))
         self.model = model  #: the Model this sampler reads
         self._cfg = cfg
 
@@ -79,9 +81,7 @@ class Sampler(Handle):
 
     def set_seed(self, seed):
         """Restarts the random stream as if the sampler had been created with `seed`."""
-        seed = int_arg("seed", seed, ctypes.c_uint64)
-        with self._calling() as h:
-            self._check(lib.td_sampler_set_seed(h, seed))
+        self._call(lib.td_sampler_set_seed, int_arg("seed", seed, ctypes.c_uint64))
 
     def generate(self, canvas, callback=None, batch=None):
         """Fills every [MASK] of `canvas` in place and returns SampleStats.
@@ -102,7 +102,7 @@ class Sampler(Handle):
         CancelledError or NumericError the canvas holds the steps done so
         far (some positions still [MASK]); the error's ``stats`` counts them.
         """
-        self._h
+        self._check_open()
         buf = as_buffer("canvas", canvas, writable=True)
         b, t = batch_shape("canvas", buf, batch)
         stats = new_struct(_lib.td_sample_stats)
@@ -124,7 +124,7 @@ class Sampler(Handle):
 
             cb = _lib.SAMPLER_CALLBACK(trampoline)
         try:
-            with self._calling() as h:
+            with use(self, exclusive=True) as h:
                 st = lib.td_sampler_generate(h, buf.ptr, b, t, cb, None, ctypes.byref(stats))
                 err = self._error(st) if st != 0 else None
         finally:

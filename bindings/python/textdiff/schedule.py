@@ -69,7 +69,7 @@ class Schedule(Handle):
         """The schedule's ScheduleConfig."""
         cfg = _lib.td_schedule_config()
         cfg.struct_size = ctypes.sizeof(cfg)
-        self._check(lib.td_schedule_get_config(self._h, ctypes.byref(cfg)))
+        self._call(lib.td_schedule_get_config, ctypes.byref(cfg))
         return to_record(ScheduleConfig, cfg)
 
     @property
@@ -79,7 +79,7 @@ class Schedule(Handle):
 
     def _eval(self, fn, t):
         out = ctypes.c_double()
-        self._check(fn(self._h, float_arg("t", t), ctypes.byref(out)))
+        self._call(fn, float_arg("t", t), ctypes.byref(out))
         return out.value
 
     def alpha(self, t):

@@ -51,15 +51,15 @@ class Tokenizer(Handle):
     def vocab_size(self):
         """The number of ids, special tokens included."""
         n = ctypes.c_int32()
-        self._check(lib.td_tokenizer_vocab_size(self._h, ctypes.byref(n)))
+        self._call(lib.td_tokenizer_vocab_size, ctypes.byref(n))
         return n.value
 
     def special_id(self, which):
         """The id of a SpecialToken (or its name: "mask", "pad", "unk");
         InvalidArgumentError if this tokenizer has none."""
         out = ctypes.c_int32()
-        self._check(lib.td_tokenizer_special_id(
-            self._h, enum_arg("which", which, SpecialToken), ctypes.byref(out)))
+        self._call(lib.td_tokenizer_special_id, enum_arg("which", which, SpecialToken),
+                   ctypes.byref(out))
         return out.value
 
     @property
@@ -86,8 +86,7 @@ class Tokenizer(Handle):
         cap = len(data)  # never more ids than bytes
         ids = (ctypes.c_int32 * max(cap, 1))()
         n = ctypes.c_size_t()
-        self._check(lib.td_tokenizer_encode(self._h, data, len(data), ids, cap,
-                                            ctypes.byref(n)))
+        self._call(lib.td_tokenizer_encode, data, len(data), ids, cap, ctypes.byref(n))
         return ids[:n.value]
 
     def decode_bytes(self, ids, mask_text="_"):
@@ -99,11 +98,10 @@ class Tokenizer(Handle):
             return b""
         mask = text_arg("mask_text", mask_text)
         need = ctypes.c_size_t()
-        self._check(lib.td_tokenizer_decode(self._h, buf.ptr, buf.n, mask, None, 0,
-                                            ctypes.byref(need)))
+        self._call(lib.td_tokenizer_decode, buf.ptr, buf.n, mask, None, 0, ctypes.byref(need))
         out = ctypes.create_string_buffer(need.value + 1)
-        self._check(lib.td_tokenizer_decode(self._h, buf.ptr, buf.n, mask, out, len(out),
-                                            ctypes.byref(need)))
+        self._call(lib.td_tokenizer_decode, buf.ptr, buf.n, mask, out, len(out),
+                   ctypes.byref(need))
         return out.raw[:need.value]
 
     def decode(self, ids, mask_text="_", errors="replace"):

@@ -3,8 +3,8 @@
 import ctypes
 
 from . import _lib
-from ._core import Handle, as_buffer, check, handle_of, lib, make_record, new_handle, \
-    new_struct, path_arg, set_fields, to_record
+from ._core import Handle, as_buffer, check, lib, make_record, new_handle, new_struct, \
+    path_arg, set_fields, to_record, typed, use
 from .model import Model
 from .schedule import Schedule
 
@@ -35,6 +35,7 @@ class Trainer(Handle):
     """
 
     _kind = "trainer"
+    _exclusive = True
     _free = lib.td_trainer_free
     _errmsg = lib.td_trainer_errmsg
 
@@ -42,10 +43,11 @@ class Trainer(Handle):
         cfg = _lib.td_trainer_config()
         check(lib.td_trainer_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         set_fields("trainer config", cfg, config)
-        m = handle_of("model", model, Model)
-        ptr = new_handle(_lib.P_trainer, lib.td_trainer_create, m,
-                         handle_of("schedule", schedule, Schedule), ctypes.byref(cfg))
-        super().__init__(ptr, parents=(model,))
+        typed("model", model, Model)
+        typed("schedule", schedule, Schedule)
+        with use(model, schedule) as (m, s):
+            ptr = new_handle(_lib.P_trainer, lib.td_trainer_create, m, s, ctypes.byref(cfg))
+            super().__init__(ptr, parents=(model,))
         self.model = model  #: the Model this trainer updates
         self._cfg = cfg
 
@@ -65,24 +67,23 @@ class Trainer(Handle):
         place, or lists; ids in [0, vocab_size), never [MASK]). Returns the
         step's TrainStats. A non-finite loss or gradient raises NumericError
         and changes nothing."""
-        self._h
+        self._check_open()
         buf = as_buffer("tokens", tokens, size=self.tokens_per_step)
         stats = new_struct(_lib.td_train_stats)
-        with self._calling() as h:
-            self._check(lib.td_trainer_step(h, buf.ptr, ctypes.byref(stats)))
+        self._call(lib.td_trainer_step, buf.ptr, ctypes.byref(stats))
         return to_record(TrainStats, stats)
 
     @property
     def step_count(self):
         """Steps completed so far (restored by resume())."""
         n = ctypes.c_int64()
-        self._check(lib.td_trainer_get_step(self._h, ctypes.byref(n)))
+        self._call(lib.td_trainer_get_step, ctypes.byref(n))
         return n.value
 
     def save(self, path):
         """Writes a resumable checkpoint: the model (loadable with
         Model.load) plus the optimizer state, step count and generator."""
-        self._check(lib.td_trainer_save(self._h, path_arg(path)))
+        self._call(lib.td_trainer_save, path_arg(path))
 
     def resume(self, path):
         """Restores a save() checkpoint into this trainer, whose model must
@@ -90,4 +91,4 @@ class Trainer(Handle):
         generator. Continuing with the same data (e.g. Corpus.batch indexed
         by step_count) repeats the uninterrupted run bit for bit. On any
         error the trainer and its model are unchanged."""
-        self._check(lib.td_trainer_resume(self._h, path_arg(path)))
+        self._call(lib.td_trainer_resume, path_arg(path))
