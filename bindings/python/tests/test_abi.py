@@ -158,5 +158,27 @@ class TestHeader(unittest.TestCase):
             defs["TD_VERSION_MAJOR"], defs["TD_VERSION_MINOR"], defs["TD_VERSION_PATCH"]))
 
 
+class TestDocstrings(unittest.TestCase):
+    def test_every_public_name_is_documented(self):
+        missing = []
+        for name in td.__all__:
+            obj = getattr(td, name)
+            if not callable(obj):
+                continue
+            if not (obj.__doc__ or "").strip():
+                missing.append(name)
+            if not isinstance(obj, type):
+                continue
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") and attr != "__init__":
+                    continue
+                if isinstance(member, (classmethod, staticmethod)):
+                    member = member.__func__
+                if callable(member) or isinstance(member, property):
+                    if not (member.__doc__ or "").strip():
+                        missing.append("%s.%s" % (name, attr))
+        self.assertEqual(missing, [])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -35,6 +35,7 @@ class TextdiffError(Exception):
     status = None
 
     def __init__(self, status, message):
+        """An error of status code `status` with the library's `message`."""
         self.status = int(status)
         try:
             self.status_name = "TD_" + Status(self.status).name

@@ -52,6 +52,9 @@ class Model(Handle):
     _errmsg = lib.td_model_errmsg
 
     def __init__(self, seed=1, tokenizer=None, **config):
+        """A new model: td_model_config fields as keyword arguments, the
+        parameters initialised from `seed`, `tokenizer` (optional) stored in
+        it and giving vocab_size and mask_id their defaults."""
         cfg = _lib.td_model_config()
         check(lib.td_model_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         if tokenizer is not None:

@@ -63,6 +63,9 @@ class Sampler(Handle):
     _errmsg = lib.td_sampler_errmsg
 
     def __init__(self, model, schedule, **config):
+        """A sampler for `model` on the time grid of `schedule`, with
+        td_sampler_config fields as keyword arguments; its scratch for
+        max_batch sequences of max_seq_len tokens is allocated here."""
         cfg = _lib.td_sampler_config()
         check(lib.td_sampler_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         set_fields("sampler config", cfg, config, {"strategy": Strategy})

@@ -40,6 +40,8 @@ class Schedule(Handle):
     _errmsg = lib.td_schedule_errmsg
 
     def __init__(self, kind=ScheduleKind.LOGLINEAR, **params):
+        """A schedule of `kind` with the library's defaults for it, changed
+        by the td_schedule_config fields given as keyword arguments."""
         cfg = _lib.td_schedule_config()
         kind = enum_arg("kind", kind, ScheduleKind)
         check(lib.td_schedule_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg), kind))

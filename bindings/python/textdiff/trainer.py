@@ -40,6 +40,8 @@ class Trainer(Handle):
     _errmsg = lib.td_trainer_errmsg
 
     def __init__(self, model, schedule, **config):
+        """A trainer of `model` with `schedule` (copied), with
+        td_trainer_config fields as keyword arguments."""
         cfg = _lib.td_trainer_config()
         check(lib.td_trainer_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
         set_fields("trainer config", cfg, config)
