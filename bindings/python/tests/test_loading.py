@@ -70,6 +70,24 @@ class TestRefusal(unittest.TestCase):
             _lib.load_library("/nonexistent/libtextdiff.so.0")
         self.assertIn("/nonexistent/libtextdiff.so.0", str(cm.exception))
 
+    def test_nothing_found(self):
+        with mock.patch.object(_lib, "find_library",
+                               return_value=(["/nope/libtextdiff.so.0", "libnope.so"], False)):
+            with self.assertRaises(ImportError) as cm:
+                _lib.load_library()
+        msg = str(cm.exception)
+        self.assertIn("not found", msg)
+        self.assertIn("TEXTDIFF_LIBRARY", msg)
+        self.assertIn("/nope/libtextdiff.so.0", msg)
+        self.assertIn("libnope.so", msg)
+
+    def test_search_order_without_the_variable(self):
+        with mock.patch.dict(os.environ, {}, clear=False):
+            os.environ.pop("TEXTDIFF_LIBRARY", None)
+            candidates, from_env = _lib.find_library()
+        self.assertFalse(from_env)
+        self.assertIn("libtextdiff.so.%d" % td.ABI_VERSION, candidates)
+
     @unittest.skipUnless(ctypes.util.find_library("z"), "no libz to load")
     def test_not_libtextdiff(self):
         with self.assertRaises(ImportError) as cm:

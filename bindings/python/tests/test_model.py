@@ -108,6 +108,8 @@ class TestModel(unittest.TestCase):
             m.set_tokenizer(td.Tokenizer.char(TEXT))  # another vocabulary size
         m.set_tokenizer(td.Tokenizer.byte())
         self.assertEqual(m.get_tokenizer().vocab_size, 258)
+        with self.assertRaises(td.InvalidArgumentError):  # the model is freed again
+            support.tiny_model(td.Tokenizer.byte(), vocab_size=300)
 
 
 if __name__ == "__main__":

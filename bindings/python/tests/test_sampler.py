@@ -198,6 +198,10 @@ class TestSampler(unittest.TestCase):
             s.generate([-1] * T)
         with self.assertRaises(TypeError):
             s.generate([MASK] * T, callback=5)
+        with self.assertRaises(ValueError):
+            s.generate([[MASK] * T, MASK])
+        with self.assertRaises(TypeError):
+            s.generate([(MASK,) * T])
 
 
 if __name__ == "__main__":
