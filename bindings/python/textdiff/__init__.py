@@ -27,6 +27,7 @@ See docs/python.md in the libtextdiff sources.
 import collections
 
 from . import _lib
+from ._core import int_arg as _int_arg
 from ._core import lib as _c
 from .corpus import Corpus, Split
 from .errors import CancelledError, CorruptError, FormatError, InputOutputError, \
@@ -72,7 +73,7 @@ def abi_version():
 
 def status_string(status):
     """The library's static English text for a status code."""
-    return _c.td_status_string(int(status)).decode("utf-8", "replace")
+    return _c.td_status_string(_int_arg("status", status)).decode("utf-8", "replace")
 
 
 __all__ = [
