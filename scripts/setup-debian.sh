@@ -3,7 +3,8 @@
 # they are missing. Usage: setup-debian.sh [extra packages...]
 set -eu
 pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev zlib1g-dev
-      libcmocka-dev abigail-tools python3 binutils clang libclang-rt-14-dev $*"
+      libcmocka-dev abigail-tools python3 python3-pip python3-venv binutils clang
+      libclang-rt-14-dev $*"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

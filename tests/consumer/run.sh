@@ -2,7 +2,7 @@
 # usage: run.sh SOURCE_DIR BUILD_DIR C_COMPILER BLAS
 # Installs the build into a scratch prefix and builds small host programs
 # against it every supported way: pkg-config (shared), find_package,
-# pkg-config --static, add_subdirectory, and Python ctypes.
+# pkg-config --static, add_subdirectory, Python ctypes and the Python package.
 set -eu
 src=$1 build=$2 cc=$3 blas=$4
 work=$build/consumer-work
@@ -49,4 +49,12 @@ echo "== (e) Python ctypes"
 python=/usr/bin/python3
 [ -x "$python" ] || python=python3
 "$python" "$src/tests/consumer/ctypes_check.py" "$libdir/libtextdiff.so.$(sed -n 's/^#define TD_ABI_VERSION *//p' "$src/include/textdiff/textdiff.h")" "$version"
+echo "== (f) Python package textdiff, finding the installed library by its SONAME"
+LD_LIBRARY_PATH=$libdir PYTHONPATH=$src/bindings/python PYTHONDONTWRITEBYTECODE=1 \
+  env -u TEXTDIFF_LIBRARY "$python" -c "
+import textdiff as td
+assert td.library_path == 'libtextdiff.so.%d' % td.ABI_VERSION, td.library_path
+assert td.version() == '$version', td.version()
+assert td.Tokenizer.byte().decode(td.Tokenizer.byte().encode('ok')) == 'ok'
+print('textdiff: libtextdiff', td.version(), 'ok')"
 echo "consumers: all ok"

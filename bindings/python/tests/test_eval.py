@@ -1,0 +1,59 @@
+"""Evaluation: the NELBO and the loss at each masking rate."""
+
+import math
+import unittest
+
+import support
+from support import T, td
+
+
+class TestEval(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.model = support.tiny_model()
+        cls.tokens = support.corpus().windows(T, count=8, split="train")
+
+    def test_nelbo(self):
+        r = td.eval_nelbo(self.model, self.tokens, seq_len=T, bytes_per_token=1, n_times=4)
+        self.assertIsInstance(r, td.EvalResult)
+        self.assertEqual((r.n_sequences, r.n_tokens), (8, 8 * T))
+        self.assertAlmostEqual(r.nelbo_bits, r.nelbo_nats / math.log(2))
+        self.assertAlmostEqual(r.bits_per_byte, r.nelbo_bits)
+        self.assertAlmostEqual(r.perplexity_bound, math.exp(r.nelbo_nats), places=5)
+        self.assertGreater(r.std_error_nats, 0)
+        again = td.eval_nelbo(self.model, list(self.tokens), seq_len=T, bytes_per_token=1,
+                              n_times=4, n_threads=2)
+        self.assertEqual(again, r)  # not the thread count
+        batched = td.eval_nelbo(self.model, self.tokens, seq_len=T, n_times=4, batch_size=3)
+        self.assertAlmostEqual(batched.nelbo_nats, r.nelbo_nats, places=6)  # same masks
+        unknown = td.eval_nelbo(self.model, self.tokens, seq_len=T, n_times=4)
+        self.assertTrue(math.isnan(unknown.bits_per_byte))
+
+    def test_rates(self):
+        curve = td.eval_rates(self.model, self.tokens, [0.15, 0.5, 1.0], seq_len=T)
+        self.assertEqual([p.rate for p in curve], [0.15, 0.5, 1.0])
+        for p in curve:
+            self.assertIsInstance(p, td.RateLoss)
+            self.assertGreater(p.loss_nats, 0)
+            self.assertTrue(0 <= p.accuracy <= 1)
+        self.assertEqual(td.eval_rates(self.model, self.tokens, [], seq_len=T), [])
+
+    def test_errors(self):
+        with self.assertRaises(td.InvalidArgumentError) as cm:
+            td.eval_rates(self.model, self.tokens, [1.5], seq_len=T)
+        self.assertIn("1.5", cm.exception.message)
+        with self.assertRaises(td.InvalidArgumentError) as cm:
+            td.eval_nelbo(self.model, self.tokens)  # seq_len 128 > max_seq_len
+        self.assertIn("seq_len", cm.exception.message)
+        with self.assertRaises(td.InvalidArgumentError):
+            td.eval_nelbo(self.model, [256] * T, seq_len=T)  # [MASK] in the data
+        with self.assertRaises(ValueError):
+            td.eval_nelbo(self.model, [], seq_len=T)
+        with self.assertRaises(TypeError):
+            td.eval_nelbo(self.model, self.tokens, seqlen=T)
+        with self.assertRaises(TypeError):
+            td.eval_rates(self.model, self.tokens, ["x"], seq_len=T)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,67 @@
+"""Evaluation: one estimator for every model, MLM- or diffusion-trained."""
+
+import collections
+import ctypes
+
+from . import _lib
+from ._core import as_buffer, check, float_arg, lib, make_record, new_struct, set_fields, \
+    to_record, typed
+from .model import Model
+
+EvalConfig = make_record("EvalConfig", _lib.td_eval_config, """\
+An evaluation's configuration (td_eval_config): seq_len, batch_size,
+n_threads, n_times, seed, max_sequences, bytes_per_token.""")
+
+EvalResult = make_record("EvalResult", _lib.td_eval_result, """\
+The NELBO of a model on a token stream (td_eval_result): nelbo_nats and
+nelbo_bits per token (upper bounds on −log p(x)/seq_len), bits_per_byte
+(NaN when bytes_per_token is unknown), perplexity_bound, std_error_nats
+(NaN for one window), n_sequences and n_tokens evaluated.""")
+
+RateLoss = collections.namedtuple("RateLoss", ["rate", "loss_nats", "accuracy"])
+RateLoss.__doc__ = """\
+One point of eval_rates(): the masking rate, the mean cross-entropy per
+hidden token (nats) and the fraction of hidden tokens predicted right (NaN
+for both when no token was hidden)."""
+RateLoss.__module__ = "textdiff"
+
+
+def _config(config):
+    cfg = _lib.td_eval_config()
+    check(lib.td_eval_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
+    set_fields("eval config", cfg, config)
+    return cfg
+
+
+def eval_nelbo(model, tokens, **config):
+    """The NELBO of `model` on the token stream `tokens` (a numpy int32
+    array or array.array('i') used in place, or a list), cut into windows of
+    seq_len tokens (a shorter tail is left out). Keyword arguments are
+    td_eval_config fields (seq_len, batch_size, n_threads, n_times, seed,
+    max_sequences, bytes_per_token). The masks depend only on the seed, the
+    window and the time, so every model is scored on identical masks.
+    Returns an EvalResult."""
+    typed("model", model, Model)
+    cfg = _config(config)
+    buf = as_buffer("tokens", tokens)
+    out = new_struct(_lib.td_eval_result)
+    model._call(lib.td_eval_nelbo, buf.ptr, buf.n, ctypes.byref(cfg), ctypes.byref(out))
+    return to_record(EvalResult, out)
+
+
+def eval_rates(model, tokens, rates, **config):
+    """The loss curve over masking rates: for each rate in `rates` (each in
+    (0, 1]) every window masked once at that rate. Keyword arguments as for
+    eval_nelbo (n_times is not used). Returns a list of RateLoss."""
+    typed("model", model, Model)
+    cfg = _config(config)
+    buf = as_buffer("tokens", tokens)
+    r = [float_arg("rates[%d]" % i, x) for i, x in enumerate(rates)]
+    if not r:
+        return []
+    n = len(r)
+    c_rates = (ctypes.c_double * n)(*r)
+    loss = (ctypes.c_double * n)()
+    acc = (ctypes.c_double * n)()
+    model._call(lib.td_eval_rates, buf.ptr, buf.n, c_rates, n, ctypes.byref(cfg), loss, acc)
+    return [RateLoss(r[j], loss[j], acc[j]) for j in range(n)]
