@@ -55,5 +55,22 @@ class TestEval(unittest.TestCase):
             td.eval_rates(self.model, self.tokens, ["x"], seq_len=T)
 
 
+class TestTextStats(unittest.TestCase):
+    def test_counts(self):
+        s = td.text_stats("the cat, The CAT; the dog.", reference=b"and the dog barked")
+        self.assertIsInstance(s, td.TextStats)
+        self.assertEqual((s.n_bytes, s.n_words), (26, 6))
+        self.assertEqual((s.distinct_1, s.distinct_2, s.distinct_3), (0.5, 0.6, 0.75))
+        self.assertEqual(s.known_words, 4 / 6)
+        self.assertTrue(math.isnan(td.text_stats("a b").known_words))
+        self.assertEqual(td.text_stats("naïve café").n_bytes, len("naïve café".encode()))
+
+    def test_bad_arguments(self):
+        with self.assertRaises(TypeError):
+            td.text_stats(42)
+        with self.assertRaises(TypeError):
+            td.text_stats("a", reference=3.5)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -33,7 +33,8 @@ from .corpus import Corpus, Split
 from .errors import CancelledError, CorruptError, FormatError, InputOutputError, \
     InternalError, InvalidArgumentError, NoMemoryError, NumericError, StateError, Status, \
     TextdiffError, UnsupportedError, VersionError
-from .evaluation import EvalConfig, EvalResult, RateLoss, eval_nelbo, eval_rates
+from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_nelbo, eval_rates, \
+    text_stats
 from .model import Model, ModelConfig, NormPlacement, PosEncoding
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
@@ -81,8 +82,9 @@ __all__ = [
     "FormatError", "InputOutputError", "InternalError", "InvalidArgumentError", "Model",
     "ModelConfig", "NoMemoryError", "NormPlacement", "NumericError", "PosEncoding", "RateLoss",
     "SampleStats", "Sampler", "SamplerConfig", "Schedule", "ScheduleConfig", "ScheduleKind",
-    "SpecialToken", "Split", "StateError", "Status", "Strategy", "TextdiffError", "Tokenizer",
+    "SpecialToken", "Split", "StateError", "Status", "Strategy", "TextStats", "TextdiffError",
+    "Tokenizer",
     "TrainStats", "Trainer", "TrainerConfig", "UnsupportedError", "VersionError",
     "VersionInfo", "abi_version", "eval_nelbo", "eval_rates", "library_path", "status_string",
-    "version", "version_info",
+    "text_stats", "version", "version_info",
 ]

@@ -209,11 +209,28 @@ class td_eval_result(ctypes.Structure):
     ]
 
 
+class td_text_stats(ctypes.Structure):
+    """Mirror of td_text_stats."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+        ("n_bytes", ctypes.c_int64),
+        ("n_words", ctypes.c_int64),
+        ("distinct_1", ctypes.c_double),
+        ("distinct_2", ctypes.c_double),
+        ("distinct_3", ctypes.c_double),
+        ("repetition", ctypes.c_double),
+        ("word_entropy_bits", ctypes.c_double),
+        ("known_words", ctypes.c_double),
+    ]
+
+
 # Every public struct of the header, by its C name (checked by the tests
 # against tests/common/layouts.h's TD_LAYOUT_STRUCTS).
 STRUCTS = {cls.__name__: cls for cls in (
     td_allocator, td_schedule_config, td_model_config, td_trainer_config, td_train_stats,
-    td_sampler_config, td_sample_stats, td_eval_config, td_eval_result)}
+    td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats)}
 
 # td_sampler_callback
 SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
@@ -309,6 +326,9 @@ PROTOTYPES = {
     "td_eval_rates": (c_status, [P_model, _i32p, ctypes.c_int64, _p(ctypes.c_double),
                                  ctypes.c_int32, _p(td_eval_config), _p(ctypes.c_double),
                                  _p(ctypes.c_double)]),
+    # text statistics
+    "td_text_stats_compute": (c_status, [_char, _size, _char, _size, _p(td_allocator),
+                                         _p(td_text_stats)]),
 }
 
 

@@ -65,3 +65,31 @@ def eval_rates(model, tokens, rates, **config):
     acc = (ctypes.c_double * n)()
     model._call(lib.td_eval_rates, buf.ptr, buf.n, c_rates, n, ctypes.byref(cfg), loss, acc)
     return [RateLoss(r[j], loss[j], acc[j]) for j in range(n)]
+
+
+TextStats = make_record("TextStats", _lib.td_text_stats, """\
+How a text reads, without a model (td_text_stats): n_bytes, n_words,
+distinct_1/2/3 (distinct word n-grams over word n-grams), repetition (share
+of bytes covered by the 10 most frequent byte 4-grams), word_entropy_bits,
+known_words (share of words found in the reference; NaN without one).""")
+
+
+def _text_bytes(name, text):
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError("%s must be str or bytes, not %s" % (name, type(text).__name__))
+
+
+def text_stats(text, reference=None):
+    """Statistics of a text (str, encoded as UTF-8, or bytes): distinct word
+    n-grams, repetition, word entropy and, given a reference text (e.g. the
+    training corpus), the share of its words the reference also uses.
+    Returns a TextStats."""
+    t = _text_bytes("text", text)
+    r = None if reference is None else _text_bytes("reference", reference)
+    out = new_struct(_lib.td_text_stats)
+    check(lib.td_text_stats_compute(t, len(t), r, 0 if r is None else len(r), None,
+                                    ctypes.byref(out)))
+    return to_record(TextStats, out)
