@@ -139,6 +139,14 @@ TDI_TARGET_CLONES static void softmax_backward(float *g, const float *p, int T)
     }
 }
 
+/* Threads for a loop of pairs: its scratch slices, and no more than may
+ * call the BLAS at once. */
+static int callers(int n_slices)
+{
+    int c = tdi_blas_callers();
+    return c < n_slices ? c : n_slices;
+}
+
 /* One call's operands; each (batch, head) pair is one item of the loop. */
 typedef struct attn_job {
     float *out, *row_max, *row_inv, *dqkv, *scratch;
@@ -176,7 +184,7 @@ void tdi_attention_forward(float *out, float *row_max, float *row_inv, const flo
     attn_job a = { out, row_max, row_inv, NULL, scratch, qkv, NULL, NULL, NULL, key_mask,
                    T, H, hd, H * hd, tdi_attention_scratch_floats(T, 0),
                    (float)(1.0 / sqrt((double)hd)) };
-    tdi_pool_run(pool, (long)B * H, n_slices, forward_pairs, &a);
+    tdi_pool_run(pool, (long)B * H, callers(n_slices), forward_pairs, &a);
 }
 
 static void backward_pairs(void *ctx, long begin, long end, int tid)
@@ -221,5 +229,5 @@ void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
     attn_job a = { NULL, NULL, NULL, dqkv, scratch, qkv, dout, row_max, row_inv, key_mask,
                    T, H, hd, H * hd, tdi_attention_scratch_floats(T, 1),
                    (float)(1.0 / sqrt((double)hd)) };
-    tdi_pool_run(pool, (long)B * H, n_slices, backward_pairs, &a);
+    tdi_pool_run(pool, (long)B * H, callers(n_slices), backward_pairs, &a);
 }

@@ -1,7 +1,7 @@
 /* The library's matrix product: one product split into blocks of C, the
- * blocks shared out over the pool's threads, each block one cblas_sgemm of
- * a single-threaded BLAS (the build links OpenBLAS's serial variant, so
- * that no second thread pool runs under the library's: docs/api.md).
+ * blocks shared out over the pool's threads, each block one cblas_sgemm —
+ * or all of them on the calling thread when the BLAS threads its calls
+ * itself or must not be called concurrently (blas_callers.c).
  *
  * The blocks depend on the shape alone, never on the thread count, so every
  * element of C comes from the same BLAS call with the same operands however
@@ -66,5 +66,5 @@ void tdi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
                    alpha, beta, a, b, c };
     g.dim = g.by_rows ? m : n;
     g.blk = split_block(g.dim);
-    tdi_pool_for(pool, (g.dim + g.blk - 1) / g.blk, gemm_blocks, &g);
+    tdi_pool_run(pool, (g.dim + g.blk - 1) / g.blk, tdi_blas_callers(), gemm_blocks, &g);
 }

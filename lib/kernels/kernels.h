@@ -6,7 +6,7 @@
  *  - `pool` is the thread pool a kernel runs its loops on (util/pool.h; NULL
  *    = the calling thread alone), for the loops and for the matrix products
  *    alike: products go through tdi_sgemm, which threads them itself, each
- *    block one call to a single-threaded BLAS. Results do not depend on the
+ *    block one BLAS call (tdi_blas_callers). Results do not depend on the
  *    pool's size: every reduction runs in a fixed order (rows in order
  *    within a column block, or within one row) and products split into
  *    blocks chosen by shape, so 1, 2 and 3 threads give the same bits.
@@ -25,10 +25,17 @@
 
 /* ---- matrix product ----------------------------------------------------- */
 
+/* How many threads may call cblas_sgemm at once without running a thread
+ * pool inside another or calling a non-reentrant BLAS concurrently: 1 or
+ * INT_MAX (blas_callers.c says when). Read before each parallel loop that
+ * calls the BLAS; it changes which threads run the calls, never the calls. */
+int tdi_blas_callers(void);
+
 /* c [m, n] = alpha · op(a) · op(b) + beta · c, row-major, op = transpose when
  * trans_* is non-zero (as cblas_sgemm with CblasRowMajor). Called outside
  * any parallel loop; splits into blocks by shape and runs them on the
- * pool's threads (gemm.c). */
+ * pool's threads, or on the caller alone when tdi_blas_callers() is 1
+ * (gemm.c). */
 void tdi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                int lda, const float *b, int ldb, float beta, float *c, int ldc, tdi_pool *pool);
 
