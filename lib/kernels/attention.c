@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -92,7 +93,9 @@ TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *in
         float mx = -INFINITY;
         TDI_SIMD(reduction(max:mx))
         for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-        if (mx == -INFINITY) {
+        /* OpenMP starts each lane of a max reduction at the least finite
+         * float (clang does), so a row of −∞ may come out as −FLT_MAX. */
+        if (!(mx > -FLT_MAX)) {
             zero_row(row, T);
             mx_out[i] = -INFINITY;
             inv_out[i] = 0.0f;
