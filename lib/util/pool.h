@@ -4,7 +4,8 @@
  * that have no handle (td_model_logits, td_eval_*) make one for the call and
  * free it before they return. Like its handle, a pool is used by one thread
  * at a time, and that thread takes part in every loop as thread 0, so a pool
- * of n threads starts at most n − 1 workers.
+ * of n threads starts at most n − 1 workers. Loops do not nest: a loop's
+ * items never start another loop on the same pool.
  *
  * Being a good guest in the host process (docs/api.md, "Threads"):
  *  - workers start at the first loop that needs them, spin for a few tens of

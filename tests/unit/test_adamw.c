@@ -355,17 +355,20 @@ static void test_resume_is_exact(void **state)
 
     tdi_adamw *a, *b1, *b2;
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &a), TD_OK);
-    for (int s = 0; s < 4; s++) assert_int_equal(tdi_adamw_step(a, pa, g[s], test_pool(1), NULL), TD_OK);
+    for (int s = 0; s < 4; s++)
+        assert_int_equal(tdi_adamw_step(a, pa, g[s], test_pool(1), NULL), TD_OK);
 
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &b1), TD_OK);
-    for (int s = 0; s < 2; s++) assert_int_equal(tdi_adamw_step(b1, pb, g[s], test_pool(1), NULL), TD_OK);
+    for (int s = 0; s < 2; s++)
+        assert_int_equal(tdi_adamw_step(b1, pb, g[s], test_pool(1), NULL), TD_OK);
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &b2), TD_OK);
     assert_int_equal(tdi_adamw_size(b2), N);
     memcpy(tdi_adamw_m(b2), tdi_adamw_m(b1), N * sizeof(float));
     memcpy(tdi_adamw_v(b2), tdi_adamw_v(b1), N * sizeof(float));
     assert_int_equal(tdi_adamw_set_steps(b2, tdi_adamw_steps(b1)), TD_OK);
     tdi_adamw_free(b1);
-    for (int s = 2; s < 4; s++) assert_int_equal(tdi_adamw_step(b2, pb, g[s], test_pool(1), NULL), TD_OK);
+    for (int s = 2; s < 4; s++)
+        assert_int_equal(tdi_adamw_step(b2, pb, g[s], test_pool(1), NULL), TD_OK);
     assert_memory_equal(pa, pb, sizeof pa);
     assert_memory_equal(tdi_adamw_m(a), tdi_adamw_m(b2), N * sizeof(float));
     assert_int_equal(tdi_adamw_steps(b2), 4);

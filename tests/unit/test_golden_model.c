@@ -93,7 +93,8 @@ static void check_case(const char *file, int nt)
     double *row_loss = malloc(sizeof *row_loss * (size_t)n);
     tdi_model_logits(m, ws, rows, n, sel, test_pool(nt));
     double loss = tdi_crossentropy_forward_backward(sel, row_loss, sel, golden_i32(g, "targets"),
-                                                    golden_f32(g, "row_weights"), n, V, test_pool(nt));
+                                                    golden_f32(g, "row_weights"), n, V,
+                                                    test_pool(nt));
     double ref_loss = golden_f64(g, "loss")[0];
     if (fabs(loss - ref_loss) > 2e-6 * fabs(ref_loss))
         fail_msg("%s: loss %.9g, reference %.9g", file, loss, ref_loss);

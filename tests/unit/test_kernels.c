@@ -441,7 +441,8 @@ static void attention_bwd(float *g, const float *dy, const float *qkv, const flo
                           int nt)
 {
     float *scratch = attention_scratch(T, nt, 1);
-    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt, test_pool(nt));
+    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt,
+                           test_pool(nt));
     free(scratch);
 }
 
@@ -824,7 +825,8 @@ static void test_crossentropy(void **state)
     double ref = crossentropy_ref(theta, &ctx, ref_rows);
 
     float *g = new_floats(N * V, 0, 0), *g2 = copy_floats(logits, N * V);
-    double loss = tdi_crossentropy_forward_backward(g, rows, logits, targets, weights, N, V, test_pool(1));
+    double loss = tdi_crossentropy_forward_backward(g, rows, logits, targets, weights, N, V,
+                                                    test_pool(1));
     assert_true(fabs(loss - ref) <= 1e-6 * fabs(ref));
     for (int r = 0; r < N; r++) assert_true(fabs(rows[r] - ref_rows[r]) <= 1e-6 * (1 + ref_rows[r]));
     /* The −∞ column: probability, hence gradient, exactly 0. */
@@ -837,14 +839,16 @@ static void test_crossentropy(void **state)
     check_gradient("crossentropy", crossentropy_objective, &ctx, theta, N * V, g);
 
     /* In place (dlogits == logits), nt = 2: same bits. */
-    double loss2 = tdi_crossentropy_forward_backward(g2, rows2, g2, targets, weights, N, V, test_pool(2));
+    double loss2 = tdi_crossentropy_forward_backward(g2, rows2, g2, targets, weights, N, V,
+                                                     test_pool(2));
     assert_true(loss2 == loss);
     assert_same_bits(g, g2, N * V);
     assert_memory_equal(rows, rows2, sizeof rows);
     /* Loss only, unit weights. */
     ce_ctx unit = { N, V, targets, NULL };
     put_double(theta, logits, N * V);
-    double loss3 = tdi_crossentropy_forward_backward(NULL, rows2, logits, targets, NULL, N, V, test_pool(1));
+    double loss3 = tdi_crossentropy_forward_backward(NULL, rows2, logits, targets, NULL, N, V,
+                                                     test_pool(1));
     double ref3 = crossentropy_ref(theta, &unit, NULL);
     assert_true(fabs(loss3 - ref3) <= 1e-6 * fabs(ref3));
     free(logits); free(theta); free(g); free(g2);

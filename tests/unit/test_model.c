@@ -214,7 +214,8 @@ static void test_workspace_arguments(void **state)
     assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
     ids[7] = 10;
     assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, test_pool(1)), TD_OK);
-    assert_int_equal(tdi_model_forward(NULL, ws, ids, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(NULL, ws, ids, 2, 5, NULL, test_pool(1)),
+                     TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_model_forward(m, ws, NULL, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
 
     /* A workspace belongs to one configuration. */
@@ -440,16 +441,19 @@ static void problem_free(problem *p)
 
 static double problem_loss(problem *p, int nt)
 {
-    assert_int_equal(tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
+    assert_int_equal(
+        tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
     tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, test_pool(nt));
     return tdi_crossentropy_forward_backward(NULL, p->row_loss, p->logits, p->targets,
-                                             p->weights, p->n_rows, p->m->cfg.vocab_size, test_pool(nt));
+                                             p->weights, p->n_rows, p->m->cfg.vocab_size,
+                                             test_pool(nt));
 }
 
 /* Loss, and its gradient into p->grads (zeroed first). */
 static double problem_grad(problem *p, int nt)
 {
-    assert_int_equal(tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
+    assert_int_equal(
+        tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
     tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, test_pool(nt));
     double loss = tdi_crossentropy_forward_backward(p->dlogits, p->row_loss, p->logits,
                                                     p->targets, p->weights, p->n_rows,
