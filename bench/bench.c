@@ -14,12 +14,14 @@
  * The parent prints tables, the ratios to PyTorch, the targets, and one line
  * of JSON.
  *
- * Threads: a child sets the trainer's and sampler's n_threads (the OpenMP
- * loops) and OpenBLAS's thread count through openblas_set_num_threads() when
- * the program runs on OpenBLAS (a weak symbol, so any CBLAS links). Its
- * environment is the caller's. The baseline gets OPENBLAS_NUM_THREADS,
- * OMP_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE before torch loads, and
- * torch.set_num_threads().
+ * Threads: a child sets the trainer's and sampler's n_threads, and leaves
+ * the BLAS as its environment left it (OPENBLAS_NUM_THREADS decides whether
+ * the library's threads or OpenBLAS's run the products: docs/api.md). Only
+ * the roofline, measured after the library's runs, sets OpenBLAS's thread
+ * count to the child's, through openblas_set_num_threads() (a weak symbol,
+ * so any CBLAS links), and puts it back. The baseline gets
+ * OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE before
+ * torch loads, and torch.set_num_threads().
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -48,6 +50,7 @@
 #endif
 
 extern void openblas_set_num_threads(int n) __attribute__((weak));
+extern int openblas_get_num_threads(void) __attribute__((weak));
 extern char *openblas_get_config(void) __attribute__((weak));
 extern char *openblas_get_corename(void) __attribute__((weak));
 
@@ -198,9 +201,13 @@ static uint64_t mix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static void set_blas_threads(int n)
+/* OpenBLAS's thread count (the old one is returned), when it is OpenBLAS. */
+static int set_blas_threads(int n)
 {
-    if (openblas_set_num_threads) openblas_set_num_threads(n);
+    if (!openblas_set_num_threads || !openblas_get_num_threads) return n;
+    int old = openblas_get_num_threads();
+    openblas_set_num_threads(n);
+    return old;
 }
 
 /* A JSON object built field by field on one line. */
@@ -500,7 +507,6 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     jb_str(&j, "config", c->name);
     jb_num(&j, "threads", threads);
     jb_num(&j, "rss_base_kb", (double)max_rss_kb());
-    set_blas_threads(threads);
 
     td_model_config mc;
     check(td_model_config_default(&mc), "model config");
@@ -676,7 +682,11 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
             threads > 1 ? "s" : "");
 
     /* ---- roofline */
+    /* The machine's sgemm at this thread count: OpenBLAS threading plain
+     * calls, whatever the environment gave the library's runs above. */
+    int blas_before = set_blas_threads(threads);
     roofline r = measure_roofline(c, (int)lround(masked), mc.vocab_size, p->gemm_reps);
+    set_blas_threads(blas_before);
     double gemm_s = r.linear_s + r.attn_s, gemm_flop = r.linear_flop + r.attn_flop;
     jb_num(&j, "gemm_linear_gflop", r.linear_flop * 1e-9);
     jb_num(&j, "gemm_attention_gflop", r.attn_flop * 1e-9);

@@ -54,7 +54,7 @@ int train_main(int argc, char **argv, int diffusion)
         { "min-lr", CLI_FLOAT, &min_lr, "final learning rate (cosine decay)" },
         { "warmup", CLI_I64, &warmup, "warm-up steps" },
         { "weight-decay", CLI_FLOAT, &weight_decay, "AdamW weight decay (matrices only)" },
-        { "threads", CLI_INT, &threads, "threads (OpenMP loops and OpenBLAS)" },
+        { "threads", CLI_INT, &threads, "threads the library computes with" },
         { "seed", CLI_I64, &seed, "seed of initialisation, batches and masks" },
         { "checkpoint", CLI_STRING, &checkpoint, "resumable checkpoint path" },
         { "resume", CLI_SWITCH, &resume, "continue from --checkpoint if it exists" },

@@ -4,8 +4,8 @@
 #      vectors, exported symbols, the ABI gate and the consumer programs;
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. everything against the reference (netlib) CBLAS;
-#   4. the unit tests under ThreadSanitizer (clang, static library, no
-#      OpenMP, reference CBLAS);
+#   4. the unit tests under ThreadSanitizer (clang, static library,
+#      reference CBLAS), the library's own threads included;
 #   5. a clang build: the unit tests again, and a libFuzzer smoke run of
 #      the checkpoint reader;
 #   6. a Release (-O3) build, as scripts/demo.sh makes it, warnings as
@@ -32,8 +32,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
 TSAN_OPTIONS=halt_on_error=1 \
   run tsan "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DTD_TSAN=ON \
-      -DTD_OPENMP=OFF -DTD_BLAS=reference -DTD_BUILD_SHARED=OFF
+      -DTD_BLAS=reference -DTD_BUILD_SHARED=OFF
 run clang-fuzz "-L unit|fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DTD_OPENMP=OFF -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
+  -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
 run release "-L bench" -DCMAKE_BUILD_TYPE=Release
 echo "==== all tests passed"

@@ -7,7 +7,7 @@
  * the source directory, after building into build/:
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -DTD_SOURCE_DIR=\"$PWD\" \
  *      -Iinclude -Ilib tools/eval_study.c build/libtextdiff.a \
- *      -lopenblas -lz -lm -fopenmp -o eval_study
+ *      -lopenblas -lz -lm -pthread -o eval_study
  *   OPENBLAS_NUM_THREADS=1 ./eval_study [train_steps=400] [windows=200] [mlm]
  * "mlm" trains at the fixed masking rate 0.15 instead.
  * It takes about ten minutes on one core.

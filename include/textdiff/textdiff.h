@@ -15,6 +15,12 @@
  *  - The library never prints, exits or aborts because of its input.
  *  - Strings are UTF-8, NUL-terminated, and owned by the library unless
  *    stated otherwise.
+ *  - Threads: n_threads counts the calling thread. A trainer or sampler
+ *    starts its other threads at its first computing call and joins them in
+ *    its _free; td_model_logits and td_eval_* join theirs before returning.
+ *    The library changes no process-wide setting (of the BLAS or any other
+ *    library), and no thread of it outlives the handles, so fork() and
+ *    dlclose() are safe (docs/api.md, "Threads").
  */
 #ifndef TEXTDIFF_H
 #define TEXTDIFF_H
@@ -357,7 +363,8 @@ TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
 
 /* logits [batch · seq_len, vocab_size] for token ids [batch · seq_len]
  * (row b·seq_len + i is position i of sequence b; the [MASK] column is
- * −INFINITY). Allocates its scratch for the call; n_threads >= 1. */
+ * −INFINITY). Allocates its scratch and starts its threads for the call;
+ * n_threads >= 1. */
 TD_API td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch,
                                  int32_t seq_len, int32_t n_threads, float *logits);
 

@@ -20,7 +20,6 @@
 #include "util/alloc.h"
 #include "util/config.h"
 #include "util/error.h"
-#include "util/parallel.h"
 #include "util/rng.h"
 
 #define MAX_STEPS 1000000
@@ -47,6 +46,7 @@ struct td_sampler {
     tdi_draw_config draw;
     tdi_rng master;             /* one draw per generate call seeds its streams */
     tdi_workspace *ws;
+    tdi_pool *pool;             /* its n_threads; workers start at the first call */
     int32_t chunk;              /* logit rows per head product */
     int32_t n_max;              /* max_batch · max_seq_len */
     void *scratch;              /* one block for the arrays below */
@@ -157,6 +157,7 @@ void td_sampler_free(td_sampler *s)
     if (s == NULL) return;
     tdi_errslot_destroy(&s->err);
     td_allocator a = s->alloc;
+    tdi_pool_free(s->pool); /* joins its threads */
     tdi_workspace_free(s->ws);
     tdi_free(&a, s->scratch);
     tdi_free(&a, s);
@@ -242,6 +243,7 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     if (st == TD_OK)
         st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, c.n_threads, 0,
                                       &s->ws);
+    if (st == TD_OK) st = tdi_pool_create(&s->alloc, c.n_threads, &s->pool);
     if (st != TD_OK) {
         td_sampler_free(s);
         return st;
@@ -328,30 +330,43 @@ static int32_t list_confidence(td_sampler *s, const int32_t *canvas, int32_t bat
     return n;
 }
 
+typedef struct draw_job {
+    td_sampler *s;
+    int32_t at; /* the chunk's first entry of the step's row list */
+} draw_job;
+
+/* Rows [at + begin, at + end) of the list: a token each, or −1 when its
+ * logits cannot be drawn from. */
+static void draw_chunk(void *ctx, long begin, long end, int tid)
+{
+    const draw_job *j = ctx;
+    td_sampler *s = j->s;
+    const int32_t V = s->model->cfg.vocab_size;
+    (void)tid;
+    for (long i = begin; i < end; i++) {
+        size_t o = (size_t)i * (size_t)V;
+        int32_t e = j->at + (int32_t)i;
+        double conf = 0.0;
+        if (tdi_draw_token(&s->draw, s->logits + o, V, s->u_tok[e], s->w + o,
+                           s->rank ? s->rank + o : NULL, &s->tokens[e], &conf) != 0)
+            s->tokens[e] = -1;
+        s->conf[e] = conf;
+    }
+}
+
 /* tokens and confidences of rows[0..n) from the last forward pass. */
 static td_status draw_rows(td_sampler *s, int32_t n)
 {
-    const tdi_model *m = s->model;
-    const int32_t V = m->cfg.vocab_size;
-    const int nt = s->cfg.n_threads;
     for (int32_t at = 0; at < n; at += s->chunk) {
         int32_t len = n - at < s->chunk ? n - at : s->chunk;
-        tdi_model_logits(m, s->ws, s->rows + at, len, s->logits, nt);
-        int32_t bad = -1;
-        TDI_OMP(parallel for num_threads(nt) schedule(static) reduction(max:bad))
-        for (int32_t i = 0; i < len; i++) {
-            size_t o = (size_t)i * (size_t)V;
-            double conf = 0.0;
-            if (tdi_draw_token(&s->draw, s->logits + o, V, s->u_tok[at + i], s->w + o,
-                               s->rank ? s->rank + o : NULL, &s->tokens[at + i], &conf) != 0) {
-                if (i > bad) bad = i;
-            }
-            s->conf[at + i] = conf;
-        }
-        if (bad >= 0)
-            return tdi_fail(TD_ERR_NUMERIC,
-                            "td_sampler_generate: the model's logits at row %d are not finite",
-                            (int)s->rows[at + bad]);
+        tdi_model_logits(s->model, s->ws, s->rows + at, len, s->logits, s->pool);
+        draw_job j = { s, at };
+        tdi_pool_for(s->pool, len, draw_chunk, &j);
+        for (int32_t i = len - 1; i >= 0; i--)
+            if (s->tokens[at + i] < 0)
+                return tdi_fail(TD_ERR_NUMERIC,
+                                "td_sampler_generate: the model's logits at row %d are not "
+                                "finite", (int)s->rows[at + i]);
     }
     return TD_OK;
 }
@@ -424,7 +439,7 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     int run = s->cfg.cache ? n > 0 && !rs->fresh : 1;
     if (run) {
         TDI_TRY(tdi_model_forward(s->model, s->ws, canvas, batch, seq_len, key_mask,
-                                  s->cfg.n_threads));
+                                  s->pool));
         rs->fresh = 1;
         rs->model_calls++;
     } else {

@@ -8,16 +8,18 @@
  * Backward recomputes the scores with the same sgemm and rebuilds the
  * probabilities from them through the same functions, so it sees the
  * forward's probabilities bit for bit. A pair's work is the same sequence of
- * calls whichever thread runs it, so results do not depend on nt. */
+ * calls whichever thread runs it, so results do not depend on the thread
+ * count. */
 #include "kernels/kernels.h"
 
 #include <assert.h>
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
-#include "util/parallel.h"
+#include "util/simd.h"
 
 /* s [T, T] = scale · Q [T, hd] · K [T, hd]ᵀ of pair (b, h). Forward and
  * backward both call this, so the two see the same scores. */
@@ -33,7 +35,7 @@ static void scores(float *s, const float *qkv, int b, int h, int T, int d, int h
 static void mask_row(float *row, const uint8_t *m, int T)
 {
     if (!m) return;
-    TDI_OMP(simd)
+    TDI_SIMD()
     for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
 }
 
@@ -70,7 +72,7 @@ static inline float exp_shifted(float *row, float mx, int T)
 
 static void scale_row(float *row, float inv, int T)
 {
-    TDI_OMP(simd)
+    TDI_SIMD()
     for (int j = 0; j < T; j++) row[j] *= inv;
 }
 
@@ -89,9 +91,11 @@ TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *in
         float *row = s + (size_t)i * T;
         mask_row(row, m, T);
         float mx = -INFINITY;
-        TDI_OMP(simd reduction(max:mx))
+        TDI_SIMD(reduction(max:mx))
         for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-        if (mx == -INFINITY) {
+        /* OpenMP starts each lane of a max reduction at the least finite
+         * float (clang does), so a row of −∞ may come out as −FLT_MAX. */
+        if (!(mx > -FLT_MAX)) {
             zero_row(row, T);
             mx_out[i] = -INFINITY;
             inv_out[i] = 0.0f;
@@ -133,59 +137,73 @@ TDI_TARGET_CLONES static void softmax_backward(float *g, const float *p, int T)
             for (int l = 0; l < LANES; l++) acc[l] += pr[j + l] * gr[j + l];
         for (int l = 0; j + l < T; l++) acc[l] += pr[j + l] * gr[j + l];
         float dot = sum_lanes(acc);
-        TDI_OMP(simd)
+        TDI_SIMD()
         for (int k = 0; k < T; k++) gr[k] = pr[k] * (gr[k] - dot);
     }
 }
 
-/* out [B·T, d]; row_max, row_inv [B, H, T] written; qkv [B·T, 3d];
- * key_mask [B·T] or NULL; scratch nt x [T, T] (padded, see kernels.h) */
-void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
-                           const uint8_t *key_mask, int B, int T, int H, int hd,
-                           float *scratch, int nt)
+/* Threads for a loop of pairs: its scratch slices, and no more than may
+ * call the BLAS at once. */
+static int callers(int n_slices)
 {
-    (void)nt;
-    assert(nt >= 1);
-    int d = H * hd, ld = 3 * d;
-    long n_pairs = (long)B * H;
-    size_t slice = tdi_attention_scratch_floats(T, 0);
-    float scale = (float)(1.0 / sqrt((double)hd));
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long bh = 0; bh < n_pairs; bh++) {
+    int c = tdi_blas_callers();
+    return c < n_slices ? c : n_slices;
+}
+
+/* One call's operands; each (batch, head) pair is one item of the loop. */
+typedef struct attn_job {
+    float *out, *row_max, *row_inv, *dqkv, *scratch;
+    const float *qkv, *dout, *fmax, *finv;
+    const uint8_t *key_mask;
+    int T, H, hd, d;
+    size_t slice;
+    float scale;
+} attn_job;
+
+static void forward_pairs(void *ctx, long begin, long end, int tid)
+{
+    const attn_job *a = ctx;
+    int T = a->T, H = a->H, hd = a->hd, d = a->d, ld = 3 * d;
+    float *p = a->scratch + (size_t)tid * a->slice;
+    for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / H), h = (int)(bh % H);
-        float *p = scratch + (size_t)tdi_thread_num() * slice;
-        const float *v = qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
-        scores(p, qkv, b, h, T, d, hd, scale);
-        softmax_forward(p, row_max + (size_t)bh * T, row_inv + (size_t)bh * T,
-                        key_mask ? key_mask + (size_t)b * T : NULL, T);
+        const float *v = a->qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
+        scores(p, a->qkv, b, h, T, d, hd, a->scale);
+        softmax_forward(p, a->row_max + (size_t)bh * T, a->row_inv + (size_t)bh * T,
+                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T);
         /* Y [T, hd] = P [T, T] · V [T, hd], written into its head's columns */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
-                    0.0f, out + (size_t)b * T * d + (size_t)h * hd, d);
+                    0.0f, a->out + (size_t)b * T * d + (size_t)h * hd, d);
     }
 }
 
-/* dqkv [B·T, 3d] written; dout [B·T, d]; qkv [B·T, 3d], row_max, row_inv
- * [B, H, T] and key_mask [B·T] (or NULL) as in the forward pass;
- * scratch nt x [2, T, T] (padded, see kernels.h) */
-void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                            const float *row_max, const float *row_inv, const uint8_t *key_mask,
-                            int B, int T, int H, int hd, float *scratch, int nt)
+/* out [B·T, d]; row_max, row_inv [B, H, T] written; qkv [B·T, 3d];
+ * key_mask [B·T] or NULL; scratch n_slices x [T, T] (padded, see kernels.h) */
+void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
+                           const uint8_t *key_mask, int B, int T, int H, int hd,
+                           float *scratch, int n_slices, tdi_pool *pool)
 {
-    (void)nt;
-    assert(nt >= 1);
-    int d = H * hd, ld = 3 * d;
-    long n_pairs = (long)B * H;
-    size_t slice = tdi_attention_scratch_floats(T, 1);
-    float scale = (float)(1.0 / sqrt((double)hd));
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long bh = 0; bh < n_pairs; bh++) {
+    assert(n_slices >= 1);
+    attn_job a = { out, row_max, row_inv, NULL, scratch, qkv, NULL, NULL, NULL, key_mask,
+                   T, H, hd, H * hd, tdi_attention_scratch_floats(T, 0),
+                   (float)(1.0 / sqrt((double)hd)) };
+    tdi_pool_run(pool, (long)B * H, callers(n_slices), forward_pairs, &a);
+}
+
+static void backward_pairs(void *ctx, long begin, long end, int tid)
+{
+    const attn_job *a = ctx;
+    int T = a->T, H = a->H, hd = a->hd, d = a->d, ld = 3 * d;
+    float scale = a->scale;
+    float *p = a->scratch + (size_t)tid * a->slice, *g = p + a->slice / 2;
+    for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / H), h = (int)(bh % H);
-        float *p = scratch + (size_t)tdi_thread_num() * slice, *g = p + slice / 2;
         size_t head = (size_t)b * T * ld + (size_t)h * hd;
-        const float *dy = dout + (size_t)b * T * d + (size_t)h * hd;
+        const float *qkv = a->qkv, *dy = a->dout + (size_t)b * T * d + (size_t)h * hd;
+        float *dqkv = a->dqkv;
         scores(p, qkv, b, h, T, d, hd, scale);
-        softmax_rebuild(p, row_max + (size_t)bh * T, row_inv + (size_t)bh * T,
-                        key_mask ? key_mask + (size_t)b * T : NULL, T);
+        softmax_rebuild(p, a->fmax + (size_t)bh * T, a->finv + (size_t)bh * T,
+                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T);
         /* dP [T, T] = dY [T, hd] · V [T, hd]ᵀ */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, d,
                     qkv + head + 2 * (size_t)d, ld, 0.0f, g, T);
@@ -200,4 +218,19 @@ void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, g, T,
                     qkv + head, ld, 0.0f, dqkv + head + d, ld);
     }
+}
+
+/* dqkv [B·T, 3d] written; dout [B·T, d]; qkv [B·T, 3d], row_max, row_inv
+ * [B, H, T] and key_mask [B·T] (or NULL) as in the forward pass;
+ * scratch n_slices x [2, T, T] (padded, see kernels.h) */
+void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                            const float *row_max, const float *row_inv, const uint8_t *key_mask,
+                            int B, int T, int H, int hd, float *scratch, int n_slices,
+                            tdi_pool *pool)
+{
+    assert(n_slices >= 1);
+    attn_job a = { NULL, NULL, NULL, dqkv, scratch, qkv, dout, row_max, row_inv, key_mask,
+                   T, H, hd, H * hd, tdi_attention_scratch_floats(T, 1),
+                   (float)(1.0 / sqrt((double)hd)) };
+    tdi_pool_run(pool, (long)B * H, callers(n_slices), backward_pairs, &a);
 }

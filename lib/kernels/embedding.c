@@ -7,23 +7,28 @@
 
 #include <stddef.h>
 
-#include "util/parallel.h"
+#include "util/simd.h"
 
 #define COL_BLOCK 64
 
-/* out [B·T, d]; ids [B·T]; tok [V, d]; pos [T_max, d] or NULL */
-void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
-                           int B, int T, int d, int nt)
+typedef struct emb_job {
+    float *out, *dtok, *dpos;
+    const float *tok, *pos, *dout;
+    const int32_t *ids;
+    int B, T, d;
+} emb_job;
+
+static void lookup_rows(void *ctx, long begin, long end, int tid)
 {
-    (void)nt;
-    int n = B * T;
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (int r = 0; r < n; r++) {
-        float *o = out + (size_t)r * d;
-        const float *e = tok + (size_t)ids[r] * d;
-        if (pos) {
-            const float *p = pos + (size_t)(r % T) * d;
-            TDI_OMP(simd)
+    const emb_job *a = ctx;
+    int d = a->d;
+    (void)tid;
+    for (long r = begin; r < end; r++) {
+        float *o = a->out + (size_t)r * d;
+        const float *e = a->tok + (size_t)a->ids[r] * d;
+        if (a->pos) {
+            const float *p = a->pos + (size_t)(r % a->T) * d;
+            TDI_SIMD()
             for (int j = 0; j < d; j++) o[j] = e[j] + p[j];
         } else {
             for (int j = 0; j < d; j++) o[j] = e[j];
@@ -31,32 +36,49 @@ void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, con
     }
 }
 
-/* dtok [V, d] +=, dpos [T_max, d] += (or NULL); dout [B·T, d]; ids [B·T] */
-void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
-                            int B, int T, int d, int nt)
+/* out [B·T, d]; ids [B·T]; tok [V, d]; pos [T_max, d] or NULL */
+void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
+                           int B, int T, int d, tdi_pool *pool)
 {
-    (void)nt;
-    int n = B * T;
-    int n_blocks = (d + COL_BLOCK - 1) / COL_BLOCK;
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (int cb = 0; cb < n_blocks; cb++) {
-        int j0 = cb * COL_BLOCK;
-        int j1 = j0 + COL_BLOCK < d ? j0 + COL_BLOCK : d;
-        for (int r = 0; r < n; r++) {
-            const float *g = dout + (size_t)r * d;
-            float *e = dtok + (size_t)ids[r] * d;
-            TDI_OMP(simd)
-            for (int j = j0; j < j1; j++) e[j] += g[j];
-        }
-        if (dpos) {
-            for (int t = 0; t < T; t++) {
-                float *p = dpos + (size_t)t * d;
-                for (int b = 0; b < B; b++) {
-                    const float *g = dout + ((size_t)b * T + t) * d;
-                    TDI_OMP(simd)
-                    for (int j = j0; j < j1; j++) p[j] += g[j];
-                }
-            }
+    emb_job a = { out, NULL, NULL, tok, pos, NULL, ids, B, T, d };
+    tdi_pool_for(pool, (long)B * T, lookup_rows, &a);
+}
+
+/* Columns [j0, j1) of dtok and dpos, every row in order. */
+static void scatter_block(const emb_job *a, int j0, int j1)
+{
+    int n = a->B * a->T, d = a->d;
+    for (int r = 0; r < n; r++) {
+        const float *g = a->dout + (size_t)r * d;
+        float *e = a->dtok + (size_t)a->ids[r] * d;
+        TDI_SIMD()
+        for (int j = j0; j < j1; j++) e[j] += g[j];
+    }
+    if (!a->dpos) return;
+    for (int t = 0; t < a->T; t++) {
+        float *p = a->dpos + (size_t)t * d;
+        for (int b = 0; b < a->B; b++) {
+            const float *g = a->dout + ((size_t)b * a->T + t) * d;
+            TDI_SIMD()
+            for (int j = j0; j < j1; j++) p[j] += g[j];
         }
     }
+}
+
+static void scatter_blocks(void *ctx, long begin, long end, int tid)
+{
+    const emb_job *a = ctx;
+    (void)tid;
+    for (long cb = begin; cb < end; cb++) {
+        int j0 = (int)cb * COL_BLOCK;
+        scatter_block(a, j0, j0 + COL_BLOCK < a->d ? j0 + COL_BLOCK : a->d);
+    }
+}
+
+/* dtok [V, d] +=, dpos [T_max, d] += (or NULL); dout [B·T, d]; ids [B·T] */
+void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
+                            int B, int T, int d, tdi_pool *pool)
+{
+    emb_job a = { NULL, dtok, dpos, NULL, NULL, dout, ids, B, T, d };
+    tdi_pool_for(pool, (d + COL_BLOCK - 1) / COL_BLOCK, scatter_blocks, &a);
 }

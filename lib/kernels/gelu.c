@@ -4,27 +4,42 @@
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
-#include "util/parallel.h"
+#include "util/simd.h"
 
 #define GELU_K 0.7978845608028654f /* √(2/π) */
 #define GELU_C 0.044715f
 
-/* Chunks keep the OpenMP loop count in range and give each thread long,
+/* Chunks keep the loop count in range and give each thread long,
  * vectorisable runs. */
 #define CHUNK 4096
 
 /* The kernels are static and cloned (an exported ifunc would escape the
  * library's hidden visibility); the tdi_ functions call them. */
 
-/* y, x [n] */
-TDI_TARGET_CLONES static void gelu_forward(float *y, const float *x, size_t n, int nt)
+typedef struct gelu_job {
+    float *out;
+    const float *x, *dy;
+    size_t n;
+} gelu_job;
+
+/* The chunks' element range [i0, i1). */
+static void chunk_range(const gelu_job *g, long c, size_t *i0, size_t *i1)
 {
-    (void)nt;
-    long n_chunks = (long)((n + CHUNK - 1) / CHUNK);
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long c = 0; c < n_chunks; c++) {
-        size_t i0 = (size_t)c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        TDI_OMP(simd)
+    *i0 = (size_t)c * CHUNK;
+    *i1 = *i0 + CHUNK < g->n ? *i0 + CHUNK : g->n;
+}
+
+/* y, x [n] */
+TDI_TARGET_CLONES static void gelu_forward(void *ctx, long begin, long end, int tid)
+{
+    const gelu_job *g = ctx;
+    const float *x = g->x;
+    float *y = g->out;
+    (void)tid;
+    for (long c = begin; c < end; c++) {
+        size_t i0, i1;
+        chunk_range(g, c, &i0, &i1);
+        TDI_SIMD()
         for (size_t i = i0; i < i1; i++) {
             float v = x[i];
             float t = tdi_tanhf(GELU_K * (v + GELU_C * v * v * v));
@@ -34,15 +49,16 @@ TDI_TARGET_CLONES static void gelu_forward(float *y, const float *x, size_t n, i
 }
 
 /* dx, dy, x [n]:  gelu'(x) = ½(1 + t) + ½·x·(1 − t²)·k·(1 + 3c·x²) */
-TDI_TARGET_CLONES static void gelu_backward(float *dx, const float *dy, const float *x, size_t n,
-                                            int nt)
+TDI_TARGET_CLONES static void gelu_backward(void *ctx, long begin, long end, int tid)
 {
-    (void)nt;
-    long n_chunks = (long)((n + CHUNK - 1) / CHUNK);
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (long c = 0; c < n_chunks; c++) {
-        size_t i0 = (size_t)c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        TDI_OMP(simd)
+    const gelu_job *g = ctx;
+    const float *x = g->x, *dy = g->dy;
+    float *dx = g->out;
+    (void)tid;
+    for (long c = begin; c < end; c++) {
+        size_t i0, i1;
+        chunk_range(g, c, &i0, &i1);
+        TDI_SIMD()
         for (size_t i = i0; i < i1; i++) {
             float v = x[i];
             float t = tdi_tanhf(GELU_K * (v + GELU_C * v * v * v));
@@ -52,9 +68,16 @@ TDI_TARGET_CLONES static void gelu_backward(float *dx, const float *dy, const fl
     }
 }
 
-void tdi_gelu_forward(float *y, const float *x, size_t n, int nt) { gelu_forward(y, x, n, nt); }
+static long n_chunks(size_t n) { return (long)((n + CHUNK - 1) / CHUNK); }
 
-void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int nt)
+void tdi_gelu_forward(float *y, const float *x, size_t n, tdi_pool *pool)
 {
-    gelu_backward(dx, dy, x, n, nt);
+    gelu_job g = { y, x, NULL, n };
+    tdi_pool_for(pool, n_chunks(n), gelu_forward, &g);
+}
+
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, tdi_pool *pool)
+{
+    gelu_job g = { dx, x, dy, n };
+    tdi_pool_for(pool, n_chunks(n), gelu_backward, &g);
 }

@@ -3,13 +3,13 @@
  * (row r = b·T + t), so every projection is one cblas_sgemm over all rows.
  *
  * Conventions shared by every kernel:
- *  - `nt` is the OpenMP thread count (>= 1), for the loops and for the
- *    matrix products alike: products go through tdi_sgemm, which threads
- *    them itself, with the BLAS held at one thread (util/blas_threads.h;
- *    callers hold it around a pass). Results do not depend on `nt`: every
- *    reduction runs in a fixed order (rows in order within a column block,
- *    or within one row) and products split into blocks chosen by shape, so
- *    nt = 1 and nt = 2 give the same bits.
+ *  - `pool` is the thread pool a kernel runs its loops on (util/pool.h; NULL
+ *    = the calling thread alone), for the loops and for the matrix products
+ *    alike: products go through tdi_sgemm, which threads them itself, each
+ *    block one BLAS call (tdi_blas_callers). Results do not depend on the
+ *    pool's size: every reduction runs in a fixed order (rows in order
+ *    within a column block, or within one row) and products split into
+ *    blocks chosen by shape, so 1, 2 and 3 threads give the same bits.
  *  - Parameter gradients are ACCUMULATED (dw += ...), so a caller zeroes them
  *    once per step. Input gradients are written; where a kernel takes
  *    `accumulate`, a non-zero value adds them instead.
@@ -21,30 +21,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/pool.h"
+
 /* ---- matrix product ----------------------------------------------------- */
+
+/* How many threads may call cblas_sgemm at once without running a thread
+ * pool inside another or calling a non-reentrant BLAS concurrently: 1 or
+ * INT_MAX (blas_callers.c says when). Read before each parallel loop that
+ * calls the BLAS; it changes which threads run the calls, never the calls. */
+int tdi_blas_callers(void);
 
 /* c [m, n] = alpha · op(a) · op(b) + beta · c, row-major, op = transpose when
  * trans_* is non-zero (as cblas_sgemm with CblasRowMajor). Called outside
- * any parallel region; splits into blocks by shape and runs them on nt
- * threads (gemm.c). */
+ * any parallel loop; splits into blocks by shape and runs them on the
+ * pool's threads, or on the caller alone when tdi_blas_callers() is 1
+ * (gemm.c). */
 void tdi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-               int lda, const float *b, int ldb, float beta, float *c, int ldc, int nt);
+               int lda, const float *b, int ldb, float beta, float *c, int ldc, tdi_pool *pool);
 
 /* ---- linear: y = x·wᵀ + b (+ add) --------------------------------------- */
 
 /* y [n, out] = x [n, in] · w [out, in]ᵀ + b [out] (+ add [n, out]).
  * b and add may be NULL; add may equal y (an in-place residual). */
 void tdi_linear_forward(float *y, const float *x, const float *w, const float *b,
-                        const float *add, int n, int in, int out, int nt);
+                        const float *add, int n, int in, int out, tdi_pool *pool);
 
 /* dx [n, in] = dy [n, out] · w [out, in]     (added to dx when accumulate)
  * dw [out, in] += dyᵀ · x,  db [out] += Σ_rows dy.
  * dx, dw and db may each be NULL (skipped). */
 void tdi_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, int n, int in, int out, int accumulate, int nt);
+                         const float *w, int n, int in, int out, int accumulate, tdi_pool *pool);
 
 /* acc [cols] += Σ_rows x [n, cols], rows summed in order. */
-void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, int nt);
+void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, tdi_pool *pool);
 
 /* ---- layernorm: y = (x − mean)·rstd·w + b, biased variance, eps 1e-5 ----- */
 
@@ -52,20 +61,20 @@ void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, int nt);
 
 /* y, x [n, d]; mean, rstd [n] saved for the backward pass. y may equal x. */
 void tdi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                           const float *w, const float *b, int n, int d, int nt);
+                           const float *w, const float *b, int n, int d, tdi_pool *pool);
 
 /* dx [n, d] from dy [n, d] (added to dx when accumulate); dw, db [d] +=.
  * dx may equal dy. */
 void tdi_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *mean, const float *rstd,
-                            const float *w, int n, int d, int accumulate, int nt);
+                            const float *w, int n, int d, int accumulate, tdi_pool *pool);
 
 /* ---- GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) -------- */
 
 /* y, x [n] (any shape, elementwise). y may equal x. */
-void tdi_gelu_forward(float *y, const float *x, size_t n, int nt);
+void tdi_gelu_forward(float *y, const float *x, size_t n, tdi_pool *pool);
 /* dx [n] = dy · gelu'(x). dx may equal dy. */
-void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int nt);
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, tdi_pool *pool);
 
 /* ---- rotary position embedding ("rotate half", GPT-NeoX / LLaMA) -------- */
 
@@ -77,10 +86,10 @@ void tdi_rope_tables(float *cos_t, float *sin_t, int t_max, int hd);
  * every row of x [n, ld]; row r has position r % T. Passing the q block of a
  * [N, 3d] qkv buffer with n_heads = 2H rotates q and k in one call. */
 void tdi_rope_forward(float *x, int ld, int n, int T, int n_heads, int hd,
-                      const float *cos_t, const float *sin_t, int nt);
+                      const float *cos_t, const float *sin_t, tdi_pool *pool);
 /* The transpose (inverse) rotation, applied in place to gradients. */
 void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
-                       const float *cos_t, const float *sin_t, int nt);
+                       const float *cos_t, const float *sin_t, tdi_pool *pool);
 
 /* ---- multi-head attention, bidirectional, optional key padding mask ----- */
 
@@ -91,21 +100,20 @@ void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
  * A query whose sequence has no attendable key gets an all-zero row.
  *
  * No [B, H, T, T] tensor is kept: the (batch, head) pairs are shared among
- * nt OpenMP threads, and each thread computes its pairs' T×T scores and
+ * the pool's threads, and each thread computes its pairs' T×T scores and
  * probabilities in its own slice of `scratch`. Unlike the other kernels,
  * these call cblas_sgemm directly, inside their own parallel loop: each
- * pair's products are single-threaded calls in the pair's thread (the BLAS
- * held at one thread, as for tdi_sgemm). Per query row
+ * pair's products are single-threaded calls in the pair's thread. Per query row
  * the forward saves row_max and row_inv [B, H, T] (the score maximum and
  * 1/Σe; −∞ and 0 for a row with no attendable key), from which the
  * backward rebuilds the forward's probabilities exactly, after recomputing
  * the scores.
  *
- * Scratch contract: `scratch` holds nt·tdi_attention_scratch_floats(T, 0)
- * floats for the forward, nt·tdi_attention_scratch_floats(T, 1) for the
- * backward; thread i uses slice i. A caller whose scratch was sized for
- * n_max threads (and T_max >= T) passes nt <= n_max. Each pair is computed
- * by the same calls whatever nt is, so the results do not depend on it. */
+ * Scratch contract: `scratch` holds n_slices·tdi_attention_scratch_floats(T,
+ * 0) floats for the forward, n_slices·tdi_attention_scratch_floats(T, 1) for
+ * the backward; thread i uses slice i, and at most n_slices threads run.
+ * Each pair is computed by the same calls whichever thread runs it, so the
+ * results do not depend on how many do. */
 
 /* One thread's slice: one T×T matrix for the forward, two for the backward,
  * each padded to a multiple of 16 floats. The padding puts every slice's
@@ -119,23 +127,24 @@ static inline size_t tdi_attention_scratch_floats(int T, int backward)
 
 void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
                            const uint8_t *key_mask, int B, int T, int H, int hd,
-                           float *scratch, int nt);
+                           float *scratch, int n_slices, tdi_pool *pool);
 
 /* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose) from
  * dout [B·T, d]; qkv, row_max, row_inv and key_mask are the forward's. */
 void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
                             const float *row_max, const float *row_inv, const uint8_t *key_mask,
-                            int B, int T, int H, int hd, float *scratch, int nt);
+                            int B, int T, int H, int hd, float *scratch, int n_slices,
+                            tdi_pool *pool);
 
 /* ---- token (+ learned position) embedding ------------------------------- */
 
 /* out [B·T, d] = tok [., d][ids] + pos [T_max, d][t]   (pos may be NULL).
  * ids must be valid rows of tok. */
 void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
-                           int B, int T, int d, int nt);
+                           int B, int T, int d, tdi_pool *pool);
 /* dtok[ids[r]] += dout[r], dpos[t] += Σ_b dout[b·T + t]  (dpos may be NULL). */
 void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
-                            int B, int T, int d, int nt);
+                            int B, int T, int d, tdi_pool *pool);
 
 /* ---- softmax cross-entropy over rows ------------------------------------ */
 
@@ -147,6 +156,6 @@ void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const i
  * Returns Σ weight·row_loss, summed in row order. */
 double tdi_crossentropy_forward_backward(float *dlogits, double *row_loss, const float *logits,
                                          const int32_t *targets, const float *weights, int n,
-                                         int V, int nt);
+                                         int V, tdi_pool *pool);
 
 #endif

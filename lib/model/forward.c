@@ -5,25 +5,23 @@
 
 #include "kernels/kernels.h"
 #include "model/workspace.h"
-#include "util/blas_threads.h"
 #include "util/error.h"
-#include "util/parallel.h"
 
 /* Rotates q and k (2H consecutive heads of the qkv rows), then attends. */
 static void attention_block(const tdi_model *m, tdi_workspace *ws, tdi_layer_acts *a,
-                            const uint8_t *key_mask, int B, int T, int nt)
+                            const uint8_t *key_mask, int B, int T, tdi_pool *pool)
 {
     int H = m->cfg.n_heads, hd = m->cfg.d_model / H;
     if (m->cfg.pos_encoding == TDI_POS_ROPE)
         tdi_rope_forward(a->qkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
-                         ws->rope_sin, nt);
+                         ws->rope_sin, pool);
     tdi_attention_forward(a->atty, a->att_max, a->att_inv, a->qkv, key_mask, B, T, H, hd,
-                          ws->attn_scratch, tdi_ws_attn_threads(ws, nt));
+                          ws->attn_scratch, ws->n_threads, pool);
 }
 
 /* One block, x [N, d] -> y [N, d] (see tdi_layer_acts for the slots). */
 static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, const float *x,
-                          float *y, const uint8_t *key_mask, int B, int T, int nt)
+                          float *y, const uint8_t *key_mask, int B, int T, tdi_pool *pool)
 {
     const float *p = m->params;
     const tdi_layer_offsets *o = &m->layers[l];
@@ -33,47 +31,49 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
 
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b,
-                              N, d, nt);
+                              N, d, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->qkv, a->ln1, p + o->qkv_w, p + o->qkv_b, NULL, N,
-                                         d, 3 * d, nt));
-        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION, attention_block(m, ws, a, key_mask, B, T, nt));
+                                         d, 3 * d, pool));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
+                      attention_block(m, ws, a, key_mask, B, T, pool));
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->res1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
-                                         d, d, nt));
+                                         d, d, pool));
         tdi_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p + o->ln2_w,
-                              p + o->ln2_b, N, d, nt);
+                              p + o->ln2_b, N, d, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->fch, a->ln2, p + o->fc_w, p + o->fc_b, NULL, N, d,
-                                         ff, nt));
-        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, nt);
+                                         ff, pool));
+        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(y, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N,
-                                         ff, d, nt));
+                                         ff, d, pool));
     } else {
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->qkv, x, p + o->qkv_w, p + o->qkv_b, NULL, N, d,
-                                         3 * d, nt));
-        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION, attention_block(m, ws, a, key_mask, B, T, nt));
+                                         3 * d, pool));
+        TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
+                      attention_block(m, ws, a, key_mask, B, T, pool));
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->ln1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
-                                         d, d, nt));
+                                         d, d, pool));
         tdi_layernorm_forward(a->res1, a->ln1_mean, a->ln1_rstd, a->ln1, p + o->ln1_w,
-                              p + o->ln1_b, N, d, nt);
+                              p + o->ln1_b, N, d, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->fch, a->res1, p + o->fc_w, p + o->fc_b, NULL, N,
-                                         d, ff, nt));
-        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, nt);
+                                         d, ff, pool));
+        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->ln2, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1,
-                                         N, ff, d, nt));
+                                         N, ff, d, pool));
         tdi_layernorm_forward(y, a->ln2_mean, a->ln2_rstd, a->ln2, p + o->ln2_w, p + o->ln2_b,
-                              N, d, nt);
+                              N, d, pool);
     }
 }
 
 td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
-                            int32_t B, int32_t T, const uint8_t *key_mask, int nt)
+                            int32_t B, int32_t T, const uint8_t *key_mask, tdi_pool *pool)
 {
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(ws);
@@ -90,10 +90,8 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
         TDI_CHECK_ARG(ids[r] >= 0 && ids[r] < c->vocab_size,
                       "%s: ids[%d] = %ld is outside 0..%ld", __func__, r, (long)ids[r],
                       (long)(c->vocab_size - 1));
-    if (nt < 1) nt = 1;
 
     ws->B = ws->T = 0; /* invalid until the pass completes */
-    tdi_blas_hold();
     memcpy(ws->ids, ids, (size_t)N * sizeof *ids);
     /* Attention backward rebuilds the probabilities: it needs this mask. */
     ws->key_mask = NULL;
@@ -105,47 +103,56 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
     const float *pos = c->pos_encoding == TDI_POS_LEARNED ? p + m->pos_emb : NULL;
     float *x = tdi_ws_res(ws, 0);
     if (c->norm_placement == TDI_NORM_PRE) {
-        tdi_embedding_forward(x, ids, p + m->tok_emb, pos, B, T, d, nt);
+        tdi_embedding_forward(x, ids, p + m->tok_emb, pos, B, T, d, pool);
     } else { /* BERT normalises the embeddings, here with lnf */
-        tdi_embedding_forward(ws->emb, ids, p + m->tok_emb, pos, B, T, d, nt);
+        tdi_embedding_forward(ws->emb, ids, p + m->tok_emb, pos, B, T, d, pool);
         tdi_layernorm_forward(x, ws->lnf_mean, ws->lnf_rstd, ws->emb, p + m->lnf_w,
-                              p + m->lnf_b, N, d, nt);
+                              p + m->lnf_b, N, d, pool);
     }
     for (int32_t l = 0; l < c->n_layers; l++)
-        block_forward(m, ws, l, tdi_ws_res(ws, l), tdi_ws_res(ws, l + 1), key_mask, B, T, nt);
+        block_forward(m, ws, l, tdi_ws_res(ws, l), tdi_ws_res(ws, l + 1), key_mask, B, T,
+                      pool);
     if (c->norm_placement == TDI_NORM_PRE)
         tdi_layernorm_forward(ws->hf, ws->lnf_mean, ws->lnf_rstd, tdi_ws_res(ws, c->n_layers),
-                              p + m->lnf_w, p + m->lnf_b, N, d, nt);
-    tdi_blas_release();
+                              p + m->lnf_w, p + m->lnf_b, N, d, pool);
     ws->B = B;
     ws->T = T;
     return TD_OK;
 }
 
-void tdi_model_gather_rows(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
-                           int32_t n_rows, int nt)
+typedef struct gather_job {
+    float *dst;
+    const float *src;
+    const int32_t *rows;
+    int d, n_src;
+} gather_job;
+
+static void gather(void *ctx, long begin, long end, int tid)
 {
-    (void)nt;
-    int d = m->cfg.d_model;
-    const float *h = tdi_ws_final(ws);
-    assert(ws->B > 0 && n_rows >= 0 && n_rows <= ws->rows_max);
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (int i = 0; i < n_rows; i++) {
-        assert(rows[i] >= 0 && rows[i] < ws->B * ws->T);
-        memcpy(ws->hsel + (size_t)i * d, h + (size_t)rows[i] * d, (size_t)d * sizeof(float));
+    const gather_job *g = ctx;
+    (void)tid;
+    for (long i = begin; i < end; i++) {
+        assert(g->rows[i] >= 0 && g->rows[i] < g->n_src);
+        memcpy(g->dst + (size_t)i * g->d, g->src + (size_t)g->rows[i] * g->d,
+               (size_t)g->d * sizeof(float));
     }
 }
 
+void tdi_model_gather_rows(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
+                           int32_t n_rows, tdi_pool *pool)
+{
+    assert(ws->B > 0 && n_rows >= 0 && n_rows <= ws->rows_max);
+    gather_job g = { ws->hsel, tdi_ws_final(ws), rows, m->cfg.d_model, ws->B * ws->T };
+    tdi_pool_for(pool, n_rows, gather, &g);
+}
+
 void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
-                      int32_t n_rows, float *logits, int nt)
+                      int32_t n_rows, float *logits, tdi_pool *pool)
 {
     int V = m->cfg.vocab_size, d = m->cfg.d_model;
-    if (nt < 1) nt = 1;
-    tdi_model_gather_rows(m, ws, rows, n_rows, nt);
-    tdi_blas_hold();
+    tdi_model_gather_rows(m, ws, rows, n_rows, pool);
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
                   tdi_linear_forward(logits, ws->hsel, m->params + m->out_w,
-                                     m->params + m->out_b, NULL, n_rows, d, V, nt));
-    tdi_blas_release();
+                                     m->params + m->out_b, NULL, n_rows, d, V, pool));
     for (int i = 0; i < n_rows; i++) logits[(size_t)i * V + m->cfg.mask_id] = -INFINITY;
 }

@@ -7,9 +7,9 @@
  * activation gradients. Forward, logits and backward never allocate.
  *
  * Threads: a model is read-only after tdi_model_init and may be shared; a
- * workspace belongs to one thread at a time. `nt` is the thread count of the
- * loops and the matrix products (kernels.h); results are bit-identical for
- * every nt.
+ * workspace belongs to one thread at a time. `pool` runs the loops and the
+ * matrix products (kernels.h; NULL: the calling thread alone); results are
+ * bit-identical for every pool size.
  */
 #ifndef TDI_MODEL_H
 #define TDI_MODEL_H
@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "textdiff/textdiff.h"
+#include "util/pool.h"
 
 enum { TDI_POS_ROPE = 0, TDI_POS_LEARNED = 1 };
 enum { TDI_NORM_PRE = 0, TDI_NORM_POST = 1 };
@@ -99,7 +100,7 @@ typedef struct tdi_workspace tdi_workspace;
  * workspace keeps one block's activations and reuses them layer after layer
  * (inference); with it, every block's activations are kept. n_threads
  * (1..1024) is the most threads it will be used with: attention keeps
- * per-thread scratch in it, and a forward or backward given more threads
+ * per-thread scratch in it, and a forward or backward given a larger pool
  * runs attention on n_threads only (which changes no result). */
 td_status tdi_workspace_create(const tdi_model *m, int32_t b_max, int32_t t_max,
                                int32_t rows_max, int32_t n_threads, int with_backward,
@@ -110,18 +111,18 @@ void tdi_workspace_free(tdi_workspace *ws);
  * key_mask [B·T] (1 = may be attended) or NULL. B <= b_max, T <= t_max,
  * every id in [0, V). */
 td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
-                            int32_t B, int32_t T, const uint8_t *key_mask, int nt);
+                            int32_t B, int32_t T, const uint8_t *key_mask, tdi_pool *pool);
 
 /* logits [n_rows, V] for rows (indices into B·T, n_rows <= rows_max) of the
  * last forward; the [MASK] column is −∞. */
 void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
-                      int32_t n_rows, float *logits, int nt);
+                      int32_t n_rows, float *logits, tdi_pool *pool);
 
 /* Given dlogits [n_rows, V] for those rows (its [MASK] column must be 0, as
  * tdi_crossentropy_forward_backward leaves it), ADDS the parameter gradients
  * into grads [n_params]. Needs a workspace created with_backward and the
  * forward pass it follows; rows may repeat. */
 void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
-                        int32_t n_rows, const float *dlogits, float *grads, int nt);
+                        int32_t n_rows, const float *dlogits, float *grads, tdi_pool *pool);
 
 #endif

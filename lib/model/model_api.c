@@ -142,25 +142,29 @@ td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t batch, 
     TDI_CHECK_ARG(seq_len >= 1 && seq_len <= im->cfg.max_seq_len,
                   "%s: seq_len = %d is outside [1, max_seq_len = %d]", __func__, (int)seq_len,
                   (int)im->cfg.max_seq_len);
-    TDI_CHECK_ARG(n_threads >= 1 && n_threads <= 1024, "%s: n_threads = %d is outside [1, 1024]",
-                  __func__, (int)n_threads);
+    TDI_CHECK_ARG(n_threads >= 1 && n_threads <= 1024,
+                  "%s: n_threads = %d is outside [1, 1024]", __func__, (int)n_threads);
     int32_t n = batch * seq_len;
     TDI_TRY(tdi_check_ids(ids, (size_t)n, im->cfg.vocab_size, __func__));
-    /* Rows are produced in chunks so that the scratch stays small. */
-    tdi_workspace *ws;
-    TDI_TRY(tdi_workspace_create(im, batch, seq_len, seq_len, n_threads, 0, &ws));
-    int32_t *rows = tdi_malloc(&im->alloc, sizeof *rows * (size_t)seq_len);
-    if (rows == NULL) {
-        tdi_workspace_free(ws);
-        return tdi_nomem(__func__, sizeof *rows * (size_t)seq_len);
+    /* Rows are produced in chunks so that the scratch stays small. The
+     * threads live for this call only: no handle keeps them. */
+    tdi_workspace *ws = NULL;
+    tdi_pool *pool = NULL;
+    int32_t *rows = NULL;
+    td_status st = tdi_workspace_create(im, batch, seq_len, seq_len, n_threads, 0, &ws);
+    if (st == TD_OK) st = tdi_pool_create(&im->alloc, n_threads, &pool);
+    if (st == TD_OK) {
+        rows = tdi_malloc(&im->alloc, sizeof *rows * (size_t)seq_len);
+        if (rows == NULL) st = tdi_nomem(__func__, sizeof *rows * (size_t)seq_len);
     }
-    td_status st = tdi_model_forward(im, ws, ids, batch, seq_len, NULL, n_threads);
+    if (st == TD_OK) st = tdi_model_forward(im, ws, ids, batch, seq_len, NULL, pool);
     for (int32_t b = 0; st == TD_OK && b < batch; b++) {
         for (int32_t i = 0; i < seq_len; i++) rows[i] = b * seq_len + i;
         tdi_model_logits(im, ws, rows, seq_len,
-                         logits + (size_t)b * seq_len * (size_t)im->cfg.vocab_size, n_threads);
+                         logits + (size_t)b * seq_len * (size_t)im->cfg.vocab_size, pool);
     }
     tdi_free(&im->alloc, rows);
+    tdi_pool_free(pool);
     tdi_workspace_free(ws);
     return st;
 }

@@ -82,12 +82,6 @@ static inline tdi_layer_acts *tdi_ws_layer(tdi_workspace *ws, int32_t l)
     return &ws->layer[ws->with_backward ? l : 0];
 }
 
-/* Threads attention may use: its scratch has ws->n_threads slices. */
-static inline int tdi_ws_attn_threads(const tdi_workspace *ws, int nt)
-{
-    return nt < ws->n_threads ? nt : ws->n_threads;
-}
-
 /* The final hidden state [N, d] that the output head reads. */
 static inline float *tdi_ws_final(const tdi_workspace *ws)
 {
@@ -96,6 +90,6 @@ static inline float *tdi_ws_final(const tdi_workspace *ws)
 
 /* ws->hsel [n_rows, d] = final hidden state at rows of the last forward. */
 void tdi_model_gather_rows(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
-                           int32_t n_rows, int nt);
+                           int32_t n_rows, tdi_pool *pool);
 
 #endif

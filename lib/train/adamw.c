@@ -5,7 +5,6 @@
 
 #include "util/alloc.h"
 #include "util/error.h"
-#include "util/parallel.h"
 
 #if defined(__SSE2__) || defined(_M_X64)
 #  include <emmintrin.h>
@@ -293,53 +292,77 @@ static void update_block(tdi_adamw *opt, float *params, const float *grads, size
     }
 }
 
-td_status tdi_adamw_step(tdi_adamw *opt, float *params, const float *grads, int nt,
+typedef struct adamw_job {
+    tdi_adamw *opt;
+    float *params;
+    const float *grads;
+    const adamw_scalars *s;
+} adamw_job;
+
+static void norm_blocks(void *ctx, long begin, long end, int tid)
+{
+    const adamw_job *j = ctx;
+    const tdi_adamw *opt = j->opt;
+    (void)tid;
+    for (size_t b = (size_t)begin; b < (size_t)end; b++) {
+        size_t lo = b * ADAMW_BLOCK;
+        size_t len = opt->n - lo < ADAMW_BLOCK ? opt->n - lo : ADAMW_BLOCK;
+        opt->partial[b] = sum_squares(j->grads + lo, len);
+    }
+}
+
+static void update_blocks(void *ctx, long begin, long end, int tid)
+{
+    const adamw_job *j = ctx;
+    (void)tid;
+    for (size_t b = (size_t)begin; b < (size_t)end; b++)
+        update_block(j->opt, j->params, j->grads, b, j->s);
+}
+
+/* The step's scalars at step t, for a pre-clipping gradient norm. */
+static void step_scalars(const tdi_adamw_config *c, int64_t t, double norm, adamw_scalars *s)
+{
+    const double lr = tdi_adamw_lr(c, t);
+    s->coef = 1.0f;
+    if (c->clip_norm > 0.0f) {
+        /* PyTorch's clip_grad_norm_ rule, including its 1e-6 guard. */
+        double coef = (double)c->clip_norm / (norm + 1e-6);
+        if (coef < 1.0) s->coef = (float)coef;
+    }
+    s->decay = (float)(1.0 - lr * c->weight_decay);
+    s->beta1 = c->beta1;
+    s->one_minus_beta1 = (float)(1.0 - c->beta1);
+    s->beta2 = c->beta2;
+    s->one_minus_beta2 = (float)(1.0 - c->beta2);
+    s->bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, (double)t));
+    s->eps = c->eps;
+    s->step_size = (float)(lr / (1.0 - pow(c->beta1, (double)t)));
+}
+
+td_status tdi_adamw_step(tdi_adamw *opt, float *params, const float *grads, tdi_pool *pool,
                          double *grad_norm_out)
 {
     TDI_CHECK_PTR(opt);
     TDI_CHECK_PTR(params);
     TDI_CHECK_PTR(grads);
-    TDI_CHECK_ARG(nt >= 1, "tdi_adamw_step: nt must be >= 1 (got %d)", nt);
     if (opt->steps == INT64_MAX)
         return tdi_fail(TD_ERR_STATE, "tdi_adamw_step: step counter exhausted");
-    const size_t n = opt->n, nb = opt->n_blocks;
-    double *partial = opt->partial;
+    const size_t nb = opt->n_blocks;
+    adamw_scalars s;
+    adamw_job job = { opt, params, grads, &s };
 
-    TDI_OMP(parallel for num_threads(nt) schedule(static) if(nt > 1 && nb > 1))
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo = b * ADAMW_BLOCK;
-        size_t len = n - lo < ADAMW_BLOCK ? n - lo : ADAMW_BLOCK;
-        partial[b] = sum_squares(grads + lo, len);
-    }
+    tdi_pool_for(pool, (long)nb, norm_blocks, &job);
     double sumsq = 0.0;
-    for (size_t b = 0; b < nb; b++) sumsq += partial[b];
+    for (size_t b = 0; b < nb; b++) sumsq += opt->partial[b];
     double norm = sqrt(sumsq);
     if (grad_norm_out) *grad_norm_out = norm;
     if (!isfinite(norm))
         return tdi_fail(TD_ERR_NUMERIC, "tdi_adamw_step: gradient norm is %g at step %lld; "
                         "step skipped", norm, (long long)opt->steps + 1);
 
-    const tdi_adamw_config *c = &opt->cfg;
     const int64_t t = opt->steps + 1;
-    const double lr = tdi_adamw_lr(c, t);
-    adamw_scalars s;
-    s.coef = 1.0f;
-    if (c->clip_norm > 0.0f) {
-        /* PyTorch's clip_grad_norm_ rule, including its 1e-6 guard. */
-        double coef = (double)c->clip_norm / (norm + 1e-6);
-        if (coef < 1.0) s.coef = (float)coef;
-    }
-    s.decay = (float)(1.0 - lr * c->weight_decay);
-    s.beta1 = c->beta1;
-    s.one_minus_beta1 = (float)(1.0 - c->beta1);
-    s.beta2 = c->beta2;
-    s.one_minus_beta2 = (float)(1.0 - c->beta2);
-    s.bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, (double)t));
-    s.eps = c->eps;
-    s.step_size = (float)(lr / (1.0 - pow(c->beta1, (double)t)));
-
-    TDI_OMP(parallel for num_threads(nt) schedule(static) if(nt > 1 && nb > 1))
-    for (size_t b = 0; b < nb; b++) update_block(opt, params, grads, b, &s);
+    step_scalars(&opt->cfg, t, norm, &s);
+    tdi_pool_for(pool, (long)nb, update_blocks, &job);
     opt->steps = t;
     return TD_OK;
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "textdiff/textdiff.h"
+#include "util/pool.h"
 
 typedef struct tdi_adamw_config {
     float lr;           /* peak learning rate, finite and > 0 */
@@ -98,12 +99,13 @@ td_status tdi_adamw_set_decay_ranges(tdi_adamw *opt, const tdi_param_range *rang
  * moments and the step counter are kept. */
 td_status tdi_adamw_set_config(tdi_adamw *opt, const tdi_adamw_config *cfg);
 
-/* One update of params[0..n) from grads[0..n), using nt >= 1 threads. The
+/* One update of params[0..n) from grads[0..n) on the pool's threads (NULL:
+ * the caller's alone); the result does not depend on how many. The
  * pre-clipping gradient norm goes to *grad_norm_out when it is not NULL.
  * If any gradient is NaN or infinite, returns TD_ERR_NUMERIC with the
  * parameters, the moments and the step counter untouched (*grad_norm_out is
  * then the non-finite norm). params and grads must not overlap. */
-td_status tdi_adamw_step(tdi_adamw *opt, float *params, const float *grads, int nt,
+td_status tdi_adamw_step(tdi_adamw *opt, float *params, const float *grads, tdi_pool *pool,
                          double *grad_norm_out);
 
 /* State for checkpoints: the moments (n floats each, writable so that a

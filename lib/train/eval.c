@@ -13,7 +13,6 @@
 #include "util/alloc.h"
 #include "util/config.h"
 #include "util/error.h"
-#include "util/parallel.h"
 #include "util/rng.h"
 
 /* Logits are produced in chunks of at most this many floats, so that a large
@@ -70,6 +69,7 @@ typedef struct eval_ctx {
     int64_t n_seq;      /* windows evaluated */
     tdi_schedule linear;
     tdi_workspace *ws;
+    tdi_pool *pool;        /* threads for this call only */
     void *scratch;
     tdi_corruption corr;   /* ids [B·T], rows, targets, weights (unused) */
     double *row_loss;      /* [chunk] */
@@ -160,8 +160,10 @@ static td_status setup(eval_ctx *c, const td_model *model, const int32_t *tokens
 
 static void release(eval_ctx *c)
 {
+    tdi_pool_free(c->pool);
     tdi_workspace_free(c->ws);
     tdi_free(&c->m->alloc, c->scratch);
+    c->pool = NULL;
     c->ws = NULL;
     c->scratch = NULL;
 }
@@ -185,8 +187,8 @@ static void layout(void *obj, tdi_carver *k)
     c->counts = tdi_carve(k, 2 * c->n_rates, sizeof(int64_t));
 }
 
-/* One workspace and one scratch block for the whole call; n_rates > 0 adds
- * the per-rate sums. */
+/* One workspace, one thread pool and one scratch block for the whole call;
+ * n_rates > 0 adds the per-rate sums. */
 static td_status allocate(eval_ctx *c, size_t n_rates)
 {
     const size_t B = (size_t)c->cfg.batch_size, T = (size_t)c->cfg.seq_len;
@@ -196,6 +198,7 @@ static td_status allocate(eval_ctx *c, size_t n_rates)
     c->chunk = (int32_t)chunk;
     c->n_rates = n_rates;
     TDI_TRY(tdi_carve_block(&c->m->alloc, layout, c, &c->scratch, c->func));
+    TDI_TRY(tdi_pool_create(&c->m->alloc, c->cfg.n_threads, &c->pool));
     return tdi_workspace_create(c->m, (int32_t)B, (int32_t)T, c->chunk, c->cfg.n_threads, 0,
                                 &c->ws);
 }
@@ -214,19 +217,32 @@ static void mask_rng(tdi_rng *r, uint64_t seed, double t, int64_t window)
     tdi_rng_stream(r, tdi_rng_u64(&key), (uint64_t)window);
 }
 
+typedef struct hits_job {
+    int32_t *hit;
+    const float *logits;
+    const int32_t *targets;
+    int V;
+} hits_job;
+
+static void hit_rows(void *ctx, long begin, long end, int tid)
+{
+    const hits_job *h = ctx;
+    (void)tid;
+    for (long r = begin; r < end; r++) {
+        const float *l = h->logits + (size_t)r * h->V;
+        int best = 0;
+        for (int j = 1; j < h->V; j++)
+            if (l[j] > l[best]) best = j;
+        h->hit[r] = best == h->targets[r];
+    }
+}
+
 /* argmax over each logit row (first index on ties) against the target. */
 static void top1_hits(int32_t *hit, const float *logits, const int32_t *targets, int n, int V,
-                      int nt)
+                      tdi_pool *pool)
 {
-    (void)nt;
-    TDI_OMP(parallel for num_threads(nt) schedule(static))
-    for (int r = 0; r < n; r++) {
-        const float *l = logits + (size_t)r * V;
-        int best = 0;
-        for (int j = 1; j < V; j++)
-            if (l[j] > l[best]) best = j;
-        hit[r] = best == targets[r];
-    }
+    hits_job h = { hit, logits, targets, V };
+    tdi_pool_for(pool, n, hit_rows, &h);
 }
 
 /* Masks the items, runs one forward pass over them and scores every hidden
@@ -236,7 +252,7 @@ static td_status score_batch(eval_ctx *c, const eval_item *items, int32_t n_item
                              int want_hits)
 {
     const int32_t T = c->cfg.seq_len, V = c->m->cfg.vocab_size;
-    const int nt = c->cfg.n_threads;
+    tdi_pool *pool = c->pool;
     const tdi_corrupt_vocab vocab = { V, c->m->cfg.mask_id, 0, c->m->cfg.mask_id };
     size_t n = 0;
     for (int32_t b = 0; b < n_items; b++) {
@@ -257,14 +273,14 @@ static td_status score_batch(eval_ctx *c, const eval_item *items, int32_t n_item
         c->scores[b].correct = 0;
     }
     if (n == 0) return TD_OK;
-    TDI_TRY(tdi_model_forward(c->m, c->ws, c->corr.ids, n_items, T, NULL, nt));
+    TDI_TRY(tdi_model_forward(c->m, c->ws, c->corr.ids, n_items, T, NULL, pool));
     for (size_t start = 0; start < n; start += (size_t)c->chunk) {
         const int32_t rows = (int32_t)(n - start < (size_t)c->chunk ? n - start : (size_t)c->chunk);
         const int32_t *targets = c->corr.targets + start;
-        tdi_model_logits(c->m, c->ws, c->corr.rows + start, rows, c->logits, nt);
+        tdi_model_logits(c->m, c->ws, c->corr.rows + start, rows, c->logits, pool);
         tdi_crossentropy_forward_backward(NULL, c->row_loss, c->logits, targets, NULL, rows, V,
-                                          nt);
-        if (want_hits) top1_hits(c->hit, c->logits, targets, rows, V, nt);
+                                          pool);
+        if (want_hits) top1_hits(c->hit, c->logits, targets, rows, V, pool);
         for (int32_t r = 0; r < rows; r++) {
             if (!isfinite(c->row_loss[r]))
                 return tdi_fail(TD_ERR_NUMERIC,

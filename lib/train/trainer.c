@@ -96,6 +96,7 @@ void td_trainer_free(td_trainer *t)
     if (t == NULL) return;
     tdi_errslot_destroy(&t->err);
     td_allocator a = t->alloc;
+    tdi_pool_free(t->pool); /* joins its threads */
     tdi_workspace_free(t->ws);
     tdi_adamw_free(t->opt);
     tdi_free(&a, t->scratch);
@@ -135,6 +136,7 @@ static td_status allocate(td_trainer *t)
     TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
     TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, t->cfg.n_threads, 1,
                                  &t->ws));
+    TDI_TRY(tdi_pool_create(&t->alloc, t->cfg.n_threads, &t->pool));
     tdi_adamw_config o = optimizer_config(&t->cfg);
     TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
     tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);
@@ -191,7 +193,7 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
     static const char func[] = "td_trainer_step";
     tdi_model *m = t->model->m;
     const int32_t B = t->cfg.batch_size, T = t->cfg.seq_len, V = m->cfg.vocab_size;
-    const int nt = t->cfg.n_threads;
+    tdi_pool *pool = t->pool;
     /* Random tokens for BERT's 80/10/10 are drawn from the ids below
      * [MASK] (the bytes, for the byte tokenizer). */
     tdi_corrupt_vocab vocab = { V, m->cfg.mask_id, 0, m->cfg.mask_id };
@@ -221,18 +223,18 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
             rows = t->pass_rows;
         }
         if (mark == 0) mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);
-        TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids + base, nb, T, NULL, nt));
-        tdi_model_logits(m, t->ws, rows, k, t->logits, nt);
+        TDI_TRY(tdi_model_forward(m, t->ws, t->corr.ids + base, nb, T, NULL, pool));
+        tdi_model_logits(m, t->ws, rows, k, t->logits, pool);
         double pass_loss = tdi_crossentropy_forward_backward(
             t->logits, t->row_loss + first, t->logits, t->corr.targets + first,
-            t->corr.weights + first, k, V, nt);
+            t->corr.weights + first, k, V, pool);
         if (!isfinite(pass_loss))
             return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
                             func, pass_loss, (long long)tdi_adamw_steps(t->opt) + 1);
         loss += pass_loss;
         tdi_prof_phase_end(prof, mark);
         mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
-        tdi_model_backward(m, t->ws, rows, k, t->logits, t->grads, nt);
+        tdi_model_backward(m, t->ws, rows, k, t->logits, t->grads, pool);
         tdi_prof_phase_end(prof, mark);
         mark = 0;
         first += k;
@@ -241,7 +243,7 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_OPTIMIZER);
     double grad_norm = 0.0;
-    td_status st = tdi_adamw_step(t->opt, m->params, t->grads, nt, &grad_norm);
+    td_status st = tdi_adamw_step(t->opt, m->params, t->grads, pool, &grad_norm);
     tdi_prof_phase_end(prof, mark);
     if (st == TD_ERR_NUMERIC)
         return tdi_fail(TD_ERR_NUMERIC, "%s: gradient norm is %g at step %lld; step not applied",

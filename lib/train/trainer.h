@@ -18,6 +18,7 @@ struct td_trainer {
     td_trainer_config cfg;
     tdi_rng rng;
     tdi_workspace *ws;
+    tdi_pool *pool;           /* its n_threads; workers start at the first step */
     tdi_adamw *opt;
     int32_t micro_batch;      /* sequences per pass (cfg.micro_batch, 0 resolved) */
     float *grads;             /* [n_params] */

@@ -14,6 +14,28 @@ libdir=$(find "$prefix" -name 'libtextdiff.so' -printf '%h\n' | head -n 1)
 version=$(sed -n 's/^Version: //p' "$libdir/pkgconfig/textdiff.pc")
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 pkg-config --static --libs textdiff | grep -q -- '-lz' || { echo "textdiff.pc: no zlib for static links"; exit 1; }
+# A static link needs real libraries only: no compiler-internal directory,
+# no OpenMP runtime, every -L an existing directory.
+static_libs=$(pkg-config --static --libs textdiff)
+case "$static_libs" in
+  *gcc/*|*gomp*|*openmp*) echo "textdiff.pc: compiler-internal libraries: $static_libs"; exit 1 ;;
+esac
+for flag in $static_libs; do
+  case $flag in
+    -L*) [ -d "${flag#-L}" ] || { echo "textdiff.pc: no directory ${flag#-L}"; exit 1; } ;;
+  esac
+done
+# The installed library: no OpenMP runtime, and a run-time search path only
+# to a directory that selects a BLAS variant, never to a system one.
+so=$(readlink -f "$libdir/libtextdiff.so")
+readelf -d "$so" | grep -q 'NEEDED.*gomp' && { echo "libtextdiff.so needs libgomp"; exit 1; }
+runpath=$(readelf -d "$so" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p; s/.*(RPATH).*\[\(.*\)\]/\1/p')
+for dir in $(echo "$runpath" | tr ':' ' '); do
+  case $dir in
+    /lib|/usr/lib|/lib/*-linux-gnu|/usr/lib/*-linux-gnu|/lib64|/usr/lib64|/usr/local/lib)
+      echo "libtextdiff.so: run-time search path to a system directory: $runpath"; exit 1 ;;
+  esac
+done
 consumer=$src/tests/consumer/consumer.c
 
 echo "== (a) shared library via pkg-config"

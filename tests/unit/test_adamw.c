@@ -15,6 +15,7 @@
 #include "golden/adamw_vectors.h"
 #include "train/adamw.h"
 #include "util/rng.h"
+#include "common/test_pool.h"
 
 /* Block size of lib/train/adamw.c; the large tests straddle several blocks. */
 enum { BLOCK = 8192 };
@@ -92,7 +93,7 @@ static void test_matches_pytorch(void **state)
         double lr = tdi_adamw_lr(&cfg, s + 1);
         assert_true(fabs(lr - adamw_vec_lr_used[s]) <= 1e-12 * adamw_vec_lr_used[s]);
         double norm = -1;
-        assert_int_equal(tdi_adamw_step(opt, p, adamw_vec_grads[s], 1, &norm), TD_OK);
+        assert_int_equal(tdi_adamw_step(opt, p, adamw_vec_grads[s], test_pool(1), &norm), TD_OK);
         assert_true(fabs(norm - adamw_vec_norm[s]) <= GOLDEN_NORM_REL * adamw_vec_norm[s]);
         assert_int_equal(tdi_adamw_steps(opt), s + 1);
         for (int i = 0; i < ADAMW_VEC_N; i++)
@@ -184,7 +185,7 @@ static void test_clipping(void **state)
         tdi_adamw *opt;
         assert_int_equal(tdi_adamw_create(NULL, N, &c, &opt), TD_OK);
         double norm;
-        assert_int_equal(tdi_adamw_step(opt, p, g, 2, &norm), TD_OK);
+        assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(2), &norm), TD_OK);
         assert_true(fabs(norm - ref) <= 1e-12 * ref);
         /* The factor from the returned norm: its last bits depend on the
          * order of summation, which the check above already bounds. */
@@ -198,7 +199,7 @@ static void test_clipping(void **state)
     c.clip_norm = 0.0f;
     tdi_adamw *opt;
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &opt), TD_OK);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 1, NULL), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(1), NULL), TD_OK);
     const float *m = tdi_adamw_m(opt);
     for (size_t i = 0; i < N; i++) assert_true(m[i] == 0.25f * g[i]);
     tdi_adamw_free(opt);
@@ -216,7 +217,7 @@ static void test_non_finite_gradient_changes_nothing(void **state)
     tdi_rng_seed(&r, 5);
     fill_uniform(p, N, &r, 1.0f);
     fill_uniform(g, N, &r, 0.1f);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 1, NULL), TD_OK); /* non-zero moments */
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(1), NULL), TD_OK); /* non-zero moments */
 
     const float bad[] = { NAN, INFINITY, -INFINITY };
     const size_t where[] = { 0, BLOCK + 3, N - 1 };
@@ -229,7 +230,7 @@ static void test_non_finite_gradient_changes_nothing(void **state)
                 memcpy(m0, tdi_adamw_m(opt), sizeof m0);
                 memcpy(v0, tdi_adamw_v(opt), sizeof v0);
                 double norm = 0;
-                assert_int_equal(tdi_adamw_step(opt, p, g, nt, &norm), TD_ERR_NUMERIC);
+                assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(nt), &norm), TD_ERR_NUMERIC);
                 assert_false(isfinite(norm));
                 assert_non_null(strstr(td_last_error_message(), "step 2"));
                 assert_memory_equal(p, p0, sizeof p);
@@ -241,7 +242,7 @@ static void test_non_finite_gradient_changes_nothing(void **state)
     }
     /* The optimizer is still usable afterwards. */
     fill_uniform(g, N, &r, 0.1f);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 2, NULL), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(2), NULL), TD_OK);
     assert_int_equal(tdi_adamw_steps(opt), 2);
     assert_true(memcmp(p, p0, sizeof p) != 0);
     tdi_adamw_free(opt);
@@ -315,8 +316,8 @@ static void test_threads_bit_identical_and_match_reference(void **state)
     for (int64_t t = 1; t <= STEPS; t++) {
         fill_uniform(g, N, &r, t == 2 ? 1.0f : 0.1f); /* step 2 (norm ~120) is clipped */
         double n1, n2;
-        assert_int_equal(tdi_adamw_step(o1, p1, g, 1, &n1), TD_OK);
-        assert_int_equal(tdi_adamw_step(o2, p2, g, 2, &n2), TD_OK);
+        assert_int_equal(tdi_adamw_step(o1, p1, g, test_pool(1), &n1), TD_OK);
+        assert_int_equal(tdi_adamw_step(o2, p2, g, test_pool(2), &n2), TD_OK);
         assert_true(memcmp(&n1, &n2, sizeof n1) == 0);
         clipped += n1 > c.clip_norm;
         ref_step(&s, g, N, rg, nr, &c, t);
@@ -354,17 +355,20 @@ static void test_resume_is_exact(void **state)
 
     tdi_adamw *a, *b1, *b2;
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &a), TD_OK);
-    for (int s = 0; s < 4; s++) assert_int_equal(tdi_adamw_step(a, pa, g[s], 1, NULL), TD_OK);
+    for (int s = 0; s < 4; s++)
+        assert_int_equal(tdi_adamw_step(a, pa, g[s], test_pool(1), NULL), TD_OK);
 
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &b1), TD_OK);
-    for (int s = 0; s < 2; s++) assert_int_equal(tdi_adamw_step(b1, pb, g[s], 1, NULL), TD_OK);
+    for (int s = 0; s < 2; s++)
+        assert_int_equal(tdi_adamw_step(b1, pb, g[s], test_pool(1), NULL), TD_OK);
     assert_int_equal(tdi_adamw_create(NULL, N, &c, &b2), TD_OK);
     assert_int_equal(tdi_adamw_size(b2), N);
     memcpy(tdi_adamw_m(b2), tdi_adamw_m(b1), N * sizeof(float));
     memcpy(tdi_adamw_v(b2), tdi_adamw_v(b1), N * sizeof(float));
     assert_int_equal(tdi_adamw_set_steps(b2, tdi_adamw_steps(b1)), TD_OK);
     tdi_adamw_free(b1);
-    for (int s = 2; s < 4; s++) assert_int_equal(tdi_adamw_step(b2, pb, g[s], 1, NULL), TD_OK);
+    for (int s = 2; s < 4; s++)
+        assert_int_equal(tdi_adamw_step(b2, pb, g[s], test_pool(1), NULL), TD_OK);
     assert_memory_equal(pa, pb, sizeof pa);
     assert_memory_equal(tdi_adamw_m(a), tdi_adamw_m(b2), N * sizeof(float));
     assert_int_equal(tdi_adamw_steps(b2), 4);
@@ -389,14 +393,14 @@ static void test_decay_mask(void **state)
     for (int i = 0; i < N; i++) p[i] = 1.0f + (float)i;
 
     /* Default: the whole buffer decays. */
-    assert_int_equal(tdi_adamw_step(opt, p, g, 1, NULL), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(1), NULL), TD_OK);
     for (int i = 0; i < N; i++) assert_true(p[i] == (1.0f + (float)i) * f);
 
     const tdi_param_range rg[] = { { 0, 3, 0 }, { 3, 4, 7 }, { 7, 1, 0 }, { 8, 2, 0 } };
     assert_int_equal(tdi_adamw_set_decay_ranges(opt, rg, 4), TD_OK);
     float before[N];
     memcpy(before, p, sizeof p);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 2, NULL), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(2), NULL), TD_OK);
     for (int i = 0; i < N; i++) assert_true(p[i] == (i >= 3 && i < 7 ? before[i] * f : before[i]));
 
     /* Bad masks are refused and the previous one stays. */
@@ -419,7 +423,7 @@ static void test_decay_mask(void **state)
     assert_int_equal(tdi_adamw_set_decay_ranges(opt, rg, 0), TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_adamw_set_decay_ranges(opt, NULL, 1), TD_ERR_INVALID_ARG);
     memcpy(before, p, sizeof p);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 1, NULL), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(1), NULL), TD_OK);
     for (int i = 0; i < N; i++) assert_true(p[i] == (i >= 3 && i < 7 ? before[i] * f : before[i]));
     tdi_adamw_free(opt);
 
@@ -487,15 +491,15 @@ static void test_invalid_arguments(void **state)
 
     float p[4] = { 1, 2, 3, 4 }, g[4] = { 0.1f, 0.2f, 0.3f, 0.4f };
     assert_int_equal(tdi_adamw_create(NULL, 4, &ok, &opt), TD_OK);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 0, NULL), TD_ERR_INVALID_ARG);
-    assert_non_null(strstr(td_last_error_message(), "nt"));
-    assert_int_equal(tdi_adamw_step(opt, NULL, g, 1, NULL), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_adamw_step(opt, p, NULL, 1, NULL), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_adamw_step(NULL, p, g, 1, NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_adamw_step(opt, p, g, NULL, NULL), TD_OK); /* NULL: one thread */
+    assert_int_equal(tdi_adamw_set_steps(opt, 0), TD_OK);
+    assert_int_equal(tdi_adamw_step(opt, NULL, g, test_pool(1), NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_adamw_step(opt, p, NULL, test_pool(1), NULL), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_adamw_step(NULL, p, g, test_pool(1), NULL), TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_adamw_steps(opt), 0);
     assert_int_equal(tdi_adamw_set_steps(opt, -1), TD_ERR_INVALID_ARG);
     assert_int_equal(tdi_adamw_set_steps(opt, INT64_MAX), TD_OK);
-    assert_int_equal(tdi_adamw_step(opt, p, g, 1, NULL), TD_ERR_STATE);
+    assert_int_equal(tdi_adamw_step(opt, p, g, test_pool(1), NULL), TD_ERR_STATE);
     assert_int_equal(tdi_adamw_set_steps(opt, 0), TD_OK);
 
     /* A refused config leaves the old one; an accepted one takes effect. */

@@ -13,11 +13,9 @@
 #include <cmocka.h>
 
 #include "kernels/kernels.h"
-#include "util/blas_threads.h"
 #include "util/rng.h"
+#include "common/test_pool.h"
 
-int openblas_get_num_threads(void) __attribute__((weak));
-void openblas_set_num_threads(int n) __attribute__((weak));
 
 static void test_loaded_blas_is_the_selected_one(void **state)
 {
@@ -76,9 +74,7 @@ static void check_sgemm(int ta, int tb, int m, int n, int k)
         c[t] = malloc(nc * sizeof *c[t]);
         assert_non_null(c[t]);
         memcpy(c[t], c0, nc * sizeof *c0);
-        tdi_blas_hold();
-        tdi_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c[t], ldc, t + 1);
-        tdi_blas_release();
+        tdi_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c[t], ldc, test_pool(t + 1));
     }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -110,38 +106,12 @@ static void test_sgemm_blocks(void **state)
         }
 }
 
-/* OpenBLAS is held at one thread while the library computes, holds nest,
- * and the application's count comes back after the last release. */
-static void test_blas_hold_restores_the_thread_count(void **state)
-{
-    (void)state;
-    if (strcmp(TD_BLAS_NAME, "openblas") != 0) {
-        assert_false(tdi_blas_threads_controlled());
-        tdi_blas_hold(); /* harmless without OpenBLAS */
-        tdi_blas_release();
-        return;
-    }
-    assert_true(tdi_blas_threads_controlled());
-    openblas_set_num_threads(2);
-    assert_int_equal(openblas_get_num_threads(), 2);
-    tdi_blas_hold();
-    assert_int_equal(openblas_get_num_threads(), 1);
-    tdi_blas_hold();
-    tdi_blas_release();
-    assert_int_equal(openblas_get_num_threads(), 1);
-    tdi_blas_release();
-    assert_int_equal(openblas_get_num_threads(), 2);
-    tdi_blas_release(); /* an unmatched release changes nothing */
-    assert_int_equal(openblas_get_num_threads(), 2);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_blas_is_the_selected_one),
         cmocka_unit_test(test_sgemm_matches_naive_product),
         cmocka_unit_test(test_sgemm_blocks),
-        cmocka_unit_test(test_blas_hold_restores_the_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

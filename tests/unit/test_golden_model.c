@@ -20,6 +20,7 @@
 #include "common/golden.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "common/test_pool.h"
 
 static int golden_i(const golden_file *g, const char *name)
 {
@@ -68,13 +69,13 @@ static void check_case(const char *file, int nt)
 
     tdi_workspace *ws;
     assert_int_equal(tdi_workspace_create(m, B, T, B * T, nt, 1, &ws), TD_OK);
-    assert_int_equal(tdi_model_forward(m, ws, ids, B, T, key_mask, nt), TD_OK);
+    assert_int_equal(tdi_model_forward(m, ws, ids, B, T, key_mask, test_pool(nt)), TD_OK);
 
     /* Logits of every row. */
     int32_t *all = malloc(sizeof *all * (size_t)B * T);
     for (int i = 0; i < B * T; i++) all[i] = i;
     float *logits = malloc(sizeof *logits * (size_t)B * T * V);
-    tdi_model_logits(m, ws, all, B * T, logits, nt);
+    tdi_model_logits(m, ws, all, B * T, logits, test_pool(nt));
     const double *ref = golden_f64(g, "logits");
     double worst = 0;
     for (int i = 0; i < B * T * V; i++) {
@@ -90,15 +91,16 @@ static void check_case(const char *file, int nt)
     /* Loss and its gradient on the scored rows, then the backward pass. */
     float *sel = malloc(sizeof *sel * (size_t)n * V);
     double *row_loss = malloc(sizeof *row_loss * (size_t)n);
-    tdi_model_logits(m, ws, rows, n, sel, nt);
+    tdi_model_logits(m, ws, rows, n, sel, test_pool(nt));
     double loss = tdi_crossentropy_forward_backward(sel, row_loss, sel, golden_i32(g, "targets"),
-                                                    golden_f32(g, "row_weights"), n, V, nt);
+                                                    golden_f32(g, "row_weights"), n, V,
+                                                    test_pool(nt));
     double ref_loss = golden_f64(g, "loss")[0];
     if (fabs(loss - ref_loss) > 2e-6 * fabs(ref_loss))
         fail_msg("%s: loss %.9g, reference %.9g", file, loss, ref_loss);
 
     float *grads = calloc(m->n_params, sizeof *grads);
-    tdi_model_backward(m, ws, rows, n, sel, grads, nt);
+    tdi_model_backward(m, ws, rows, n, sel, grads, test_pool(nt));
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         char name[64];

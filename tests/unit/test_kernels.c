@@ -31,6 +31,7 @@
 #include "kernels/fastmath.h"
 #include "kernels/kernels.h"
 #include "util/rng.h"
+#include "common/test_pool.h"
 
 #define GRAD_ATOL 1e-5
 #define GRAD_RTOL 1e-4
@@ -174,24 +175,24 @@ static void test_linear(void **state)
     put_double(theta + nx, w, nw);
     put_double(theta + nx + nw, b, OUT);
 
-    tdi_linear_forward(y, x, w, b, NULL, N, IN, OUT, 1);
+    tdi_linear_forward(y, x, w, b, NULL, N, IN, OUT, test_pool(1));
     linear_ref(yref, theta, N, IN, OUT);
     assert_forward_close("linear", y, yref, ny);
-    tdi_linear_forward(y2, x, w, b, NULL, N, IN, OUT, 2);
+    tdi_linear_forward(y2, x, w, b, NULL, N, IN, OUT, test_pool(2));
     assert_same_bits(y, y2, ny);
 
     /* Residual: add, and add in place (add == y). */
-    tdi_linear_forward(y2, x, w, b, add, N, IN, OUT, 2);
+    tdi_linear_forward(y2, x, w, b, add, N, IN, OUT, test_pool(2));
     for (size_t i = 0; i < ny; i++) yref[i] += add[i];
     assert_forward_close("linear + add", y2, yref, ny);
     memcpy(y, add, ny * sizeof *y);
-    tdi_linear_forward(y, x, w, b, y, N, IN, OUT, 1);
+    tdi_linear_forward(y, x, w, b, y, N, IN, OUT, test_pool(1));
     assert_same_bits(y, y2, ny);
     /* No bias. */
-    tdi_linear_forward(y, x, w, NULL, NULL, N, IN, OUT, 1);
+    tdi_linear_forward(y, x, w, NULL, NULL, N, IN, OUT, test_pool(1));
     for (size_t i = 0; i < ny; i++) yref[i] -= add[i] + b[i % OUT];
     assert_forward_close("linear without bias", y, yref, ny);
-    tdi_linear_forward(y, x, w, NULL, add, N, IN, OUT, 2);
+    tdi_linear_forward(y, x, w, NULL, add, N, IN, OUT, test_pool(2));
     for (size_t i = 0; i < ny; i++) yref[i] += add[i];
     assert_forward_close("linear + add without bias", y, yref, ny);
 
@@ -199,14 +200,14 @@ static void test_linear(void **state)
      * that accumulate = 0 never reads it. */
     float *g = new_floats(nx + nw + OUT, 0, 0), *g2 = new_floats(nx + nw + OUT, 0, 0);
     for (size_t i = 0; i < nx; i++) g[i] = NAN;
-    tdi_linear_backward(g, g + nx, g + nx + nw, r, x, w, N, IN, OUT, 0, 1);
+    tdi_linear_backward(g, g + nx, g + nx + nw, r, x, w, N, IN, OUT, 0, test_pool(1));
     linear_ctx ctx = { N, IN, OUT, r, yref };
     check_gradient("linear", linear_objective, &ctx, theta, nx + nw + OUT, g);
-    tdi_linear_backward(g2, g2 + nx, g2 + nx + nw, r, x, w, N, IN, OUT, 0, 2);
+    tdi_linear_backward(g2, g2 + nx, g2 + nx + nw, r, x, w, N, IN, OUT, 0, test_pool(2));
     assert_same_bits(g, g2, nx + nw + OUT);
 
     /* A second pass accumulates everything: parameters always, dx on request. */
-    tdi_linear_backward(g2, g2 + nx, g2 + nx + nw, r, x, w, N, IN, OUT, 1, 2);
+    tdi_linear_backward(g2, g2 + nx, g2 + nx + nw, r, x, w, N, IN, OUT, 1, test_pool(2));
     for (size_t i = 0; i < nx + nw + OUT; i++) assert_float_equal(g2[i], 2 * g[i], 1e-5);
 
     free(x); free(w); free(b); free(add); free(r); free(y); free(y2); free(theta); free(yref);
@@ -257,25 +258,25 @@ static void test_layernorm(void **state)
     put_double(theta + nx, w, D);
     put_double(theta + nx + D, b, D);
 
-    tdi_layernorm_forward(y, mean, rstd, x, w, b, N, D, 1);
+    tdi_layernorm_forward(y, mean, rstd, x, w, b, N, D, test_pool(1));
     layernorm_ref(yref, theta, N, D);
     assert_forward_close("layernorm", y, yref, nx);
-    tdi_layernorm_forward(y2, mean2, rstd2, x, w, b, N, D, 2);
+    tdi_layernorm_forward(y2, mean2, rstd2, x, w, b, N, D, test_pool(2));
     assert_same_bits(y, y2, nx);
     assert_same_bits(rstd, rstd2, N);
 
     float *g = new_floats(nx + 2 * D, 0, 0), *g2 = new_floats(nx + 2 * D, 0, 0);
-    tdi_layernorm_backward(g, g + nx, g + nx + D, r, x, mean, rstd, w, N, D, 0, 1);
+    tdi_layernorm_backward(g, g + nx, g + nx + D, r, x, mean, rstd, w, N, D, 0, test_pool(1));
     ln_ctx ctx = { N, D, r, yref };
     check_gradient("layernorm", layernorm_objective, &ctx, theta, nx + 2 * D, g);
 
     /* In place (dx == dy) with nt = 2 gives the same bits. */
     memcpy(g2, r, nx * sizeof *g2);
-    tdi_layernorm_backward(g2, g2 + nx, g2 + nx + D, g2, x, mean, rstd, w, N, D, 0, 2);
+    tdi_layernorm_backward(g2, g2 + nx, g2 + nx + D, g2, x, mean, rstd, w, N, D, 0, test_pool(2));
     assert_same_bits(g, g2, nx + 2 * D);
     /* accumulate = 1 adds onto dx. */
     float *acc = new_floats(nx, -1, 1), *acc0 = copy_floats(acc, nx);
-    tdi_layernorm_backward(acc, NULL, NULL, r, x, mean, rstd, w, N, D, 1, 2);
+    tdi_layernorm_backward(acc, NULL, NULL, r, x, mean, rstd, w, N, D, 1, test_pool(2));
     for (size_t i = 0; i < nx; i++) assert_float_equal(acc[i], acc0[i] + g[i], 1e-6);
 
     free(x); free(w); free(b); free(r); free(y); free(y2); free(theta); free(yref);
@@ -309,16 +310,16 @@ static void test_gelu(void **state)
     double *theta = malloc(N * sizeof *theta), *yref = malloc(N * sizeof *yref);
     put_double(theta, x, N);
     for (int i = 0; i < N; i++) yref[i] = gelu_ref(theta[i]);
-    tdi_gelu_forward(y, x, N, 1);
+    tdi_gelu_forward(y, x, N, test_pool(1));
     assert_forward_close("gelu", y, yref, N);
-    tdi_gelu_forward(y2, x, N, 2);
+    tdi_gelu_forward(y2, x, N, test_pool(2));
     assert_same_bits(y, y2, N);
 
     float *g = new_floats(N, 0, 0), *g2 = copy_floats(r, N);
-    tdi_gelu_backward(g, r, x, N, 1);
+    tdi_gelu_backward(g, r, x, N, test_pool(1));
     gelu_ctx ctx = { N, r };
     check_gradient("gelu", gelu_objective, &ctx, theta, N, g);
-    tdi_gelu_backward(g2, g2, x, N, 2); /* in place */
+    tdi_gelu_backward(g2, g2, x, N, test_pool(2)); /* in place */
     assert_same_bits(g, g2, N);
 
     /* The kernels run in the version cloned for this CPU (AVX-512, AVX2 or
@@ -391,24 +392,24 @@ static void test_rope(void **state)
     float *y = copy_floats(x, nx), *y2 = copy_floats(x, nx);
     double *theta = malloc(nx * sizeof *theta), *yref = malloc(nx * sizeof *yref);
     put_double(theta, x, nx);
-    tdi_rope_forward(y, LD, N, T, 2 * H, HD, cos_t, sin_t, 1);
+    tdi_rope_forward(y, LD, N, T, 2 * H, HD, cos_t, sin_t, test_pool(1));
     rope_ref(yref, theta, N, LD, T, 2 * H, HD);
     assert_forward_close("rope", y, yref, nx);
     for (int i = 0; i < N; i++) /* v untouched, bit for bit */
         assert_memory_equal(y + i * LD + 2 * D, x + i * LD + 2 * D, D * sizeof(float));
     /* Position 0 is the identity. */
     assert_memory_equal(y, x, 2 * D * sizeof(float));
-    tdi_rope_forward(y2, LD, N, T, 2 * H, HD, cos_t, sin_t, 2);
+    tdi_rope_forward(y2, LD, N, T, 2 * H, HD, cos_t, sin_t, test_pool(2));
     assert_same_bits(y, y2, nx);
 
     /* Backward = the transpose; v columns pass through. The gradient layout
      * is θ, so the v part of dy must come back unchanged. */
     float *g = copy_floats(r, nx);
-    tdi_rope_backward(g, LD, N, T, 2 * H, HD, cos_t, sin_t, 1);
+    tdi_rope_backward(g, LD, N, T, 2 * H, HD, cos_t, sin_t, test_pool(1));
     rope_ctx ctx = { N, LD, T, 2 * H, HD, r, yref };
     check_gradient("rope", rope_objective, &ctx, theta, nx, g);
     /* Backward undoes forward (a rotation's transpose is its inverse). */
-    tdi_rope_backward(y, LD, N, T, 2 * H, HD, cos_t, sin_t, 2);
+    tdi_rope_backward(y, LD, N, T, 2 * H, HD, cos_t, sin_t, test_pool(2));
     for (size_t i = 0; i < nx; i++) assert_float_equal(y[i], x[i], 1e-6);
     free(x); free(r); free(y); free(y2); free(theta); free(yref); free(g);
 }
@@ -431,7 +432,7 @@ static void attention_fwd(float *y, float *row_max, float *row_inv, const float 
                           const uint8_t *mask, int B, int T, int H, int hd, int nt)
 {
     float *scratch = attention_scratch(T, nt, 0);
-    tdi_attention_forward(y, row_max, row_inv, qkv, mask, B, T, H, hd, scratch, nt);
+    tdi_attention_forward(y, row_max, row_inv, qkv, mask, B, T, H, hd, scratch, nt, test_pool(nt));
     free(scratch);
 }
 
@@ -440,7 +441,8 @@ static void attention_bwd(float *g, const float *dy, const float *qkv, const flo
                           int nt)
 {
     float *scratch = attention_scratch(T, nt, 1);
-    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt);
+    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt,
+                           test_pool(nt));
     free(scratch);
 }
 
@@ -764,21 +766,21 @@ static void test_embedding(void **state)
     size_t nt = V * D, np = TMAX * D;
     float *tok = new_floats(nt, -1, 1), *pos = new_floats(np, -1, 1);
     float *r = new_floats(N * D, -1, 1), *y = new_floats(N * D, 0, 0);
-    tdi_embedding_forward(y, ids, tok, pos, B, T, D, 2);
+    tdi_embedding_forward(y, ids, tok, pos, B, T, D, test_pool(2));
     for (int i = 0; i < N; i++)
         for (int j = 0; j < D; j++)
             assert_true(y[i * D + j] == tok[ids[i] * D + j] + pos[(i % T) * D + j]);
-    tdi_embedding_forward(y, ids, tok, NULL, B, T, D, 1);
+    tdi_embedding_forward(y, ids, tok, NULL, B, T, D, test_pool(1));
     for (int i = 0; i < N; i++) assert_memory_equal(y + i * D, tok + ids[i] * D, D * sizeof *y);
 
     double *theta = malloc((nt + np) * sizeof *theta);
     put_double(theta, tok, nt);
     put_double(theta + nt, pos, np);
     float *g = new_floats(nt + np, 0, 0), *g2 = new_floats(nt + np, 0, 0);
-    tdi_embedding_backward(g, g + nt, r, ids, B, T, D, 1);
+    tdi_embedding_backward(g, g + nt, r, ids, B, T, D, test_pool(1));
     emb_ctx ctx = { V, TMAX, B, T, D, ids, r };
     check_gradient("embedding", embedding_objective, &ctx, theta, nt + np, g);
-    tdi_embedding_backward(g2, g2 + nt, r, ids, B, T, D, 2);
+    tdi_embedding_backward(g2, g2 + nt, r, ids, B, T, D, test_pool(2));
     assert_same_bits(g, g2, nt + np);
     free(tok); free(pos); free(r); free(y); free(theta); free(g); free(g2);
 }
@@ -823,7 +825,8 @@ static void test_crossentropy(void **state)
     double ref = crossentropy_ref(theta, &ctx, ref_rows);
 
     float *g = new_floats(N * V, 0, 0), *g2 = copy_floats(logits, N * V);
-    double loss = tdi_crossentropy_forward_backward(g, rows, logits, targets, weights, N, V, 1);
+    double loss = tdi_crossentropy_forward_backward(g, rows, logits, targets, weights, N, V,
+                                                    test_pool(1));
     assert_true(fabs(loss - ref) <= 1e-6 * fabs(ref));
     for (int r = 0; r < N; r++) assert_true(fabs(rows[r] - ref_rows[r]) <= 1e-6 * (1 + ref_rows[r]));
     /* The −∞ column: probability, hence gradient, exactly 0. */
@@ -836,14 +839,16 @@ static void test_crossentropy(void **state)
     check_gradient("crossentropy", crossentropy_objective, &ctx, theta, N * V, g);
 
     /* In place (dlogits == logits), nt = 2: same bits. */
-    double loss2 = tdi_crossentropy_forward_backward(g2, rows2, g2, targets, weights, N, V, 2);
+    double loss2 = tdi_crossentropy_forward_backward(g2, rows2, g2, targets, weights, N, V,
+                                                     test_pool(2));
     assert_true(loss2 == loss);
     assert_same_bits(g, g2, N * V);
     assert_memory_equal(rows, rows2, sizeof rows);
     /* Loss only, unit weights. */
     ce_ctx unit = { N, V, targets, NULL };
     put_double(theta, logits, N * V);
-    double loss3 = tdi_crossentropy_forward_backward(NULL, rows2, logits, targets, NULL, N, V, 1);
+    double loss3 = tdi_crossentropy_forward_backward(NULL, rows2, logits, targets, NULL, N, V,
+                                                     test_pool(1));
     double ref3 = crossentropy_ref(theta, &unit, NULL);
     assert_true(fabs(loss3 - ref3) <= 1e-6 * fabs(ref3));
     free(logits); free(theta); free(g); free(g2);

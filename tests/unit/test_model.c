@@ -27,6 +27,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "util/rng.h"
+#include "common/test_pool.h"
 
 static tdi_model_config tiny_config(int pos, int norm, int tie)
 {
@@ -203,25 +204,26 @@ static void test_workspace_arguments(void **state)
 
     assert_int_equal(tdi_workspace_create(m, 2, 5, 4, 1, 1, &ws), TD_OK);
     int32_t ids[10] = { 0 };
-    assert_int_equal(tdi_model_forward(m, ws, ids, 3, 5, NULL, 1), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 6, NULL, 1), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_model_forward(m, ws, ids, 0, 5, NULL, 1), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 3, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 6, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 0, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
     ids[7] = 11;
-    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, 1), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
     assert_non_null(strstr(td_last_error_message(), "ids[7]"));
     ids[7] = -1;
-    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, 1), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
     ids[7] = 10;
-    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, 1), TD_OK);
-    assert_int_equal(tdi_model_forward(NULL, ws, ids, 2, 5, NULL, 1), TD_ERR_INVALID_ARG);
-    assert_int_equal(tdi_model_forward(m, ws, NULL, 2, 5, NULL, 1), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, ids, 2, 5, NULL, test_pool(1)), TD_OK);
+    assert_int_equal(tdi_model_forward(NULL, ws, ids, 2, 5, NULL, test_pool(1)),
+                     TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m, ws, NULL, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
 
     /* A workspace belongs to one configuration. */
     tdi_model_config c2 = c;
     c2.d_ff = 32;
     tdi_model *m2;
     assert_int_equal(tdi_model_create(&c2, NULL, &m2), TD_OK);
-    assert_int_equal(tdi_model_forward(m2, ws, ids, 2, 5, NULL, 1), TD_ERR_INVALID_ARG);
+    assert_int_equal(tdi_model_forward(m2, ws, ids, 2, 5, NULL, test_pool(1)), TD_ERR_INVALID_ARG);
     tdi_model_free(m2);
     tdi_workspace_free(ws);
     tdi_model_free(m);
@@ -439,22 +441,25 @@ static void problem_free(problem *p)
 
 static double problem_loss(problem *p, int nt)
 {
-    assert_int_equal(tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, nt), TD_OK);
-    tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, nt);
+    assert_int_equal(
+        tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
+    tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, test_pool(nt));
     return tdi_crossentropy_forward_backward(NULL, p->row_loss, p->logits, p->targets,
-                                             p->weights, p->n_rows, p->m->cfg.vocab_size, nt);
+                                             p->weights, p->n_rows, p->m->cfg.vocab_size,
+                                             test_pool(nt));
 }
 
 /* Loss, and its gradient into p->grads (zeroed first). */
 static double problem_grad(problem *p, int nt)
 {
-    assert_int_equal(tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, nt), TD_OK);
-    tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, nt);
+    assert_int_equal(
+        tdi_model_forward(p->m, p->ws, p->ids, p->B, p->T, p->mask, test_pool(nt)), TD_OK);
+    tdi_model_logits(p->m, p->ws, p->rows, p->n_rows, p->logits, test_pool(nt));
     double loss = tdi_crossentropy_forward_backward(p->dlogits, p->row_loss, p->logits,
                                                     p->targets, p->weights, p->n_rows,
-                                                    p->m->cfg.vocab_size, nt);
+                                                    p->m->cfg.vocab_size, test_pool(nt));
     memset(p->grads, 0, p->m->n_params * sizeof *p->grads);
-    tdi_model_backward(p->m, p->ws, p->rows, p->n_rows, p->dlogits, p->grads, nt);
+    tdi_model_backward(p->m, p->ws, p->rows, p->n_rows, p->dlogits, p->grads, test_pool(nt));
     return loss;
 }
 
@@ -544,13 +549,13 @@ static void test_logit_rows_and_mask_column(void **state)
         int32_t N = 10, V = 11;
         tdi_workspace *ws;
         assert_int_equal(tdi_workspace_create(p.m, 2, 5, N, 2, 0, &ws), TD_OK);
-        assert_int_equal(tdi_model_forward(p.m, ws, p.ids, 2, 5, NULL, 1), TD_OK);
+        assert_int_equal(tdi_model_forward(p.m, ws, p.ids, 2, 5, NULL, test_pool(1)), TD_OK);
         int32_t all[10];
         for (int i = 0; i < N; i++) all[i] = i;
         float *full = xmalloc((size_t)N * V * sizeof *full), sub[4 * 11];
-        tdi_model_logits(p.m, ws, all, N, full, 1);
+        tdi_model_logits(p.m, ws, all, N, full, test_pool(1));
         static const int32_t some[4] = { 7, 2, 2, 9 };
-        tdi_model_logits(p.m, ws, some, 4, sub, 2);
+        tdi_model_logits(p.m, ws, some, 4, sub, test_pool(2));
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < V; j++) {
                 float a = sub[i * V + j], b = full[some[i] * V + j];
@@ -568,14 +573,14 @@ static void test_logit_rows_and_mask_column(void **state)
         float *dfull = xmalloc((size_t)N * V * sizeof *dfull);
         for (int i = 0; i < N; i++) targets[i] = p.ids[i] % c.mask_id;
         double loss = tdi_crossentropy_forward_backward(dfull, row_loss, full, targets, NULL,
-                                                        N, V, 1);
+                                                        N, V, test_pool(1));
         assert_true(isfinite(loss));
         for (int i = 0; i < N; i++) assert_true(dfull[i * V + c.mask_id] == 0.0f);
         free(dfull);
 
         /* The inference workspace (one block reused) computes the same. */
-        tdi_model_forward(p.m, p.ws, p.ids, 2, 5, NULL, 1);
-        tdi_model_logits(p.m, p.ws, some, 4, p.logits, 2);
+        tdi_model_forward(p.m, p.ws, p.ids, 2, 5, NULL, test_pool(1));
+        tdi_model_logits(p.m, p.ws, some, 4, p.logits, test_pool(2));
         assert_memory_equal(p.logits, sub, sizeof sub);
         free(full);
         tdi_workspace_free(ws);
@@ -649,13 +654,13 @@ static void test_backward_keeps_the_forward_key_mask(void **state)
     assert_true(l_none != l_mask);
 
     /* Masked forward, then the caller's mask is cleared before backward. */
-    assert_int_equal(tdi_model_forward(p.m, p.ws, p.ids, p.B, p.T, mask, 2), TD_OK);
+    assert_int_equal(tdi_model_forward(p.m, p.ws, p.ids, p.B, p.T, mask, test_pool(2)), TD_OK);
     memset(mask, 0, (size_t)p.B * p.T);
-    tdi_model_logits(p.m, p.ws, p.rows, p.n_rows, p.logits, 2);
+    tdi_model_logits(p.m, p.ws, p.rows, p.n_rows, p.logits, test_pool(2));
     tdi_crossentropy_forward_backward(p.dlogits, p.row_loss, p.logits, p.targets, p.weights,
-                                      p.n_rows, c.vocab_size, 2);
+                                      p.n_rows, c.vocab_size, test_pool(2));
     memset(p.grads, 0, np * sizeof *p.grads);
-    tdi_model_backward(p.m, p.ws, p.rows, p.n_rows, p.dlogits, p.grads, 2);
+    tdi_model_backward(p.m, p.ws, p.rows, p.n_rows, p.dlogits, p.grads, test_pool(2));
     assert_memory_equal(p.grads, g_mask, np * sizeof *g_mask);
 
     /* And an unmasked forward after a masked one attends everywhere. */
@@ -675,8 +680,8 @@ static void all_logits(problem *p, const int32_t *ids, int32_t B, int32_t T,
     int32_t rows[64];
     assert_true(B * T <= 64);
     for (int i = 0; i < B * T; i++) rows[i] = i;
-    assert_int_equal(tdi_model_forward(p->m, p->ws, ids, B, T, mask, 1), TD_OK);
-    tdi_model_logits(p->m, p->ws, rows, B * T, out, 1);
+    assert_int_equal(tdi_model_forward(p->m, p->ws, ids, B, T, mask, test_pool(1)), TD_OK);
+    tdi_model_logits(p->m, p->ws, rows, B * T, out, test_pool(1));
 }
 
 static void assert_logits_close(const float *a, const float *b, size_t n)
