@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,36 +37,63 @@ static uint64_t count_params(const tdi_model_config *c)
     return n;
 }
 
-#define CHECK_RANGE(field, lo, hi)                                                          \
-    TDI_CHECK_ARG(c->field >= (lo) && c->field <= (hi),                                     \
-                  "model config: " #field " = %ld is outside %ld..%ld", (long)c->field,     \
-                  (long)(lo), (long)(hi))
+#define FIELD(f, lo, hi)                                                                    \
+    { #f, "model." #f, offsetof(tdi_model_config, f), offsetof(td_model_config, f), lo, hi }
+
+/* The order of docs/model.md's configuration and of the checkpoint keys. */
+const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS] = {
+    FIELD(vocab_size, 2, TDI_MAX_VOCAB),
+    FIELD(mask_id, 0, TDI_MAX_VOCAB - 1),
+    FIELD(max_seq_len, 1, TDI_MAX_SEQ_LEN),
+    FIELD(d_model, 1, TDI_MAX_D_MODEL),
+    FIELD(n_layers, 1, TDI_MAX_LAYERS),
+    FIELD(n_heads, 1, TDI_MAX_D_MODEL),
+    FIELD(d_ff, 1, TDI_MAX_D_FF),
+    FIELD(pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED),
+    FIELD(norm_placement, TDI_NORM_PRE, TDI_NORM_POST),
+    FIELD(tie_embeddings, 0, 1),
+};
+#undef FIELD
+
+_Static_assert(sizeof(tdi_model_config) == TDI_MODEL_N_FIELDS * sizeof(int32_t),
+               "every configuration field is in tdi_model_fields");
+
+void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub)
+{
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        int32_t v = tdi_model_field_get(c, f);
+        memcpy((char *)pub + f->public_offset, &v, sizeof v);
+    }
+}
+
+void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *c)
+{
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        memcpy(tdi_model_field_ptr(c, f), (const char *)pub + f->public_offset,
+               sizeof(int32_t));
+    }
+}
 
 td_status tdi_model_config_validate(const tdi_model_config *c)
 {
     TDI_CHECK_PTR(c);
-    CHECK_RANGE(vocab_size, 2, TDI_MAX_VOCAB);
-    TDI_CHECK_ARG(c->mask_id >= 0 && c->mask_id < c->vocab_size,
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        int32_t v = tdi_model_field_get(c, f);
+        TDI_CHECK_ARG(v >= f->min && v <= f->max, "model config: %s = %ld is outside %ld..%ld",
+                      f->name, (long)v, (long)f->min, (long)f->max);
+    }
+    TDI_CHECK_ARG(c->mask_id < c->vocab_size,
                   "model config: mask_id = %ld must be in 0..vocab_size-1 (vocab_size = %ld)",
                   (long)c->mask_id, (long)c->vocab_size);
-    CHECK_RANGE(max_seq_len, 1, TDI_MAX_SEQ_LEN);
-    CHECK_RANGE(d_model, 1, TDI_MAX_D_MODEL);
-    CHECK_RANGE(n_layers, 1, TDI_MAX_LAYERS);
-    CHECK_RANGE(n_heads, 1, c->d_model);
-    TDI_CHECK_ARG(c->d_model % c->n_heads == 0,
+    TDI_CHECK_ARG(c->n_heads <= c->d_model && c->d_model % c->n_heads == 0,
                   "model config: n_heads = %ld must divide d_model = %ld", (long)c->n_heads,
                   (long)c->d_model);
-    CHECK_RANGE(d_ff, 1, TDI_MAX_D_FF);
-    TDI_CHECK_ARG(c->pos_encoding == TDI_POS_ROPE || c->pos_encoding == TDI_POS_LEARNED,
-                  "model config: pos_encoding = %ld must be %d (rope) or %d (learned)",
-                  (long)c->pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED);
     TDI_CHECK_ARG(c->pos_encoding != TDI_POS_ROPE || (c->d_model / c->n_heads) % 2 == 0,
                   "model config: head size d_model/n_heads = %ld must be even with RoPE",
                   (long)(c->d_model / c->n_heads));
-    TDI_CHECK_ARG(c->norm_placement == TDI_NORM_PRE || c->norm_placement == TDI_NORM_POST,
-                  "model config: norm_placement = %ld must be %d (pre) or %d (post)",
-                  (long)c->norm_placement, TDI_NORM_PRE, TDI_NORM_POST);
-    CHECK_RANGE(tie_embeddings, 0, 1);
     uint64_t n = count_params(c);
     TDI_CHECK_ARG(n <= TDI_MAX_PARAMS,
                   "model config: %llu parameters, the limit is 2^31 - 1",

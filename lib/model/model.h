@@ -37,6 +37,37 @@ typedef struct tdi_model_config {
     int32_t tie_embeddings; /* 0 or 1 */
 } tdi_model_config;
 
+/* The configuration's fields, in one table that every copy, checkpoint key
+ * and range check goes through: the name, its checkpoint key
+ * ("model.<name>"), where it lives in tdi_model_config and in the public
+ * td_model_config (both int32_t), and the range it must lie in on its own.
+ * The rules between fields are in tdi_model_config_validate. */
+typedef struct tdi_model_field {
+    const char *name;
+    const char *key;
+    size_t offset;        /* in tdi_model_config */
+    size_t public_offset; /* in td_model_config */
+    int32_t min, max;
+} tdi_model_field;
+
+#define TDI_MODEL_N_FIELDS 10
+extern const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS];
+
+static inline int32_t *tdi_model_field_ptr(tdi_model_config *c, const tdi_model_field *f)
+{
+    return (int32_t *)(void *)((char *)c + f->offset);
+}
+
+static inline int32_t tdi_model_field_get(const tdi_model_config *c, const tdi_model_field *f)
+{
+    return *(const int32_t *)(const void *)((const char *)c + f->offset);
+}
+
+/* Copy every field between the internal and the public configuration
+ * (the public struct's struct_size is left alone). */
+void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub);
+void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *c);
+
 /* The defaults of docs/model.md (byte vocabulary, d = 256, 4 layers). */
 tdi_model_config tdi_model_config_default(void);
 

@@ -13,33 +13,8 @@ td_status td_model_config_default(td_model_config *cfg)
     tdi_model_config c = tdi_model_config_default();
     memset(cfg, 0, sizeof *cfg);
     cfg->struct_size = sizeof *cfg;
-    cfg->vocab_size = c.vocab_size;
-    cfg->mask_id = c.mask_id;
-    cfg->max_seq_len = c.max_seq_len;
-    cfg->d_model = c.d_model;
-    cfg->n_layers = c.n_layers;
-    cfg->n_heads = c.n_heads;
-    cfg->d_ff = c.d_ff;
-    cfg->pos_encoding = c.pos_encoding;
-    cfg->norm_placement = c.norm_placement;
-    cfg->tie_embeddings = c.tie_embeddings;
+    tdi_model_config_to_public(&c, cfg);
     return TD_OK;
-}
-
-static tdi_model_config internal_config(const td_model_config *c)
-{
-    tdi_model_config m;
-    m.vocab_size = c->vocab_size;
-    m.mask_id = c->mask_id;
-    m.max_seq_len = c->max_seq_len;
-    m.d_model = c->d_model;
-    m.n_layers = c->n_layers;
-    m.n_heads = c->n_heads;
-    m.d_ff = c->d_ff;
-    m.pos_encoding = c->pos_encoding;
-    m.norm_placement = c->norm_placement;
-    m.tie_embeddings = c->tie_embeddings;
-    return m;
 }
 
 td_status tdi_model_wrap(tdi_model *inner, td_model **out)
@@ -61,7 +36,8 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
     td_model_config c;
     TDI_TRY(td_model_config_default(&c));
     TDI_TRY(tdi_config_copy(&c, sizeof c, cfg, sizeof c, __func__));
-    tdi_model_config ic = internal_config(&c);
+    tdi_model_config ic;
+    tdi_model_config_from_public(&c, &ic);
     tdi_model *inner;
     TDI_TRY(tdi_model_create(&ic, alloc, &inner));
     tdi_model_init(inner, seed);
@@ -84,18 +60,8 @@ td_status td_model_get_config(const td_model *m, td_model_config *cfg)
 {
     TDI_CHECK_PTR(m);
     TDI_CHECK_PTR(cfg);
-    const tdi_model_config *c = &m->m->cfg;
     TDI_TRY(td_model_config_default(cfg));
-    cfg->vocab_size = c->vocab_size;
-    cfg->mask_id = c->mask_id;
-    cfg->max_seq_len = c->max_seq_len;
-    cfg->d_model = c->d_model;
-    cfg->n_layers = c->n_layers;
-    cfg->n_heads = c->n_heads;
-    cfg->d_ff = c->d_ff;
-    cfg->pos_encoding = c->pos_encoding;
-    cfg->norm_placement = c->norm_placement;
-    cfg->tie_embeddings = c->tie_embeddings;
+    tdi_model_config_to_public(&m->m->cfg, cfg);
     return TD_OK;
 }
 

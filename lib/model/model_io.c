@@ -14,28 +14,6 @@
 
 #define MODEL_FORMAT "libtextdiff-model"
 
-/* The configuration fields and their metadata keys, in one order. */
-static const char *const config_keys[] = {
-    "model.vocab_size", "model.mask_id", "model.max_seq_len", "model.d_model",
-    "model.n_layers", "model.n_heads", "model.d_ff", "model.pos_encoding",
-    "model.norm_placement", "model.tie_embeddings",
-};
-#define N_CONFIG_FIELDS (sizeof config_keys / sizeof config_keys[0])
-
-static void config_fields(tdi_model_config *c, int32_t *f[N_CONFIG_FIELDS])
-{
-    f[0] = &c->vocab_size;
-    f[1] = &c->mask_id;
-    f[2] = &c->max_seq_len;
-    f[3] = &c->d_model;
-    f[4] = &c->n_layers;
-    f[5] = &c->n_heads;
-    f[6] = &c->d_ff;
-    f[7] = &c->pos_encoding;
-    f[8] = &c->norm_placement;
-    f[9] = &c->tie_embeddings;
-}
-
 static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
 {
     if (t->rows == 1) {
@@ -52,11 +30,10 @@ td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w)
 {
     const tdi_model *m = model->m;
     TDI_TRY(tdi_ckpt_put_string(w, "format", MODEL_FORMAT));
-    tdi_model_config c = m->cfg;
-    int32_t *f[N_CONFIG_FIELDS];
-    config_fields(&c, f);
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
-        TDI_TRY(tdi_ckpt_put_i64(w, config_keys[i], *f[i]));
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        TDI_TRY(tdi_ckpt_put_i64(w, f->key, tdi_model_field_get(&m->cfg, f)));
+    }
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         uint32_t ndim;
@@ -78,15 +55,14 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
     td_status st = tdi_ckpt_get_string(ck, "format", &format, NULL);
     if (st != TD_OK || strcmp(format, MODEL_FORMAT) != 0)
         return tdi_fail(TD_ERR_FORMAT, "model checkpoint: the file holds no libtextdiff model");
-    int32_t *f[N_CONFIG_FIELDS];
-    config_fields(c, f);
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
         int64_t v;
-        TDI_TRY(tdi_ckpt_get_i64(ck, config_keys[i], &v));
-        if (v < INT32_MIN || v > INT32_MAX)
-            return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %lld is out of range",
-                            config_keys[i], (long long)v);
-        *f[i] = (int32_t)v;
+        TDI_TRY(tdi_ckpt_get_i64(ck, f->key, &v));
+        if (v < f->min || v > f->max)
+            return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %lld is outside %ld..%ld",
+                            f->key, (long long)v, (long)f->min, (long)f->max);
+        *tdi_model_field_ptr(c, f) = (int32_t)v;
     }
     if (tdi_model_config_validate(c) != TD_OK)
         return tdi_fail_context(TD_ERR_FORMAT, "model checkpoint: invalid configuration");
