@@ -109,7 +109,7 @@ size_t tdi_model_config_n_params(const tdi_model_config *c)
 /* Appends a tensor to the directory (when m->tensors is set) and returns
  * its offset; run once to count, once to fill. */
 static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *name,
-                         int32_t rows, int32_t cols)
+                         tdi_tensor_kind kind, int32_t rows, int32_t cols)
 {
     size_t at = *off;
     if (m->tensors) {
@@ -118,6 +118,7 @@ static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *
         t->offset = at;
         t->rows = rows;
         t->cols = cols;
+        t->kind = kind;
     }
     (*count)++;
     *off += (size_t)rows * (size_t)cols;
@@ -132,35 +133,35 @@ static void build_directory(tdi_model *m)
     size_t off = 0;
     int32_t n = 0;
     char name[32];
-    m->tok_emb = add_tensor(m, &off, &n, "tok_emb", V, d);
+    m->tok_emb = add_tensor(m, &off, &n, "tok_emb", TDI_TENSOR_EMBEDDING, V, d);
     m->pos_emb = TDI_NO_TENSOR;
     if (c->pos_encoding == TDI_POS_LEARNED)
-        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", c->max_seq_len, d);
+        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", TDI_TENSOR_EMBEDDING, c->max_seq_len, d);
     for (int32_t l = 0; l < c->n_layers; l++) {
         tdi_layer_offsets lo;
-#define LAYER_TENSOR(field, suffix, rows, cols)                     \
+#define LAYER_TENSOR(field, suffix, kind, rows, cols)               \
         snprintf(name, sizeof name, "%ld." suffix, (long)l);         \
-        lo.field = add_tensor(m, &off, &n, name, rows, cols)
-        LAYER_TENSOR(ln1_w, "ln1.w", 1, d);
-        LAYER_TENSOR(ln1_b, "ln1.b", 1, d);
-        LAYER_TENSOR(qkv_w, "qkv.w", 3 * d, d);
-        LAYER_TENSOR(qkv_b, "qkv.b", 1, 3 * d);
-        LAYER_TENSOR(proj_w, "proj.w", d, d);
-        LAYER_TENSOR(proj_b, "proj.b", 1, d);
-        LAYER_TENSOR(ln2_w, "ln2.w", 1, d);
-        LAYER_TENSOR(ln2_b, "ln2.b", 1, d);
-        LAYER_TENSOR(fc_w, "fc.w", f, d);
-        LAYER_TENSOR(fc_b, "fc.b", 1, f);
-        LAYER_TENSOR(fc2_w, "fc2.w", d, f);
-        LAYER_TENSOR(fc2_b, "fc2.b", 1, d);
+        lo.field = add_tensor(m, &off, &n, name, TDI_TENSOR_##kind, rows, cols)
+        LAYER_TENSOR(ln1_w, "ln1.w", NORM, 1, d);
+        LAYER_TENSOR(ln1_b, "ln1.b", NORM, 1, d);
+        LAYER_TENSOR(qkv_w, "qkv.w", MATRIX, 3 * d, d);
+        LAYER_TENSOR(qkv_b, "qkv.b", BIAS, 1, 3 * d);
+        LAYER_TENSOR(proj_w, "proj.w", MATRIX, d, d);
+        LAYER_TENSOR(proj_b, "proj.b", BIAS, 1, d);
+        LAYER_TENSOR(ln2_w, "ln2.w", NORM, 1, d);
+        LAYER_TENSOR(ln2_b, "ln2.b", NORM, 1, d);
+        LAYER_TENSOR(fc_w, "fc.w", MATRIX, f, d);
+        LAYER_TENSOR(fc_b, "fc.b", BIAS, 1, f);
+        LAYER_TENSOR(fc2_w, "fc2.w", MATRIX, d, f);
+        LAYER_TENSOR(fc2_b, "fc2.b", BIAS, 1, d);
 #undef LAYER_TENSOR
         if (m->layers) m->layers[l] = lo;
     }
-    m->lnf_w = add_tensor(m, &off, &n, "lnf.w", 1, d);
-    m->lnf_b = add_tensor(m, &off, &n, "lnf.b", 1, d);
+    m->lnf_w = add_tensor(m, &off, &n, "lnf.w", TDI_TENSOR_NORM, 1, d);
+    m->lnf_b = add_tensor(m, &off, &n, "lnf.b", TDI_TENSOR_NORM, 1, d);
     m->out_w = m->tok_emb;
-    if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", V, d);
-    m->out_b = add_tensor(m, &off, &n, "out.b", 1, V);
+    if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", TDI_TENSOR_MATRIX, V, d);
+    m->out_b = add_tensor(m, &off, &n, "out.b", TDI_TENSOR_BIAS, 1, V);
     m->n_tensors = n;
     m->n_params = off;
 }
@@ -222,9 +223,8 @@ void tdi_model_init(tdi_model *m, uint64_t seed)
         const tdi_tensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
         size_t n = (size_t)t->rows * (size_t)t->cols;
-        int is_norm = strstr(t->name, "ln") != NULL;
-        if (is_norm || ends_with(t->name, ".b")) {
-            float v = is_norm && ends_with(t->name, ".w") ? 1.0f : 0.0f;
+        if (t->kind == TDI_TENSOR_NORM || t->kind == TDI_TENSOR_BIAS) {
+            float v = t->kind == TDI_TENSOR_NORM && ends_with(t->name, ".w") ? 1.0f : 0.0f;
             for (size_t j = 0; j < n; j++) p[j] = v;
             continue;
         }

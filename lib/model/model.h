@@ -78,12 +78,22 @@ td_status tdi_model_config_validate(const tdi_model_config *c);
 /* Number of float parameters of a valid configuration. */
 size_t tdi_model_config_n_params(const tdi_model_config *c);
 
+/* What a tensor is, for the policies that treat kinds differently (the
+ * optimizer's weight decay, initialisation). */
+typedef enum tdi_tensor_kind {
+    TDI_TENSOR_MATRIX = 0,    /* weight of a linear map, [out, in] */
+    TDI_TENSOR_EMBEDDING = 1, /* token or position table, [rows, d] */
+    TDI_TENSOR_BIAS = 2,      /* bias vector of a linear map */
+    TDI_TENSOR_NORM = 3       /* LayerNorm gain or shift */
+} tdi_tensor_kind;
+
 /* One named tensor of the parameter buffer, at params + offset. Matrices
  * are [rows, cols] row-major; vectors (biases, LayerNorm) have rows = 1. */
 typedef struct tdi_tensor {
     char name[32];
     size_t offset;
     int32_t rows, cols;
+    tdi_tensor_kind kind;
 } tdi_tensor;
 
 /* Offsets (in floats) of one block's tensors, for params and grads alike. */

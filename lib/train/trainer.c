@@ -71,12 +71,16 @@ static td_status check_config(const td_trainer_config *c, const tdi_model *m)
     return tdi_adamw_config_check(&o);
 }
 
-/* Decay policy per tensor: names ending in ".w" of 2-D tensors are matrices;
- * embeddings, biases and LayerNorm parameters are not decayed. */
-static tdi_param_kind tensor_kind(const tdi_model *m, const tdi_tensor *t)
+/* The optimizer's view of a tensor of the model's directory: its decay
+ * policy is by kind (train/adamw.h). */
+static tdi_param_kind param_kind(tdi_tensor_kind kind)
 {
-    if (t->offset == m->tok_emb || t->offset == m->pos_emb) return TDI_PARAM_EMBEDDING;
-    if (t->rows == 1) return strstr(t->name, "ln") ? TDI_PARAM_NORM : TDI_PARAM_BIAS;
+    switch (kind) {
+    case TDI_TENSOR_EMBEDDING: return TDI_PARAM_EMBEDDING;
+    case TDI_TENSOR_BIAS: return TDI_PARAM_BIAS;
+    case TDI_TENSOR_NORM: return TDI_PARAM_NORM;
+    case TDI_TENSOR_MATRIX: break;
+    }
     return TDI_PARAM_MATRIX;
 }
 
@@ -126,7 +130,7 @@ static td_status allocate(td_trainer *t)
         const tdi_tensor *ts = &m->tensors[i];
         ranges[i].offset = ts->offset;
         ranges[i].count = (size_t)ts->rows * (size_t)ts->cols;
-        ranges[i].decay = tdi_param_kind_decays(tensor_kind(m, ts), TDI_DECAY_KINDS_DEFAULT);
+        ranges[i].decay = tdi_param_kind_decays(param_kind(ts->kind), TDI_DECAY_KINDS_DEFAULT);
     }
     td_status st = tdi_adamw_set_decay_ranges(t->opt, ranges, (size_t)m->n_tensors);
     tdi_free(&t->alloc, ranges);

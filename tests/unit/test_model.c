@@ -257,8 +257,13 @@ static void test_directory(void **state)
                                        "ln2.w", "ln2.b", "fc.w", "fc.b", "fc2.w", "fc2.b" };
         static const int rows[] = { 1, 1, 24, 1, 8, 1, 1, 1, 16, 1, 8, 1 };
         static const int cols[] = { 8, 8, 8, 24, 8, 8, 8, 8, 8, 16, 16, 8 };
+        enum { M = TDI_TENSOR_MATRIX, E = TDI_TENSOR_EMBEDDING, B = TDI_TENSOR_BIAS,
+               N = TDI_TENSOR_NORM };
+        static const int kinds[] = { N, N, M, B, M, B, N, N, M, B, M, B };
         int i = 0;
+        assert_int_equal(m->tensors[i].kind, E);
         assert_string_equal(m->tensors[i++].name, "tok_emb");
+        if (learned) assert_int_equal(m->tensors[i].kind, E);
         if (learned) assert_string_equal(m->tensors[i++].name, "pos_emb");
         for (int l = 0; l < 3; l++)
             for (int k = 0; k < 12; k++, i++) {
@@ -267,11 +272,16 @@ static void test_directory(void **state)
                 assert_string_equal(m->tensors[i].name, name);
                 assert_int_equal(m->tensors[i].rows, rows[k]);
                 assert_int_equal(m->tensors[i].cols, cols[k]);
+                assert_int_equal(m->tensors[i].kind, kinds[k]);
                 assert_ptr_equal(tdi_model_find(m, name), &m->tensors[i]);
             }
+        assert_int_equal(m->tensors[i].kind, N);
         assert_string_equal(m->tensors[i++].name, "lnf.w");
+        assert_int_equal(m->tensors[i].kind, N);
         assert_string_equal(m->tensors[i++].name, "lnf.b");
+        if (!tied) assert_int_equal(m->tensors[i].kind, M);
         if (!tied) assert_string_equal(m->tensors[i++].name, "out.w");
+        assert_int_equal(m->tensors[i].kind, B);
         assert_string_equal(m->tensors[i++].name, "out.b");
         assert_int_equal(i, m->n_tensors);
 
