@@ -108,11 +108,18 @@ static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
     td_tokenizer *tok;
     td_status st = tdi_tokenizer_deserialize(t->data, t->nbytes, &model->m->alloc, &tok);
     if (st != TD_OK) return st;
-    st = td_model_set_tokenizer(model, tok);
+    /* A mismatch is the file's fault; anything else (out of memory) is not. */
+    const tdi_model_config *c = &model->m->cfg;
+    if ((int64_t)tdi_tokenizer_vocab_size(tok) != c->vocab_size ||
+        tdi_tokenizer_mask_id(tok) != c->mask_id)
+        st = tdi_fail(TD_ERR_FORMAT, "model checkpoint: the tokenizer (vocabulary %u, [MASK] %d) "
+                      "does not match the model (vocabulary %d, [MASK] %d)",
+                      (unsigned)tdi_tokenizer_vocab_size(tok), (int)tdi_tokenizer_mask_id(tok),
+                      (int)c->vocab_size, (int)c->mask_id);
+    else
+        st = td_model_set_tokenizer(model, tok);
     td_tokenizer_free(tok);
-    if (st != TD_OK)
-        return tdi_fail_context(TD_ERR_FORMAT, "model checkpoint");
-    return TD_OK;
+    return st;
 }
 
 td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, td_model **out)

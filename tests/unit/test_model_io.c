@@ -13,6 +13,7 @@
 
 #include "io/checkpoint.h"
 #include "model/model_api.h"
+#include "text/tokenizer.h"
 #include "util/alloc.h"
 #include "textdiff/textdiff.h"
 #include "util/rng.h"
@@ -175,6 +176,16 @@ static td_status load_crafted(int variant)
         if (t->rows == 1) tdi_ckpt_add_tensor(w, t->name, TDI_DTYPE_F32, 1, dims + 1, p + t->offset, 0);
         else tdi_ckpt_add_tensor(w, t->name, TDI_DTYPE_F32, 2, dims, p + t->offset, 0);
     }
+    unsigned char tok_bytes[64];
+    if (variant == 7) { /* a tokenizer of another vocabulary */
+        td_tokenizer *tok;
+        size_t n = 0;
+        assert_int_equal(td_tokenizer_create_char("abc", 3, 0, NULL, &tok), TD_OK);
+        assert_int_equal(tdi_tokenizer_serialize(tok, tok_bytes, sizeof tok_bytes, &n), TD_OK);
+        td_tokenizer_free(tok);
+        uint64_t dim = n;
+        tdi_ckpt_add_tensor(w, "tokenizer", TDI_DTYPE_U8, 1, &dim, tok_bytes, 0);
+    }
     void *buf;
     size_t size;
     td_status st = tdi_ckpt_write_memory(w, &buf, &size);
@@ -200,6 +211,8 @@ static void test_invalid_models_in_valid_files(void **state)
     assert_int_equal(load_crafted(4), TD_ERR_CORRUPT);
     assert_non_null(strstr(td_last_error_message(), "non-finite"));
     assert_int_equal(load_crafted(5), TD_ERR_FORMAT);
+    assert_int_equal(load_crafted(7), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "does not match"));
     assert_int_equal(load_crafted(6), TD_OK); /* the control: the same file, intact */
 }
 
