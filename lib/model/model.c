@@ -94,10 +94,12 @@ td_status tdi_model_config_validate(const tdi_model_config *c)
     TDI_CHECK_ARG(c->pos_encoding != TDI_POS_ROPE || (c->d_model / c->n_heads) % 2 == 0,
                   "model config: head size d_model/n_heads = %ld must be even with RoPE",
                   (long)(c->d_model / c->n_heads));
+    /* The buffer, gaps between tensors included, stays below 2^31 floats. */
     uint64_t n = count_params(c);
-    TDI_CHECK_ARG(n <= TDI_MAX_PARAMS,
-                  "model config: %llu parameters, the limit is 2^31 - 1",
-                  (unsigned long long)n);
+    uint64_t tensors = 4 + 12 * (uint64_t)c->n_layers + 1;
+    TDI_CHECK_ARG(n + (TDI_PARAM_ALIGN - 1) * tensors <= TDI_MAX_PARAMS,
+                  "model config: %llu parameters, the limit is 2^31 - 1 with the padding "
+                  "between tensors", (unsigned long long)n);
     return TD_OK;
 }
 
@@ -106,12 +108,14 @@ size_t tdi_model_config_n_params(const tdi_model_config *c)
     return (size_t)count_params(c);
 }
 
-/* Appends a tensor to the directory (when m->tensors is set) and returns
- * its offset; run once to count, once to fill. */
+/* Appends a tensor to the directory (when m->tensors is set) at the next
+ * multiple of TDI_PARAM_ALIGN and returns its offset; run once to count,
+ * once to fill. */
 static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *name,
                          tdi_tensor_kind kind, int32_t rows, int32_t cols)
 {
-    size_t at = *off;
+    size_t at = (*off + TDI_PARAM_ALIGN - 1) / TDI_PARAM_ALIGN * TDI_PARAM_ALIGN;
+    m->n_params += (size_t)rows * (size_t)cols;
     if (m->tensors) {
         tdi_tensor *t = &m->tensors[*count];
         snprintf(t->name, sizeof t->name, "%s", name);
@@ -121,7 +125,7 @@ static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *
         t->kind = kind;
     }
     (*count)++;
-    *off += (size_t)rows * (size_t)cols;
+    *off = at + (size_t)rows * (size_t)cols;
     return at;
 }
 
@@ -133,6 +137,7 @@ static void build_directory(tdi_model *m)
     size_t off = 0;
     int32_t n = 0;
     char name[32];
+    m->n_params = 0;
     m->tok_emb = add_tensor(m, &off, &n, "tok_emb", TDI_TENSOR_EMBEDDING, V, d);
     m->pos_emb = TDI_NO_TENSOR;
     if (c->pos_encoding == TDI_POS_LEARNED)
@@ -163,7 +168,7 @@ static void build_directory(tdi_model *m)
     if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", TDI_TENSOR_MATRIX, V, d);
     m->out_b = add_tensor(m, &off, &n, "out.b", TDI_TENSOR_BIAS, 1, V);
     m->n_tensors = n;
-    m->n_params = off;
+    m->n_floats = off;
 }
 
 td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
@@ -183,11 +188,11 @@ td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi
 
     size_t tensor_bytes = (size_t)m->n_tensors * sizeof *m->tensors;
     size_t layer_bytes = (size_t)c->n_layers * sizeof *m->layers;
-    size_t param_bytes = m->n_params * sizeof *m->params;
+    size_t param_bytes = m->n_floats * sizeof *m->params;
     size_t failed = 0;
     if (!(m->tensors = tdi_malloc(&alloc, tensor_bytes))) failed = tensor_bytes;
     else if (!(m->layers = tdi_malloc(&alloc, layer_bytes))) failed = layer_bytes;
-    else if (!(m->params = tdi_calloc(&alloc, m->n_params, sizeof *m->params)))
+    else if (!(m->params = tdi_calloc(&alloc, m->n_floats, sizeof *m->params)))
         failed = param_bytes;
     if (failed) {
         tdi_model_free(m);

@@ -104,12 +104,18 @@ typedef struct tdi_layer_offsets {
 
 #define TDI_NO_TENSOR ((size_t)-1)
 
+/* Each tensor starts at a multiple of this many floats (64 bytes) of the
+ * parameter buffer; the gaps are zero. A checkpoint lays its tensors out the
+ * same way (docs/format.md), so that a mapped file is the buffer. */
+#define TDI_PARAM_ALIGN 16
+
 typedef struct tdi_model {
     td_allocator alloc;
     tdi_model_config cfg;
-    float *params;
-    size_t n_params;
-    tdi_tensor *tensors; /* in buffer order; they tile params exactly */
+    float *params;       /* [n_floats] */
+    size_t n_params;     /* parameters: the tensors' elements */
+    size_t n_floats;     /* the buffer: n_params and the gaps between tensors */
+    tdi_tensor *tensors; /* in buffer order, each at a multiple of TDI_PARAM_ALIGN */
     int32_t n_tensors;
     tdi_layer_offsets *layers; /* [n_layers] */
     size_t tok_emb;
@@ -160,7 +166,7 @@ void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows
 
 /* Given dlogits [n_rows, V] for those rows (its [MASK] column must be 0, as
  * tdi_crossentropy_forward_backward leaves it), ADDS the parameter gradients
- * into grads [n_params]. Needs a workspace created with_backward and the
+ * into grads [n_floats]. Needs a workspace created with_backward and the
  * forward pass it follows; rows may repeat. */
 void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
                         int32_t n_rows, const float *dlogits, float *grads, int nt);

@@ -117,19 +117,22 @@ static td_status allocate(td_trainer *t)
 {
     const tdi_model *m = t->model->m;
     int32_t pass = t->micro_batch * t->cfg.seq_len;
-    t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
-    if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
+    t->grads = tdi_calloc(&t->alloc, m->n_floats, sizeof(float));
+    if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_floats * sizeof(float));
     TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
     TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, t->cfg.n_threads, 1,
                                  &t->ws));
     tdi_adamw_config o = optimizer_config(&t->cfg);
-    TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
+    TDI_TRY(tdi_adamw_create(&t->alloc, m->n_floats, &o, &t->opt));
     tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);
     if (ranges == NULL) return tdi_nomem("td_trainer_create", sizeof *ranges * m->n_tensors);
+    /* A tensor's range covers the zero gap after it: its gradient there is
+     * zero, so the update leaves it zero. */
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *ts = &m->tensors[i];
+        size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
         ranges[i].offset = ts->offset;
-        ranges[i].count = (size_t)ts->rows * (size_t)ts->cols;
+        ranges[i].count = end - ts->offset;
         ranges[i].decay = tdi_param_kind_decays(param_kind(ts->kind), TDI_DECAY_KINDS_DEFAULT);
     }
     td_status st = tdi_adamw_set_decay_ranges(t->opt, ranges, (size_t)m->n_tensors);
@@ -187,7 +190,7 @@ td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *
 
     tdi_profile *prof = t->prof;
     uint64_t mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
-    memset(t->grads, 0, m->n_params * sizeof(float));
+    memset(t->grads, 0, m->n_floats * sizeof(float));
     tdi_prof_phase_end(prof, mark);
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);

@@ -1517,7 +1517,7 @@ static void fresh_unchanged(void *ctx)
     assert_status(td_trainer_get_step(c->fresh, &step), TD_OK);
     assert_int_equal(step, c->step);
     assert_memory_equal(c->fresh->rng.s, c->rng, sizeof c->rng);
-    assert_memory_equal(m->params, c->params, m->n_params * sizeof(float));
+    assert_memory_equal(m->params, c->params, m->n_floats * sizeof(float));
 }
 
 static void io_case_init(io_case *c)
@@ -1550,9 +1550,9 @@ static void io_case_init(io_case *c)
     assert_status(td_trainer_save(c->trainer, c->trainer_path), TD_OK);
     c->buf = slurp(c->model_path, &c->size);
     const tdi_model *m = c->fresh_model->m;
-    c->params = malloc(m->n_params * sizeof(float));
+    c->params = malloc(m->n_floats * sizeof(float));
     assert_non_null(c->params);
-    memcpy(c->params, m->params, m->n_params * sizeof(float));
+    memcpy(c->params, m->params, m->n_floats * sizeof(float));
     memcpy(c->rng, c->fresh->rng.s, sizeof c->rng);
     assert_status(td_trainer_get_step(c->fresh, &c->step), TD_OK);
 }
@@ -1587,7 +1587,7 @@ static void test_model_and_trainer_allocation_failures(void **state)
                                     &c) >= 3);
     /* The last run succeeded: the fresh trainer now is the first one. */
     assert_memory_equal(c.fresh_model->m->params, c.model->m->params,
-                        c.model->m->n_params * sizeof(float));
+                        c.model->m->n_floats * sizeof(float));
     assert_memory_equal(c.fresh->rng.s, c.trainer->rng.s, sizeof c.rng);
     io_case_free(&c);
 }
