@@ -8,6 +8,7 @@
 
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/mmap.h"
 #include "util/rng.h"
 
 tdi_model_config tdi_model_config_default(void)
@@ -171,7 +172,8 @@ static void build_directory(tdi_model *m)
     m->n_floats = off;
 }
 
-td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
+static td_status model_new(const tdi_model_config *c, const td_allocator *a, int with_params,
+                           tdi_model **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
@@ -180,7 +182,7 @@ td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi
     TDI_TRY(tdi_allocator_init(&alloc, a));
 
     tdi_model *m = tdi_malloc(&alloc, sizeof *m);
-    if (!m) return tdi_nomem(__func__, sizeof *m);
+    if (!m) return tdi_nomem("tdi_model_create", sizeof *m);
     memset(m, 0, sizeof *m);
     m->alloc = alloc;
     m->cfg = *c;
@@ -188,18 +190,61 @@ td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi
 
     size_t tensor_bytes = (size_t)m->n_tensors * sizeof *m->tensors;
     size_t layer_bytes = (size_t)c->n_layers * sizeof *m->layers;
-    size_t param_bytes = m->n_floats * sizeof *m->params;
     size_t failed = 0;
     if (!(m->tensors = tdi_malloc(&alloc, tensor_bytes))) failed = tensor_bytes;
     else if (!(m->layers = tdi_malloc(&alloc, layer_bytes))) failed = layer_bytes;
-    else if (!(m->params = tdi_calloc(&alloc, m->n_floats, sizeof *m->params)))
-        failed = param_bytes;
     if (failed) {
         tdi_model_free(m);
-        return tdi_nomem(__func__, failed);
+        return tdi_nomem("tdi_model_create", failed);
     }
     build_directory(m); /* fills them */
+    if (with_params) {
+        td_status st = tdi_model_alloc_params(m);
+        if (st != TD_OK) {
+            tdi_model_free(m);
+            return st;
+        }
+    }
     *out = m;
+    return TD_OK;
+}
+
+td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
+{
+    return model_new(c, a, 1, out);
+}
+
+td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
+                                tdi_model **out)
+{
+    return model_new(c, a, 0, out);
+}
+
+td_status tdi_model_alloc_params(tdi_model *m)
+{
+    float *p = tdi_calloc(&m->alloc, m->n_floats, sizeof *p);
+    if (!p) return tdi_nomem("tdi_model_create", m->n_floats * sizeof *p);
+    m->params = p;
+    return TD_OK;
+}
+
+void tdi_model_attach_mapping(tdi_model *m, tdi_mapping *map, const float *params)
+{
+    m->map = *map;
+    m->params = (float *)(uintptr_t)params; /* read-only pages: see tdi_model_make_private */
+    map->addr = NULL;
+    map->size = 0;
+}
+
+td_status tdi_model_make_private(tdi_model *m)
+{
+    if (m->map.addr == NULL) return TD_OK;
+    size_t bytes = m->n_floats * sizeof *m->params;
+    float *p = tdi_malloc(&m->alloc, bytes);
+    if (!p) return tdi_nomem("tdi_model_make_private", bytes);
+    memcpy(p, m->params, bytes);
+    m->params = p;
+    tdi_unmap(&m->map);
     return TD_OK;
 }
 
@@ -207,7 +252,10 @@ void tdi_model_free(tdi_model *m)
 {
     if (m == NULL) return;
     td_allocator alloc = m->alloc;
-    tdi_free(&alloc, m->params);
+    if (m->map.addr != NULL)
+        tdi_unmap(&m->map);
+    else
+        tdi_free(&alloc, m->params);
     tdi_free(&alloc, m->layers);
     tdi_free(&alloc, m->tensors);
     tdi_free(&alloc, m);

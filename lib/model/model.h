@@ -2,7 +2,8 @@
  * buffer and its tensor directory, initialisation, and a workspace that runs
  * the network forward and backward over a batch.
  *
- * Memory: the parameters are one allocation; a workspace holds one
+ * Memory: the parameters are one allocation, or a read-only mapping of the
+ * model file (tdi_model_attach_mapping); a workspace holds one
  * allocation for activations and, when created for training, one for
  * activation gradients. Forward, logits and backward never allocate.
  *
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "textdiff/textdiff.h"
+#include "util/mmap.h"
 
 enum { TDI_POS_ROPE = 0, TDI_POS_LEARNED = 1 };
 enum { TDI_NORM_PRE = 0, TDI_NORM_POST = 1 };
@@ -112,7 +114,8 @@ typedef struct tdi_layer_offsets {
 typedef struct tdi_model {
     td_allocator alloc;
     tdi_model_config cfg;
-    float *params;       /* [n_floats] */
+    float *params;       /* [n_floats]; inside `map` when mapped (read-only) */
+    tdi_mapping map;     /* the model file, when params point into it */
     size_t n_params;     /* parameters: the tensors' elements */
     size_t n_floats;     /* the buffer: n_params and the gaps between tensors */
     tdi_tensor *tensors; /* in buffer order, each at a multiple of TDI_PARAM_ALIGN */
@@ -129,6 +132,25 @@ typedef struct tdi_model {
  * parameters (a: NULL for the C library). *out is NULL on failure. */
 td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out);
 void tdi_model_free(tdi_model *m);
+
+/* The same without a parameter buffer (params NULL), for a loader that
+ * gives it one: tdi_model_alloc_params (zeroed; TD_ERR_NOMEM on failure,
+ * the model unchanged) or a mapped file. */
+td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
+                                tdi_model **out);
+td_status tdi_model_alloc_params(tdi_model *m);
+
+/* Make `params` (n_floats, laid out as the directory says, the gaps zero,
+ * inside *map) the model's buffer; the model takes the mapping over (*map is
+ * emptied) and unmaps it when freed. The pages are read-only. */
+void tdi_model_attach_mapping(tdi_model *m, tdi_mapping *map, const float *params);
+
+/* Give a mapped model private, writable parameters (a copy through its
+ * allocator) and unmap the file: what a trainer needs before it updates
+ * them. A no-op for a model whose parameters are its own. On failure
+ * (TD_ERR_NOMEM) the model is unchanged. Not safe while other threads read
+ * the model. */
+td_status tdi_model_make_private(tdi_model *m);
 
 /* docs/model.md "Initialisation": N(0, 0.02²) weights and embeddings,
  * N(0, (0.02/√(2L))²) for proj.w and fc2.w, zero biases, LayerNorm 1 and 0,

@@ -1,18 +1,19 @@
 /* Models in checkpoint files (docs/format.md "Model checkpoints"): the
  * configuration as metadata, every parameter tensor by its docs/model.md
- * name, and the tokenizer description when the model has one. */
+ * name, and the tokenizer description when the model has one. Tensors are
+ * written uncompressed, in the buffer's order and alignment, so that
+ * td_model_load can map a file instead of copying it. */
 #include "io/checkpoint.h"
 #include "model/model_api.h"
 #include "model/model_io.h"
 #include "text/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/mmap.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#define MODEL_FORMAT "libtextdiff-model"
 
 static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
 {
@@ -26,10 +27,11 @@ static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
     }
 }
 
-td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w)
+td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w, const char *format,
+                          uint32_t tensor_flags)
 {
     const tdi_model *m = model->m;
-    TDI_TRY(tdi_ckpt_put_string(w, "format", MODEL_FORMAT));
+    TDI_TRY(tdi_ckpt_put_string(w, "format", format));
     for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
         const tdi_model_field *f = &tdi_model_fields[i];
         TDI_TRY(tdi_ckpt_put_i64(w, f->key, tdi_model_field_get(&m->cfg, f)));
@@ -40,7 +42,7 @@ td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w)
         uint64_t dims[2];
         tensor_dims(t, &ndim, dims);
         TDI_TRY(tdi_ckpt_add_tensor(w, t->name, TDI_DTYPE_F32, ndim, dims,
-                                    m->params + t->offset, TDI_CKPT_COMPRESS));
+                                    m->params + t->offset, tensor_flags));
     }
     if (model->tokenizer != NULL) {
         uint64_t n = model->tokenizer_size;
@@ -53,8 +55,11 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
 {
     const char *format = NULL;
     td_status st = tdi_ckpt_get_string(ck, "format", &format, NULL);
-    if (st != TD_OK || strcmp(format, MODEL_FORMAT) != 0)
-        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: the file holds no libtextdiff model");
+    if (st != TD_OK ||
+        (strcmp(format, TDI_FORMAT_MODEL) != 0 && strcmp(format, TDI_FORMAT_TRAINER) != 0))
+        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: the file holds no libtextdiff model "
+                        "(metadata key 'format' is not '%s' or '%s')", TDI_FORMAT_MODEL,
+                        TDI_FORMAT_TRAINER);
     for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
         const tdi_model_field *f = &tdi_model_fields[i];
         int64_t v;
@@ -69,34 +74,60 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
     return TD_OK;
 }
 
+/* Shapes and values of every tensor, before any is used. */
+static td_status check_params(const tdi_ckpt *ck, const tdi_model *m)
+{
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        const tdi_ckpt_tensor *ct;
+        TDI_TRY(tdi_ckpt_tensor_get(ck, t->name, TDI_DTYPE_F32, &ct));
+        uint32_t ndim;
+        uint64_t dims[2];
+        tensor_dims(t, &ndim, dims);
+        if (ct->ndim != ndim || ct->dims[0] != dims[0] || (ndim == 2 && ct->dims[1] != dims[1]))
+            return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor %s has the wrong shape",
+                            t->name);
+        const float *src = ct->data;
+        for (uint64_t k = 0; k < ct->count; k++)
+            if (!isfinite(src[k]))
+                return tdi_fail(TD_ERR_CORRUPT,
+                                "model checkpoint: tensor %s holds a non-finite value at %llu",
+                                t->name, (unsigned long long)k);
+    }
+    return TD_OK;
+}
+
 /* Every tensor is checked before any is copied, so a bad file leaves the
  * model as it was. */
 td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m)
 {
-    for (int pass = 0; pass < 2; pass++)
-        for (int32_t i = 0; i < m->n_tensors; i++) {
-            const tdi_tensor *t = &m->tensors[i];
-            const tdi_ckpt_tensor *ct;
-            TDI_TRY(tdi_ckpt_tensor_get(ck, t->name, TDI_DTYPE_F32, &ct));
-            if (pass == 1) {
-                memcpy(m->params + t->offset, ct->data, ct->nbytes);
-                continue;
-            }
-            uint32_t ndim;
-            uint64_t dims[2];
-            tensor_dims(t, &ndim, dims);
-            if (ct->ndim != ndim || ct->dims[0] != dims[0] ||
-                (ndim == 2 && ct->dims[1] != dims[1]))
-                return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor %s has the wrong shape",
-                                t->name);
-            const float *src = ct->data;
-            for (uint64_t k = 0; k < ct->count; k++)
-                if (!isfinite(src[k]))
-                    return tdi_fail(TD_ERR_CORRUPT,
-                                    "model checkpoint: tensor %s holds a non-finite value at %llu",
-                                    t->name, (unsigned long long)k);
-        }
+    TDI_TRY(check_params(ck, m));
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        const tdi_ckpt_tensor *ct = tdi_ckpt_tensor_find(ck, t->name);
+        memcpy(m->params + t->offset, ct->data, ct->nbytes);
+    }
     return TD_OK;
+}
+
+/* Where the checked tensors already form the model's buffer inside the
+ * mapping (each where the directory puts it relative to the first; the
+ * reader has checked the CRCs and that the padding between them is zero),
+ * the buffer's start; NULL otherwise. */
+static const float *mapped_params(const tdi_ckpt *ck, const tdi_model *m,
+                                  const tdi_mapping *map)
+{
+    if (map == NULL || map->addr == NULL) return NULL;
+    const unsigned char *lo = map->addr, *hi = lo + map->size;
+    const unsigned char *base = tdi_ckpt_tensor_find(ck, m->tensors[0].name)->data;
+    if ((uintptr_t)base % 64 != 0) return NULL;
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        const tdi_ckpt_tensor *ct = tdi_ckpt_tensor_find(ck, t->name);
+        const unsigned char *p = ct->data;
+        if (p < lo || p >= hi || p != base + t->offset * sizeof(float)) return NULL;
+    }
+    return (const float *)(const void *)base;
 }
 
 static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
@@ -122,19 +153,21 @@ static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
     return st;
 }
 
-td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, td_model **out)
+td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *map,
+                         td_model **out)
 {
     tdi_model_config c;
     TDI_TRY(tdi_model_read_config(ck, &c));
     tdi_model *inner;
-    TDI_TRY(tdi_model_create(&c, alloc, &inner));
-    td_status st = tdi_model_read_params(ck, inner);
-    if (st != TD_OK) {
-        tdi_model_free(inner);
-        return st;
+    TDI_TRY(tdi_model_create_bare(&c, alloc, &inner));
+    td_status st = check_params(ck, inner);
+    const float *mapped = st == TD_OK ? mapped_params(ck, inner, map) : NULL;
+    if (st == TD_OK && mapped == NULL) {
+        st = tdi_model_alloc_params(inner);
+        if (st == TD_OK) st = tdi_model_read_params(ck, inner);
     }
-    td_model *model;
-    st = tdi_model_wrap(inner, &model);
+    td_model *model = NULL;
+    if (st == TD_OK) st = tdi_model_wrap(inner, &model);
     if (st != TD_OK) {
         tdi_model_free(inner);
         return st;
@@ -144,6 +177,7 @@ td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, td_model
         td_model_free(model);
         return st;
     }
+    if (mapped != NULL) tdi_model_attach_mapping(inner, map, mapped);
     *out = model;
     return TD_OK;
 }
@@ -154,30 +188,36 @@ td_status td_model_save(const td_model *m, const char *path)
     TDI_CHECK_PTR(path);
     tdi_ckpt_writer *w;
     TDI_TRY(tdi_ckpt_writer_create(&m->m->alloc, &w));
-    td_status st = tdi_model_write(m, w);
+    td_status st = tdi_model_write(m, w, TDI_FORMAT_MODEL, 0);
     if (st == TD_OK) st = tdi_ckpt_write_file(w, path);
     tdi_ckpt_writer_free(w);
     return st;
 }
 
-static td_status load(tdi_ckpt *ck, td_status read_status, const td_allocator *alloc,
-                      td_model **out)
-{
-    td_status st = read_status == TD_OK ? tdi_model_read(ck, alloc, out) : read_status;
-    tdi_ckpt_free(ck);
-    return st;
-}
-
-td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out)
+td_status tdi_model_load_file(const char *path, const td_allocator *alloc, int try_map,
+                              td_model **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
     TDI_CHECK_PTR(path);
     td_allocator a;
     TDI_TRY(tdi_allocator_init(&a, alloc));
+    tdi_mapping map = { NULL, 0 };
     tdi_ckpt *ck = NULL;
-    td_status st = tdi_ckpt_read_file(&a, path, &ck);
-    return load(ck, st, &a, out);
+    td_status st;
+    if (try_map && tdi_map_file(path, &map))
+        st = tdi_ckpt_read_borrowed(&a, map.addr, map.size, path, &ck);
+    else
+        st = tdi_ckpt_read_file(&a, path, &ck);
+    if (st == TD_OK) st = tdi_model_read(ck, &a, &map, out);
+    tdi_ckpt_free(ck);
+    tdi_unmap(&map); /* unless the model took it over */
+    return st;
+}
+
+td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out)
+{
+    return tdi_model_load_file(path, alloc, 1, out);
 }
 
 td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
@@ -185,13 +225,15 @@ td_status td_model_load_memory(const void *data, size_t size, const td_allocator
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
-    TDI_CHECK_PTR(data);
+    TDI_CHECK_ARG(data != NULL, "%s: data is NULL", __func__);
     TDI_CHECK_ARG(size > 0, "%s: size is 0", __func__);
     td_allocator a;
     TDI_TRY(tdi_allocator_init(&a, alloc));
     tdi_ckpt *ck = NULL;
     td_status st = tdi_ckpt_read_memory(&a, data, size, &ck);
-    return load(ck, st, &a, out);
+    if (st == TD_OK) st = tdi_model_read(ck, &a, NULL, out);
+    tdi_ckpt_free(ck);
+    return st;
 }
 
 td_status td_model_set_tokenizer(td_model *m, const td_tokenizer *tok)

@@ -166,6 +166,8 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     t->micro_batch = c.micro_batch > 0 ? c.micro_batch : c.batch_size;
     tdi_rng_seed(&t->rng, c.seed);
     td_status st = allocate(t);
+    /* A model mapped from its file is read-only: train a private copy. */
+    if (st == TD_OK) st = tdi_model_make_private(model->m);
     if (st != TD_OK) {
         td_trainer_free(t);
         return st;

@@ -11,7 +11,7 @@
 
 static td_status write_state(const td_trainer *t, tdi_ckpt_writer *w)
 {
-    TDI_TRY(tdi_model_write(t->model, w));
+    TDI_TRY(tdi_model_write(t->model, w, TDI_FORMAT_TRAINER, 0));
     tdi_adamw *opt = t->opt;
     uint64_t n = tdi_adamw_size(opt);
     TDI_TRY(tdi_ckpt_put_i64(w, "trainer.step", tdi_adamw_steps(opt)));

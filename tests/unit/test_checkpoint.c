@@ -24,6 +24,7 @@
 #include "common/toy.h"
 #include "io/checkpoint.h"
 #include "model/model_api.h"
+#include "model/model_io.h"
 #include "train/trainer.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -1495,6 +1496,37 @@ static td_status op_trainer_file_load(void *ctx)
     return finish_load(st, m);
 }
 
+static td_status op_model_read(void *ctx) /* the path, read instead of mapped */
+{
+    io_case *c = ctx;
+    td_model *m = (td_model *)&m;
+    td_status st = tdi_model_load_file(c->model_path, &c->alloc, 0, &m);
+    return finish_load(st, m);
+}
+
+/* A trainer on a mapped model: the model is mapped until the trainer exists. */
+static td_status op_train_mapped(void *ctx)
+{
+    io_case *c = ctx;
+    td_model *m = NULL;
+    td_status st = td_model_load(c->model_path, &c->alloc, &m);
+    if (st != TD_OK) return st;
+    assert_non_null(m->m->map.addr);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_FIXED_RATE);
+    td_trainer_config tc;
+    assert_status(td_trainer_config_default(&tc), TD_OK);
+    tc.batch_size = 2;
+    tc.seq_len = 16;
+    td_trainer *t = NULL;
+    st = td_trainer_create(m, s, &tc, &t);
+    td_schedule_free(s);
+    if (st == TD_OK) assert_null(m->m->map.addr);
+    else assert_non_null(m->m->map.addr);
+    td_trainer_free(t);
+    td_model_free(m);
+    return st;
+}
+
 static td_status op_model_load_memory(void *ctx)
 {
     io_case *c = ctx;
@@ -1578,8 +1610,11 @@ static void test_model_and_trainer_allocation_failures(void **state)
     io_case_init(&c);
     assert_true(test_heap_fail_each(&c.heap, "td_model_save", op_model_save, NULL, &c) >= 3);
     assert_true(test_heap_fail_each(&c.heap, "td_model_load", op_model_load, NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_load, read", op_model_read, NULL, &c) >= 5);
     assert_true(test_heap_fail_each(&c.heap, "td_model_load (trainer file)", op_trainer_file_load,
                                     NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_trainer_create on a mapped model",
+                                    op_train_mapped, NULL, &c) >= 5);
     assert_true(test_heap_fail_each(&c.heap, "td_model_load_memory", op_model_load_memory, NULL,
                                     &c) >= 5);
     assert_true(test_heap_fail_each(&c.heap, "td_trainer_save", op_trainer_save, NULL, &c) >= 3);

@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include "io/checkpoint.h"
+#include "common/toy.h"
 #include "model/model_api.h"
+#include "model/model_io.h"
 #include "text/tokenizer.h"
 #include "util/alloc.h"
 #include "textdiff/textdiff.h"
@@ -230,6 +232,190 @@ static void test_tokenizer_attachment(void **state)
     td_model_free(m);
 }
 
+/* ---- mapped models ------------------------------------------------------- */
+
+static void write_all(const char *path, const void *buf, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int is_mapped(const td_model *m)
+{
+    const unsigned char *p = (const unsigned char *)m->m->params, *lo = m->m->map.addr;
+    if (lo == NULL) return 0;
+    assert_true(p >= lo && p + m->m->n_floats * sizeof(float) <= lo + m->m->map.size);
+    return 1;
+}
+
+enum { LB = 2, LT = 16 };
+
+/* Logits of a fixed batch, to compare models bit for bit. */
+static float *logits_of(const td_model *m)
+{
+    int32_t ids[LB * LT];
+    for (int i = 0; i < LB * LT; i++) ids[i] = (i * 37 + 5) % 256;
+    ids[3] = 256; /* a [MASK] */
+    float *out = malloc(sizeof *out * LB * LT * 258);
+    assert_non_null(out);
+    assert_int_equal(td_model_logits(m, ids, LB, LT, 1, out), TD_OK);
+    return out;
+}
+
+static void assert_same_logits(const td_model *a, const td_model *b)
+{
+    float *la = logits_of(a), *lb = logits_of(b);
+    assert_memory_equal(la, lb, sizeof *la * LB * LT * 258);
+    free(la);
+    free(lb);
+}
+
+/* The model's file written with every tensor compressed (an internal
+ * option): readable, never mapped. */
+static void save_compressed(const td_model *m, const char *path)
+{
+    tdi_ckpt_writer *w;
+    assert_int_equal(tdi_ckpt_writer_create(NULL, &w), TD_OK);
+    assert_int_equal(tdi_model_write(m, w, TDI_FORMAT_MODEL, TDI_CKPT_COMPRESS), TD_OK);
+    assert_int_equal(tdi_ckpt_write_file(w, path), TD_OK);
+    tdi_ckpt_writer_free(w);
+}
+
+static void test_load_maps_the_file(void **state)
+{
+    (void)state;
+    td_model *m = small_model(8, 1), *mapped, *copied, *read, *packed;
+    assert_true(m->m->n_floats > m->m->n_params); /* d_ff = 24: gaps between tensors */
+    assert_int_equal(td_model_save(m, path_of("map.tdm")), TD_OK);
+    assert_int_equal(td_model_load(path_of("map.tdm"), NULL, &mapped), TD_OK);
+    assert_true(is_mapped(mapped));
+    assert_same_model(m, mapped);
+    size_t size;
+    unsigned char *buf = read_all(path_of("map.tdm"), &size);
+    assert_int_equal(td_model_load_memory(buf, size, NULL, &copied), TD_OK);
+    assert_false(is_mapped(copied));
+    assert_int_equal(tdi_model_load_file(path_of("map.tdm"), NULL, 0, &read), TD_OK);
+    assert_false(is_mapped(read));
+    save_compressed(m, path_of("packed.tdm"));
+    assert_int_equal(td_model_load(path_of("packed.tdm"), NULL, &packed), TD_OK);
+    assert_false(is_mapped(packed));
+    assert_same_model(m, packed);
+    assert_same_logits(m, mapped);
+    assert_same_logits(copied, mapped);
+    assert_same_logits(read, mapped);
+    assert_same_logits(packed, mapped);
+    td_tokenizer *tok;
+    assert_int_equal(td_model_get_tokenizer(mapped, NULL, &tok), TD_OK);
+    td_tokenizer_free(tok);
+
+    /* The file replaced by another model (a rename: a new inode), then
+     * deleted: the mapped model still reads the old one. */
+    td_model *other = small_model(9, 1);
+    assert_int_equal(td_model_save(other, path_of("map.tdm")), TD_OK);
+    assert_same_logits(m, mapped);
+    assert_int_equal(unlink(path_of("map.tdm")), 0);
+    assert_same_logits(m, mapped);
+    assert_same_model(m, mapped);
+    /* A trainer checkpoint maps as a model too. */
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LOGLINEAR);
+    td_trainer_config c;
+    td_trainer_config_default(&c);
+    c.batch_size = 2;
+    c.seq_len = 8;
+    td_trainer *t;
+    assert_int_equal(td_trainer_create(m, s, &c, &t), TD_OK);
+    assert_int_equal(td_trainer_save(t, path_of("map.tdc")), TD_OK);
+    td_model *from_trainer;
+    assert_int_equal(td_model_load(path_of("map.tdc"), NULL, &from_trainer), TD_OK);
+    assert_true(is_mapped(from_trainer));
+    assert_same_logits(m, from_trainer);
+    td_model_free(from_trainer);
+    td_trainer_free(t);
+    td_schedule_free(s);
+
+    free(buf);
+    td_model_free(other);
+    td_model_free(m);
+    td_model_free(mapped);
+    td_model_free(copied);
+    td_model_free(read);
+    td_model_free(packed);
+}
+
+static void test_training_a_mapped_model_leaves_the_file(void **state)
+{
+    (void)state;
+    td_model *m = small_model(10, 1), *mapped;
+    assert_int_equal(td_model_save(m, path_of("train.tdm")), TD_OK);
+    size_t size, size2;
+    unsigned char *before = read_all(path_of("train.tdm"), &size);
+    assert_int_equal(td_model_load(path_of("train.tdm"), NULL, &mapped), TD_OK);
+    assert_true(is_mapped(mapped));
+    td_schedule *s = toy_schedule(TD_SCHEDULE_FIXED_RATE);
+    td_trainer_config c;
+    td_trainer_config_default(&c);
+    c.batch_size = 2;
+    c.seq_len = 16;
+    td_trainer *t;
+    assert_int_equal(td_trainer_create(mapped, s, &c, &t), TD_OK);
+    assert_false(is_mapped(mapped)); /* private, writable parameters */
+    assert_same_model(m, mapped);
+    int32_t tokens[2 * 16];
+    for (int i = 0; i < 2 * 16; i++) tokens[i] = 'a' + i % 26;
+    for (int i = 0; i < 3; i++) assert_int_equal(td_trainer_step(t, tokens, NULL), TD_OK);
+    assert_memory_not_equal(m->m->params, mapped->m->params, m->m->n_floats * sizeof(float));
+    unsigned char *after = read_all(path_of("train.tdm"), &size2);
+    assert_int_equal(size, size2);
+    assert_memory_equal(before, after, size);
+    free(before);
+    free(after);
+    td_trainer_free(t);
+    td_schedule_free(s);
+    td_model_free(mapped);
+    td_model_free(m);
+}
+
+/* Damaged files fail through the mapped path as they do when read. */
+static void test_damaged_files_fail_when_mapped(void **state)
+{
+    (void)state;
+    td_model *m = small_model(11, 1), *out;
+    assert_int_equal(td_model_save(m, path_of("good.tdm")), TD_OK);
+    size_t size;
+    unsigned char *buf = read_all(path_of("good.tdm"), &size);
+    const char *bad = path_of("bad.tdm");
+    char bad_path[512];
+    snprintf(bad_path, sizeof bad_path, "%s", bad);
+    for (size_t len = 0; len < size; len += len < 300 ? 1 : 509) {
+        write_all(bad_path, buf, len);
+        out = (td_model *)&out;
+        td_status st = td_model_load(bad_path, NULL, &out);
+        assert_true(st == TD_ERR_FORMAT || st == TD_ERR_CORRUPT);
+        assert_null(out);
+    }
+    tdi_rng r;
+    tdi_rng_seed(&r, 12);
+    unsigned char *copy = malloc(size);
+    for (int i = 0; i < 100; i++) {
+        memcpy(copy, buf, size);
+        size_t at = (size_t)tdi_rng_below(&r, size);
+        copy[at] ^= (unsigned char)(1u << tdi_rng_below(&r, 8));
+        write_all(bad_path, copy, size);
+        td_status st = td_model_load(bad_path, NULL, &out);
+        assert_true(st == TD_ERR_FORMAT || st == TD_ERR_CORRUPT || st == TD_ERR_VERSION);
+        assert_null(out);
+    }
+    /* An empty file is not a checkpoint; a directory cannot be read. */
+    write_all(bad_path, buf, 0);
+    assert_int_equal(td_model_load(bad_path, NULL, &out), TD_ERR_FORMAT);
+    assert_int_equal(td_model_load(dir, NULL, &out), TD_ERR_IO);
+    free(copy);
+    free(buf);
+    td_model_free(m);
+}
+
 /* ---- trainer resume ------------------------------------------------------ */
 
 enum { B = 4, T = 16, STEPS = 10, CUT = 5 };
@@ -333,6 +519,9 @@ int main(void)
         cmocka_unit_test(test_damaged_files_are_rejected),
         cmocka_unit_test(test_invalid_models_in_valid_files),
         cmocka_unit_test(test_tokenizer_attachment),
+        cmocka_unit_test(test_load_maps_the_file),
+        cmocka_unit_test(test_training_a_mapped_model_leaves_the_file),
+        cmocka_unit_test(test_damaged_files_fail_when_mapped),
         cmocka_unit_test(test_resume_repeats_the_run_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
