@@ -74,8 +74,7 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
     return TD_OK;
 }
 
-/* Shapes and values of every tensor, before any is used. */
-static td_status check_params(const tdi_ckpt *ck, const tdi_model *m)
+td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m)
 {
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
@@ -101,7 +100,7 @@ static td_status check_params(const tdi_ckpt *ck, const tdi_model *m)
  * model as it was. */
 td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m)
 {
-    TDI_TRY(check_params(ck, m));
+    TDI_TRY(tdi_model_check_params(ck, m));
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         const tdi_ckpt_tensor *ct = tdi_ckpt_tensor_find(ck, t->name);
@@ -160,7 +159,7 @@ td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, tdi_mapp
     TDI_TRY(tdi_model_read_config(ck, &c));
     tdi_model *inner;
     TDI_TRY(tdi_model_create_bare(&c, alloc, &inner));
-    td_status st = check_params(ck, inner);
+    td_status st = tdi_model_check_params(ck, inner);
     const float *mapped = st == TD_OK ? mapped_params(ck, inner, map) : NULL;
     if (st == TD_OK && mapped == NULL) {
         st = tdi_model_alloc_params(inner);
@@ -209,7 +208,11 @@ td_status tdi_model_load_file(const char *path, const td_allocator *alloc, int t
         st = tdi_ckpt_read_borrowed(&a, map.addr, map.size, path, &ck);
     else
         st = tdi_ckpt_read_file(&a, path, &ck);
-    if (st == TD_OK) st = tdi_model_read(ck, &a, &map, out);
+    if (st == TD_OK) {
+        st = tdi_model_read(ck, &a, &map, out);
+        if (st == TD_ERR_FORMAT || st == TD_ERR_CORRUPT)
+            st = tdi_fail_context(st, "checkpoint '%s'", path);
+    }
     tdi_ckpt_free(ck);
     tdi_unmap(&map); /* unless the model took it over */
     return st;

@@ -31,8 +31,12 @@ td_status tdi_model_load_file(const char *path, const td_allocator *alloc, int t
 /* The model configuration stored in a checkpoint, validated. */
 td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c);
 
-/* Copy the checkpoint's parameters into `m` (shapes must match exactly); on
- * failure `m` is unchanged. */
+/* The checkpoint holds every tensor of `m` as f32 of the right shape, all
+ * values finite (TD_ERR_FORMAT or TD_ERR_CORRUPT naming the tensor). */
+td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m);
+
+/* Copy the checkpoint's parameters into `m` after checking them as above;
+ * on failure `m` is unchanged. */
 td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m);
 
 #endif

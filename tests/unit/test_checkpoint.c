@@ -1538,7 +1538,7 @@ static td_status op_model_load_memory(void *ctx)
 static td_status op_resume(void *ctx)
 {
     io_case *c = ctx;
-    return td_trainer_resume(c->fresh, c->trainer_path);
+    return td_trainer_resume(c->fresh, c->trainer_path, TD_RESUME_STRICT);
 }
 
 static void fresh_unchanged(void *ctx)
