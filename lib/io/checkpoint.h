@@ -140,6 +140,14 @@ void tdi_ckpt_free(tdi_ckpt *c);
 td_status tdi_ckpt_read_borrowed(const td_allocator *alloc, const void *buf, size_t size,
                                  const char *name, tdi_ckpt **out);
 
+/* The one block holding every tensor that was decoded rather than borrowed
+ * (each at a multiple of 64 bytes from its start, in file order), or NULL.
+ * take hands it to the caller, who frees it with tdi_free() and the reader's
+ * allocator; the tensors' data pointers into it stay valid while the caller
+ * keeps it. */
+const void *tdi_ckpt_data(const tdi_ckpt *c);
+void *tdi_ckpt_take_data(tdi_ckpt *c);
+
 /* The file's format version (the minor may be newer than TDI_CKPT_MINOR). */
 void tdi_ckpt_version(const tdi_ckpt *c, uint32_t *major, uint32_t *minor);
 

@@ -869,6 +869,19 @@ void tdi_ckpt_free(tdi_ckpt *c)
 /* ---------------------------------------------------------------------------
  * Queries
  * ------------------------------------------------------------------------- */
+const void *tdi_ckpt_data(const tdi_ckpt *c)
+{
+    return c ? c->data : NULL;
+}
+
+void *tdi_ckpt_take_data(tdi_ckpt *c)
+{
+    if (!c) return NULL;
+    void *p = c->data;
+    c->data = NULL;
+    return p;
+}
+
 void tdi_ckpt_version(const tdi_ckpt *c, uint32_t *major, uint32_t *minor)
 {
     if (major) *major = c ? c->major : 0;

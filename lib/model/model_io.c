@@ -109,24 +109,51 @@ td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m)
     return TD_OK;
 }
 
-/* Where the checked tensors already form the model's buffer inside the
- * mapping (each where the directory puts it relative to the first; the
- * reader has checked the CRCs and that the padding between them is zero),
- * the buffer's start; NULL otherwise. */
-static const float *mapped_params(const tdi_ckpt *ck, const tdi_model *m,
-                                  const tdi_mapping *map)
+/* Do the checked tensors already form the model's buffer, starting at
+ * `base` inside [lo, hi): each where the directory puts it? Then a mapped
+ * file or the reader's own block can be the buffer, with no copy. */
+static int forms_buffer(const tdi_ckpt *ck, const tdi_model *m, const unsigned char *base,
+                        const unsigned char *lo, const unsigned char *hi)
 {
-    if (map == NULL || map->addr == NULL) return NULL;
-    const unsigned char *lo = map->addr, *hi = lo + map->size;
-    const unsigned char *base = tdi_ckpt_tensor_find(ck, m->tensors[0].name)->data;
-    if ((uintptr_t)base % 64 != 0) return NULL;
+    if (base == NULL || (uintptr_t)base % 64 != 0) return 0;
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
-        const tdi_ckpt_tensor *ct = tdi_ckpt_tensor_find(ck, t->name);
-        const unsigned char *p = ct->data;
-        if (p < lo || p >= hi || p != base + t->offset * sizeof(float)) return NULL;
+        const unsigned char *p = tdi_ckpt_tensor_find(ck, t->name)->data;
+        if (p < lo || p >= hi || p != base + t->offset * sizeof(float)) return 0;
     }
-    return (const float *)(const void *)base;
+    return 1;
+}
+
+/* Give `m` its parameters, last, once everything else has succeeded: the
+ * mapped file's tensors when they form the buffer (the model takes the
+ * mapping over); else the reader's block of decoded tensors when it does
+ * (taken over, its gaps zeroed, its tail cut off); else a copy. */
+static td_status give_params(tdi_ckpt *ck, tdi_model *m, tdi_mapping *map)
+{
+    const unsigned char *first = tdi_ckpt_tensor_find(ck, m->tensors[0].name)->data;
+    if (map != NULL && map->addr != NULL) {
+        const unsigned char *lo = map->addr;
+        if (forms_buffer(ck, m, first, lo, lo + map->size)) {
+            tdi_model_attach_mapping(m, map, (const float *)(const void *)first);
+            return TD_OK;
+        }
+    }
+    const unsigned char *block = tdi_ckpt_data(ck);
+    size_t bytes = m->n_floats * sizeof(float);
+    if (block == first && forms_buffer(ck, m, block, block, block + bytes)) {
+        float *p = tdi_ckpt_take_data(ck);
+        for (int32_t i = 0; i < m->n_tensors; i++) { /* the gaps: zero, like the file's */
+            const tdi_tensor *t = &m->tensors[i];
+            size_t end = t->offset + (size_t)t->rows * (size_t)t->cols;
+            size_t next = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
+            memset(p + end, 0, (next - end) * sizeof(float));
+        }
+        float *cut = tdi_realloc(&m->alloc, p, bytes); /* the tokenizer, a trainer's moments */
+        m->params = cut ? cut : p;
+        return TD_OK;
+    }
+    TDI_TRY(tdi_model_alloc_params(m));
+    return tdi_model_read_params(ck, m);
 }
 
 static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
@@ -152,31 +179,26 @@ static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
     return st;
 }
 
-td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *map,
+td_status tdi_model_read(tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *map,
                          td_model **out)
 {
     tdi_model_config c;
     TDI_TRY(tdi_model_read_config(ck, &c));
     tdi_model *inner;
     TDI_TRY(tdi_model_create_bare(&c, alloc, &inner));
-    td_status st = tdi_model_check_params(ck, inner);
-    const float *mapped = st == TD_OK ? mapped_params(ck, inner, map) : NULL;
-    if (st == TD_OK && mapped == NULL) {
-        st = tdi_model_alloc_params(inner);
-        if (st == TD_OK) st = tdi_model_read_params(ck, inner);
-    }
     td_model *model = NULL;
+    td_status st = tdi_model_check_params(ck, inner);
     if (st == TD_OK) st = tdi_model_wrap(inner, &model);
     if (st != TD_OK) {
         tdi_model_free(inner);
         return st;
     }
     st = read_tokenizer(ck, model);
+    if (st == TD_OK) st = give_params(ck, inner, map);
     if (st != TD_OK) {
         td_model_free(model);
         return st;
     }
-    if (mapped != NULL) tdi_model_attach_mapping(inner, map, mapped);
     *out = model;
     return TD_OK;
 }

@@ -19,8 +19,11 @@ td_status tdi_model_write(const td_model *m, tdi_ckpt_writer *w, const char *for
 /* A new model from a parsed checkpoint; every field validated. When `map`
  * is the mapping `ck` was read from (tdi_ckpt_read_borrowed) and the file's
  * tensors form the model's buffer, the model takes the mapping over (*map is
- * emptied) and its parameters stay in it; otherwise they are copied. */
-td_status tdi_model_read(const tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *map,
+ * emptied) and its parameters stay in it. Otherwise the reader's block of
+ * decoded tensors becomes the buffer when it can (ck's tensors then point
+ * into the model: free ck first or with it), or the tensors are copied.
+ * `alloc` must be the reader's allocator. */
+td_status tdi_model_read(tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *map,
                          td_model **out);
 
 /* td_model_load, with the mapping allowed (try_map = 1) or not (0: the file

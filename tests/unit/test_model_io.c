@@ -287,6 +287,18 @@ static void save_compressed(const td_model *m, const char *path)
     tdi_ckpt_writer_free(w);
 }
 
+/* The gaps between tensors (docs/model.md) are zero however a model came. */
+static void assert_zero_gaps(const td_model *model)
+{
+    const tdi_model *m = model->m;
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const tdi_tensor *t = &m->tensors[i];
+        size_t end = t->offset + (size_t)t->rows * (size_t)t->cols;
+        size_t next = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
+        for (size_t k = end; k < next; k++) assert_true(m->params[k] == 0.0f);
+    }
+}
+
 static void test_load_maps_the_file(void **state)
 {
     (void)state;
@@ -310,6 +322,10 @@ static void test_load_maps_the_file(void **state)
     assert_same_logits(copied, mapped);
     assert_same_logits(read, mapped);
     assert_same_logits(packed, mapped);
+    assert_zero_gaps(mapped);
+    assert_zero_gaps(copied);
+    assert_zero_gaps(read);
+    assert_zero_gaps(packed);
     td_tokenizer *tok;
     assert_int_equal(td_model_get_tokenizer(mapped, NULL, &tok), TD_OK);
     td_tokenizer_free(tok);
@@ -335,6 +351,11 @@ static void test_load_maps_the_file(void **state)
     assert_int_equal(td_model_load(path_of("map.tdc"), NULL, &from_trainer), TD_OK);
     assert_true(is_mapped(from_trainer));
     assert_same_logits(m, from_trainer);
+    td_model_free(from_trainer);
+    assert_int_equal(tdi_model_load_file(path_of("map.tdc"), NULL, 0, &from_trainer), TD_OK);
+    assert_false(is_mapped(from_trainer));
+    assert_same_logits(m, from_trainer);
+    assert_zero_gaps(from_trainer);
     td_model_free(from_trainer);
     td_trainer_free(t);
     td_schedule_free(s);
