@@ -151,7 +151,15 @@ static void test_damaged_files_are_rejected(void **state)
     }
     assert_int_equal(td_model_load(path_of("missing.tdm"), NULL, &out), TD_ERR_IO);
     assert_int_equal(td_model_save(m, "/nonexistent-dir/x.tdm"), TD_ERR_IO);
+    /* No data is the caller's mistake, not a file's (docs/format.md, Errors);
+     * an empty file is not a checkpoint (test_damaged_files_fail_when_mapped). */
+    out = (td_model *)&out;
     assert_int_equal(td_model_load_memory(buf, 0, NULL, &out), TD_ERR_INVALID_ARG);
+    assert_null(out);
+    assert_non_null(strstr(td_last_error_message(), "size is 0"));
+    assert_int_equal(td_model_load_memory(NULL, size, NULL, &out), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "data is NULL"));
+    assert_int_equal(td_model_load_memory(buf, size, NULL, NULL), TD_ERR_INVALID_ARG);
     assert_int_equal(td_model_load(NULL, NULL, &out), TD_ERR_INVALID_ARG);
     assert_int_equal(td_model_save(NULL, path_of("x")), TD_ERR_INVALID_ARG);
     free(copy);
