@@ -156,25 +156,48 @@ static td_status give_params(tdi_ckpt *ck, tdi_model *m, tdi_mapping *map)
     return tdi_model_read_params(ck, m);
 }
 
-static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
+/* The checkpoint's tokenizer (NULL when it has none), validated and
+ * matching the configuration. */
+static td_status load_tokenizer(const tdi_ckpt *ck, const tdi_model_config *c,
+                                const td_allocator *alloc, td_tokenizer **out)
 {
+    *out = NULL;
     const tdi_ckpt_tensor *t = tdi_ckpt_tensor_find(ck, "tokenizer");
     if (t == NULL) return TD_OK;
     if (t->dtype != TDI_DTYPE_U8 || t->ndim != 1)
         return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor tokenizer is not bytes");
     td_tokenizer *tok;
-    td_status st = tdi_tokenizer_deserialize(t->data, t->nbytes, &model->m->alloc, &tok);
-    if (st != TD_OK) return st;
+    TDI_TRY(tdi_tokenizer_deserialize(t->data, t->nbytes, alloc, &tok));
     /* A mismatch is the file's fault; anything else (out of memory) is not. */
-    const tdi_model_config *c = &model->m->cfg;
     if ((int64_t)tdi_tokenizer_vocab_size(tok) != c->vocab_size ||
-        tdi_tokenizer_mask_id(tok) != c->mask_id)
-        st = tdi_fail(TD_ERR_FORMAT, "model checkpoint: the tokenizer (vocabulary %u, [MASK] %d) "
-                      "does not match the model (vocabulary %d, [MASK] %d)",
-                      (unsigned)tdi_tokenizer_vocab_size(tok), (int)tdi_tokenizer_mask_id(tok),
-                      (int)c->vocab_size, (int)c->mask_id);
-    else
-        st = td_model_set_tokenizer(model, tok);
+        tdi_tokenizer_mask_id(tok) != c->mask_id) {
+        td_status st = tdi_fail(TD_ERR_FORMAT, "model checkpoint: the tokenizer (vocabulary %u, "
+                                "[MASK] %d) does not match the model (vocabulary %d, [MASK] %d)",
+                                (unsigned)tdi_tokenizer_vocab_size(tok),
+                                (int)tdi_tokenizer_mask_id(tok), (int)c->vocab_size,
+                                (int)c->mask_id);
+        td_tokenizer_free(tok);
+        return st;
+    }
+    *out = tok;
+    return TD_OK;
+}
+
+td_status tdi_model_check_tokenizer(const tdi_ckpt *ck, const tdi_model_config *c,
+                                    const td_allocator *alloc)
+{
+    td_tokenizer *tok;
+    TDI_TRY(load_tokenizer(ck, c, alloc, &tok));
+    td_tokenizer_free(tok);
+    return TD_OK;
+}
+
+static td_status read_tokenizer(const tdi_ckpt *ck, td_model *model)
+{
+    td_tokenizer *tok;
+    TDI_TRY(load_tokenizer(ck, &model->m->cfg, &model->m->alloc, &tok));
+    if (tok == NULL) return TD_OK;
+    td_status st = td_model_set_tokenizer(model, tok);
     td_tokenizer_free(tok);
     return st;
 }

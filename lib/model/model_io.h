@@ -38,6 +38,11 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c);
  * values finite (TD_ERR_FORMAT or TD_ERR_CORRUPT naming the tensor). */
 td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m);
 
+/* The checkpoint's tokenizer, if it has one, is valid and matches `c`
+ * (TD_ERR_FORMAT otherwise). */
+td_status tdi_model_check_tokenizer(const tdi_ckpt *ck, const tdi_model_config *c,
+                                    const td_allocator *alloc);
+
 /* Copy the checkpoint's parameters into `m` after checking them as above;
  * on failure `m` is unchanged. */
 td_status tdi_model_read_params(const tdi_ckpt *ck, tdi_model *m);

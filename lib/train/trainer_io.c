@@ -257,6 +257,7 @@ static td_status resume_from(td_trainer *t, const char *path, const tdi_ckpt *ck
     TDI_TRY(read_moments(ck, m, "opt.m", &s.m));
     TDI_TRY(read_moments(ck, m, "opt.v", &s.v));
     TDI_TRY(tdi_model_check_params(ck, m));
+    TDI_TRY(tdi_model_check_tokenizer(ck, &m->cfg, &t->alloc)); /* not restored: checked */
     TDI_TRY(compare_run(t, path, &s, flags));
 
     TDI_TRY(tdi_model_read_params(ck, m));        /* checked: cannot fail */

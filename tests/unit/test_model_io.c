@@ -731,6 +731,11 @@ typedef struct edit {
     size_t n;
 } edit;
 
+/* An extra u8 tensor for rewrite(), or none when name is NULL. */
+static const char *extra_name;
+static const unsigned char *extra_bytes;
+static uint64_t extra_size;
+
 static void rewrite(const char *from, const char *to, const edit *e, const char *tensor,
                     size_t index, float value)
 {
@@ -789,6 +794,9 @@ static void rewrite(const char *from, const char *to, const edit *e, const char 
         assert_int_equal(tdi_ckpt_add_tensor(w, t->name, t->dtype, t->ndim, t->dims, data, 0),
                          TD_OK);
     }
+    if (extra_name)
+        assert_int_equal(tdi_ckpt_add_tensor(w, extra_name, TDI_DTYPE_U8, 1, &extra_size,
+                                             extra_bytes, 0), TD_OK);
     assert_int_equal(tdi_ckpt_write_file(w, to), TD_OK);
     tdi_ckpt_writer_free(w);
     free(patched);
@@ -876,6 +884,22 @@ static void test_resume_validates_every_key(void **state)
         assert_non_null(strstr(td_last_error_message(), bad[i].tensor));
         assert_unchanged(b, &before);
     }
+    /* A tokenizer that does not fit the model, though resume keeps the
+     * trainer's own. */
+    unsigned char tok_bytes[64];
+    size_t tok_size = 0;
+    td_tokenizer *tok;
+    assert_int_equal(td_tokenizer_create_char("abc", 3, 0, NULL, &tok), TD_OK);
+    assert_int_equal(tdi_tokenizer_serialize(tok, tok_bytes, sizeof tok_bytes, &tok_size), TD_OK);
+    td_tokenizer_free(tok);
+    extra_name = "tokenizer";
+    extra_bytes = tok_bytes;
+    extra_size = tok_size;
+    rewrite(path_of("valid.tdc"), path_of("edited.tdc"), NULL, NULL, 0, 0);
+    extra_name = NULL;
+    assert_int_equal(td_trainer_resume(b, path_of("edited.tdc"), 0), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "tokenizer"));
+    assert_unchanged(b, &before);
     /* A model checkpoint is not a trainer's. */
     assert_int_equal(td_model_save(ma, path_of("model.tdm")), TD_OK);
     assert_int_equal(td_trainer_resume(b, path_of("model.tdm"), 0), TD_ERR_FORMAT);
