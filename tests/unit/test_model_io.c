@@ -377,6 +377,47 @@ static void test_load_maps_the_file(void **state)
     td_model_free(packed);
 }
 
+/* Hooks that remember the largest block asked for. */
+static size_t largest;
+static void *big_malloc(void *u, size_t n) { (void)u; if (n > largest) largest = n; return malloc(n); }
+static void *big_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    if (n > largest) largest = n;
+    return realloc(p, n);
+}
+static void big_free(void *u, void *p) { (void)u; free(p); }
+
+/* The mapping goes through no hook; a copy does. */
+static void test_hooks_see_copies_not_mappings(void **state)
+{
+    (void)state;
+    td_model *m = small_model(12, 1), *out;
+    assert_int_equal(td_model_save(m, path_of("hooks.tdm")), TD_OK);
+    size_t bytes = m->m->n_floats * sizeof(float);
+    td_allocator a = { big_malloc, big_realloc, big_free, NULL };
+    largest = 0;
+    assert_int_equal(td_model_load(path_of("hooks.tdm"), &a, &out), TD_OK);
+    assert_true(is_mapped(out));
+    assert_true(largest < bytes / 4);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LOGLINEAR);
+    td_trainer_config c;
+    td_trainer_config_default(&c);
+    c.batch_size = 1;
+    c.seq_len = 4;
+    td_trainer *t;
+    assert_int_equal(td_trainer_create(out, s, &c, &t), TD_OK);
+    assert_false(is_mapped(out)); /* a private copy */
+    td_trainer_free(t);
+    td_schedule_free(s);
+    td_model_free(out);
+    largest = 0;
+    assert_int_equal(tdi_model_load_file(path_of("hooks.tdm"), &a, 0, &out), TD_OK);
+    assert_true(largest >= bytes);
+    td_model_free(out);
+    td_model_free(m);
+}
+
 static void test_training_a_mapped_model_leaves_the_file(void **state)
 {
     (void)state;
@@ -925,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_tokenizer_attachment),
         cmocka_unit_test(test_load_maps_the_file),
         cmocka_unit_test(test_training_a_mapped_model_leaves_the_file),
+        cmocka_unit_test(test_hooks_see_copies_not_mappings),
         cmocka_unit_test(test_damaged_files_fail_when_mapped),
         cmocka_unit_test(test_resume_repeats_the_run_bit_for_bit),
         cmocka_unit_test(test_resume_refuses_another_run),
