@@ -34,7 +34,7 @@ int train_main(int argc, char **argv, int diffusion)
 {
     int d_model = 256, layers = 3, heads = 4, d_ff = 0, seq_len = 128, batch = 32, threads = 1;
     int64_t steps = 2000, warmup = 100, save_every = 500, eval_every = 500, seed = 1;
-    int eval_windows = 200, resume = 0, bert = 0;
+    int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
     const char *checkpoint = diffusion ? "diffusion.ckpt" : "mlm.ckpt";
@@ -58,6 +58,8 @@ int train_main(int argc, char **argv, int diffusion)
         { "seed", CLI_I64, &seed, "seed of initialisation, batches and masks" },
         { "checkpoint", CLI_STRING, &checkpoint, "resumable checkpoint path" },
         { "resume", CLI_SWITCH, &resume, "continue from --checkpoint if it exists" },
+        { "allow-changes", CLI_SWITCH, &allow_changes,
+          "with --resume: accept another schedule, batch, seq-len or seed" },
         { "save-every", CLI_I64, &save_every, "steps between checkpoints" },
         { "eval-every", CLI_I64, &eval_every, "steps between validation NELBO (0: off)" },
         { "eval-windows", CLI_INT, &eval_windows, "validation sequences per evaluation" },
@@ -128,7 +130,11 @@ int train_main(int argc, char **argv, int diffusion)
 
     int64_t step = 0;
     if (resume && access(checkpoint, F_OK) == 0) {
-        cli_check(td_trainer_resume(trainer, checkpoint), checkpoint);
+        uint32_t allow = TD_RESUME_STRICT;
+        if (allow_changes)
+            allow = TD_RESUME_ALLOW_SCHEDULE | TD_RESUME_ALLOW_BATCH | TD_RESUME_ALLOW_SEQ_LEN |
+                    TD_RESUME_ALLOW_SEED;
+        cli_check(td_trainer_resume(trainer, checkpoint, allow), checkpoint);
         cli_check(td_trainer_get_step(trainer, &step), "step");
         fprintf(stderr, "resumed %s at step %lld\n", checkpoint, (long long)step);
     }

@@ -449,12 +449,32 @@ TD_API td_status td_trainer_get_step(const td_trainer *t, int64_t *step);
  * optimizer moments, the step count and the random generator state. */
 TD_API td_status td_trainer_save(const td_trainer *t, const char *path);
 
+/* What td_trainer_resume lets differ between a checkpoint and the trainer
+ * (bits, OR-ed together). A checkpoint records the schedule (kind and
+ * parameters), batch_size, seq_len and seed of the run that wrote it; by
+ * default (TD_RESUME_STRICT) it resumes only into a trainer configured the
+ * same way. With a flag the trainer keeps its own setting for that field.
+ * The model's configuration must always be the same. */
+typedef enum td_resume_flags {
+    TD_RESUME_STRICT         = 0,
+    TD_RESUME_ALLOW_SCHEDULE = 1 << 0, /* another schedule kind or parameters */
+    TD_RESUME_ALLOW_BATCH    = 1 << 1, /* another batch_size */
+    TD_RESUME_ALLOW_SEQ_LEN  = 1 << 2, /* another seq_len */
+    TD_RESUME_ALLOW_SEED     = 1 << 3  /* another seed; the trainer then keeps its
+                                          own random stream */
+} td_resume_flags;
+
 /* Restores a td_trainer_save checkpoint into a trainer whose model has the
  * same configuration: parameters, optimizer state, step and generator.
  * Continuing with the same data (e.g. td_corpus_batch indexed by the step)
- * repeats the uninterrupted run bit for bit at the same thread counts. On
- * any error the trainer and its model are unchanged. */
-TD_API td_status td_trainer_resume(td_trainer *t, const char *path);
+ * repeats the uninterrupted run bit for bit at the same thread counts.
+ * `flags`: TD_RESUME_STRICT or td_resume_flags bits. Every key of the file
+ * is validated (TD_ERR_FORMAT or TD_ERR_CORRUPT naming it); a checkpoint
+ * whose model configuration, or whose schedule, batch_size, seq_len or seed
+ * unless allowed by `flags`, differs from the trainer's fails with
+ * TD_ERR_STATE naming the first such field and both values. On any error
+ * the trainer and its model are unchanged. */
+TD_API td_status td_trainer_resume(td_trainer *t, const char *path, uint32_t flags);
 
 /* ---------------------------------------------------------------------------
  * Sampler (docs/sampling.md): a trained model as a generator. The caller

@@ -5,7 +5,8 @@
  * put their own keys and tensors. A writer collects metadata (copied) and
  * tensor references (not copied: the data is streamed from the caller's
  * buffers when a write call runs). A reader parses a whole file or buffer,
- * validates it and owns decoded copies of everything.
+ * validates it and owns decoded copies of everything, except the tensors it
+ * borrows from a buffer that outlives it (tdi_ckpt_read_borrowed).
  *
  * All memory goes through the allocator given at creation, zlib's included.
  * A handle is used by one thread at a time; a reader is read-only after
@@ -120,7 +121,8 @@ typedef struct tdi_ckpt_tensor {
     uint64_t dims[TDI_CKPT_MAX_DIMS]; /* dims[i] = 1 for i >= ndim */
     uint64_t count;                   /* elements: the product of dims */
     size_t nbytes;                    /* count * tdi_dtype_size(dtype) */
-    const void *data;                 /* 64-byte aligned, host byte order */
+    const void *data;                 /* 64-byte aligned, host byte order (borrowed:
+                                       * inside the caller's buffer) */
 } tdi_ckpt_tensor;
 
 /* Parse and validate a whole checkpoint; *out is NULL on failure. The
@@ -129,6 +131,22 @@ td_status tdi_ckpt_read_file(const td_allocator *alloc, const char *path, tdi_ck
 td_status tdi_ckpt_read_memory(const td_allocator *alloc, const void *buf, size_t size,
                                tdi_ckpt **out);
 void tdi_ckpt_free(tdi_ckpt *c);
+
+/* The same for a buffer that outlives the reader (a mapped file): on a
+ * little-endian host the data of a tensor stored uncompressed is not copied
+ * but points into buf, once its CRC has matched (aligned as buf + its file
+ * offset, a multiple of 64). Compressed tensors are decoded as usual. `name`
+ * names the buffer in messages (NULL: "<memory>"). */
+td_status tdi_ckpt_read_borrowed(const td_allocator *alloc, const void *buf, size_t size,
+                                 const char *name, tdi_ckpt **out);
+
+/* The one block holding every tensor that was decoded rather than borrowed
+ * (each at a multiple of 64 bytes from its start, in file order), or NULL.
+ * take hands it to the caller, who frees it with tdi_free() and the reader's
+ * allocator; the tensors' data pointers into it stay valid while the caller
+ * keeps it. */
+const void *tdi_ckpt_data(const tdi_ckpt *c);
+void *tdi_ckpt_take_data(tdi_ckpt *c);
 
 /* The file's format version (the minor may be newer than TDI_CKPT_MINOR). */
 void tdi_ckpt_version(const tdi_ckpt *c, uint32_t *major, uint32_t *minor);

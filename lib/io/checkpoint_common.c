@@ -3,8 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "util/alloc.h"
 
 _Static_assert(sizeof(float) == 4 && sizeof(double) == 8,
@@ -49,50 +47,6 @@ const char *tdi_meta_type_name(uint32_t type)
     case TDI_META_F64_ARRAY: return "f64 array";
     }
     return "unknown";
-}
-
-uint32_t tdi_crc32(uint32_t crc, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uLong c = crc;
-    while (n > 0) {
-        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, b, piece);
-        b += piece;
-        n -= piece;
-    }
-    return (uint32_t)c;
-}
-
-static int host_is_little_endian(void)
-{
-    const uint16_t one = 1;
-    unsigned char low;
-    memcpy(&low, &one, 1);
-    return low == 1; /* folded to a constant by the compiler */
-}
-
-/* On a little-endian host the file's bytes are the host's: a copy (or
- * nothing, in place). Elsewhere the byte-wise stores swap each element. */
-void tdi_le_convert(void *dst, const void *src, size_t n, size_t elem)
-{
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    if (host_is_little_endian() || elem == 1) {
-        if (d != s && n > 0) memmove(d, s, n);
-    } else if (elem == 4) {
-        for (size_t i = 0; i + 4 <= n; i += 4) {
-            uint32_t v;
-            memcpy(&v, s + i, 4);
-            tdi_le_put32(d + i, v);
-        }
-    } else if (elem == 8) {
-        for (size_t i = 0; i + 8 <= n; i += 8) {
-            uint64_t v;
-            memcpy(&v, s + i, 8);
-            tdi_le_put64(d + i, v);
-        }
-    }
 }
 
 const char *tdi_errno_text(int err, char *buf, size_t n)

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "io/checkpoint.h"
+#include "util/crc32.h"
+#include "util/endian.h"
 
 #define TDI_CKPT_MAGIC "\x89TDC\r\n\x1a\n"
 #define TDI_CKPT_MAGIC_LEN 8
@@ -59,55 +61,10 @@
 /* Streaming granularity of both directions: a multiple of every dtype size. */
 #define TDI_CKPT_CHUNK (64u << 10)
 
-/* Little-endian fields, whatever the host's byte order. */
-static inline void tdi_le_put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static inline void tdi_le_put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline void tdi_le_put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint16_t tdi_le_get16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t tdi_le_get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static inline uint64_t tdi_le_get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 static inline uint64_t tdi_align64(uint64_t x)
 {
     return (x + (TDI_CKPT_ALIGN - 1)) & ~(uint64_t)(TDI_CKPT_ALIGN - 1);
 }
-
-/* CRC-32 for lengths beyond zlib's uInt. */
-uint32_t tdi_crc32(uint32_t crc, const void *p, size_t n);
-
-/* Convert n bytes of elements of `elem` bytes (1, 4, 8) between host order
- * and little-endian; `src` may be unaligned and may equal `dst`. The same
- * function goes both ways: it is a byte swap on a big-endian host and a copy
- * on a little-endian one. */
-void tdi_le_convert(void *dst, const void *src, size_t n, size_t elem);
 
 /* strerror() without its shared buffer (XSI strerror_r). */
 const char *tdi_errno_text(int err, char *buf, size_t n);

@@ -49,7 +49,7 @@ struct tdi_ckpt {
     tensor_src *tsrc;
     tdi_name *tensor_names;
     uint32_t *tensor_ids;    /* sorted by name */
-    unsigned char *data;     /* all tensors, each at a multiple of 64 */
+    unsigned char *data;     /* all tensors not borrowed, each at a multiple of 64 */
 };
 
 typedef struct section {
@@ -64,6 +64,7 @@ typedef struct rd {
     int fd;                    /* file source, or -1 */
     uint64_t size;
     uint32_t minor;
+    int borrow;                /* memory source that outlives the reader */
     unsigned char *chunk;      /* file source: TDI_CKPT_CHUNK */
     z_stream zs;
     int z_ready;
@@ -254,6 +255,13 @@ static td_status load_region(rd *r, const char *what, const section *g, unsigned
     }
     TDI_TRY(inflate_region(r, what, g, dst, &crc));
     return check_crc(r, what, g->offset, g->crc, crc);
+}
+
+/* A tensor whose bytes in the source are already its decoded data: stored,
+ * little-endian like the host, in a buffer that outlives the reader. */
+static int borrowed(const rd *r, const tensor_src *s)
+{
+    return r->borrow && s->codec == TDI_CODEC_NONE && tdi_host_is_little_endian();
 }
 
 /* ---------------------------------------------------------------------------
@@ -661,7 +669,7 @@ static td_status parse_dir(rd *r, tdi_ckpt *c, const header *h, const unsigned c
         c->tensor_ids[i] = i;
         chars += name_len + 1;
         TDI_TRY(decode_dir_entry(r, p, i, t, &c->tsrc[i], &end, &raw_total));
-        *total += tdi_align64(c->tsrc[i].raw);
+        if (!borrowed(r, &c->tsrc[i])) *total += tdi_align64(c->tsrc[i].raw);
         if (end > h->dir.offset)
             return rd_fail(r, TD_ERR_FORMAT, "tensor %u '%s' overlaps the directory at "
                            "offset %llu", (unsigned)i, t->name,
@@ -697,8 +705,10 @@ static td_status check_padding(rd *r, uint64_t from, uint64_t to)
 static td_status load_tensors(rd *r, tdi_ckpt *c, const header *h, uint64_t total)
 {
     if (c->tensor_count == 0) return TD_OK;
-    c->data = rd_alloc(r, total);
-    if (!c->data) return rd_nomem(r, "tensor data", total);
+    if (total > 0) {
+        c->data = rd_alloc(r, total);
+        if (!c->data) return rd_nomem(r, "tensor data", total);
+    }
     uint64_t end = h->meta.offset + h->meta.stored, at = 0;
     for (uint32_t i = 0; i < c->tensor_count; i++) {
         tdi_ckpt_tensor *t = &c->tensors[i];
@@ -706,12 +716,18 @@ static td_status load_tensors(rd *r, tdi_ckpt *c, const header *h, uint64_t tota
         char what[300];
         snprintf(what, sizeof what, "tensor %u '%s'", (unsigned)i, t->name);
         TDI_TRY(check_padding(r, end, s->offset));
+        end = s->offset + s->stored;
+        if (borrowed(r, s)) {
+            const unsigned char *src = r->mem + s->offset;
+            TDI_TRY(check_crc(r, what, s->offset, s->crc, tdi_crc32(0, src, (size_t)s->stored)));
+            t->data = src;
+            continue;
+        }
         section g = { s->offset, s->stored, s->raw, s->crc, s->codec };
         unsigned char *dst = c->data + at;
         TDI_TRY(load_region(r, what, &g, dst));
         tdi_le_convert(dst, dst, t->nbytes, tdi_dtype_size(t->dtype));
         t->data = dst;
-        end = s->offset + s->stored;
         at = tdi_align64(at + s->raw);
     }
     return TD_OK;
@@ -797,6 +813,23 @@ td_status tdi_ckpt_read_memory(const td_allocator *alloc, const void *buf, size_
     return read_common(&r, alloc, out);
 }
 
+td_status tdi_ckpt_read_borrowed(const td_allocator *alloc, const void *buf, size_t size,
+                                 const char *name, tdi_ckpt **out)
+{
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_ARG(buf != NULL || size == 0, "%s: buf is NULL for size %zu", __func__, size);
+    static const unsigned char empty[1];
+    rd r;
+    memset(&r, 0, sizeof r);
+    r.name = name ? name : "<memory>";
+    r.mem = buf ? buf : empty;
+    r.fd = -1;
+    r.size = size;
+    r.borrow = 1;
+    return read_common(&r, alloc, out);
+}
+
 td_status tdi_ckpt_read_file(const td_allocator *alloc, const char *path, tdi_ckpt **out)
 {
     TDI_CHECK_PTR(out);
@@ -836,6 +869,19 @@ void tdi_ckpt_free(tdi_ckpt *c)
 /* ---------------------------------------------------------------------------
  * Queries
  * ------------------------------------------------------------------------- */
+const void *tdi_ckpt_data(const tdi_ckpt *c)
+{
+    return c ? c->data : NULL;
+}
+
+void *tdi_ckpt_take_data(tdi_ckpt *c)
+{
+    if (!c) return NULL;
+    void *p = c->data;
+    c->data = NULL;
+    return p;
+}
+
 void tdi_ckpt_version(const tdi_ckpt *c, uint32_t *major, uint32_t *minor)
 {
     if (major) *major = c ? c->major : 0;

@@ -2,11 +2,13 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/mmap.h"
 #include "util/rng.h"
 
 tdi_model_config tdi_model_config_default(void)
@@ -36,40 +38,69 @@ static uint64_t count_params(const tdi_model_config *c)
     return n;
 }
 
-#define CHECK_RANGE(field, lo, hi)                                                          \
-    TDI_CHECK_ARG(c->field >= (lo) && c->field <= (hi),                                     \
-                  "model config: " #field " = %ld is outside %ld..%ld", (long)c->field,     \
-                  (long)(lo), (long)(hi))
+#define FIELD(f, lo, hi)                                                                    \
+    { #f, "model." #f, offsetof(tdi_model_config, f), offsetof(td_model_config, f), lo, hi }
+
+/* The order of docs/model.md's configuration and of the checkpoint keys. */
+const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS] = {
+    FIELD(vocab_size, 2, TDI_MAX_VOCAB),
+    FIELD(mask_id, 0, TDI_MAX_VOCAB - 1),
+    FIELD(max_seq_len, 1, TDI_MAX_SEQ_LEN),
+    FIELD(d_model, 1, TDI_MAX_D_MODEL),
+    FIELD(n_layers, 1, TDI_MAX_LAYERS),
+    FIELD(n_heads, 1, TDI_MAX_D_MODEL),
+    FIELD(d_ff, 1, TDI_MAX_D_FF),
+    FIELD(pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED),
+    FIELD(norm_placement, TDI_NORM_PRE, TDI_NORM_POST),
+    FIELD(tie_embeddings, 0, 1),
+};
+#undef FIELD
+
+_Static_assert(sizeof(tdi_model_config) == TDI_MODEL_N_FIELDS * sizeof(int32_t),
+               "every configuration field is in tdi_model_fields");
+
+void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub)
+{
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        int32_t v = tdi_model_field_get(c, f);
+        memcpy((char *)pub + f->public_offset, &v, sizeof v);
+    }
+}
+
+void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *c)
+{
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        memcpy(tdi_model_field_ptr(c, f), (const char *)pub + f->public_offset,
+               sizeof(int32_t));
+    }
+}
 
 td_status tdi_model_config_validate(const tdi_model_config *c)
 {
     TDI_CHECK_PTR(c);
-    CHECK_RANGE(vocab_size, 2, TDI_MAX_VOCAB);
-    TDI_CHECK_ARG(c->mask_id >= 0 && c->mask_id < c->vocab_size,
+    for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
+        const tdi_model_field *f = &tdi_model_fields[i];
+        int32_t v = tdi_model_field_get(c, f);
+        TDI_CHECK_ARG(v >= f->min && v <= f->max, "model config: %s = %ld is outside %ld..%ld",
+                      f->name, (long)v, (long)f->min, (long)f->max);
+    }
+    TDI_CHECK_ARG(c->mask_id < c->vocab_size,
                   "model config: mask_id = %ld must be in 0..vocab_size-1 (vocab_size = %ld)",
                   (long)c->mask_id, (long)c->vocab_size);
-    CHECK_RANGE(max_seq_len, 1, TDI_MAX_SEQ_LEN);
-    CHECK_RANGE(d_model, 1, TDI_MAX_D_MODEL);
-    CHECK_RANGE(n_layers, 1, TDI_MAX_LAYERS);
-    CHECK_RANGE(n_heads, 1, c->d_model);
-    TDI_CHECK_ARG(c->d_model % c->n_heads == 0,
+    TDI_CHECK_ARG(c->n_heads <= c->d_model && c->d_model % c->n_heads == 0,
                   "model config: n_heads = %ld must divide d_model = %ld", (long)c->n_heads,
                   (long)c->d_model);
-    CHECK_RANGE(d_ff, 1, TDI_MAX_D_FF);
-    TDI_CHECK_ARG(c->pos_encoding == TDI_POS_ROPE || c->pos_encoding == TDI_POS_LEARNED,
-                  "model config: pos_encoding = %ld must be %d (rope) or %d (learned)",
-                  (long)c->pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED);
     TDI_CHECK_ARG(c->pos_encoding != TDI_POS_ROPE || (c->d_model / c->n_heads) % 2 == 0,
                   "model config: head size d_model/n_heads = %ld must be even with RoPE",
                   (long)(c->d_model / c->n_heads));
-    TDI_CHECK_ARG(c->norm_placement == TDI_NORM_PRE || c->norm_placement == TDI_NORM_POST,
-                  "model config: norm_placement = %ld must be %d (pre) or %d (post)",
-                  (long)c->norm_placement, TDI_NORM_PRE, TDI_NORM_POST);
-    CHECK_RANGE(tie_embeddings, 0, 1);
+    /* The buffer, gaps between tensors included, stays below 2^31 floats. */
     uint64_t n = count_params(c);
-    TDI_CHECK_ARG(n <= TDI_MAX_PARAMS,
-                  "model config: %llu parameters, the limit is 2^31 - 1",
-                  (unsigned long long)n);
+    uint64_t tensors = 4 + 12 * (uint64_t)c->n_layers + 1;
+    TDI_CHECK_ARG(n + (TDI_PARAM_ALIGN - 1) * tensors <= TDI_MAX_PARAMS,
+                  "model config: %llu parameters, the limit is 2^31 - 1 with the padding "
+                  "between tensors", (unsigned long long)n);
     return TD_OK;
 }
 
@@ -78,21 +109,24 @@ size_t tdi_model_config_n_params(const tdi_model_config *c)
     return (size_t)count_params(c);
 }
 
-/* Appends a tensor to the directory (when m->tensors is set) and returns
- * its offset; run once to count, once to fill. */
+/* Appends a tensor to the directory (when m->tensors is set) at the next
+ * multiple of TDI_PARAM_ALIGN and returns its offset; run once to count,
+ * once to fill. */
 static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *name,
-                         int32_t rows, int32_t cols)
+                         tdi_tensor_kind kind, int32_t rows, int32_t cols)
 {
-    size_t at = *off;
+    size_t at = (*off + TDI_PARAM_ALIGN - 1) / TDI_PARAM_ALIGN * TDI_PARAM_ALIGN;
+    m->n_params += (size_t)rows * (size_t)cols;
     if (m->tensors) {
         tdi_tensor *t = &m->tensors[*count];
         snprintf(t->name, sizeof t->name, "%s", name);
         t->offset = at;
         t->rows = rows;
         t->cols = cols;
+        t->kind = kind;
     }
     (*count)++;
-    *off += (size_t)rows * (size_t)cols;
+    *off = at + (size_t)rows * (size_t)cols;
     return at;
 }
 
@@ -104,40 +138,42 @@ static void build_directory(tdi_model *m)
     size_t off = 0;
     int32_t n = 0;
     char name[32];
-    m->tok_emb = add_tensor(m, &off, &n, "tok_emb", V, d);
+    m->n_params = 0;
+    m->tok_emb = add_tensor(m, &off, &n, "tok_emb", TDI_TENSOR_EMBEDDING, V, d);
     m->pos_emb = TDI_NO_TENSOR;
     if (c->pos_encoding == TDI_POS_LEARNED)
-        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", c->max_seq_len, d);
+        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", TDI_TENSOR_EMBEDDING, c->max_seq_len, d);
     for (int32_t l = 0; l < c->n_layers; l++) {
         tdi_layer_offsets lo;
-#define LAYER_TENSOR(field, suffix, rows, cols)                     \
+#define LAYER_TENSOR(field, suffix, kind, rows, cols)               \
         snprintf(name, sizeof name, "%ld." suffix, (long)l);         \
-        lo.field = add_tensor(m, &off, &n, name, rows, cols)
-        LAYER_TENSOR(ln1_w, "ln1.w", 1, d);
-        LAYER_TENSOR(ln1_b, "ln1.b", 1, d);
-        LAYER_TENSOR(qkv_w, "qkv.w", 3 * d, d);
-        LAYER_TENSOR(qkv_b, "qkv.b", 1, 3 * d);
-        LAYER_TENSOR(proj_w, "proj.w", d, d);
-        LAYER_TENSOR(proj_b, "proj.b", 1, d);
-        LAYER_TENSOR(ln2_w, "ln2.w", 1, d);
-        LAYER_TENSOR(ln2_b, "ln2.b", 1, d);
-        LAYER_TENSOR(fc_w, "fc.w", f, d);
-        LAYER_TENSOR(fc_b, "fc.b", 1, f);
-        LAYER_TENSOR(fc2_w, "fc2.w", d, f);
-        LAYER_TENSOR(fc2_b, "fc2.b", 1, d);
+        lo.field = add_tensor(m, &off, &n, name, TDI_TENSOR_##kind, rows, cols)
+        LAYER_TENSOR(ln1_w, "ln1.w", NORM, 1, d);
+        LAYER_TENSOR(ln1_b, "ln1.b", NORM, 1, d);
+        LAYER_TENSOR(qkv_w, "qkv.w", MATRIX, 3 * d, d);
+        LAYER_TENSOR(qkv_b, "qkv.b", BIAS, 1, 3 * d);
+        LAYER_TENSOR(proj_w, "proj.w", MATRIX, d, d);
+        LAYER_TENSOR(proj_b, "proj.b", BIAS, 1, d);
+        LAYER_TENSOR(ln2_w, "ln2.w", NORM, 1, d);
+        LAYER_TENSOR(ln2_b, "ln2.b", NORM, 1, d);
+        LAYER_TENSOR(fc_w, "fc.w", MATRIX, f, d);
+        LAYER_TENSOR(fc_b, "fc.b", BIAS, 1, f);
+        LAYER_TENSOR(fc2_w, "fc2.w", MATRIX, d, f);
+        LAYER_TENSOR(fc2_b, "fc2.b", BIAS, 1, d);
 #undef LAYER_TENSOR
         if (m->layers) m->layers[l] = lo;
     }
-    m->lnf_w = add_tensor(m, &off, &n, "lnf.w", 1, d);
-    m->lnf_b = add_tensor(m, &off, &n, "lnf.b", 1, d);
+    m->lnf_w = add_tensor(m, &off, &n, "lnf.w", TDI_TENSOR_NORM, 1, d);
+    m->lnf_b = add_tensor(m, &off, &n, "lnf.b", TDI_TENSOR_NORM, 1, d);
     m->out_w = m->tok_emb;
-    if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", V, d);
-    m->out_b = add_tensor(m, &off, &n, "out.b", 1, V);
+    if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", TDI_TENSOR_MATRIX, V, d);
+    m->out_b = add_tensor(m, &off, &n, "out.b", TDI_TENSOR_BIAS, 1, V);
     m->n_tensors = n;
-    m->n_params = off;
+    m->n_floats = off;
 }
 
-td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
+static td_status model_new(const tdi_model_config *c, const td_allocator *a, int with_params,
+                           tdi_model **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
@@ -146,7 +182,7 @@ td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi
     TDI_TRY(tdi_allocator_init(&alloc, a));
 
     tdi_model *m = tdi_malloc(&alloc, sizeof *m);
-    if (!m) return tdi_nomem(__func__, sizeof *m);
+    if (!m) return tdi_nomem("tdi_model_create", sizeof *m);
     memset(m, 0, sizeof *m);
     m->alloc = alloc;
     m->cfg = *c;
@@ -154,18 +190,61 @@ td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi
 
     size_t tensor_bytes = (size_t)m->n_tensors * sizeof *m->tensors;
     size_t layer_bytes = (size_t)c->n_layers * sizeof *m->layers;
-    size_t param_bytes = m->n_params * sizeof *m->params;
     size_t failed = 0;
     if (!(m->tensors = tdi_malloc(&alloc, tensor_bytes))) failed = tensor_bytes;
     else if (!(m->layers = tdi_malloc(&alloc, layer_bytes))) failed = layer_bytes;
-    else if (!(m->params = tdi_calloc(&alloc, m->n_params, sizeof *m->params)))
-        failed = param_bytes;
     if (failed) {
         tdi_model_free(m);
-        return tdi_nomem(__func__, failed);
+        return tdi_nomem("tdi_model_create", failed);
     }
     build_directory(m); /* fills them */
+    if (with_params) {
+        td_status st = tdi_model_alloc_params(m);
+        if (st != TD_OK) {
+            tdi_model_free(m);
+            return st;
+        }
+    }
     *out = m;
+    return TD_OK;
+}
+
+td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
+{
+    return model_new(c, a, 1, out);
+}
+
+td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
+                                tdi_model **out)
+{
+    return model_new(c, a, 0, out);
+}
+
+td_status tdi_model_alloc_params(tdi_model *m)
+{
+    float *p = tdi_calloc(&m->alloc, m->n_floats, sizeof *p);
+    if (!p) return tdi_nomem("tdi_model_create", m->n_floats * sizeof *p);
+    m->params = p;
+    return TD_OK;
+}
+
+void tdi_model_attach_mapping(tdi_model *m, tdi_mapping *map, const float *params)
+{
+    m->map = *map;
+    m->params = (float *)(uintptr_t)params; /* read-only pages: see tdi_model_make_private */
+    map->addr = NULL;
+    map->size = 0;
+}
+
+td_status tdi_model_make_private(tdi_model *m)
+{
+    if (m->map.addr == NULL) return TD_OK;
+    size_t bytes = m->n_floats * sizeof *m->params;
+    float *p = tdi_malloc(&m->alloc, bytes);
+    if (!p) return tdi_nomem("tdi_model_make_private", bytes);
+    memcpy(p, m->params, bytes);
+    m->params = p;
+    tdi_unmap(&m->map);
     return TD_OK;
 }
 
@@ -173,7 +252,10 @@ void tdi_model_free(tdi_model *m)
 {
     if (m == NULL) return;
     td_allocator alloc = m->alloc;
-    tdi_free(&alloc, m->params);
+    if (m->map.addr != NULL)
+        tdi_unmap(&m->map);
+    else
+        tdi_free(&alloc, m->params);
     tdi_free(&alloc, m->layers);
     tdi_free(&alloc, m->tensors);
     tdi_free(&alloc, m);
@@ -194,9 +276,8 @@ void tdi_model_init(tdi_model *m, uint64_t seed)
         const tdi_tensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
         size_t n = (size_t)t->rows * (size_t)t->cols;
-        int is_norm = strstr(t->name, "ln") != NULL;
-        if (is_norm || ends_with(t->name, ".b")) {
-            float v = is_norm && ends_with(t->name, ".w") ? 1.0f : 0.0f;
+        if (t->kind == TDI_TENSOR_NORM || t->kind == TDI_TENSOR_BIAS) {
+            float v = t->kind == TDI_TENSOR_NORM && ends_with(t->name, ".w") ? 1.0f : 0.0f;
             for (size_t j = 0; j < n; j++) p[j] = v;
             continue;
         }

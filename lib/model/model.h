@@ -2,7 +2,8 @@
  * buffer and its tensor directory, initialisation, and a workspace that runs
  * the network forward and backward over a batch.
  *
- * Memory: the parameters are one allocation; a workspace holds one
+ * Memory: the parameters are one allocation, or a read-only mapping of the
+ * model file (tdi_model_attach_mapping); a workspace holds one
  * allocation for activations and, when created for training, one for
  * activation gradients. Forward, logits and backward never allocate.
  *
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "textdiff/textdiff.h"
+#include "util/mmap.h"
 #include "util/pool.h"
 
 enum { TDI_POS_ROPE = 0, TDI_POS_LEARNED = 1 };
@@ -38,6 +40,37 @@ typedef struct tdi_model_config {
     int32_t tie_embeddings; /* 0 or 1 */
 } tdi_model_config;
 
+/* The configuration's fields, in one table that every copy, checkpoint key
+ * and range check goes through: the name, its checkpoint key
+ * ("model.<name>"), where it lives in tdi_model_config and in the public
+ * td_model_config (both int32_t), and the range it must lie in on its own.
+ * The rules between fields are in tdi_model_config_validate. */
+typedef struct tdi_model_field {
+    const char *name;
+    const char *key;
+    size_t offset;        /* in tdi_model_config */
+    size_t public_offset; /* in td_model_config */
+    int32_t min, max;
+} tdi_model_field;
+
+#define TDI_MODEL_N_FIELDS 10
+extern const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS];
+
+static inline int32_t *tdi_model_field_ptr(tdi_model_config *c, const tdi_model_field *f)
+{
+    return (int32_t *)(void *)((char *)c + f->offset);
+}
+
+static inline int32_t tdi_model_field_get(const tdi_model_config *c, const tdi_model_field *f)
+{
+    return *(const int32_t *)(const void *)((const char *)c + f->offset);
+}
+
+/* Copy every field between the internal and the public configuration
+ * (the public struct's struct_size is left alone). */
+void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub);
+void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *c);
+
 /* The defaults of docs/model.md (byte vocabulary, d = 256, 4 layers). */
 tdi_model_config tdi_model_config_default(void);
 
@@ -48,12 +81,22 @@ td_status tdi_model_config_validate(const tdi_model_config *c);
 /* Number of float parameters of a valid configuration. */
 size_t tdi_model_config_n_params(const tdi_model_config *c);
 
+/* What a tensor is, for the policies that treat kinds differently (the
+ * optimizer's weight decay, initialisation). */
+typedef enum tdi_tensor_kind {
+    TDI_TENSOR_MATRIX = 0,    /* weight of a linear map, [out, in] */
+    TDI_TENSOR_EMBEDDING = 1, /* token or position table, [rows, d] */
+    TDI_TENSOR_BIAS = 2,      /* bias vector of a linear map */
+    TDI_TENSOR_NORM = 3       /* LayerNorm gain or shift */
+} tdi_tensor_kind;
+
 /* One named tensor of the parameter buffer, at params + offset. Matrices
  * are [rows, cols] row-major; vectors (biases, LayerNorm) have rows = 1. */
 typedef struct tdi_tensor {
     char name[32];
     size_t offset;
     int32_t rows, cols;
+    tdi_tensor_kind kind;
 } tdi_tensor;
 
 /* Offsets (in floats) of one block's tensors, for params and grads alike. */
@@ -64,12 +107,19 @@ typedef struct tdi_layer_offsets {
 
 #define TDI_NO_TENSOR ((size_t)-1)
 
+/* Each tensor starts at a multiple of this many floats (64 bytes) of the
+ * parameter buffer; the gaps are zero. A checkpoint lays its tensors out the
+ * same way (docs/format.md), so that a mapped file is the buffer. */
+#define TDI_PARAM_ALIGN 16
+
 typedef struct tdi_model {
     td_allocator alloc;
     tdi_model_config cfg;
-    float *params;
-    size_t n_params;
-    tdi_tensor *tensors; /* in buffer order; they tile params exactly */
+    float *params;       /* [n_floats]; inside `map` when mapped (read-only) */
+    tdi_mapping map;     /* the model file, when params point into it */
+    size_t n_params;     /* parameters: the tensors' elements */
+    size_t n_floats;     /* the buffer: n_params and the gaps between tensors */
+    tdi_tensor *tensors; /* in buffer order, each at a multiple of TDI_PARAM_ALIGN */
     int32_t n_tensors;
     tdi_layer_offsets *layers; /* [n_layers] */
     size_t tok_emb;
@@ -83,6 +133,25 @@ typedef struct tdi_model {
  * parameters (a: NULL for the C library). *out is NULL on failure. */
 td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out);
 void tdi_model_free(tdi_model *m);
+
+/* The same without a parameter buffer (params NULL), for a loader that
+ * gives it one: tdi_model_alloc_params (zeroed; TD_ERR_NOMEM on failure,
+ * the model unchanged) or a mapped file. */
+td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
+                                tdi_model **out);
+td_status tdi_model_alloc_params(tdi_model *m);
+
+/* Make `params` (n_floats, laid out as the directory says, the gaps zero,
+ * inside *map) the model's buffer; the model takes the mapping over (*map is
+ * emptied) and unmaps it when freed. The pages are read-only. */
+void tdi_model_attach_mapping(tdi_model *m, tdi_mapping *map, const float *params);
+
+/* Give a mapped model private, writable parameters (a copy through its
+ * allocator) and unmap the file: what a trainer needs before it updates
+ * them. A no-op for a model whose parameters are its own. On failure
+ * (TD_ERR_NOMEM) the model is unchanged. Not safe while other threads read
+ * the model. */
+td_status tdi_model_make_private(tdi_model *m);
 
 /* docs/model.md "Initialisation": N(0, 0.02²) weights and embeddings,
  * N(0, (0.02/√(2L))²) for proj.w and fc2.w, zero biases, LayerNorm 1 and 0,
@@ -120,7 +189,7 @@ void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows
 
 /* Given dlogits [n_rows, V] for those rows (its [MASK] column must be 0, as
  * tdi_crossentropy_forward_backward leaves it), ADDS the parameter gradients
- * into grads [n_params]. Needs a workspace created with_backward and the
+ * into grads [n_floats]. Needs a workspace created with_backward and the
  * forward pass it follows; rows may repeat. */
 void tdi_model_backward(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
                         int32_t n_rows, const float *dlogits, float *grads, tdi_pool *pool);

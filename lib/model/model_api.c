@@ -15,16 +15,7 @@ static td_model_config public_config(const tdi_model_config *c)
     td_model_config p;
     memset(&p, 0, sizeof p);
     p.struct_size = sizeof p;
-    p.vocab_size = c->vocab_size;
-    p.mask_id = c->mask_id;
-    p.max_seq_len = c->max_seq_len;
-    p.d_model = c->d_model;
-    p.n_layers = c->n_layers;
-    p.n_heads = c->n_heads;
-    p.d_ff = c->d_ff;
-    p.pos_encoding = c->pos_encoding;
-    p.norm_placement = c->norm_placement;
-    p.tie_embeddings = c->tie_embeddings;
+    tdi_model_config_to_public(c, &p);
     return p;
 }
 
@@ -34,22 +25,6 @@ td_status td_model_config_init(td_model_config *cfg, size_t size)
     tdi_model_config d = tdi_model_config_default();
     td_model_config c = public_config(&d);
     return tdi_struct_init(cfg, size, &c, sizeof c, MODEL_CONFIG_V1, __func__);
-}
-
-static tdi_model_config internal_config(const td_model_config *c)
-{
-    tdi_model_config m;
-    m.vocab_size = c->vocab_size;
-    m.mask_id = c->mask_id;
-    m.max_seq_len = c->max_seq_len;
-    m.d_model = c->d_model;
-    m.n_layers = c->n_layers;
-    m.n_heads = c->n_heads;
-    m.d_ff = c->d_ff;
-    m.pos_encoding = c->pos_encoding;
-    m.norm_placement = c->norm_placement;
-    m.tie_embeddings = c->tie_embeddings;
-    return m;
 }
 
 td_status tdi_model_wrap(tdi_model *inner, td_model **out)
@@ -74,7 +49,8 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
     td_model_config c = public_config(&d);
     TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, MODEL_CONFIG_V1, __func__, "cfg"));
     TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
-    tdi_model_config ic = internal_config(&c);
+    tdi_model_config ic;
+    tdi_model_config_from_public(&c, &ic);
     tdi_model *inner;
     TDI_TRY(tdi_model_create(&ic, alloc, &inner));
     tdi_model_init(inner, seed);

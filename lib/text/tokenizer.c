@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "text/utf8.h"
 #include "util/alloc.h"
+#include "util/crc32.h"
+#include "util/endian.h"
 #include "util/error.h"
 
 struct td_tokenizer {
@@ -353,16 +353,6 @@ enum {
     VARINT_MAX_BYTES = 3   /* 21 bits cover U+10FFFF */
 };
 
-static void put_u32le(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32le(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static size_t varint_len(uint32_t v)
 {
     size_t k = 1;
@@ -400,18 +390,6 @@ static size_t get_varint(const unsigned char *p, size_t n, uint32_t *v)
     return 0;
 }
 
-static uint32_t crc_of(const unsigned char *p, size_t n)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n > 0) {
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)crc;
-}
-
 td_status tdi_tokenizer_serialize(const tdi_tokenizer *t, void *out, size_t cap, size_t *size)
 {
     TDI_CHECK_PTR(t);
@@ -431,12 +409,12 @@ td_status tdi_tokenizer_serialize(const tdi_tokenizer *t, void *out, size_t cap,
     p[5] = (unsigned char)t->kind;
     p[6] = t->unk_id >= 0 ? TOK_FLAG_UNK : 0;
     p[7] = 0;
-    put_u32le(p + 8, t->n_symbols);
+    tdi_le_put32(p + 8, t->n_symbols);
     size_t pos = TOK_HEADER;
     if (t->kind == TDI_TOKENIZER_CHAR)
         for (uint32_t i = 0; i < t->n_symbols; i++)
             pos += put_varint(p + pos, i == 0 ? t->cps[0] : t->cps[i] - t->cps[i - 1]);
-    put_u32le(p + pos, crc_of(p, pos));
+    tdi_le_put32(p + pos, tdi_crc32(0, p, pos));
     return TD_OK;
 }
 
@@ -456,13 +434,13 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
         return tdi_fail(TD_ERR_VERSION, "%s: %s format version %u, this library reads %u",
                         __func__, what, (unsigned)p[4], (unsigned)TOK_FORMAT_VERSION);
     size_t body = size - TOK_CRC;
-    uint32_t stored = get_u32le(p + body), actual = crc_of(p, body);
+    uint32_t stored = tdi_le_get32(p + body), actual = tdi_crc32(0, p, body);
     if (stored != actual)
         return tdi_fail(TD_ERR_CORRUPT, "%s: %s CRC-32 is %08X, expected %08X", __func__, what,
                         (unsigned)actual, (unsigned)stored);
 
     unsigned kind = p[5], flags = p[6];
-    uint32_t n = get_u32le(p + 8);
+    uint32_t n = tdi_le_get32(p + 8);
     int with_unk = (flags & TOK_FLAG_UNK) != 0;
     if (kind != TDI_TOKENIZER_BYTE && kind != TDI_TOKENIZER_CHAR)
         return tdi_fail(TD_ERR_CORRUPT, "%s: unknown tokenizer kind %u", __func__, kind);

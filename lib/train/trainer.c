@@ -82,12 +82,16 @@ static td_status check_config(const td_trainer_config *c, const tdi_model *m)
     return tdi_adamw_config_check(&o);
 }
 
-/* Decay policy per tensor: names ending in ".w" of 2-D tensors are matrices;
- * embeddings, biases and LayerNorm parameters are not decayed. */
-static tdi_param_kind tensor_kind(const tdi_model *m, const tdi_tensor *t)
+/* The optimizer's view of a tensor of the model's directory: its decay
+ * policy is by kind (train/adamw.h). */
+static tdi_param_kind param_kind(tdi_tensor_kind kind)
 {
-    if (t->offset == m->tok_emb || t->offset == m->pos_emb) return TDI_PARAM_EMBEDDING;
-    if (t->rows == 1) return strstr(t->name, "ln") ? TDI_PARAM_NORM : TDI_PARAM_BIAS;
+    switch (kind) {
+    case TDI_TENSOR_EMBEDDING: return TDI_PARAM_EMBEDDING;
+    case TDI_TENSOR_BIAS: return TDI_PARAM_BIAS;
+    case TDI_TENSOR_NORM: return TDI_PARAM_NORM;
+    case TDI_TENSOR_MATRIX: break;
+    }
     return TDI_PARAM_MATRIX;
 }
 
@@ -131,21 +135,24 @@ static td_status allocate(td_trainer *t)
 {
     const tdi_model *m = t->model->m;
     int32_t pass = t->micro_batch * t->cfg.seq_len;
-    t->grads = tdi_calloc(&t->alloc, m->n_params, sizeof(float));
-    if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_params * sizeof(float));
+    t->grads = tdi_calloc(&t->alloc, m->n_floats, sizeof(float));
+    if (t->grads == NULL) return tdi_nomem("td_trainer_create", m->n_floats * sizeof(float));
     TDI_TRY(tdi_carve_block(&t->alloc, layout, t, &t->scratch, "td_trainer_create"));
     TDI_TRY(tdi_workspace_create(m, t->micro_batch, t->cfg.seq_len, pass, t->cfg.n_threads, 1,
                                  &t->ws));
     TDI_TRY(tdi_pool_create(&t->alloc, t->cfg.n_threads, &t->pool));
     tdi_adamw_config o = optimizer_config(&t->cfg);
-    TDI_TRY(tdi_adamw_create(&t->alloc, m->n_params, &o, &t->opt));
+    TDI_TRY(tdi_adamw_create(&t->alloc, m->n_floats, &o, &t->opt));
     tdi_param_range *ranges = tdi_malloc(&t->alloc, sizeof *ranges * (size_t)m->n_tensors);
     if (ranges == NULL) return tdi_nomem("td_trainer_create", sizeof *ranges * m->n_tensors);
+    /* A tensor's range covers the zero gap after it: its gradient there is
+     * zero, so the update leaves it zero. */
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *ts = &m->tensors[i];
+        size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
         ranges[i].offset = ts->offset;
-        ranges[i].count = (size_t)ts->rows * (size_t)ts->cols;
-        ranges[i].decay = tdi_param_kind_decays(tensor_kind(m, ts), TDI_DECAY_KINDS_DEFAULT);
+        ranges[i].count = end - ts->offset;
+        ranges[i].decay = tdi_param_kind_decays(param_kind(ts->kind), TDI_DECAY_KINDS_DEFAULT);
     }
     td_status st = tdi_adamw_set_decay_ranges(t->opt, ranges, (size_t)m->n_tensors);
     tdi_free(&t->alloc, ranges);
@@ -179,6 +186,8 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     t->micro_batch = c.micro_batch > 0 ? c.micro_batch : c.batch_size;
     tdi_rng_seed(&t->rng, c.seed);
     td_status st = allocate(t);
+    /* A model mapped from its file is read-only: train a private copy. */
+    if (st == TD_OK) st = tdi_model_make_private(model->m);
     if (st != TD_OK) {
         td_trainer_free(t);
         return st;
@@ -200,7 +209,7 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
 
     tdi_profile *prof = t->prof;
     uint64_t mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
-    memset(t->grads, 0, m->n_params * sizeof(float));
+    memset(t->grads, 0, m->n_floats * sizeof(float));
     tdi_prof_phase_end(prof, mark);
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);

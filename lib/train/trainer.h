@@ -21,7 +21,7 @@ struct td_trainer {
     tdi_pool *pool;           /* its n_threads; workers start at the first step */
     tdi_adamw *opt;
     int32_t micro_batch;      /* sequences per pass (cfg.micro_batch, 0 resolved) */
-    float *grads;             /* [n_params] */
+    float *grads;             /* [n_floats], the layout of the parameters */
     void *scratch;            /* one block for the fields below */
     tdi_corruption corr;      /* corrupted ids, scored rows, targets, weights */
     double *times;            /* [batch_size] */

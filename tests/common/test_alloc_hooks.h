@@ -74,4 +74,32 @@ static inline td_allocator test_heap_allocator(test_heap *h)
     return a;
 }
 
+/* Fault injection over one operation (include after <cmocka.h>): run
+ * op(ctx) with the k-th allocation from now on failing, for k = 0, 1, 2, ...
+ * until it succeeds. Every failing run must return exactly TD_ERR_NOMEM and
+ * leave exactly the blocks that were live before it; `check` (may be NULL)
+ * then runs, e.g. to see that nothing observable changed. The operation must
+ * release what it creates when it succeeds, too. Returns the number of
+ * failing runs. */
+static inline long test_heap_fail_each(test_heap *h, const char *what, td_status (*op)(void *ctx),
+                                       void (*check)(void *ctx), void *ctx)
+{
+    long live = h->live, failures = 0;
+    for (long k = 0;; k++) {
+        h->fail_at = h->calls + k;
+        td_status st = op(ctx);
+        h->fail_at = -1;
+        if (h->live != live)
+            fail_msg("%s, allocation %ld failing: %ld blocks leaked or freed (%s)", what, k,
+                     h->live - live, td_status_string(st));
+        if (st == TD_OK) break;
+        if (st != TD_ERR_NOMEM)
+            fail_msg("%s, allocation %ld failing: %s instead of out of memory: %s", what, k,
+                     td_status_string(st), td_last_error_message());
+        if (check) check(ctx);
+        failures++;
+    }
+    return failures;
+}
+
 #endif

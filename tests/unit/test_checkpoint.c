@@ -21,7 +21,11 @@
 #include <zlib.h>
 
 #include "common/test_alloc_hooks.h"
+#include "common/toy.h"
 #include "io/checkpoint.h"
+#include "model/model_api.h"
+#include "model/model_io.h"
+#include "train/trainer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -1425,6 +1429,204 @@ static void test_atomic_write_failures(void **state)
     remove(path);
 }
 
+/* ---------------------------------------------------------------------------
+ * Models and trainers: every allocation failing in turn gives out-of-memory,
+ * never another status, leaks nothing and changes nothing.
+ * ------------------------------------------------------------------------- */
+typedef struct io_case {
+    test_heap heap;
+    td_allocator alloc;
+    td_model *model;     /* with a tokenizer, on the test heap */
+    td_trainer *trainer; /* on that model, a few steps in */
+    td_trainer *fresh;   /* another model and trainer, to resume into */
+    td_model *fresh_model;
+    char model_path[600], trainer_path[600], out_path[600];
+    unsigned char *buf;  /* the model file's bytes */
+    size_t size;
+    /* The fresh trainer's state, which a failed resume must not change. */
+    float *params;
+    int64_t step;
+    uint64_t rng[4];
+} io_case;
+
+static void no_temporary_files(void)
+{
+    char listing[1024];
+    dir_listing(listing, sizeof listing);
+    if (strstr(listing, ".tmp-")) fail_msg("a temporary file remains: %s", listing);
+}
+
+static td_status op_model_save(void *ctx)
+{
+    io_case *c = ctx;
+    td_status st = td_model_save(c->model, c->out_path);
+    no_temporary_files();
+    return st;
+}
+
+static td_status op_trainer_save(void *ctx)
+{
+    io_case *c = ctx;
+    td_status st = td_trainer_save(c->trainer, c->out_path);
+    no_temporary_files();
+    return st;
+}
+
+static td_status finish_load(td_status st, td_model *m)
+{
+    if (st == TD_OK) assert_non_null(m);
+    else assert_null(m);
+    td_model_free(m);
+    return st;
+}
+
+static td_status op_model_load(void *ctx)
+{
+    io_case *c = ctx;
+    td_model *m = (td_model *)&m;
+    td_status st = td_model_load(c->model_path, &c->alloc, &m);
+    return finish_load(st, m);
+}
+
+static td_status op_trainer_file_load(void *ctx)
+{
+    io_case *c = ctx;
+    td_model *m = (td_model *)&m;
+    td_status st = td_model_load(c->trainer_path, &c->alloc, &m);
+    return finish_load(st, m);
+}
+
+static td_status op_model_read(void *ctx) /* the path, read instead of mapped */
+{
+    io_case *c = ctx;
+    td_model *m = (td_model *)&m;
+    td_status st = tdi_model_load_file(c->model_path, &c->alloc, 0, &m);
+    return finish_load(st, m);
+}
+
+/* A trainer on a mapped model: the model is mapped until the trainer exists. */
+static td_status op_train_mapped(void *ctx)
+{
+    io_case *c = ctx;
+    td_model *m = NULL;
+    td_status st = td_model_load(c->model_path, &c->alloc, &m);
+    if (st != TD_OK) return st;
+    assert_non_null(m->m->map.addr);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_FIXED_RATE);
+    td_trainer_config tc;
+    assert_status(td_trainer_config_default(&tc), TD_OK);
+    tc.batch_size = 2;
+    tc.seq_len = 16;
+    td_trainer *t = NULL;
+    st = td_trainer_create(m, s, &tc, &t);
+    td_schedule_free(s);
+    if (st == TD_OK) assert_null(m->m->map.addr);
+    else assert_non_null(m->m->map.addr);
+    td_trainer_free(t);
+    td_model_free(m);
+    return st;
+}
+
+static td_status op_model_load_memory(void *ctx)
+{
+    io_case *c = ctx;
+    td_model *m = (td_model *)&m;
+    td_status st = td_model_load_memory(c->buf, c->size, &c->alloc, &m);
+    return finish_load(st, m);
+}
+
+static td_status op_resume(void *ctx)
+{
+    io_case *c = ctx;
+    return td_trainer_resume(c->fresh, c->trainer_path, TD_RESUME_STRICT);
+}
+
+static void fresh_unchanged(void *ctx)
+{
+    io_case *c = ctx;
+    const tdi_model *m = c->fresh_model->m;
+    int64_t step = -1;
+    assert_status(td_trainer_get_step(c->fresh, &step), TD_OK);
+    assert_int_equal(step, c->step);
+    assert_memory_equal(c->fresh->rng.s, c->rng, sizeof c->rng);
+    assert_memory_equal(m->params, c->params, m->n_floats * sizeof(float));
+}
+
+static void io_case_init(io_case *c)
+{
+    memset(c, 0, sizeof *c);
+    c->alloc = test_heap_allocator(&c->heap);
+    c->model = toy_model_sized(258, 256, 16, 32, 2, 2, 64, 5, &c->alloc);
+    td_tokenizer *tok = NULL;
+    assert_status(td_tokenizer_create_byte(&c->alloc, &tok), TD_OK);
+    assert_status(td_model_set_tokenizer(c->model, tok), TD_OK);
+    td_tokenizer_free(tok);
+    td_schedule *s = toy_schedule(TD_SCHEDULE_LOGLINEAR);
+    td_trainer_config tc;
+    assert_status(td_trainer_config_default(&tc), TD_OK);
+    tc.batch_size = 2;
+    tc.seq_len = 16;
+    assert_status(td_trainer_create(c->model, s, &tc, &c->trainer), TD_OK);
+    int32_t tokens[2 * 16];
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 2 * 16; j++) tokens[j] = (j * 7 + i) % 256;
+        assert_status(td_trainer_step(c->trainer, tokens, NULL), TD_OK);
+    }
+    c->fresh_model = toy_model_sized(258, 256, 16, 32, 2, 2, 64, 6, &c->alloc);
+    assert_status(td_trainer_create(c->fresh_model, s, &tc, &c->fresh), TD_OK);
+    td_schedule_free(s);
+    path_in(c->model_path, sizeof c->model_path, "io-model.tdm");
+    path_in(c->trainer_path, sizeof c->trainer_path, "io-trainer.tdc");
+    path_in(c->out_path, sizeof c->out_path, "io-out.tdm");
+    assert_status(td_model_save(c->model, c->model_path), TD_OK);
+    assert_status(td_trainer_save(c->trainer, c->trainer_path), TD_OK);
+    c->buf = slurp(c->model_path, &c->size);
+    const tdi_model *m = c->fresh_model->m;
+    c->params = malloc(m->n_floats * sizeof(float));
+    assert_non_null(c->params);
+    memcpy(c->params, m->params, m->n_floats * sizeof(float));
+    memcpy(c->rng, c->fresh->rng.s, sizeof c->rng);
+    assert_status(td_trainer_get_step(c->fresh, &c->step), TD_OK);
+}
+
+static void io_case_free(io_case *c)
+{
+    td_trainer_free(c->trainer);
+    td_trainer_free(c->fresh);
+    td_model_free(c->model);
+    td_model_free(c->fresh_model);
+    assert_int_equal(c->heap.live, 0);
+    free(c->buf);
+    free(c->params);
+    remove(c->model_path);
+    remove(c->trainer_path);
+    remove(c->out_path);
+}
+
+static void test_model_and_trainer_allocation_failures(void **state)
+{
+    (void)state;
+    io_case c;
+    io_case_init(&c);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_save", op_model_save, NULL, &c) >= 3);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_load", op_model_load, NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_load, read", op_model_read, NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_load (trainer file)", op_trainer_file_load,
+                                    NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_trainer_create on a mapped model",
+                                    op_train_mapped, NULL, &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_model_load_memory", op_model_load_memory, NULL,
+                                    &c) >= 5);
+    assert_true(test_heap_fail_each(&c.heap, "td_trainer_save", op_trainer_save, NULL, &c) >= 3);
+    assert_true(test_heap_fail_each(&c.heap, "td_trainer_resume", op_resume, fresh_unchanged,
+                                    &c) >= 3);
+    /* The last run succeeded: the fresh trainer now is the first one. */
+    assert_memory_equal(c.fresh_model->m->params, c.model->m->params,
+                        c.model->m->n_floats * sizeof(float));
+    assert_memory_equal(c.fresh->rng.s, c.trainer->rng.s, sizeof c.rng);
+    io_case_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1447,6 +1649,7 @@ int main(void)
         cmocka_unit_test(test_file_round_trip),
         cmocka_unit_test(test_read_file_errors),
         cmocka_unit_test(test_atomic_write_failures),
+        cmocka_unit_test(test_model_and_trainer_allocation_failures),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

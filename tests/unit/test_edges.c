@@ -138,9 +138,9 @@ static void test_huge_logits(void **state)
     /* Scale the tied embedding: logits grow by the factor (about 1e4 here)
      * and stay finite; the draw is then the most likely token. */
     tdi_model *m = g_model->m;
-    float *saved = malloc(m->n_params * sizeof(float));
-    memcpy(saved, m->params, m->n_params * sizeof(float));
-    for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 100.0f;
+    float *saved = malloc(m->n_floats * sizeof(float));
+    memcpy(saved, m->params, m->n_floats * sizeof(float));
+    for (size_t i = 0; i < m->n_floats; i++) m->params[i] *= 100.0f;
     float logits[T * V];
     int32_t ids[T];
     for (int i = 0; i < T; i++) ids[i] = MASK;
@@ -158,7 +158,7 @@ static void test_huge_logits(void **state)
         c = config(strategy);
         generate(&c, got, T, 0);
     }
-    memcpy(m->params, saved, m->n_params * sizeof(float));
+    memcpy(m->params, saved, m->n_floats * sizeof(float));
     free(saved);
 }
 

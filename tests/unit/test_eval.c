@@ -162,7 +162,7 @@ static void brute_rate(const td_model *m, const double *cost, int argmax, const 
 static void make_constant(td_model *m, const float *bias, double *cost)
 {
     tdi_model *im = m->m;
-    memset(im->params, 0, im->n_params * sizeof(float));
+    memset(im->params, 0, im->n_floats * sizeof(float));
     memcpy(im->params + im->out_b, bias, V * sizeof(float));
     double z = 0;
     for (int j = 0; j < V; j++)

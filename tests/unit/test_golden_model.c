@@ -99,7 +99,7 @@ static void check_case(const char *file, int nt)
     if (fabs(loss - ref_loss) > 2e-6 * fabs(ref_loss))
         fail_msg("%s: loss %.9g, reference %.9g", file, loss, ref_loss);
 
-    float *grads = calloc(m->n_params, sizeof *grads);
+    float *grads = calloc(m->n_floats, sizeof *grads);
     tdi_model_backward(m, ws, rows, n, sel, grads, test_pool(nt));
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];

@@ -248,19 +248,29 @@ static void test_directory(void **state)
         assert_int_equal(m->n_params, expect);
         assert_int_equal(tdi_model_config_n_params(&c), expect);
         assert_int_equal(m->n_tensors, 1 + learned + 12 * 3 + 2 + !tied + 1);
-        /* The tensors tile the buffer, in order, with no gaps. */
-        size_t off = 0;
+        /* The tensors fill the buffer in order, each at the next multiple of
+         * 16 floats (64 bytes), as a checkpoint file lays them out. */
+        size_t off = 0, count = 0;
         for (int i = 0; i < m->n_tensors; i++) {
+            off = (off + 15) / 16 * 16;
             assert_int_equal(m->tensors[i].offset, off);
             off += (size_t)m->tensors[i].rows * m->tensors[i].cols;
+            count += (size_t)m->tensors[i].rows * m->tensors[i].cols;
         }
-        assert_int_equal(off, m->n_params);
+        assert_int_equal(off, m->n_floats);
+        assert_int_equal(count, m->n_params);
+        assert_true(m->n_floats > m->n_params); /* V = 11: tok_emb leaves a gap */
         static const char *order[] = { "ln1.w", "ln1.b", "qkv.w", "qkv.b", "proj.w", "proj.b",
                                        "ln2.w", "ln2.b", "fc.w", "fc.b", "fc2.w", "fc2.b" };
         static const int rows[] = { 1, 1, 24, 1, 8, 1, 1, 1, 16, 1, 8, 1 };
         static const int cols[] = { 8, 8, 8, 24, 8, 8, 8, 8, 8, 16, 16, 8 };
+        enum { M = TDI_TENSOR_MATRIX, E = TDI_TENSOR_EMBEDDING, B = TDI_TENSOR_BIAS,
+               N = TDI_TENSOR_NORM };
+        static const int kinds[] = { N, N, M, B, M, B, N, N, M, B, M, B };
         int i = 0;
+        assert_int_equal(m->tensors[i].kind, E);
         assert_string_equal(m->tensors[i++].name, "tok_emb");
+        if (learned) assert_int_equal(m->tensors[i].kind, E);
         if (learned) assert_string_equal(m->tensors[i++].name, "pos_emb");
         for (int l = 0; l < 3; l++)
             for (int k = 0; k < 12; k++, i++) {
@@ -269,11 +279,16 @@ static void test_directory(void **state)
                 assert_string_equal(m->tensors[i].name, name);
                 assert_int_equal(m->tensors[i].rows, rows[k]);
                 assert_int_equal(m->tensors[i].cols, cols[k]);
+                assert_int_equal(m->tensors[i].kind, kinds[k]);
                 assert_ptr_equal(tdi_model_find(m, name), &m->tensors[i]);
             }
+        assert_int_equal(m->tensors[i].kind, N);
         assert_string_equal(m->tensors[i++].name, "lnf.w");
+        assert_int_equal(m->tensors[i].kind, N);
         assert_string_equal(m->tensors[i++].name, "lnf.b");
+        if (!tied) assert_int_equal(m->tensors[i].kind, M);
         if (!tied) assert_string_equal(m->tensors[i++].name, "out.w");
+        assert_int_equal(m->tensors[i].kind, B);
         assert_string_equal(m->tensors[i++].name, "out.b");
         assert_int_equal(i, m->n_tensors);
 
@@ -309,7 +324,8 @@ static void test_init_follows_the_definition(void **state)
     tdi_model *m;
     assert_int_equal(tdi_model_create(&c, NULL, &m), TD_OK);
     tdi_model_init(m, 1234);
-    float *expect = xmalloc(m->n_params * sizeof *expect);
+    float *expect = xmalloc(m->n_floats * sizeof *expect);
+    memset(expect, 0, m->n_floats * sizeof *expect); /* the gaps between tensors stay zero */
     tdi_rng r;
     tdi_rng_seed(&r, 1234);
     double s = 0.02, sr = 0.02 / sqrt(2.0 * 3);
@@ -337,13 +353,13 @@ static void test_init_follows_the_definition(void **state)
     expect_tensor(m, expect, "lnf.b", 0, 0.0f, &r);
     expect_tensor(m, expect, "out.w", s, 0, &r);
     expect_tensor(m, expect, "out.b", 0, 0.0f, &r);
-    assert_memory_equal(m->params, expect, m->n_params * sizeof *expect);
+    assert_memory_equal(m->params, expect, m->n_floats * sizeof *expect);
 
     /* Another seed, other numbers; the same seed, the same numbers. */
     tdi_model_init(m, 1235);
-    assert_memory_not_equal(m->params, expect, m->n_params * sizeof *expect);
+    assert_memory_not_equal(m->params, expect, m->n_floats * sizeof *expect);
     tdi_model_init(m, 1234);
-    assert_memory_equal(m->params, expect, m->n_params * sizeof *expect);
+    assert_memory_equal(m->params, expect, m->n_floats * sizeof *expect);
     free(expect);
     tdi_model_free(m);
 
@@ -404,7 +420,7 @@ static void problem_init(problem *p, const tdi_model_config *c, int32_t B, int32
     p->logits = xmalloc((size_t)p->n_rows * V * sizeof *p->logits);
     p->dlogits = xmalloc((size_t)p->n_rows * V * sizeof *p->dlogits);
     p->row_loss = xmalloc(p->n_rows * sizeof *p->row_loss);
-    p->grads = xmalloc(p->m->n_params * sizeof *p->grads);
+    p->grads = xmalloc(p->m->n_floats * sizeof *p->grads);
     for (int i = 0; i < N; i++) p->ids[i] = (int32_t)tdi_rng_below(&r, (uint64_t)V);
     for (int i = 0; i < p->n_rows; i++) {
         p->rows[i] = (int32_t)((i * 3 + 1) % N); /* a scattered subset */
@@ -419,7 +435,7 @@ static void problem_init(problem *p, const tdi_model_config *c, int32_t B, int32
         p->mask[N - 1] = p->mask[N - 2] = 0;
     }
     /* Parameters at a scale where every nonlinearity is exercised. */
-    for (size_t i = 0; i < p->m->n_params; i++)
+    for (size_t i = 0; i < p->m->n_floats; i++)
         p->m->params[i] = (float)(0.8 * (tdi_rng_f64(&r) - 0.5));
     for (int32_t i = 0; i < p->m->n_tensors; i++) {
         const tdi_tensor *t = &p->m->tensors[i];
@@ -458,7 +474,7 @@ static double problem_grad(problem *p, int nt)
     double loss = tdi_crossentropy_forward_backward(p->dlogits, p->row_loss, p->logits,
                                                     p->targets, p->weights, p->n_rows,
                                                     p->m->cfg.vocab_size, test_pool(nt));
-    memset(p->grads, 0, p->m->n_params * sizeof *p->grads);
+    memset(p->grads, 0, p->m->n_floats * sizeof *p->grads);
     tdi_model_backward(p->m, p->ws, p->rows, p->n_rows, p->dlogits, p->grads, test_pool(nt));
     return loss;
 }
@@ -479,7 +495,7 @@ static void check_model_gradient(int pos, int norm, int tie)
     float *theta = p.m->params;
     const float h = 2e-3f;
     double worst = 0;
-    for (size_t i = 0; i < p.m->n_params; i++) {
+    for (size_t i = 0; i < p.m->n_floats; i++) {
         float t0 = theta[i];
         theta[i] = t0 + h;
         double fp = problem_loss(&p, 1);
@@ -502,19 +518,19 @@ static void check_model_gradient(int pos, int norm, int tie)
     /* Directional derivative along a random direction. */
     tdi_rng r;
     tdi_rng_seed(&r, 5);
-    float *dir = xmalloc(p.m->n_params * sizeof *dir), *saved = xmalloc(p.m->n_params * sizeof *saved);
-    memcpy(saved, theta, p.m->n_params * sizeof *saved);
+    float *dir = xmalloc(p.m->n_floats * sizeof *dir), *saved = xmalloc(p.m->n_floats * sizeof *saved);
+    memcpy(saved, theta, p.m->n_floats * sizeof *saved);
     double gdot = 0;
-    for (size_t i = 0; i < p.m->n_params; i++) {
+    for (size_t i = 0; i < p.m->n_floats; i++) {
         dir[i] = (float)(tdi_rng_f64(&r) - 0.5);
         gdot += (double)dir[i] * p.grads[i];
     }
     const float e = 1e-3f;
-    for (size_t i = 0; i < p.m->n_params; i++) theta[i] = saved[i] + e * dir[i];
+    for (size_t i = 0; i < p.m->n_floats; i++) theta[i] = saved[i] + e * dir[i];
     double fp = problem_loss(&p, 1);
-    for (size_t i = 0; i < p.m->n_params; i++) theta[i] = saved[i] - e * dir[i];
+    for (size_t i = 0; i < p.m->n_floats; i++) theta[i] = saved[i] - e * dir[i];
     double fm = problem_loss(&p, 1);
-    memcpy(theta, saved, p.m->n_params * sizeof *saved);
+    memcpy(theta, saved, p.m->n_floats * sizeof *saved);
     double num = (fp - fm) / (2 * (double)e);
     if (!(fabs(num - gdot) <= 1e-3 * fabs(gdot)))
         fail_msg("pos %d norm %d tie %d: directional derivative %.8g, numeric %.8g", pos, norm,
@@ -607,8 +623,8 @@ static void test_thread_count_does_not_change_bits(void **state)
         problem p;
         problem_init(&p, &c, 3, 16, 1, 11);
         double l1 = problem_grad(&p, 1);
-        float *g1 = xmalloc(p.m->n_params * sizeof *g1);
-        memcpy(g1, p.grads, p.m->n_params * sizeof *g1);
+        float *g1 = xmalloc(p.m->n_floats * sizeof *g1);
+        memcpy(g1, p.grads, p.m->n_floats * sizeof *g1);
         size_t nl = (size_t)p.n_rows * c.vocab_size;
         float *lg1 = xmalloc(nl * sizeof *lg1);
         memcpy(lg1, p.logits, nl * sizeof *lg1);
@@ -616,7 +632,7 @@ static void test_thread_count_does_not_change_bits(void **state)
             double l2 = problem_grad(&p, nt);
             assert_true(l1 == l2);
             assert_memory_equal(p.logits, lg1, nl * sizeof *lg1);
-            assert_memory_equal(p.grads, g1, p.m->n_params * sizeof *g1);
+            assert_memory_equal(p.grads, g1, p.m->n_floats * sizeof *g1);
         }
         /* More threads than the workspace was made for: attention runs on
          * fewer, and nothing changes. */
@@ -624,7 +640,7 @@ static void test_thread_count_does_not_change_bits(void **state)
         assert_int_equal(tdi_workspace_create(p.m, p.B, p.T, p.B * p.T, 2, 1, &p.ws), TD_OK);
         assert_true(problem_grad(&p, 4) == l1);
         assert_memory_equal(p.logits, lg1, nl * sizeof *lg1);
-        assert_memory_equal(p.grads, g1, p.m->n_params * sizeof *g1);
+        assert_memory_equal(p.grads, g1, p.m->n_floats * sizeof *g1);
         free(g1);
         free(lg1);
         problem_free(&p);
@@ -642,7 +658,7 @@ static void test_backward_keeps_the_forward_key_mask(void **state)
     problem_init(&p, &c, 2, 5, 1, 17);
     p.mask[1] = 0; /* the first sequence is padded too */
     double l_mask = problem_grad(&p, 2);
-    size_t np = p.m->n_params;
+    size_t np = p.m->n_floats;
     float *g_mask = xmalloc(np * sizeof *g_mask);
     memcpy(g_mask, p.grads, np * sizeof *g_mask);
 

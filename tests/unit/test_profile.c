@@ -65,8 +65,8 @@ static void profile_changes_nothing(void **state)
         assert_memory_equal(&a.loss, &b.loss, sizeof a.loss);
         assert_int_equal(a.n_masked, b.n_masked);
     }
-    assert_int_equal(m0->m->n_params, m1->m->n_params);
-    assert_memory_equal(m0->m->params, m1->m->params, m0->m->n_params * sizeof(float));
+    assert_int_equal(m0->m->n_floats, m1->m->n_floats);
+    assert_memory_equal(m0->m->params, m1->m->params, m0->m->n_floats * sizeof(float));
     assert_int_equal(prof.steps, STEPS);
     td_trainer_free(t0);
     td_trainer_free(t1);

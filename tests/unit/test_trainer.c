@@ -125,7 +125,15 @@ static void run(int nt, double *losses, float *params)
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         losses[i] = st.loss;
     }
-    memcpy(params, m->m->params, m->m->n_params * sizeof(float));
+    memcpy(params, m->m->params, m->m->n_floats * sizeof(float));
+    /* The gaps between tensors (docs/model.md) are never written. */
+    const tdi_model *im = m->m;
+    for (int32_t i = 0; i < im->n_tensors; i++) {
+        const tdi_tensor *ts = &im->tensors[i];
+        size_t end = i + 1 < im->n_tensors ? im->tensors[i + 1].offset : im->n_floats;
+        for (size_t k = ts->offset + (size_t)ts->rows * (size_t)ts->cols; k < end; k++)
+            assert_true(im->params[k] == 0.0f);
+    }
     td_trainer_free(tr);
     td_schedule_free(s);
     td_model_free(m);
@@ -135,7 +143,7 @@ static void test_same_seed_same_bits(void **state)
 {
     (void)state;
     td_model *m = tiny_model(NULL);
-    size_t n = m->m->n_params;
+    size_t n = m->m->n_floats;
     td_model_free(m);
     double l1[20], l2[20], l3[20];
     float *p1 = malloc(n * sizeof(float)), *p2 = malloc(n * sizeof(float)),
@@ -180,7 +188,7 @@ static size_t run_wide(int nt, int blas_threads, double *losses, float *params)
         assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
         losses[i] = st.loss;
     }
-    size_t n = m->m->n_params;
+    size_t n = m->m->n_floats;
     assert_true(n <= WIDE_MAX_PARAMS);
     memcpy(params, m->m->params, n * sizeof(float));
     td_trainer_free(tr);
@@ -219,7 +227,7 @@ static void test_micro_batches_add_up(void **state)
     enum { N_SPLITS = 4 };
     static const int32_t micro[N_SPLITS] = { 0, 4, 3, 1 };
     td_model *ref_model = tiny_model(NULL);
-    size_t np = ref_model->m->n_params;
+    size_t np = ref_model->m->n_floats;
     td_model_free(ref_model);
     float *g[N_SPLITS];
     td_train_stats st[N_SPLITS][3];
@@ -272,7 +280,7 @@ static void test_non_finite_step_is_not_applied(void **state)
     td_train_stats st = { .struct_size = sizeof st };
     assert_int_equal(td_trainer_step(tr, tokens, &st), TD_OK);
     /* Poison one weight of the last block: the loss becomes NaN. */
-    size_t n = m->m->n_params;
+    size_t n = m->m->n_floats;
     m->m->params[m->m->lnf_w] = NAN;
     float *before = malloc(n * sizeof(float));
     memcpy(before, m->m->params, n * sizeof(float));

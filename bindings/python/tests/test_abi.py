@@ -66,7 +66,8 @@ def _ctype(decl, enums):
 def _header_enums(text):
     enums = {}
     for body, name in re.findall(r"typedef enum \w+ \{(.*?)\}\s*(\w+);", text, flags=re.S):
-        enums[name] = {k: int(v) for k, v in re.findall(r"(TD_\w+)\s*=\s*(\d+)", body)}
+        enums[name] = {k: int(v) << int(shift or 0) for k, v, shift in
+                       re.findall(r"(TD_\w+)\s*=\s*(\d+)(?:\s*<<\s*(\d+))?", body)}
     return enums
 
 
@@ -141,12 +142,13 @@ class TestHeader(unittest.TestCase):
             "td_pos_encoding": (td.PosEncoding, "TD_POS_"),
             "td_norm_placement": (td.NormPlacement, "TD_NORM_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
+            "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
         }
         self.assertEqual(sorted(self.enums), sorted(binding))
         for cname, (py, prefix) in binding.items():
             with self.subTest(enum=cname):
                 want = {k[len(prefix):]: v for k, v in self.enums[cname].items()}
-                self.assertEqual({m.name: m.value for m in py}, want)
+                self.assertEqual({k: m.value for k, m in py.__members__.items()}, want)
 
     def test_version_constants(self):
         defs = dict(re.findall(r"#define (TD_\w+) +(\d+)\s", self.text))

@@ -83,6 +83,17 @@ class TestTrainer(unittest.TestCase):
             self.assertEqual(other.step_count, 0)
             with self.assertRaises(td.InputOutputError):
                 other.resume(os.path.join(tmp, "none.tdc"))
+            # Another run's seed is refused unless allowed.
+            reseeded = self.trainer(support.tiny_model(), seed=12345)
+            with self.assertRaises(td.StateError) as cm:
+                reseeded.resume(path)
+            self.assertIn("seed", cm.exception.message)
+            reseeded.resume(path, td.ResumeFlags.ALLOW_SEED)
+            self.assertEqual(reseeded.step_count, 3)
+            with self.assertRaises(td.InvalidArgumentError):
+                reseeded.resume(path, 1 << 20)
+            with self.assertRaises(ValueError):
+                reseeded.resume(path, -1)
             with self.assertRaises(td.InputOutputError):
                 tr.save(os.path.join(tmp, "no", "dir", "run.tdc"))
 

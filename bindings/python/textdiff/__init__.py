@@ -39,7 +39,7 @@ from .model import Model, ModelConfig, NormPlacement, PosEncoding
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
 from .tokenizer import SpecialToken, Tokenizer
-from .trainer import Trainer, TrainerConfig, TrainStats
+from .trainer import ResumeFlags, Trainer, TrainerConfig, TrainStats
 
 #: The binding's own version: the libtextdiff release it was written for.
 __version__ = "%d.%d.%d" % (_lib.VERSION_NUMBER // 10000, _lib.VERSION_NUMBER // 100 % 100,
@@ -81,6 +81,7 @@ __all__ = [
     "ABI_VERSION", "CancelledError", "CorruptError", "Corpus", "EvalConfig", "EvalResult",
     "FormatError", "InputOutputError", "InternalError", "InvalidArgumentError", "Model",
     "ModelConfig", "NoMemoryError", "NormPlacement", "NumericError", "PosEncoding", "RateLoss",
+    "ResumeFlags",
     "SampleStats", "Sampler", "SamplerConfig", "Schedule", "ScheduleConfig", "ScheduleKind",
     "SpecialToken", "Split", "StateError", "Status", "Strategy", "TextStats", "TextdiffError",
     "Tokenizer",

@@ -308,7 +308,7 @@ PROTOTYPES = {
     "td_trainer_step": (c_status, [P_trainer, _i32p, _p(td_train_stats)]),
     "td_trainer_get_step": (c_status, [P_trainer, _p(ctypes.c_int64)]),
     "td_trainer_save": (c_status, [P_trainer, _char]),
-    "td_trainer_resume": (c_status, [P_trainer, _char]),
+    "td_trainer_resume": (c_status, [P_trainer, _char, ctypes.c_uint32]),
     # sampler
     "td_sampler_config_init": (c_status, [_p(td_sampler_config), _size]),
     "td_sampler_create": (c_status, [P_model, P_schedule, _p(td_sampler_config),

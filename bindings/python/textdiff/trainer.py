@@ -1,10 +1,11 @@
 """The trainer: one step function for MLM and diffusion alike."""
 
 import ctypes
+import enum
 
 from . import _lib
-from ._core import Handle, as_buffer, check, lib, make_record, new_handle, new_struct, \
-    path_arg, set_fields, to_record, typed, use
+from ._core import Handle, as_buffer, check, int_arg, lib, make_record, new_handle, \
+    new_struct, path_arg, set_fields, to_record, typed, use
 from .model import Model
 from .schedule import Schedule
 
@@ -18,6 +19,16 @@ What one training step did (td_train_stats): step (steps completed, this
 one included), loss (the batch's NELBO estimate, nats per token),
 grad_norm (before clipping), lr (the rate applied), n_masked (scored
 positions).""")
+
+
+class ResumeFlags(enum.IntFlag):
+    """td_resume_flags: which differences Trainer.resume accepts."""
+
+    STRICT = 0
+    ALLOW_SCHEDULE = 1 << 0
+    ALLOW_BATCH = 1 << 1
+    ALLOW_SEQ_LEN = 1 << 2
+    ALLOW_SEED = 1 << 3
 
 
 class Trainer(Handle):
@@ -87,10 +98,14 @@ class Trainer(Handle):
         Model.load) plus the optimizer state, step count and generator."""
         self._call(lib.td_trainer_save, path_arg(path))
 
-    def resume(self, path):
+    def resume(self, path, flags=0):
         """Restores a save() checkpoint into this trainer, whose model must
         have the same configuration: parameters, optimizer state, step and
         generator. Continuing with the same data (e.g. Corpus.batch indexed
-        by step_count) repeats the uninterrupted run bit for bit. On any
+        by step_count) repeats the uninterrupted run bit for bit. A
+        checkpoint of another run (schedule, batch size, sequence length or
+        seed) raises StateError unless `flags` (ResumeFlags) allows the
+        difference; the model's configuration must always match. On any
         error the trainer and its model are unchanged."""
-        self._call(lib.td_trainer_resume, path_arg(path))
+        self._call(lib.td_trainer_resume, path_arg(path),
+                   int_arg("flags", flags, ctypes.c_uint32))
