@@ -372,7 +372,13 @@ TD_API td_status td_model_logits(const td_model *m, const int32_t *ids, int32_t 
  * rename; an existing file is replaced only by a complete new one). Loading
  * validates every field and returns TD_ERR_FORMAT, TD_ERR_CORRUPT,
  * TD_ERR_VERSION or TD_ERR_IO with a message; it never reads out of bounds.
- * A trainer checkpoint (td_trainer_save) also loads as a model. */
+ * A trainer checkpoint (td_trainer_save) also loads as a model.
+ * td_model_load maps the file read-only and shared when its tensors are
+ * stored uncompressed (as td_model_save writes them): the parameters are the
+ * file's pages, shared by every process that loads it, and the file may be
+ * replaced by rename or deleted afterwards — but not changed in place while
+ * mapped. Otherwise it reads a copy. td_model_load_memory always copies;
+ * the buffer need not outlive the call. */
 TD_API td_status td_model_save(const td_model *m, const char *path);
 TD_API td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out);
 TD_API td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
