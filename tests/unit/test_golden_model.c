@@ -47,6 +47,8 @@ static void check_case(const char *file, int nt)
     c.pos_encoding = golden_i(g, "config.pos_encoding");
     c.norm_placement = golden_i(g, "config.norm_placement");
     c.tie_embeddings = golden_i(g, "config.tie_embeddings");
+    int32_t causal = 0; /* absent from the files that predate causal mode */
+    c.causal = golden_int(g, "config.causal", &causal) ? causal : 0;
     const int B = golden_i(g, "batch"), T = golden_i(g, "seq_len"), V = c.vocab_size;
 
     tdi_model *m;
