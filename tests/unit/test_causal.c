@@ -16,6 +16,7 @@
 #include "model/incremental.h"
 #include "model/model_api.h"
 #include "util/rng.h"
+#include "common/test_alloc_hooks.h"
 #include "common/test_pool.h"
 
 #define V 20
@@ -463,6 +464,58 @@ static void test_threads_give_the_same_bits(void **state)
     td_schedule_free(sch);
 }
 
+/* Every allocation of td_sampler_create failing in turn: TD_ERR_NOMEM and
+ * nothing leaked; then generation allocates nothing. */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    test_heap h;
+    td_allocator a = test_heap_allocator(&h);
+    td_model_config mc;
+    assert_int_equal(td_model_config_default(&mc), TD_OK);
+    mc.vocab_size = V;
+    mc.mask_id = MASK;
+    mc.max_seq_len = TMAX;
+    mc.d_model = 16;
+    mc.n_layers = 2;
+    mc.n_heads = 2;
+    mc.d_ff = 32;
+    mc.causal = 1;
+    td_model *m = NULL;
+    assert_int_equal(td_model_create(&mc, 1, &a, &m), TD_OK);
+    td_schedule *sch = linear_schedule();
+    long base = h.live;
+    td_sampler_config c;
+    assert_int_equal(td_sampler_config_default(&c), TD_OK);
+    c.strategy = TD_SAMPLER_LEFT_TO_RIGHT;
+    c.max_batch = 2;
+    c.top_k = 3;
+    c.n_threads = 2;
+    for (long k = 0;; k++) {
+        h.fail_at = h.calls + k;
+        td_sampler *s = (td_sampler *)&s;
+        td_status st = td_sampler_create(m, sch, &c, &s);
+        if (st == TD_OK) {
+            h.fail_at = h.calls;
+            long calls = h.calls;
+            int32_t canvas[2 * TMAX];
+            for (int i = 0; i < 2 * TMAX; i++) canvas[i] = MASK;
+            assert_int_equal(td_sampler_generate(s, canvas, 2, TMAX, NULL, NULL, NULL), TD_OK);
+            assert_int_equal(h.calls, calls);
+            td_sampler_free(s);
+            assert_int_equal(h.live, base);
+            break;
+        }
+        assert_int_equal(st, TD_ERR_NOMEM);
+        assert_null(s);
+        assert_int_equal(h.live, base);
+        assert_true(k < 50);
+    }
+    td_schedule_free(sch);
+    td_model_free(m);
+    assert_int_equal(h.live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_sampler_strategy_needs_matching_model),
         cmocka_unit_test(test_greedy_equals_full_forward_loop),
         cmocka_unit_test(test_threads_give_the_same_bits),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
