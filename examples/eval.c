@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     double(*loss)[N_RATES] = calloc((size_t)n_models, sizeof *loss);
     double(*acc)[N_RATES] = calloc((size_t)n_models, sizeof *acc);
     td_eval_result *res = calloc((size_t)n_models, sizeof *res);
+    int *causal = calloc((size_t)n_models, sizeof *causal);
 
     td_tokenizer *byte_tok;
     cli_check(td_tokenizer_create_byte(NULL, &byte_tok), "tokenizer");
@@ -65,9 +66,15 @@ int main(int argc, char **argv)
         res[i].struct_size = sizeof res[i];
         cli_check(td_eval_nelbo(m, valid, (int64_t)(n_windows * (uint64_t)seq_len), &ec, &res[i]),
                   "NELBO");
-        cli_check(td_eval_rates(m, valid, (int64_t)(n_windows * (uint64_t)seq_len), rates,
-                                N_RATES, &ec, loss[i], acc[i]),
-                  "per-rate loss");
+        td_model_config mc = { .struct_size = sizeof mc };
+        cli_check(td_model_get_config(m, &mc), paths[i]);
+        causal[i] = mc.causal;
+        if (causal[i]) /* an AR model: its NELBO column is the exact NLL, no rates */
+            for (int j = 0; j < N_RATES; j++) loss[i][j] = acc[i][j] = NAN;
+        else
+            cli_check(td_eval_rates(m, valid, (int64_t)(n_windows * (uint64_t)seq_len), rates,
+                                    N_RATES, &ec, loss[i], acc[i]),
+                      "per-rate loss");
         fprintf(stderr, "%s: evaluated in %.1f s\n", paths[i], cli_now() - t0);
         td_model_free(m);
     }
@@ -77,8 +84,9 @@ int main(int argc, char **argv)
     printf("%-28s %14s %12s %12s %12s\n", "checkpoint", "NELBO bits/B", "+-", "ppl bound",
            "acc@15%");
     for (int i = 0; i < n_models; i++)
-        printf("%-28s %14.4f %12.4f %12.3f %11.1f%%\n", paths[i], res[i].bits_per_byte,
-               res[i].std_error_nats / log(2.0), res[i].perplexity_bound, 100 * acc[i][2]);
+        printf("%-28s %14.4f %12.4f %12.3f %11.1f%%%s\n", paths[i], res[i].bits_per_byte,
+               res[i].std_error_nats / log(2.0), res[i].perplexity_bound, 100 * acc[i][2],
+               causal[i] ? "  (causal: exact NLL, no masking rates)" : "");
     printf("\nloss at each masking rate, bits per masked byte (accuracy)\n%-6s", "rate");
     for (int i = 0; i < n_models; i++) printf(" %22.22s", paths[i]);
     printf("\n");
@@ -109,6 +117,7 @@ int main(int argc, char **argv)
     free(loss);
     free(acc);
     free(res);
+    free(causal);
     free(paths);
     td_corpus_free(corpus);
     td_tokenizer_free(byte_tok);

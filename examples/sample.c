@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     int64_t seed = 1;
     cli_flag flags[] = {
         { "model", CLI_STRING, &model_path, "checkpoint" },
-        { "strategy", CLI_STRING, &strategy, "ancestral, maxprob, margin or entropy" },
+        { "strategy", CLI_STRING, &strategy, "ancestral, maxprob, margin, entropy, or ltr (left to right: a causal model's)" },
         { "steps", CLI_INT, &steps, "denoising steps (1: fill everything at once)" },
         { "schedule", CLI_STRING, &schedule_name, "linear, loglinear, cosine or polynomial" },
         { "temperature", CLI_FLOAT, &temperature, "sampling temperature (0: greedy)" },
@@ -89,12 +89,13 @@ int main(int argc, char **argv)
     int32_t *canvas = malloc(sizeof *canvas * (size_t)len * (size_t)n);
     for (int b = 0; b < n; b++) memcpy(canvas + (size_t)b * len, row, sizeof *row * (size_t)len);
 
-    static const char *const strategies[] = { "ancestral", "maxprob", "margin", "entropy" };
+    static const char *const strategies[] = { "ancestral", "maxprob", "margin", "entropy",
+                                              "ltr" };
     static const char *const schedules[] = { "linear", "loglinear", "cosine", "polynomial" };
     int strategy_id = -1, schedule_id = -1;
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(strategy, strategies[i]) == 0) strategy_id = i;
-        if (strcmp(schedule_name, schedules[i]) == 0) schedule_id = i;
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(strategy, strategies[i]) == 0) strategy_id = i; /* ltr: 4, LEFT_TO_RIGHT */
+        if (i < 4 && strcmp(schedule_name, schedules[i]) == 0) schedule_id = i;
     }
     if (strategy_id < 0 || schedule_id < 0) {
         fprintf(stderr, "sample: unknown --strategy or --schedule\n");

@@ -1,5 +1,6 @@
-/* The training loop shared by train_mlm and train_diffusion: they differ
- * only in the schedule they hand to the trainer. */
+/* The training loop shared by train_mlm, train_diffusion and train_ar: MLM
+ * and diffusion differ only in the schedule they hand to the trainer; AR in
+ * the model's causal flag (its trainer then ignores the schedule). */
 #define _POSIX_C_SOURCE 200809L
 #include "train_common.h"
 
@@ -30,14 +31,16 @@ static double validation_nelbo(const td_model *m, const int32_t *valid, int64_t 
     return r.nelbo_bits;
 }
 
-int train_main(int argc, char **argv, int diffusion)
+int train_main(int argc, char **argv, int kind)
 {
+    const int diffusion = kind == TRAIN_DIFFUSION, ar = kind == TRAIN_AR;
+    static const char *const names[] = { "MLM", "diffusion", "AR" };
     int d_model = 256, layers = 3, heads = 4, d_ff = 0, seq_len = 128, batch = 32, threads = 1;
     int64_t steps = 2000, warmup = 100, save_every = 500, eval_every = 500, seed = 1;
     int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
-    const char *checkpoint = diffusion ? "diffusion.ckpt" : "mlm.ckpt";
+    const char *checkpoint = ar ? "ar.ckpt" : diffusion ? "diffusion.ckpt" : "mlm.ckpt";
     const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
     cli_flag flags[] = {
         { "corpus", CLI_STRING, &corpus_path, "text file, plain or .gz" },
@@ -67,12 +70,15 @@ int train_main(int argc, char **argv, int diffusion)
         { "export", CLI_STRING, &export_path, "also write the final model alone here" },
         { diffusion ? "schedule" : "rate", diffusion ? CLI_STRING : CLI_FLOAT,
           diffusion ? (void *)&schedule_name : (void *)&rate,
-          diffusion ? "linear, loglinear, cosine or polynomial" : "masking rate" },
+          diffusion ? "linear, loglinear, cosine or polynomial"
+                    : ar ? "masking rate (not used by AR training)" : "masking rate" },
         { "bert", CLI_SWITCH, &bert, "BERT's 80/10/10 corruption (MLM only)" },
     };
     cli_parse(argc, argv,
               diffusion ? "usage: train_diffusion [options]  (masked diffusion: every rate, "
                           "ELBO-weighted)"
+              : ar      ? "usage: train_ar [options]  (autoregressive: causal model, "
+                          "next-token prediction)"
                         : "usage: train_mlm [options]  (BERT-style MLM: one masking rate)",
               flags, (int)(sizeof flags / sizeof flags[0]), NULL, NULL);
     /* The schedule is the only difference between the two programs. */
@@ -90,6 +96,10 @@ int train_main(int argc, char **argv, int diffusion)
         cli_check(td_schedule_config_default(&sc, TD_SCHEDULE_FIXED_RATE), "schedule");
         sc.rate = rate;
         sc.bert_corruption = bert;
+        if (ar && bert) {
+            fprintf(stderr, "--bert applies to MLM training only\n");
+            return 2;
+        }
     }
     td_schedule *schedule;
     cli_check(td_schedule_create(&sc, NULL, &schedule), "schedule");
@@ -110,6 +120,7 @@ int train_main(int argc, char **argv, int diffusion)
     mc.max_seq_len = seq_len;
     mc.pos_encoding = parse_choice(pos, positions, 2, "pos");
     mc.norm_placement = parse_choice(norm, norms, 2, "norm");
+    mc.causal = ar;
     td_model *model;
     cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
@@ -162,9 +173,9 @@ int train_main(int argc, char **argv, int diffusion)
     uint64_t n_params;
     td_model_num_params(model, &n_params);
     fprintf(stderr, "%s: %llu parameters, d=%d L=%d H=%d, batch %d x %d, %lld steps, %s\n",
-            diffusion ? "diffusion" : "MLM", (unsigned long long)n_params, d_model, layers, heads,
+            names[kind], (unsigned long long)n_params, d_model, layers, heads,
             batch, seq_len, (long long)steps,
-            diffusion ? schedule_name : "fixed rate");
+            diffusion ? schedule_name : ar ? "next token" : "fixed rate");
 
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
     cli_progress progress;
@@ -187,8 +198,8 @@ int train_main(int argc, char **argv, int diffusion)
         if (eval_every > 0 && n_valid > 0 && (step % eval_every == 0 || step == steps)) {
             valid_bits = validation_nelbo(model, valid, n_valid, seq_len, threads);
             if (progress.tty) fputc('\n', stderr);
-            fprintf(stderr, "step %lld: validation NELBO %.4f bits/byte\n", (long long)step,
-                    valid_bits);
+            fprintf(stderr, "step %lld: validation %s %.4f bits/byte\n", (long long)step,
+                    ar ? "NLL" : "NELBO", valid_bits);
         }
         cli_progress_update(&progress, step, tok_s, "loss %.3f bits", ema / log(2.0));
         if (csv) {

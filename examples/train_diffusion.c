@@ -2,4 +2,4 @@
  * rate, ELBO-weighted (log-linear schedule by default). */
 #include "train_common.h"
 
-int main(int argc, char **argv) { return train_main(argc, argv, 1); }
+int main(int argc, char **argv) { return train_main(argc, argv, TRAIN_DIFFUSION); }

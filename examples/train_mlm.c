@@ -2,4 +2,4 @@
  * fixed-rate schedule (15% by default). */
 #include "train_common.h"
 
-int main(int argc, char **argv) { return train_main(argc, argv, 0); }
+int main(int argc, char **argv) { return train_main(argc, argv, TRAIN_MLM); }

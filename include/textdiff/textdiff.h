@@ -343,6 +343,11 @@ typedef struct td_model_config {
     int32_t norm_placement; /* td_norm_placement */
     int32_t tie_embeddings; /* 1: the output projection is the token embedding */
     int32_t reserved0;      /* must be 0 */
+    int32_t causal;         /* 0: bidirectional (default); 1: causal — a position attends
+                               to itself and earlier ones only, and the trainer, the
+                               evaluation and the sampler treat the model as
+                               autoregressive (docs/model.md, "Causal mode") */
+    int32_t reserved1;      /* must be 0 */
 } td_model_config;
 
 TD_API td_status td_model_config_init(td_model_config *cfg, size_t size);
@@ -509,7 +514,14 @@ typedef enum td_sampler_strategy {
     /* ... the top-1 minus top-2 probability ... */
     TD_SAMPLER_MARGIN    = 2,
     /* ... or the negative entropy of the token distribution. */
-    TD_SAMPLER_ENTROPY   = 3
+    TD_SAMPLER_ENTROPY   = 3,
+    /* Causal models only (and they only with this one): left to right, one
+     * position per model call, each [MASK] drawn from the model given the
+     * positions before it, every other id kept. Keys and values of the
+     * positions already processed are cached, so a step costs one position's
+     * forward pass. steps, block_len, cache and alg_temperature are not
+     * used; the schedule may be any. */
+    TD_SAMPLER_LEFT_TO_RIGHT = 4
 } td_sampler_strategy;
 
 typedef struct td_sampler_config {
@@ -631,7 +643,10 @@ static inline td_status td_eval_config_default(td_eval_config *cfg)
     return td_eval_config_init(cfg, sizeof *cfg);
 }
 
-/* The NELBO of model `m` on tokens[0..n_tokens) (docs/evaluation.md): for
+/* The NELBO of model `m` on tokens[0..n_tokens) (docs/evaluation.md). For
+ * a causal model (cfg.causal = 1) it is instead the exact NLL per token, not
+ * a bound: each window shifted right behind [MASK] as the begin token, every
+ * position scored once (cfg->n_times and seed are not used). Otherwise, for
  * each window, the K masking times t_k = (k + 1/2)/K, one mask per time
  * (each token hidden with probability t_k), and the cross-entropy of the
  * hidden tokens weighted by 1/(t_k · seq_len). The ids of the evaluated
@@ -640,6 +655,19 @@ static inline td_status td_eval_config_default(td_eval_config *cfg)
  * fails with TD_ERR_NUMERIC. */
 TD_API td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_tokens,
                                const td_eval_config *cfg, td_eval_result *out);
+
+/* Generative perplexity: how likely a causal `scorer` finds the sequences
+ * samples [n_seqs · seq_len] (e.g. a sampler's output). The result is the
+ * exact NLL per token under the scorer, as td_eval_nelbo gives it for a
+ * causal model: nelbo_nats/bits per token, bits_per_byte with
+ * cfg->bytes_per_token, perplexity_bound = exp(NLL) (here the perplexity
+ * itself), the standard error across the sequences. cfg may be NULL (the
+ * defaults); its seq_len and max_sequences are not used. TD_ERR_INVALID_ARG
+ * for a bidirectional scorer, no sequence, seq_len above the scorer's
+ * max_seq_len, or an id outside [0, vocab_size) or equal to [MASK]. */
+TD_API td_status td_eval_gen_perplexity(const td_model *scorer, const int32_t *samples,
+                                        int32_t n_seqs, int32_t seq_len,
+                                        const td_eval_config *cfg, td_eval_result *out);
 
 /* The loss curve over masking rates: for each rates[j] ∈ (0, 1], every
  * evaluated window masked once at that rate, and loss_nats[j] = the mean
@@ -651,6 +679,8 @@ TD_API td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t
 TD_API td_status td_eval_rates(const td_model *m, const int32_t *tokens, int64_t n_tokens,
                                const double *rates, int32_t n_rates, const td_eval_config *cfg,
                                double *loss_nats, double *accuracy);
+/* (A causal model has no masking rates: td_eval_rates returns
+ * TD_ERR_UNSUPPORTED for it.) */
 
 /* ---------------------------------------------------------------------------
  * Text statistics (docs/evaluation.md, "Text statistics"): how a sample

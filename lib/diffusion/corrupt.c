@@ -95,3 +95,38 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
     out->n = n;
     return TD_OK;
 }
+
+td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean, size_t B,
+                            size_t T, tdi_corruption *out)
+{
+    TDI_CHECK_PTR(vocab);
+    TDI_CHECK_PTR(clean);
+    TDI_CHECK_PTR(out);
+    TDI_CHECK_ARG(out->ids && out->rows && out->targets && out->weights,
+                  "%s: out->ids, rows, targets and weights must all be set", __func__);
+    TDI_CHECK_ARG(B > 0 && T > 0, "%s: B = %zu and T = %zu must be > 0", __func__, B, T);
+    TDI_CHECK_ARG(B <= (size_t)INT32_MAX / T,
+                  "%s: B·T = %zu·%zu exceeds the int32 row index range", __func__, B, T);
+    TDI_CHECK_ARG(out->capacity >= B * T, "%s: capacity = %zu is less than B·T = %zu",
+                  __func__, out->capacity, B * T);
+    TDI_TRY(check_vocab(vocab, 0));
+    for (size_t r = 0; r < B * T; r++)
+        TDI_CHECK_ARG(clean[r] >= 0 && clean[r] < vocab->vocab_size &&
+                          clean[r] != vocab->mask_id,
+                      "tdi_corrupt: clean id %ld at sequence %zu, position %zu is %s",
+                      (long)clean[r], r / T, r % T,
+                      clean[r] == vocab->mask_id ? "the mask id" : "outside [0, vocab_size)");
+    const float w = (float)(1.0 / ((double)T * (double)B));
+    for (size_t b = 0; b < B; b++) {
+        const size_t base = b * T;
+        out->ids[base] = vocab->mask_id;
+        for (size_t i = 0; i < T; i++) {
+            if (i > 0) out->ids[base + i] = clean[base + i - 1];
+            out->rows[base + i] = (int32_t)(base + i);
+            out->targets[base + i] = clean[base + i];
+            out->weights[base + i] = w;
+        }
+    }
+    out->n = B * T;
+    return TD_OK;
+}

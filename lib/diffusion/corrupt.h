@@ -58,4 +58,12 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
                       const int32_t *clean, size_t B, size_t T, const double *t,
                       tdi_rng *rng, tdi_corruption *out);
 
+/* The next-token objective of a causal model (docs/training.md): the input
+ * is clean[B, T] shifted right by one with mask_id as the begin token
+ * (z = [m, x_0, …, x_{T−2}] per sequence), every position b·T + i is scored
+ * against x_i with weight 1/(T·B). Checks the clean ids as tdi_corrupt does;
+ * draws nothing. */
+td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean, size_t B,
+                            size_t T, tdi_corruption *out);
+
 #endif

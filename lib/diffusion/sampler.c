@@ -1,5 +1,6 @@
 /* The sampler of docs/sampling.md: ancestral (MDLM) and confidence-ordered
- * (LLaDA, Dream) unmasking of a canvas, optionally block by block.
+ * (LLaDA, Dream) unmasking of a canvas, optionally block by block; and, for
+ * a causal model, left to right with a key/value cache (sampler_ar.c).
  *
  * A step first decides which rows need a token: for ancestral sampling the
  * rows that the schedule reveals (decided without the model), for the
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "diffusion/draw.h"
+#include "diffusion/sampler_ar.h"
 #include "diffusion/schedule.h"
 #include "model/model_api.h"
 #include "util/alloc.h"
@@ -45,7 +47,8 @@ struct td_sampler {
     td_sampler_config cfg;      /* validated, max_seq_len resolved */
     tdi_draw_config draw;
     tdi_rng master;             /* one draw per generate call seeds its streams */
-    tdi_workspace *ws;
+    tdi_workspace *ws;          /* the diffusion strategies' */
+    tdi_kv_cache *kv;           /* left to right's */
     tdi_pool *pool;             /* its n_threads; workers start at the first call */
     int32_t chunk;              /* logit rows per head product */
     int32_t n_max;              /* max_batch · max_seq_len */
@@ -109,8 +112,15 @@ td_status td_sampler_config_init(td_sampler_config *cfg, size_t size)
 static td_status check_config(const td_sampler_config *c, const tdi_model_config *mc)
 {
     const char *f = "td_sampler_create";
-    TDI_CHECK_ARG(c->strategy >= TD_SAMPLER_ANCESTRAL && c->strategy <= TD_SAMPLER_ENTROPY,
+    TDI_CHECK_ARG(c->strategy >= TD_SAMPLER_ANCESTRAL &&
+                      c->strategy <= TD_SAMPLER_LEFT_TO_RIGHT,
                   "%s: cfg->strategy = %d is not a td_sampler_strategy", f, (int)c->strategy);
+    TDI_CHECK_ARG(c->strategy != TD_SAMPLER_LEFT_TO_RIGHT || mc->causal,
+                  "%s: cfg->strategy is TD_SAMPLER_LEFT_TO_RIGHT, which needs a causal model "
+                  "(this one is bidirectional)", f);
+    TDI_CHECK_ARG(c->strategy == TD_SAMPLER_LEFT_TO_RIGHT || !mc->causal,
+                  "%s: the model is causal: it generates with TD_SAMPLER_LEFT_TO_RIGHT only, "
+                  "not with cfg->strategy = %d (a diffusion strategy)", f, (int)c->strategy);
     TDI_CHECK_ARG(c->steps >= 1 && c->steps <= MAX_STEPS,
                   "%s: cfg->steps = %d is outside [1, %d]", f, (int)c->steps, MAX_STEPS);
     TDI_CHECK_ARG(isfinite(c->temperature) && c->temperature >= 0.0f,
@@ -159,6 +169,7 @@ void td_sampler_free(td_sampler *s)
     td_allocator a = s->alloc;
     tdi_pool_free(s->pool); /* joins its threads */
     tdi_workspace_free(s->ws);
+    tdi_kv_cache_free(s->kv);
     tdi_free(&a, s->scratch);
     tdi_free(&a, s);
 }
@@ -238,9 +249,13 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     s->chunk = CHUNK_ROWS;
     if (s->chunk > by_vocab) s->chunk = by_vocab > 0 ? by_vocab : 1;
     if (s->chunk > s->n_max) s->chunk = s->n_max;
+    const int ltr = c.strategy == TD_SAMPLER_LEFT_TO_RIGHT;
+    if (ltr) s->chunk = c.max_batch; /* a step's logits: one row per sequence */
 
     td_status st = tdi_carve_block(&s->alloc, layout, s, &s->scratch, __func__);
-    if (st == TD_OK)
+    if (st == TD_OK && ltr)
+        st = tdi_kv_cache_create(im, c.max_batch, c.max_seq_len, c.n_threads, &s->kv);
+    else if (st == TD_OK)
         st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, c.n_threads, 0,
                                       &s->ws);
     if (st == TD_OK) st = tdi_pool_create(&s->alloc, c.n_threads, &s->pool);
@@ -496,6 +511,40 @@ static void write_stats(td_sample_stats *stats, const run_state *rs)
     tdi_struct_out(stats, stats->struct_size, &full, sizeof full);
 }
 
+/* The callback of a left-to-right run (sampler_ar.h). */
+typedef struct ar_notify {
+    td_sampler *s;
+    td_sampler_callback cb;
+    void *user;
+    const int32_t *canvas;
+    int32_t batch, seq_len;
+} ar_notify;
+
+static int32_t ar_callback(void *ctx, int32_t step, int32_t n_steps, int32_t n_changed)
+{
+    ar_notify *a = ctx;
+    a->s->in_callback = 1;
+    int32_t stop = a->cb(a->user, step, n_steps, a->canvas, a->batch, a->seq_len,
+                         a->s->changed, n_changed);
+    a->s->in_callback = 0;
+    TDI_ENTER(a->s); /* the callback may have called the library */
+    return stop;
+}
+
+static td_status generate_ltr(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
+                              td_sampler_callback cb, void *user, run_state *rs)
+{
+    ar_notify note = { s, cb, user, canvas, batch, seq_len };
+    tdi_ar_sampler a = { s->model, s->kv, &s->draw, s->seq_rng, s->pool, s->logits, s->w,
+                         s->rank, s->tokens, s->changed, cb ? ar_callback : NULL, &note };
+    tdi_ar_counts counts;
+    td_status st = tdi_ar_generate(&a, canvas, batch, seq_len, &counts);
+    rs->model_calls = counts.model_calls;
+    rs->steps = counts.steps;
+    rs->revealed = counts.revealed;
+    return st;
+}
+
 td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
                               td_sampler_callback cb, void *user, td_sample_stats *stats)
 {
@@ -523,6 +572,11 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
     run_state rs;
     memset(&rs, 0, sizeof rs);
     td_status st = TD_OK;
+    if (s->kv != NULL) {
+        st = generate_ltr(s, canvas, batch, seq_len, cb, user, &rs);
+        if (stats != NULL) write_stats(stats, &rs);
+        return st;
+    }
     for (int32_t blk = 0; blk < n_blocks && st == TD_OK; blk++) {
         int32_t lo = block > 0 ? blk * block : 0;
         int32_t hi = block > 0 && seq_len - lo > block ? lo + block : seq_len;

@@ -1,4 +1,4 @@
-/* Multi-head self-attention without a causal mask, one (batch, head) pair at
+/* Multi-head self-attention, bidirectional or causal, one (batch, head) pair at
  * a time, so that no [B, H, T, T] tensor ever exists: the pair's T×T scores
  * live in its thread's scratch only while the pair is being computed. Q, K
  * and V of a pair are strided views of the [B·T, 3d] qkv buffer (leading
@@ -31,12 +31,14 @@ static void scores(float *s, const float *qkv, int b, int h, int T, int d, int h
                 0.0f, s, T);
 }
 
-/* row [T]: masked keys' scores become −∞ (m [T], 1 = attendable; NULL = all) */
-static void mask_row(float *row, const uint8_t *m, int T)
+/* row [T]: masked keys' scores become −∞ (m [T], 1 = attendable; NULL = all),
+ * and so do keys j >= lim (lim = T: none; causal query i: lim = i + 1). */
+static void mask_row(float *row, const uint8_t *m, int T, int lim)
 {
+    for (int j = lim; j < T; j++) row[j] = -INFINITY;
     if (!m) return;
     TDI_SIMD()
-    for (int j = 0; j < T; j++) row[j] = m[j] ? row[j] : -INFINITY;
+    for (int j = 0; j < lim; j++) row[j] = m[j] ? row[j] : -INFINITY;
 }
 
 /* Sums run in a fixed order — LANES interleaved partial sums, then those
@@ -85,11 +87,11 @@ static void zero_row(float *row, int T)
  * maximum and 1/Σe. A row with no attendable key (a padded-out sequence)
  * becomes all zeros and is recorded as mx = −∞, inv = 0. */
 TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *inv_out,
-                                              const uint8_t *m, int T)
+                                              const uint8_t *m, int T, int causal)
 {
     for (int i = 0; i < T; i++) {
         float *row = s + (size_t)i * T;
-        mask_row(row, m, T);
+        mask_row(row, m, T, causal ? i + 1 : T);
         float mx = -INFINITY;
         TDI_SIMD(reduction(max:mx))
         for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
@@ -111,7 +113,7 @@ TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *in
 /* s [T, T]: the same scores in, the forward's probabilities out, from the
  * saved mx, inv [T] and the same operations (no division, no new sum). */
 TDI_TARGET_CLONES static void softmax_rebuild(float *s, const float *mx, const float *inv,
-                                              const uint8_t *m, int T)
+                                              const uint8_t *m, int T, int causal)
 {
     for (int i = 0; i < T; i++) {
         float *row = s + (size_t)i * T;
@@ -119,7 +121,7 @@ TDI_TARGET_CLONES static void softmax_rebuild(float *s, const float *mx, const f
             zero_row(row, T);
             continue;
         }
-        mask_row(row, m, T);
+        mask_row(row, m, T, causal ? i + 1 : T);
         (void)exp_shifted(row, mx[i], T);
         scale_row(row, inv[i], T);
     }
@@ -155,7 +157,7 @@ typedef struct attn_job {
     float *out, *row_max, *row_inv, *dqkv, *scratch;
     const float *qkv, *dout, *fmax, *finv;
     const uint8_t *key_mask;
-    int T, H, hd, d;
+    int T, H, hd, d, causal;
     size_t slice;
     float scale;
 } attn_job;
@@ -170,7 +172,7 @@ static void forward_pairs(void *ctx, long begin, long end, int tid)
         const float *v = a->qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
         scores(p, a->qkv, b, h, T, d, hd, a->scale);
         softmax_forward(p, a->row_max + (size_t)bh * T, a->row_inv + (size_t)bh * T,
-                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T);
+                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T, a->causal);
         /* Y [T, hd] = P [T, T] · V [T, hd], written into its head's columns */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
                     0.0f, a->out + (size_t)b * T * d + (size_t)h * hd, d);
@@ -180,12 +182,12 @@ static void forward_pairs(void *ctx, long begin, long end, int tid)
 /* out [B·T, d]; row_max, row_inv [B, H, T] written; qkv [B·T, 3d];
  * key_mask [B·T] or NULL; scratch n_slices x [T, T] (padded, see kernels.h) */
 void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
-                           const uint8_t *key_mask, int B, int T, int H, int hd,
+                           const uint8_t *key_mask, int causal, int B, int T, int H, int hd,
                            float *scratch, int n_slices, tdi_pool *pool)
 {
     assert(n_slices >= 1);
     attn_job a = { out, row_max, row_inv, NULL, scratch, qkv, NULL, NULL, NULL, key_mask,
-                   T, H, hd, H * hd, tdi_attention_scratch_floats(T, 0),
+                   T, H, hd, H * hd, causal != 0, tdi_attention_scratch_floats(T, 0),
                    (float)(1.0 / sqrt((double)hd)) };
     tdi_pool_run(pool, (long)B * H, callers(n_slices), forward_pairs, &a);
 }
@@ -203,7 +205,7 @@ static void backward_pairs(void *ctx, long begin, long end, int tid)
         float *dqkv = a->dqkv;
         scores(p, qkv, b, h, T, d, hd, scale);
         softmax_rebuild(p, a->fmax + (size_t)bh * T, a->finv + (size_t)bh * T,
-                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T);
+                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T, a->causal);
         /* dP [T, T] = dY [T, hd] · V [T, hd]ᵀ */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, d,
                     qkv + head + 2 * (size_t)d, ld, 0.0f, g, T);
@@ -225,12 +227,12 @@ static void backward_pairs(void *ctx, long begin, long end, int tid)
  * scratch n_slices x [2, T, T] (padded, see kernels.h) */
 void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
                             const float *row_max, const float *row_inv, const uint8_t *key_mask,
-                            int B, int T, int H, int hd, float *scratch, int n_slices,
-                            tdi_pool *pool)
+                            int causal, int B, int T, int H, int hd, float *scratch,
+                            int n_slices, tdi_pool *pool)
 {
     assert(n_slices >= 1);
     attn_job a = { NULL, NULL, NULL, dqkv, scratch, qkv, dout, row_max, row_inv, key_mask,
-                   T, H, hd, H * hd, tdi_attention_scratch_floats(T, 1),
+                   T, H, hd, H * hd, causal != 0, tdi_attention_scratch_floats(T, 1),
                    (float)(1.0 / sqrt((double)hd)) };
     tdi_pool_run(pool, (long)B * H, callers(n_slices), backward_pairs, &a);
 }

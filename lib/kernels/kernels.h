@@ -91,12 +91,15 @@ void tdi_rope_forward(float *x, int ld, int n, int T, int n_heads, int hd,
 void tdi_rope_backward(float *dx, int ld, int n, int T, int n_heads, int hd,
                        const float *cos_t, const float *sin_t, tdi_pool *pool);
 
-/* ---- multi-head attention, bidirectional, optional key padding mask ----- */
+/* ---- multi-head attention, optional causal and key padding masks ------- */
 
 /* qkv [B·T, 3d] holds q | k | v (q and k already rotated), d = H·hd; head h
  * is columns [h·hd, (h+1)·hd) of each block.
  * out [B·T, d] = heads of softmax(q·kᵀ/√hd)·v side by side.
  * key_mask [B·T]: 1 = the key may be attended, 0 = padding; NULL = all.
+ * causal != 0: query i attends to keys 0..i only (on top of key_mask); the
+ * probabilities of later keys are exactly 0, so the backward needs nothing
+ * else.
  * A query whose sequence has no attendable key gets an all-zero row.
  *
  * No [B, H, T, T] tensor is kept: the (batch, head) pairs are shared among
@@ -126,15 +129,15 @@ static inline size_t tdi_attention_scratch_floats(int T, int backward)
 }
 
 void tdi_attention_forward(float *out, float *row_max, float *row_inv, const float *qkv,
-                           const uint8_t *key_mask, int B, int T, int H, int hd,
+                           const uint8_t *key_mask, int causal, int B, int T, int H, int hd,
                            float *scratch, int n_slices, tdi_pool *pool);
 
 /* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose) from
  * dout [B·T, d]; qkv, row_max, row_inv and key_mask are the forward's. */
 void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
                             const float *row_max, const float *row_inv, const uint8_t *key_mask,
-                            int B, int T, int H, int hd, float *scratch, int n_slices,
-                            tdi_pool *pool);
+                            int causal, int B, int T, int H, int hd, float *scratch,
+                            int n_slices, tdi_pool *pool);
 
 /* ---- token (+ learned position) embedding ------------------------------- */
 

@@ -13,8 +13,8 @@ static void attention_block_backward(const tdi_model *m, tdi_workspace *ws,
                                      tdi_pool *pool)
 {
     int H = m->cfg.n_heads, hd = m->cfg.d_model / H;
-    tdi_attention_backward(ws->dqkv, datty, a->qkv, a->att_max, a->att_inv, ws->key_mask, B, T,
-                           H, hd, ws->attn_scratch, ws->n_threads, pool);
+    tdi_attention_backward(ws->dqkv, datty, a->qkv, a->att_max, a->att_inv, ws->key_mask,
+                           m->cfg.causal, B, T, H, hd, ws->attn_scratch, ws->n_threads, pool);
     if (m->cfg.pos_encoding == TDI_POS_ROPE)
         tdi_rope_backward(ws->dqkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
                           ws->rope_sin, pool);

@@ -15,7 +15,7 @@ static void attention_block(const tdi_model *m, tdi_workspace *ws, tdi_layer_act
     if (m->cfg.pos_encoding == TDI_POS_ROPE)
         tdi_rope_forward(a->qkv, 3 * m->cfg.d_model, B * T, T, 2 * H, hd, ws->rope_cos,
                          ws->rope_sin, pool);
-    tdi_attention_forward(a->atty, a->att_max, a->att_inv, a->qkv, key_mask, B, T, H, hd,
+    tdi_attention_forward(a->atty, a->att_max, a->att_inv, a->qkv, key_mask, m->cfg.causal, B, T, H, hd,
                           ws->attn_scratch, ws->n_threads, pool);
 }
 

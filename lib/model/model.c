@@ -24,6 +24,7 @@ tdi_model_config tdi_model_config_default(void)
     c.pos_encoding = TDI_POS_ROPE;
     c.norm_placement = TDI_NORM_PRE;
     c.tie_embeddings = 1;
+    c.causal = 0;
     return c;
 }
 
@@ -38,8 +39,9 @@ static uint64_t count_params(const tdi_model_config *c)
     return n;
 }
 
-#define FIELD(f, lo, hi)                                                                    \
-    { #f, "model." #f, offsetof(tdi_model_config, f), offsetof(td_model_config, f), lo, hi }
+#define FIELD_(f, lo, hi, opt)                                                              \
+    { #f, "model." #f, offsetof(tdi_model_config, f), offsetof(td_model_config, f), lo, hi, opt }
+#define FIELD(f, lo, hi) FIELD_(f, lo, hi, 0)
 
 /* The order of docs/model.md's configuration and of the checkpoint keys. */
 const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS] = {
@@ -53,8 +55,10 @@ const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS] = {
     FIELD(pos_encoding, TDI_POS_ROPE, TDI_POS_LEARNED),
     FIELD(norm_placement, TDI_NORM_PRE, TDI_NORM_POST),
     FIELD(tie_embeddings, 0, 1),
+    FIELD_(causal, 0, 1, 1),
 };
 #undef FIELD
+#undef FIELD_
 
 _Static_assert(sizeof(tdi_model_config) == TDI_MODEL_N_FIELDS * sizeof(int32_t),
                "every configuration field is in tdi_model_fields");

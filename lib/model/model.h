@@ -38,6 +38,7 @@ typedef struct tdi_model_config {
     int32_t pos_encoding;   /* TDI_POS_ROPE or TDI_POS_LEARNED */
     int32_t norm_placement; /* TDI_NORM_PRE or TDI_NORM_POST */
     int32_t tie_embeddings; /* 0 or 1 */
+    int32_t causal;         /* 0 or 1: attention sees no later position */
 } tdi_model_config;
 
 /* The configuration's fields, in one table that every copy, checkpoint key
@@ -51,9 +52,10 @@ typedef struct tdi_model_field {
     size_t offset;        /* in tdi_model_config */
     size_t public_offset; /* in td_model_config */
     int32_t min, max;
+    int optional; /* added after 1.0: a checkpoint without the key means 0 */
 } tdi_model_field;
 
-#define TDI_MODEL_N_FIELDS 10
+#define TDI_MODEL_N_FIELDS 11
 extern const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS];
 
 static inline int32_t *tdi_model_field_ptr(tdi_model_config *c, const tdi_model_field *f)

@@ -62,8 +62,9 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
                         TDI_FORMAT_TRAINER);
     for (size_t i = 0; i < TDI_MODEL_N_FIELDS; i++) {
         const tdi_model_field *f = &tdi_model_fields[i];
-        int64_t v;
-        TDI_TRY(tdi_ckpt_get_i64(ck, f->key, &v));
+        int64_t v = 0;
+        if (!(f->optional && tdi_ckpt_meta_type(ck, f->key) == 0))
+            TDI_TRY(tdi_ckpt_get_i64(ck, f->key, &v));
         if (v < f->min || v > f->max)
             return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %lld is outside %ld..%ld",
                             f->key, (long long)v, (long)f->min, (long)f->max);

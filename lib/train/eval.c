@@ -255,7 +255,22 @@ static td_status score_batch(eval_ctx *c, const eval_item *items, int32_t n_item
     tdi_pool *pool = c->pool;
     const tdi_corrupt_vocab vocab = { V, c->m->cfg.mask_id, 0, c->m->cfg.mask_id };
     size_t n = 0;
-    for (int32_t b = 0; b < n_items; b++) {
+    for (int32_t b = 0; b < n_items && c->m->cfg.causal; b++) {
+        /* A causal model: the window shifted right, every token scored. */
+        tdi_corruption one = c->corr;
+        one.ids += (size_t)b * T;
+        one.rows += n;
+        one.targets += n;
+        one.weights += n;
+        one.capacity = (size_t)T;
+        TDI_TRY(tdi_corrupt_shift(&vocab, c->tokens + items[b].window * T, 1, (size_t)T, &one));
+        for (size_t i = 0; i < one.n; i++) one.rows[i] += b * T;
+        n += one.n;
+        c->scores[b].ce = 0.0;
+        c->scores[b].hidden = (int32_t)one.n;
+        c->scores[b].correct = 0;
+    }
+    for (int32_t b = 0; b < n_items && !c->m->cfg.causal; b++) {
         tdi_rng rng;
         mask_rng(&rng, c->cfg.seed, items[b].t, items[b].window);
         tdi_corruption one = c->corr;
@@ -311,7 +326,9 @@ static void welford_add(welford *w, double x)
  * window's K terms arrive in order and are folded as soon as it is done. */
 static td_status nelbo_run(eval_ctx *c, welford *acc)
 {
-    const int64_t K = c->cfg.n_times, T = c->cfg.seq_len, B = c->cfg.batch_size;
+    /* A causal model's NLL is exact: one term per window, weight 1/T. */
+    const int causal = c->m->cfg.causal;
+    const int64_t K = causal ? 1 : c->cfg.n_times, T = c->cfg.seq_len, B = c->cfg.batch_size;
     const int64_t n_items = c->n_seq * K;
     double window_sum = 0.0;
     for (int64_t w0 = 0; w0 < n_items; w0 += B) {
@@ -319,7 +336,7 @@ static td_status nelbo_run(eval_ctx *c, welford *acc)
         for (int32_t b = 0; b < nb; b++) {
             const int64_t w = w0 + b;
             c->items[b].window = window_of(c, w / K);
-            c->items[b].t = ((double)(w % K) + 0.5) / (double)K;
+            c->items[b].t = causal ? 1.0 : ((double)(w % K) + 0.5) / (double)K;
         }
         TDI_TRY(score_batch(c, c->items, nb, 0));
         for (int32_t b = 0; b < nb; b++) {
@@ -333,11 +350,10 @@ static td_status nelbo_run(eval_ctx *c, welford *acc)
     return TD_OK;
 }
 
-td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_tokens,
-                        const td_eval_config *cfg, td_eval_result *out)
+/* td_eval_nelbo, and td_eval_gen_perplexity on its own windows. */
+static td_status nelbo_call(const td_model *m, const int32_t *tokens, int64_t n_tokens,
+                            const td_eval_config *cfg, td_eval_result *out, const char *func)
 {
-    TDI_ENTER(m);
-    static const char func[] = "td_eval_nelbo";
     TDI_CHECK_ARG(out != NULL, "%s: out is NULL", func);
     TDI_TRY(tdi_struct_size_check(out->struct_size, EVAL_RESULT_V1, func, "out"));
     eval_ctx c;
@@ -359,6 +375,39 @@ td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_toke
     r.n_tokens = acc.n * c.cfg.seq_len;
     tdi_struct_out(out, out->struct_size, &r, sizeof r);
     return TD_OK;
+}
+
+td_status td_eval_nelbo(const td_model *m, const int32_t *tokens, int64_t n_tokens,
+                        const td_eval_config *cfg, td_eval_result *out)
+{
+    TDI_ENTER(m);
+    return nelbo_call(m, tokens, n_tokens, cfg, out, "td_eval_nelbo");
+}
+
+td_status td_eval_gen_perplexity(const td_model *scorer, const int32_t *samples, int32_t n_seqs,
+                                 int32_t seq_len, const td_eval_config *cfg,
+                                 td_eval_result *out)
+{
+    TDI_ENTER(scorer);
+    static const char func[] = "td_eval_gen_perplexity";
+    TDI_CHECK_ARG(scorer != NULL, "%s: scorer is NULL", func);
+    TDI_CHECK_ARG(scorer->m->cfg.causal, "%s: the scorer needs a causal model (its "
+                  "cfg.causal is 0; a bidirectional model gives no exact likelihood)", func);
+    TDI_CHECK_ARG(samples != NULL, "%s: samples is NULL", func);
+    TDI_CHECK_ARG(n_seqs >= 1, "%s: n_seqs = %d: there is no sequence to score", func,
+                  (int)n_seqs);
+    TDI_CHECK_ARG(seq_len >= 1 && seq_len <= scorer->m->cfg.max_seq_len,
+                  "%s: seq_len = %d is outside [1, the scorer's max_seq_len = %d]", func,
+                  (int)seq_len, (int)scorer->m->cfg.max_seq_len);
+    td_eval_config c = default_config();
+    if (cfg != NULL) {
+        TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, EVAL_CONFIG_V1, func, "cfg"));
+        TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", func);
+    }
+    c.seq_len = seq_len;
+    c.max_sequences = 0;
+    if ((int64_t)c.batch_size * seq_len > INT32_MAX / 4) c.batch_size = 1;
+    return nelbo_call(scorer, samples, (int64_t)n_seqs * seq_len, &c, out, func);
 }
 
 /* Items rate-major: item w is window w mod S at rate w / S. Rate j sums its
@@ -403,6 +452,10 @@ td_status td_eval_rates(const td_model *m, const int32_t *tokens, int64_t n_toke
     for (int32_t j = 0; j < n_rates; j++)
         TDI_CHECK_ARG(rates[j] > 0.0 && rates[j] <= 1.0,
                       "%s: rates[%d] = %g must be a number in (0, 1]", func, (int)j, rates[j]);
+    if (m != NULL && m->m->cfg.causal)
+        return tdi_fail(TD_ERR_UNSUPPORTED,
+                        "%s: the model is causal; masking rates do not apply to it (its exact "
+                        "NLL is td_eval_nelbo's)", func);
     eval_ctx c;
     TDI_TRY(setup(&c, m, tokens, n_tokens, cfg, func));
     td_status st = allocate(&c, (size_t)n_rates);

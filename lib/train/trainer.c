@@ -1,5 +1,7 @@
 /* One trainer for MLM and diffusion: the schedule decides the masking rate
- * and the loss weight; every line below is shared. */
+ * and the loss weight; every line below is shared. A causal model trains
+ * on next-token prediction instead (its input shifted right, every position
+ * scored); only the making of the batch differs. */
 #include "diffusion/corrupt.h"
 #include "diffusion/schedule.h"
 #include "kernels/kernels.h"
@@ -213,9 +215,13 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
     tdi_prof_phase_end(prof, mark);
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);
-    TDI_TRY(tdi_schedule_draw_times(&t->schedule, &t->rng, (size_t)B, t->times));
-    TDI_TRY(tdi_corrupt(&t->schedule, &vocab, tokens, (size_t)B, (size_t)T, t->times, &t->rng,
-                        &t->corr));
+    if (m->cfg.causal) { /* next-token prediction: the schedule is not used */
+        TDI_TRY(tdi_corrupt_shift(&vocab, tokens, (size_t)B, (size_t)T, &t->corr));
+    } else {
+        TDI_TRY(tdi_schedule_draw_times(&t->schedule, &t->rng, (size_t)B, t->times));
+        TDI_TRY(tdi_corrupt(&t->schedule, &vocab, tokens, (size_t)B, (size_t)T, t->times,
+                            &t->rng, &t->corr));
+    }
     const int32_t n = (int32_t)t->corr.n;
     double loss = 0.0;
     /* Passes of micro_batch sequences. The scored rows are ascending, so a

@@ -32,7 +32,9 @@
     F(td_model_config, pos_encoding, 32)         \
     F(td_model_config, norm_placement, 36)       \
     F(td_model_config, tie_embeddings, 40)       \
-    F(td_model_config, reserved0, 44)
+    F(td_model_config, reserved0, 44)            \
+    F(td_model_config, causal, 48)               \
+    F(td_model_config, reserved1, 52)
 
 #define TD_LAYOUT_TRAINER_CONFIG(F)              \
     F(td_trainer_config, struct_size, 0)         \

@@ -1,5 +1,6 @@
 /* The C model against PyTorch: logits, loss and every parameter gradient of
- * the four reference cases in tests/golden/ (tools/reference/make_vectors.py).
+ * the six reference cases in tests/golden/ (tools/reference/make_vectors.py),
+ * two of them causal models on the next-token objective.
  *
  * Tolerances (tests/golden/README.md): float32 PyTorch differs from its
  * float64 run by at most 8e-7 in the logits and 1e-6 of a tensor's largest
@@ -47,6 +48,8 @@ static void check_case(const char *file, int nt)
     c.pos_encoding = golden_i(g, "config.pos_encoding");
     c.norm_placement = golden_i(g, "config.norm_placement");
     c.tie_embeddings = golden_i(g, "config.tie_embeddings");
+    int32_t causal = 0; /* absent from the files that predate causal mode */
+    c.causal = golden_int(g, "config.causal", &causal) ? causal : 0;
     const int B = golden_i(g, "batch"), T = golden_i(g, "seq_len"), V = c.vocab_size;
 
     tdi_model *m;
@@ -144,6 +147,17 @@ static void test_learned_pre_untied_keymask(void **state)
     check_case("learned_pre_untied_keymask.tdgv", 2);
 }
 
+static void test_rope_pre_tied_causal(void **state)
+{
+    (void)state;
+    check_case("rope_pre_tied_causal.tdgv", 1);
+}
+static void test_learned_post_untied_causal(void **state)
+{
+    (void)state;
+    check_case("learned_post_untied_causal.tdgv", 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +165,8 @@ int main(void)
         cmocka_unit_test(test_learned_post_untied),
         cmocka_unit_test(test_rope_post_tied_keymask),
         cmocka_unit_test(test_learned_pre_untied_keymask),
+        cmocka_unit_test(test_rope_pre_tied_causal),
+        cmocka_unit_test(test_learned_post_untied_causal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -432,7 +432,8 @@ static void attention_fwd(float *y, float *row_max, float *row_inv, const float 
                           const uint8_t *mask, int B, int T, int H, int hd, int nt)
 {
     float *scratch = attention_scratch(T, nt, 0);
-    tdi_attention_forward(y, row_max, row_inv, qkv, mask, B, T, H, hd, scratch, nt, test_pool(nt));
+    tdi_attention_forward(y, row_max, row_inv, qkv, mask, 0, B, T, H, hd, scratch, nt,
+                          test_pool(nt));
     free(scratch);
 }
 
@@ -441,7 +442,7 @@ static void attention_bwd(float *g, const float *dy, const float *qkv, const flo
                           int nt)
 {
     float *scratch = attention_scratch(T, nt, 1);
-    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, B, T, H, hd, scratch, nt,
+    tdi_attention_backward(g, dy, qkv, row_max, row_inv, mask, 0, B, T, H, hd, scratch, nt,
                            test_pool(nt));
     free(scratch);
 }

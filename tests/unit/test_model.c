@@ -486,9 +486,10 @@ static const char *tensor_of(const tdi_model *m, size_t i)
     return "?";
 }
 
-static void check_model_gradient(int pos, int norm, int tie)
+static void check_model_gradient_mode(int pos, int norm, int tie, int causal)
 {
     tdi_model_config c = tiny_config(pos, norm, tie);
+    c.causal = causal;
     problem p;
     problem_init(&p, &c, 2, 5, tie == 0, 99 + (uint64_t)(pos * 4 + norm * 2 + tie));
     problem_grad(&p, 2);
@@ -541,6 +542,23 @@ static void check_model_gradient(int pos, int norm, int tie)
     free(dir);
     free(saved);
     problem_free(&p);
+}
+
+static void check_model_gradient(int pos, int norm, int tie)
+{
+    check_model_gradient_mode(pos, norm, tie, 0);
+}
+
+/* Causal attention: the same check, the later keys masked. */
+static void test_gradient_causal_rope_pre_tied(void **s)
+{
+    (void)s;
+    check_model_gradient_mode(0, 0, 1, 1);
+}
+static void test_gradient_causal_learned_post_untied(void **s)
+{
+    (void)s;
+    check_model_gradient_mode(1, 1, 0, 1);
 }
 
 static void test_gradient_rope_pre_tied(void **s) { (void)s; check_model_gradient(0, 0, 1); }
@@ -778,6 +796,8 @@ int main(void)
         cmocka_unit_test(test_gradient_learned_pre_untied),
         cmocka_unit_test(test_gradient_learned_post_tied),
         cmocka_unit_test(test_gradient_learned_post_untied),
+        cmocka_unit_test(test_gradient_causal_rope_pre_tied),
+        cmocka_unit_test(test_gradient_causal_learned_post_untied),
         cmocka_unit_test(test_logit_rows_and_mask_column),
         cmocka_unit_test(test_thread_count_does_not_change_bits),
         cmocka_unit_test(test_backward_keeps_the_forward_key_mask),

@@ -167,7 +167,12 @@ static void test_damaged_files_are_rejected(void **state)
     td_model_free(m);
 }
 
-/* Well-formed containers with a bad model inside. */
+/* The causal flag of the last model load_crafted loaded, -1 if none. */
+static int32_t g_loaded_causal = -1;
+
+/* Well-formed containers with a bad model inside. The ten keys of 1.0 only:
+ * model.causal is absent (a bidirectional model) unless variant 8 or 9 adds
+ * it. */
 static td_status load_crafted(int variant)
 {
     td_model *m = small_model(5, 0);
@@ -181,6 +186,8 @@ static td_status load_crafted(int variant)
     if (variant == 1) vals[3] = (int64_t)1 << 40;   /* absurd width */
     if (variant == 2) vals[5] = 3;                  /* heads do not divide d */
     for (int i = 0; i < 10; i++) tdi_ckpt_put_i64(w, keys[i], vals[i]);
+    if (variant == 8) tdi_ckpt_put_i64(w, "model.causal", 1);
+    if (variant == 9) tdi_ckpt_put_i64(w, "model.causal", 3);
     float *p = m->m->params;
     if (variant == 4) p[m->m->tensors[3].offset] = NAN;
     for (int32_t i = 0; i < m->m->n_tensors; i++) {
@@ -206,6 +213,7 @@ static td_status load_crafted(int variant)
     if (st == TD_OK) {
         td_model *out = NULL;
         st = td_model_load_memory(buf, size, NULL, &out);
+        g_loaded_causal = out != NULL ? out->m->cfg.causal : -1;
         td_model_free(out);
         tdi_free(tdi_ckpt_writer_allocator(w), buf);
     }
@@ -227,7 +235,12 @@ static void test_invalid_models_in_valid_files(void **state)
     assert_int_equal(load_crafted(5), TD_ERR_FORMAT);
     assert_int_equal(load_crafted(7), TD_ERR_FORMAT);
     assert_non_null(strstr(td_last_error_message(), "does not match"));
+    assert_int_equal(load_crafted(9), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "model.causal"));
+    assert_int_equal(load_crafted(8), TD_OK);
+    assert_int_equal(g_loaded_causal, 1);
     assert_int_equal(load_crafted(6), TD_OK); /* the control: the same file, intact */
+    assert_int_equal(g_loaded_causal, 0);     /* no model.causal: bidirectional */
 }
 
 static void test_tokenizer_attachment(void **state)

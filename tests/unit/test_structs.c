@@ -81,7 +81,11 @@ typedef struct config_case {
     size_t size;
     td_status (*init)(void *cfg, size_t size);
     td_status (*use)(const void *cfg); /* creates and frees a handle, or evaluates */
+    size_t v1;                         /* the 1.0 size when the struct has grown; 0: size */
 } config_case;
+
+/* The smallest size a struct is accepted at. */
+#define V1(c) ((c)->v1 ? (c)->v1 : (c)->size)
 
 static td_model *g_model;
 static td_schedule *g_schedule;
@@ -161,11 +165,11 @@ static td_status use_eval(const void *c)
 }
 
 static const config_case config_cases[] = {
-    { "td_schedule_config", sizeof(td_schedule_config), init_schedule, use_schedule },
-    { "td_model_config", sizeof(td_model_config), init_model, use_model },
-    { "td_trainer_config", sizeof(td_trainer_config), init_trainer, use_trainer },
-    { "td_sampler_config", sizeof(td_sampler_config), init_sampler, use_sampler },
-    { "td_eval_config", sizeof(td_eval_config), init_eval, use_eval },
+    { "td_schedule_config", sizeof(td_schedule_config), init_schedule, use_schedule, 0 },
+    { "td_model_config", sizeof(td_model_config), init_model, use_model, 48 },
+    { "td_trainer_config", sizeof(td_trainer_config), init_trainer, use_trainer, 0 },
+    { "td_sampler_config", sizeof(td_sampler_config), init_sampler, use_sampler, 0 },
+    { "td_eval_config", sizeof(td_eval_config), init_eval, use_eval, 0 },
 };
 
 static void test_config_init_writes_only_the_callers_bytes(void **state)
@@ -179,7 +183,7 @@ static void test_config_init_writes_only_the_callers_bytes(void **state)
         assert_int_equal(get_size(&ref), c->size);
 
         /* Older caller: smaller than 1.0, or not a field boundary. */
-        const size_t bad[] = { 0, 4, c->size - 8, c->size + 3, 8192 };
+        const size_t bad[] = { 0, 4, V1(c) - 8, c->size + 3, 8192 };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             fill(&b, 0xA5);
             assert_int_equal(c->init(b.bytes, bad[i]), TD_ERR_INVALID_ARG);
@@ -208,8 +212,13 @@ static void test_constructors_read_only_the_callers_bytes(void **state)
         assert_int_equal(c->init(b.bytes, c->size), TD_OK);
         assert_int_equal(c->use(b.bytes), TD_OK);
 
+        /* A 1.0 caller of a struct that has grown since. */
+        if (V1(c) < c->size) {
+            set_size(&b, (uint32_t)V1(c));
+            assert_int_equal(c->use(b.bytes), TD_OK);
+        }
         /* Older caller. */
-        set_size(&b, (uint32_t)(c->size - 8));
+        set_size(&b, (uint32_t)(V1(c) - 8));
         assert_int_equal(c->use(b.bytes), TD_ERR_INVALID_ARG);
         assert_non_null(strstr(td_last_error_message(), "struct_size"));
         set_size(&b, 0);
@@ -237,6 +246,7 @@ typedef struct output_case {
     const char *name;
     size_t size;
     td_status (*fill)(void *out); /* out->struct_size set by the test */
+    size_t v1;                    /* the 1.0 size when the struct has grown; 0: size */
 } output_case;
 
 static td_trainer *g_trainer;
@@ -265,12 +275,12 @@ static td_status text_stats(void *out)
 }
 
 static const output_case output_cases[] = {
-    { "td_schedule_config", sizeof(td_schedule_config), get_schedule_config },
-    { "td_model_config", sizeof(td_model_config), get_model_config },
-    { "td_train_stats", sizeof(td_train_stats), train_step },
-    { "td_sample_stats", sizeof(td_sample_stats), sample },
-    { "td_eval_result", sizeof(td_eval_result), evaluate },
-    { "td_text_stats", sizeof(td_text_stats), text_stats },
+    { "td_schedule_config", sizeof(td_schedule_config), get_schedule_config, 0 },
+    { "td_model_config", sizeof(td_model_config), get_model_config, 48 },
+    { "td_train_stats", sizeof(td_train_stats), train_step, 0 },
+    { "td_sample_stats", sizeof(td_sample_stats), sample, 0 },
+    { "td_eval_result", sizeof(td_eval_result), evaluate, 0 },
+    { "td_text_stats", sizeof(td_text_stats), text_stats, 0 },
 };
 
 static void test_outputs_write_only_the_callers_bytes(void **state)
@@ -282,7 +292,7 @@ static void test_outputs_write_only_the_callers_bytes(void **state)
         int64_t before, after;
 
         /* Older caller: refused before anything happens. */
-        const uint32_t bad[] = { 0, 12, (uint32_t)c->size - 8, (uint32_t)c->size + 4 };
+        const uint32_t bad[] = { 0, 12, (uint32_t)V1(c) - 8, (uint32_t)c->size + 4 };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             fill(&b, 0xA5);
             set_size(&b, bad[i]);

@@ -44,8 +44,13 @@ PAD_ID = 19
 B, T = 2, 7
 
 
-def case(name, seed, pos, norm, tied, padded):
+def case(name, seed, pos, norm, tied, padded, causal=False):
+    """causal: the model's causal mode (attention sees no later position) and
+    its next-token objective: the input is the clean batch shifted right
+    behind [MASK], every position is scored with weight 1/(T*B)."""
     cfg = dict(SMALL, pos_encoding=pos, norm_placement=norm, tie_embeddings=tied)
+    if causal:
+        cfg["causal"] = 1
     return dict(name=name, seed=seed, cfg=cfg, padded=padded)
 
 
@@ -56,6 +61,8 @@ CASES = (
     case("learned_post_untied", 1002, POS_LEARNED, NORM_POST, 0, False),
     case("rope_post_tied_keymask", 1003, POS_ROPE, NORM_POST, 1, True),
     case("learned_pre_untied_keymask", 1004, POS_LEARNED, NORM_PRE, 0, True),
+    case("rope_pre_tied_causal", 1005, POS_ROPE, NORM_PRE, 1, False, causal=True),
+    case("learned_post_untied_causal", 1006, POS_LEARNED, NORM_POST, 0, False, causal=True),
 )
 
 
@@ -104,6 +111,11 @@ def make_inputs(c, rng):
     n_plain = cfg["mask_id"]  # ids 0 .. mask_id-1 are ordinary tokens
     clean = rng.randint(0, n_plain, size=(B, T)).astype(np.int32)
     key_mask = np.ones((B, T), np.int32)
+    if cfg.get("causal"):
+        ids = np.full((B, T), cfg["mask_id"], np.int32)
+        ids[:, 1:] = clean[:, :-1]
+        return (ids, key_mask, np.arange(B * T, dtype=np.int32), clean.reshape(-1),
+                np.full(B * T, 1.0 / (T * B), np.float32))
     if c["padded"]:
         key_mask[1, 5:] = 0
     masked = np.zeros((B, T), bool)
@@ -162,6 +174,9 @@ def attention(x, P, l, cfg, key_mask, tables):
         q, k = rope(q, *tables), rope(k, *tables)
     scores = q @ k.transpose(-1, -2) / math.sqrt(hd)  # [B,H,T,T]
     scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    if cfg.get("causal"):
+        later = torch.ones(Tx, Tx, dtype=torch.bool).triu(1)  # key j > query i
+        scores = scores.masked_fill(later, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     out = (probs @ v).transpose(1, 2).reshape(Bx, Tx, d)
     return out @ P[f"{l}.proj.w"].T + P[f"{l}.proj.b"]
@@ -255,7 +270,7 @@ def numpy_forward(params, cfg, ids, key_mask):
                     q = rot(q, i)
                 s = np.full(Tx, -np.inf)
                 for j in range(Tx):
-                    if key_mask[b, j]:
+                    if key_mask[b, j] and (j <= i or not cfg.get("causal")):
                         k = qkv[j][d:2 * d][sl]
                         if cfg["pos_encoding"] == POS_ROPE:
                             k = rot(k, j)
@@ -326,6 +341,18 @@ def check_padding(params, cfg, ids, key_mask):
     keep = (key_mask != 0).reshape(-1)
     assert np.array_equal(a[keep], b[keep]), "padded keys leak"
     assert not np.array_equal(a[~keep], b[~keep])
+
+
+def check_causal(params, cfg, ids, key_mask):
+    """Changing the token at position k changes no logit before k."""
+    P = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+    for k in range(1, ids.shape[1]):
+        other = ids.copy()
+        other[:, k] = (other[:, k] + 1) % cfg["mask_id"]
+        a = forward(P, cfg, ids, key_mask)[1].numpy().reshape(ids.shape[0], ids.shape[1], -1)
+        b = forward(P, cfg, other, key_mask)[1].numpy().reshape(ids.shape[0], ids.shape[1], -1)
+        assert np.array_equal(a[:, :k], b[:, :k]), "a later token changed an earlier logit"
+        assert not np.array_equal(a[:, k:], b[:, k:])
 
 
 def check_grads(params, cfg, ids, key_mask, rows, targets, weights, grads):
@@ -407,6 +434,8 @@ def build(c):
     assert np.abs(ref["logits"][fin] - loops[fin]).max() < 1e-12, "torch and loop forward differ"
     if c["padded"]:
         check_padding(params, cfg, ids, key_mask)
+    if cfg.get("causal"):
+        check_causal(params, cfg, ids, key_mask)
     fd_worst = check_grads(params, cfg, ids, key_mask, rows, targets, weights, ref["grads"])
 
     # dlogits = w * (softmax - onehot) on the selected rows, from the reference.
@@ -417,6 +446,8 @@ def build(c):
     dlogits = weights.astype(np.float64)[:, None] * prob
 
     arrays = [(f"config.{k}", np.array([cfg[k]], np.int32)) for k in CONFIG_FIELDS]
+    if cfg.get("causal"):  # only in the causal files: the others stay as they were
+        arrays.append(("config.causal", np.array([1], np.int32)))
     arrays += [("pad_id", np.array([PAD_ID], np.int32)),
                ("batch", np.array([B], np.int32)), ("seq_len", np.array([T], np.int32))]
     arrays += [(name, params[name]) for name, _ in param_shapes(cfg)]

@@ -55,6 +55,39 @@ class TestEval(unittest.TestCase):
             td.eval_rates(self.model, self.tokens, ["x"], seq_len=T)
 
 
+class TestCausal(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.model = support.tiny_model(causal=1)
+        cls.tokens = support.corpus().windows(T, count=4, split="train")
+
+    def test_exact_nll_and_gen_perplexity(self):
+        self.assertEqual(self.model.config.causal, 1)
+        r = td.eval_nelbo(self.model, self.tokens, seq_len=T, bytes_per_token=1)
+        self.assertEqual((r.n_sequences, r.n_tokens), (4, 4 * T))
+        g = td.eval_gen_perplexity(self.model, self.tokens, T, bytes_per_token=1)
+        self.assertAlmostEqual(g.nelbo_nats, r.nelbo_nats, places=12)
+        self.assertAlmostEqual(g.perplexity_bound, math.exp(g.nelbo_nats), places=6)
+        with self.assertRaises(td.UnsupportedError):
+            td.eval_rates(self.model, self.tokens, [0.5], seq_len=T)
+        with self.assertRaises(td.InvalidArgumentError) as cm:
+            td.eval_gen_perplexity(support.tiny_model(), self.tokens, T)
+        self.assertIn("causal", cm.exception.message)
+        with self.assertRaises(td.InvalidArgumentError):
+            td.eval_gen_perplexity(self.model, [256] * T, T)  # [MASK]
+
+    def test_left_to_right(self):
+        sch = td.Schedule("linear")
+        s = td.Sampler(self.model, sch, strategy=td.Strategy.LEFT_TO_RIGHT, max_seq_len=T)
+        canvas = [ord("a")] * 3 + [256] * (T - 3)
+        stats = s.generate(canvas)
+        self.assertEqual(canvas[:3], [ord("a")] * 3)
+        self.assertNotIn(256, canvas)
+        self.assertEqual(stats.model_calls, T)
+        with self.assertRaises(td.InvalidArgumentError):
+            td.Sampler(support.tiny_model(), sch, strategy="left_to_right")
+
+
 class TestTextStats(unittest.TestCase):
     def test_counts(self):
         s = td.text_stats("the cat, The CAT; the dog.", reference=b"and the dog barked")

@@ -33,8 +33,8 @@ from .corpus import Corpus, Split
 from .errors import CancelledError, CorruptError, FormatError, InputOutputError, \
     InternalError, InvalidArgumentError, NoMemoryError, NumericError, StateError, Status, \
     TextdiffError, UnsupportedError, VersionError
-from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_nelbo, eval_rates, \
-    text_stats
+from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
+    eval_nelbo, eval_rates, text_stats
 from .model import Model, ModelConfig, NormPlacement, PosEncoding
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
@@ -86,6 +86,6 @@ __all__ = [
     "SpecialToken", "Split", "StateError", "Status", "Strategy", "TextStats", "TextdiffError",
     "Tokenizer",
     "TrainStats", "Trainer", "TrainerConfig", "UnsupportedError", "VersionError",
-    "VersionInfo", "abi_version", "eval_nelbo", "eval_rates", "library_path", "status_string",
+    "VersionInfo", "abi_version", "eval_gen_perplexity", "eval_nelbo", "eval_rates", "library_path", "status_string",
     "text_stats", "version", "version_info",
 ]

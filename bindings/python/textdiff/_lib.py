@@ -103,6 +103,8 @@ class td_model_config(ctypes.Structure):
         ("norm_placement", ctypes.c_int32),
         ("tie_embeddings", ctypes.c_int32),
         ("reserved0", ctypes.c_int32),
+        ("causal", ctypes.c_int32),
+        ("reserved1", ctypes.c_int32),
     ]
 
 
@@ -323,6 +325,8 @@ PROTOTYPES = {
     "td_eval_config_init": (c_status, [_p(td_eval_config), _size]),
     "td_eval_nelbo": (c_status, [P_model, _i32p, ctypes.c_int64, _p(td_eval_config),
                                  _p(td_eval_result)]),
+    "td_eval_gen_perplexity": (c_status, [P_model, _i32p, ctypes.c_int32, ctypes.c_int32,
+                                          _p(td_eval_config), _p(td_eval_result)]),
     "td_eval_rates": (c_status, [P_model, _i32p, ctypes.c_int64, _p(ctypes.c_double),
                                  ctypes.c_int32, _p(td_eval_config), _p(ctypes.c_double),
                                  _p(ctypes.c_double)]),

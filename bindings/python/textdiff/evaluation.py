@@ -6,6 +6,7 @@ import ctypes
 from . import _lib
 from ._core import as_buffer, check, float_arg, lib, make_record, new_struct, set_fields, \
     to_record, typed
+from ._core import int_arg as _int_arg
 from .model import Model
 
 EvalConfig = make_record("EvalConfig", _lib.td_eval_config, """\
@@ -46,6 +47,27 @@ def eval_nelbo(model, tokens, **config):
     buf = as_buffer("tokens", tokens)
     out = new_struct(_lib.td_eval_result)
     model._call(lib.td_eval_nelbo, buf.ptr, buf.n, ctypes.byref(cfg), ctypes.byref(out))
+    return to_record(EvalResult, out)
+
+
+def eval_gen_perplexity(scorer, samples, seq_len, **config):
+    """Generative perplexity: the exact NLL per token of the sequences
+    `samples` (n_seqs x seq_len tokens, flat: a numpy int32 array or
+    array.array('i') used in place, or a list) under the causal model
+    `scorer`. Keyword arguments are td_eval_config fields (batch_size,
+    n_threads, bytes_per_token; seq_len and max_sequences are not used).
+    Returns an EvalResult: nelbo_bits is the NLL in bits per token,
+    perplexity_bound the perplexity itself."""
+    typed("scorer", scorer, Model)
+    cfg = _config(config)
+    buf = as_buffer("samples", samples)
+    n = _int_arg("seq_len", seq_len)
+    if n <= 0 or buf.n % n != 0:
+        raise ValueError("samples must hold a whole number of sequences of seq_len = %d"
+                         % n)
+    out = new_struct(_lib.td_eval_result)
+    scorer._call(lib.td_eval_gen_perplexity, buf.ptr, buf.n // n, n, ctypes.byref(cfg),
+                 ctypes.byref(out))
     return to_record(EvalResult, out)
 
 

@@ -26,7 +26,7 @@ class NormPlacement(enum.IntEnum):
 ModelConfig = make_record("ModelConfig", _lib.td_model_config, """\
 A model's configuration (td_model_config): vocab_size, mask_id,
 max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding,
-norm_placement, tie_embeddings. ``Model(**cfg._asdict())`` makes another
+norm_placement, tie_embeddings, causal. ``Model(**cfg._asdict())`` makes another
 model like it.""")
 
 
@@ -37,7 +37,8 @@ class Model(Handle):
     library's defaults with the given td_model_config fields (vocab_size,
     mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding —
     a PosEncoding or "rope"/"learned" —, norm_placement — a NormPlacement
-    or "pre"/"post" —, tie_embeddings), its parameters initialised from
+    or "pre"/"post" —, tie_embeddings, causal — 1 for an autoregressive
+    model trained on next-token prediction), its parameters initialised from
     `seed`. With a `tokenizer`, vocab_size and mask_id default to its own
     and the tokenizer travels with the model's checkpoints.
     ``Model.load(path)`` and ``Model.load_memory(data)`` read a checkpoint.

@@ -18,6 +18,7 @@ class Strategy(enum.IntEnum):
     MAX_PROB = 1   #: confidence-ordered: keep the most probable draws
     MARGIN = 2     #: ... the largest top-1 minus top-2 probability
     ENTROPY = 3    #: ... the lowest entropy
+    LEFT_TO_RIGHT = 4  #: causal models: one position at a time, with a key/value cache
 
 
 SamplerConfig = make_record("SamplerConfig", _lib.td_sampler_config, """\
