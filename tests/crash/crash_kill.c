@@ -4,10 +4,13 @@
  *
  * Runs the training example once without interruption (the reference), then
  * again under SIGKILL: it is started with --resume, killed, started again,
- * KILLS times (default 100). Two kills in three are timed to a checkpoint
- * write: inotify reports the temporary file's creation and the kill follows
- * within 0–400 µs, while the file is being written, flushed or renamed; the
- * others come at a random moment of the run. After every kill the checkpoint
+ * KILLS times (default 100). Each start lets a random number (0-3) of
+ * checkpoint writes pass, which inotify reports as the temporary file is
+ * created, so a start makes at most a few steps of progress however fast
+ * the machine is. Then two kills in three follow within 0–400 µs of the
+ * next write's start, while the file is being written, flushed or renamed;
+ * the others come 0–3 ms later, anywhere in a step; one start in ten is
+ * killed during its first 50 ms instead. After every kill the checkpoint
  * on disk must load. Finally the run is resumed to its end, and its final
  * model must equal the reference bit for bit. Prints the counts; exits 0 on
  * success. */
@@ -50,7 +53,7 @@ static pid_t start(const char *name, const char *export_name)
             dup2(null, 2);
         }
         execl(train, train, "--corpus", corpus, "--d-model", "32", "--layers", "1", "--heads",
-              "2", "--seq-len", "32", "--batch", "4", "--steps", "600", "--warmup", "10",
+              "2", "--seq-len", "32", "--batch", "4", "--steps", "1000", "--warmup", "10",
               "--save-every", "1", "--eval-every", "0", "--threads", "1", "--checkpoint", ckpt,
               "--resume", "--export", export_path, (char *)NULL);
         _exit(127);
@@ -154,17 +157,18 @@ int main(int argc, char **argv)
         drain(ino);
         pid_t pid = start("run.ckpt", "run.tdm");
         restarts++;
-        int timed = rand() % 3 != 0;
-        if (timed) {
-            /* Skip a random number of writes, then kill inside the next. */
-            int skip = rand() % 3, seen = 0;
-            while (seen <= skip && wait_for_write(ino, 10.0)) seen++;
-            if (seen > skip) {
+        int how = rand() % 30; /* 0-2: early; even: in a write; odd: anywhere */
+        if (how < 3) {
+            sleep_us(rand() % 50000);
+        } else {
+            int skip = rand() % 4, seen = 0;
+            while (seen <= skip && wait_for_write(ino, 20.0)) seen++;
+            if (how % 2 == 0 && seen > skip) {
                 sleep_us(rand() % 400);
                 in_write++;
+            } else {
+                sleep_us(rand() % 3000);
             }
-        } else {
-            sleep_us(50000 + rand() % 250000);
         }
         if (kill(pid, SIGKILL) != 0) die("kill");
         int status = finish(pid);
