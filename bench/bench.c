@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "textdiff/textdiff.h"
 #include "train/trainer.h"
 #include "util/profile.h"
@@ -51,8 +52,6 @@
 
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 extern int openblas_get_num_threads(void) __attribute__((weak));
-extern char *openblas_get_config(void) __attribute__((weak));
-extern char *openblas_get_corename(void) __attribute__((weak));
 
 /* ---- configurations ------------------------------------------------------ */
 
@@ -749,8 +748,10 @@ static char *json_median(char **runs, int n)
 }
 
 
-/* "AMD EPYC, 2 CPUs; OpenBLAS 0.3.21 ... (core Zen)", for the report. */
-static void describe_machine(char *out, size_t cap)
+/* "AMD EPYC, 2 CPUs; OpenBLAS 0.3.21 ... (core Zen); environment: ...", for
+ * the JSON; without the BLAS for the printed report, which gives it on the
+ * runtime line of the examples (cli_print_runtime). */
+static void describe_machine(char *out, size_t cap, int with_blas)
 {
     char model[256] = "unknown CPU";
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -767,12 +768,16 @@ static void describe_machine(char *out, size_t cap)
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     char blas[256] = "BLAS unknown";
-    if (openblas_get_config)
-        snprintf(blas, sizeof blas, "%s (core %s)", openblas_get_config(),
-                 openblas_get_corename ? openblas_get_corename() : "?");
+    td_runtime_info r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    if (td_runtime_info_get(&r) == TD_OK)
+        snprintf(blas, sizeof blas, "%s (core %s)", r.blas_version[0] ? r.blas_version : r.blas_name,
+                 r.blas_core[0] ? r.blas_core : "unknown");
     /* The thread variables the C runs inherit (the baseline sets its own). */
     static const char *const vars[] = { "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
-                                        "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE" };
+                                        "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                                        "BLIS_NUM_THREADS" };
     char env[256] = "";
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *v = getenv(vars[i]);
@@ -780,8 +785,8 @@ static void describe_machine(char *out, size_t cap)
         if (v != NULL)
             snprintf(env + used, sizeof env - used, " %s=%.40s", vars[i], v);
     }
-    snprintf(out, cap, "%s, %ld CPUs; %s; environment:%s", model, cpus, blas,
-             env[0] ? env : " (no thread variables set)");
+    snprintf(out, cap, "%s, %ld CPUs; %s%senvironment:%s", model, cpus, with_blas ? blas : "",
+             with_blas ? "; " : "", env[0] ? env : " (no thread variables set)");
     for (char *p = out; *p; p++)
         if (*p == '"' || *p == '\\') *p = ' '; /* it goes into JSON as is */
 }
@@ -912,11 +917,13 @@ static void add_target(target *t, int *n, double value, double goal, int at_most
 
 static void report(const result *res, int n, int quick, int pytorch)
 {
-    char machine[600];
-    describe_machine(machine, sizeof machine);
+    char machine[600], cpu[600];
+    describe_machine(machine, sizeof machine, 1);
+    describe_machine(cpu, sizeof cpu, 0);
     printf("\nlibtextdiff %s benchmark%s (vocabulary 258, RoPE, pre-LN, tied head; "
            "log-linear schedule)\n%s\n",
-           td_version_string(), quick ? " --quick" : "", machine);
+           td_version_string(), quick ? " --quick" : "", cpu);
+    cli_print_runtime(stdout, 0, 1); /* the children set the threads of each row */
 
     printf("\nTraining (tokens/s = batch x seq_len / median step)\n");
     printf("  cfg thr  %12s %12s %7s %10s %10s %8s\n", "C tok/s", "PyTorch", "C/Py",

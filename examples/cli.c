@@ -101,6 +101,36 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void cli_print_runtime(FILE *out, int threads, int full)
+{
+    td_runtime_info r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    if (td_runtime_info_get(&r) != TD_OK) return;
+    if (full) {
+        static const char *const models[] = { "serial", "pthreads", "OpenMP" };
+        const char *model = r.blas_threading >= TD_BLAS_SERIAL && r.blas_threading <= TD_BLAS_OPENMP
+                                ? models[r.blas_threading] : "threading unknown";
+        char lib[64], blas[48];
+        if (threads > 0)
+            snprintf(lib, sizeof lib, "%d thread%s, %s", threads, threads == 1 ? "" : "s",
+                     r.lib_threading);
+        else
+            snprintf(lib, sizeof lib, "%s", r.lib_threading);
+        if (r.blas_threads > 0)
+            snprintf(blas, sizeof blas, "%d thread%s, %s", (int)r.blas_threads,
+                     r.blas_threads == 1 ? "" : "s", model);
+        else
+            snprintf(blas, sizeof blas, "%s", model);
+        fprintf(out, "runtime: libtextdiff %s (%s); BLAS %s (core %s, %s)\n", td_version_string(),
+                lib, r.blas_version[0] ? r.blas_version : r.blas_name,
+                r.blas_core[0] ? r.blas_core : "unknown", blas);
+    }
+    if (r.blas_slow_kernel)
+        fprintf(out, "note: %s, for several times faster matrix products\n", r.blas_advice);
+    fflush(out);
+}
+
 void cli_progress_start(cli_progress *p, int64_t first, int64_t total)
 {
     p->tty = isatty(fileno(stderr));

@@ -33,6 +33,13 @@ void cli_check(td_status st, const char *what);
 /* Wall-clock seconds. */
 double cli_now(void);
 
+/* What speed figures depend on, on one line of `out`: libtextdiff's threads
+ * (threads > 0: the count the program runs with) and the BLAS, its kernels
+ * and its threads (td_runtime_info_get). With full = 0 that line is left
+ * out. Either way, when the BLAS runs kernels far below what the CPU
+ * supports, a second line says so and how to fix it. */
+void cli_print_runtime(FILE *out, int threads, int full);
+
 /* A progress line on a terminal (rewritten in place), plain lines otherwise. */
 typedef struct cli_progress {
     int tty;

@@ -186,8 +186,10 @@ int main(int argc, char **argv)
     td_model_num_params(m[0].model, &n_params);
     printf("libtextdiff %s: MLM vs masked diffusion on the King James Bible\n", td_version_string());
     printf("two byte-level transformers, %.1fM parameters each (d=%d, %d layers, %d heads),\n"
-           "same data, same steps, same trainer; only the noise schedule differs\n\n",
+           "same data, same steps, same trainer; only the noise schedule differs\n",
            (double)n_params / 1e6, mc.d_model, mc.n_layers, mc.n_heads);
+    cli_print_runtime(stdout, threads, 1);
+    printf("\n");
     printf("held-out text, %lld windows of %d bytes, same masks for both (bits per byte):\n",
            (long long)m[0].nelbo.n_sequences, seq_len);
     printf("  %-22s %12s %12s\n", "", "MLM", "diffusion");

@@ -40,6 +40,7 @@ int main(int argc, char **argv)
     ec.seed = (uint64_t)seed;
     ec.max_sequences = windows;
     ec.bytes_per_token = 1.0; /* byte tokenizer */
+    cli_print_runtime(stderr, threads, 1);
 
     double rates[N_RATES];
     for (int j = 0; j < N_RATES; j++) rates[j] = 0.05 * (j + 1);

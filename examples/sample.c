@@ -138,6 +138,7 @@ int main(int argc, char **argv)
         fwrite(sh.buf, 1, out_len, stdout);
         printf("\n");
     }
+    cli_print_runtime(stderr, threads, stats_flag);
     if (stats_flag)
         fprintf(stderr, "%lld steps, %lld model calls (%lld cached), %.2f s, %.0f tokens/s\n",
                 (long long)st.steps, (long long)st.model_calls, (long long)st.cached_steps, dt,

@@ -176,6 +176,7 @@ int train_main(int argc, char **argv, int kind)
             names[kind], (unsigned long long)n_params, d_model, layers, heads,
             batch, seq_len, (long long)steps,
             diffusion ? schedule_name : ar ? "next token" : "fixed rate");
+    cli_print_runtime(stderr, threads, 1);
 
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
     cli_progress progress;

@@ -2,9 +2,9 @@
 # Installs the Debian 12 packages libtextdiff needs to build and test, when
 # they are missing. Usage: setup-debian.sh [extra packages...]
 set -eu
-pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev zlib1g-dev
+pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev libblis-serial-dev zlib1g-dev
       libcmocka-dev abigail-tools python3 python3-pip python3-venv binutils clang
-      libclang-rt-14-dev $*"
+      libclang-rt-14-dev valgrind $*"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

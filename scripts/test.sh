@@ -2,8 +2,11 @@
 # Sets up a Debian 12 machine and runs every test of libtextdiff:
 #   1. the default build (OpenBLAS, warnings as errors): unit tests, golden
 #      vectors, exported symbols, the ABI gate and the consumer programs;
+#      then its unit tests again under OpenBLAS's Prescott, Haswell and
+#      SkylakeX kernels (those the CPU can run) and with perturbed products;
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. everything against the reference (netlib) CBLAS;
+#   3. everything against the reference (netlib) CBLAS, a quick set of unit
+#      tests under valgrind's memcheck, and the unit tests against BLIS;
 #   4. the unit tests under ThreadSanitizer (clang, static library,
 #      reference CBLAS), the library's own threads included;
 #   5. a clang build: the unit tests again, and a libFuzzer smoke run of
@@ -27,9 +30,44 @@ run() { # name, ctest args, cmake args...
 }
 
 run default "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# -- No test may depend on how a BLAS rounds: the default build's unit tests
+# -- again under other OpenBLAS kernels (its DYNAMIC_ARCH build reads
+# -- OPENBLAS_CORETYPE; a kernel the CPU cannot run would die of SIGILL, so it
+# -- is skipped), then with every product moved in its last bits.
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+for core in Prescott Haswell SkylakeX; do
+  case $core in
+    Prescott) need="pni" ;;
+    Haswell) need="avx2 fma" ;;
+    SkylakeX) need="avx512f avx512cd avx512bw avx512dq avx512vl" ;;
+  esac
+  lacks=""
+  for f in $need; do
+    case $cpu_flags in *" $f "*) ;; *) lacks="$lacks $f" ;; esac
+  done
+  if [ -n "$lacks" ]; then
+    echo "==== default, OpenBLAS kernel $core: skipped (the CPU lacks$lacks)"
+  elif ! OPENBLAS_CORETYPE=$core "$out/default/tests/test_runtime" | grep -q "core $core |"; then
+    echo "==== default, OpenBLAS kernel $core: skipped (OpenBLAS ignores OPENBLAS_CORETYPE)"
+  else
+    echo "==== default, OpenBLAS kernel $core"
+    OPENBLAS_CORETYPE=$core ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit
+  fi
+done
+for seed in 1 2 3; do
+  echo "==== default, every product perturbed in its last bits (seed $seed)"
+  TD_PERTURB_SEED=$seed LD_PRELOAD="$out/default/tests/libtd_perturb_blas.so" \
+    ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit \
+          -E '^(test_blas|bench_smoke)$'
+done
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
-run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
+run reference-blas "-LE crash|soak" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
+echo "==== reference-blas, memcheck"
+sh "$src/scripts/memcheck.sh" "$out/reference-blas" test_structs test_errors test_edges \
+  test_text_stats test_schedule_api test_tokenizer_api test_corpus_api test_save_failures
+run blis "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=blis
 TSAN_OPTIONS=halt_on_error=1 \
   run tsan "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DTD_TSAN=ON \
       -DTD_BLAS=reference -DTD_BUILD_SHARED=OFF

@@ -710,6 +710,74 @@ TD_API td_status td_text_stats_compute(const char *text, size_t len, const char 
                                        size_t reference_len, const td_allocator *alloc,
                                        td_text_stats *out);
 
+/* ---------------------------------------------------------------------------
+ * Runtime report (docs/api.md "Runtime report"): the BLAS the library
+ * computes its matrix products with, which of its kernels it runs and with
+ * how many threads, the CPU's vector extensions, and whether the BLAS runs
+ * kernels far below what the CPU supports — worth printing next to any
+ * speed figure, since the same build can be several times faster or slower
+ * on another machine. Safe to call from any thread at any time.
+ * ------------------------------------------------------------------------- */
+
+/* CPU vector extensions (td_runtime_info.cpu_features): what the CPU has and
+ * the operating system enables. x86-64 only; 0 on other architectures. */
+#define TD_CPU_SSE42       (1u << 0)
+#define TD_CPU_AVX         (1u << 1)
+#define TD_CPU_AVX2        (1u << 2)
+#define TD_CPU_FMA         (1u << 3)
+#define TD_CPU_AVX512F     (1u << 4)
+#define TD_CPU_AVX512CD    (1u << 5)
+#define TD_CPU_AVX512BW    (1u << 6)
+#define TD_CPU_AVX512DQ    (1u << 7)
+#define TD_CPU_AVX512VL    (1u << 8)
+#define TD_CPU_AVX512_VNNI (1u << 9)
+#define TD_CPU_AVX512_BF16 (1u << 10)
+#define TD_CPU_AMX_TILE    (1u << 11)
+#define TD_CPU_AMX_BF16    (1u << 12)
+#define TD_CPU_AMX_INT8    (1u << 13)
+
+/* How the BLAS runs its own threads (td_runtime_info.blas_threading); the
+ * values are OpenBLAS's openblas_get_parallel(). */
+typedef enum td_blas_threading {
+    TD_BLAS_THREADING_UNKNOWN = -1,
+    TD_BLAS_SERIAL            = 0,
+    TD_BLAS_PTHREADS          = 1,
+    TD_BLAS_OPENMP            = 2
+} td_blas_threading;
+
+/* Strings are NUL-terminated (truncated to fit) and "" when unknown. The
+ * layout has no padding and is pinned by a test; fields are only ever
+ * appended. */
+typedef struct td_runtime_info {
+    uint32_t struct_size;     /* set by the caller: sizeof(td_runtime_info) */
+    uint32_t cpu_features;    /* TD_CPU_* bits */
+    char blas_name[16];       /* "OpenBLAS", "BLIS" or "reference" */
+    char blas_version[128];   /* OpenBLAS: openblas_get_config(), e.g. "OpenBLAS
+                                 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..."; BLIS:
+                                 "BLIS 0.9.0" */
+    char blas_core[32];       /* the kernels it runs: OpenBLAS's core
+                                 ("Haswell", "SkylakeX", "Prescott"), BLIS's
+                                 configuration ("haswell", "zen3") */
+    int32_t blas_threads;     /* the BLAS's own thread count as the process set
+                                 it (OPENBLAS_NUM_THREADS, ...); 0 if unknown.
+                                 The library itself threads with n_threads. */
+    int32_t blas_threading;   /* td_blas_threading */
+    char lib_threading[32];   /* how libtextdiff runs its own n_threads:
+                                 "pthread pool" */
+    int32_t blas_slow_kernel; /* 1 when the BLAS runs kernels far below what the
+                                 CPU supports (e.g. OpenBLAS's SSE3 "Prescott"
+                                 kernels on an AVX2 CPU it does not recognise);
+                                 blas_advice then says how to fix it */
+    int32_t reserved0;        /* 0 */
+    char blas_advice[128];    /* e.g. "OpenBLAS runs its Prescott kernels on a CPU
+                                 with AVX2 and FMA: set OPENBLAS_CORETYPE=Haswell";
+                                 "" when blas_slow_kernel is 0 */
+} td_runtime_info;
+
+/* Fills `info` (set info->struct_size = sizeof first; the struct_size
+ * rules above apply). Any thread, any time. */
+TD_API td_status td_runtime_info_get(td_runtime_info *info);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -121,6 +121,19 @@
     F(td_text_stats, word_entropy_bits, 56)      \
     F(td_text_stats, known_words, 64)
 
+#define TD_LAYOUT_RUNTIME_INFO(F)                \
+    F(td_runtime_info, struct_size, 0)           \
+    F(td_runtime_info, cpu_features, 4)          \
+    F(td_runtime_info, blas_name, 8)             \
+    F(td_runtime_info, blas_version, 24)         \
+    F(td_runtime_info, blas_core, 152)           \
+    F(td_runtime_info, blas_threads, 184)        \
+    F(td_runtime_info, blas_threading, 188)      \
+    F(td_runtime_info, lib_threading, 192)       \
+    F(td_runtime_info, blas_slow_kernel, 224)    \
+    F(td_runtime_info, reserved0, 228)           \
+    F(td_runtime_info, blas_advice, 232)
+
 #define TD_LAYOUT_ALLOCATOR(F)                   \
     F(td_allocator, malloc_fn, 0)                \
     F(td_allocator, realloc_fn, sizeof(void *))  \
@@ -138,6 +151,7 @@
     S(td_eval_config, TD_LAYOUT_EVAL_CONFIG)          \
     S(td_eval_result, TD_LAYOUT_EVAL_RESULT)          \
     S(td_text_stats, TD_LAYOUT_TEXT_STATS)            \
+    S(td_runtime_info, TD_LAYOUT_RUNTIME_INFO)        \
     S(td_allocator, TD_LAYOUT_ALLOCATOR)
 
 #endif

@@ -22,4 +22,24 @@ assert lib.td_check_version(abi, lib.td_version_number()) == 0
 assert lib.td_check_version(abi + 1, 0) == 6  # TD_ERR_VERSION
 assert b"ABI" in lib.td_last_error_message()
 assert lib.td_status_string(2) == b"out of memory"
-print("ctypes: libtextdiff", version, "ABI", abi, "ok")
+
+
+class RuntimeInfo(ctypes.Structure):
+    """td_runtime_info: integers and fixed-size strings only."""
+    _fields_ = [("struct_size", ctypes.c_uint32), ("cpu_features", ctypes.c_uint32),
+                ("blas_name", ctypes.c_char * 16), ("blas_version", ctypes.c_char * 128),
+                ("blas_core", ctypes.c_char * 32), ("blas_threads", ctypes.c_int32),
+                ("blas_threading", ctypes.c_int32), ("lib_threading", ctypes.c_char * 32),
+                ("blas_slow_kernel", ctypes.c_int32), ("reserved0", ctypes.c_int32),
+                ("blas_advice", ctypes.c_char * 128)]
+
+
+assert ctypes.sizeof(RuntimeInfo) == 360
+lib.td_runtime_info_get.argtypes = [ctypes.POINTER(RuntimeInfo)]
+lib.td_runtime_info_get.restype = ctypes.c_int
+info = RuntimeInfo(struct_size=ctypes.sizeof(RuntimeInfo))
+assert lib.td_runtime_info_get(ctypes.byref(info)) == 0
+assert info.blas_name in (b"OpenBLAS", b"BLIS", b"reference"), info.blas_name
+assert info.lib_threading, info.lib_threading
+print("ctypes: libtextdiff", version, "ABI", abi, "on", info.blas_name.decode(),
+      info.blas_core.decode() or "(core unknown)", "ok")

@@ -26,10 +26,14 @@ static void test_loaded_blas_is_the_selected_one(void **state)
     memcpy(&sym, &fn, sizeof sym); /* POSIX: function and object pointers agree */
     assert_true(dladdr(sym, &info) != 0);
     assert_non_null(info.dli_fname);
-    if (strcmp(TD_BLAS_NAME, "openblas") == 0)
+    if (strcmp(TD_BLAS_NAME, "openblas") == 0) {
         assert_non_null(strstr(info.dli_fname, "openblas"));
-    else
+    } else if (strcmp(TD_BLAS_NAME, "blis") == 0) {
+        assert_non_null(strstr(info.dli_fname, "blis"));
+    } else {
         assert_null(strstr(info.dli_fname, "openblas"));
+        assert_null(strstr(info.dli_fname, "blis"));
+    }
 }
 
 static void test_sgemm_matches_naive_product(void **state)

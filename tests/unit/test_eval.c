@@ -74,8 +74,13 @@ static int64_t doc_window(int64_t j, int64_t n_seq, int64_t n_windows)
 }
 
 /* Cross-entropy of every position of one masked window, in double, from
- * the public logits of the whole sequence; argmax hits on the side. */
-typedef struct position_loss { double ce[T]; int hit[T]; } position_loss;
+ * the public logits of the whole sequence; argmax hits on the side. These
+ * logits come from another computation than the library's (one sequence at
+ * a time, not a batch), which may round differently, so a hit is a range:
+ * sure when the right token leads every other by more than HIT_TOL, possible
+ * when it is within HIT_TOL of the best. */
+#define HIT_TOL 1e-4
+typedef struct position_loss { double ce[T]; int hit_sure[T], hit_possible[T]; } position_loss;
 
 static void model_losses(const td_model *m, const int32_t *clean, const uint8_t *hidden,
                          position_loss *out)
@@ -86,15 +91,16 @@ static void model_losses(const td_model *m, const int32_t *clean, const uint8_t 
     assert_int_equal(td_model_logits(m, z, 1, T, 1, logits), TD_OK);
     for (int i = 0; i < T; i++) {
         const float *l = logits + i * V;
-        double mx = -INFINITY, s = 0;
-        int best = 0;
+        double mx = -INFINITY, others = -INFINITY, s = 0;
         for (int j = 0; j < V; j++) {
             if (l[j] > mx) mx = l[j];
-            if (l[j] > l[best]) best = j;
+            if (j != clean[i] && l[j] > others) others = l[j];
         }
         for (int j = 0; j < V; j++) s += exp((double)l[j] - mx);
-        out->ce[i] = log(s) + mx - (double)l[clean[i]];
-        out->hit[i] = best == clean[i];
+        const double mine = l[clean[i]], tol = HIT_TOL * (1 + fabs(mx));
+        out->ce[i] = log(s) + mx - mine;
+        out->hit_sure[i] = mine > others + tol;
+        out->hit_possible[i] = mine >= mx - tol;
     }
 }
 
@@ -132,12 +138,13 @@ static brute brute_nelbo(const td_model *m, const double *cost, const int32_t *t
 }
 
 /* loss and accuracy at one rate; `argmax` is the constant model's
- * prediction when cost is given. */
+ * prediction when cost is given. The accuracy is a range [acc[0], acc[1]]
+ * (position_loss), a single value for the constant model. */
 static void brute_rate(const td_model *m, const double *cost, int argmax, const int32_t *tok,
-                       int64_t n_seq, double r, uint64_t seed, double *loss, double *acc)
+                       int64_t n_seq, double r, uint64_t seed, double *loss, double acc[2])
 {
     double ce = 0;
-    long hidden_n = 0, hits = 0;
+    long hidden_n = 0, hits = 0, maybe = 0;
     for (int64_t w = 0; w < n_seq; w++) {
         const int32_t *x = tok + w * T;
         uint8_t hidden[T];
@@ -148,11 +155,13 @@ static void brute_rate(const td_model *m, const double *cost, int argmax, const 
             if (!hidden[i]) continue;
             hidden_n++;
             ce += cost ? cost[x[i]] : pl.ce[i];
-            hits += cost ? x[i] == argmax : pl.hit[i];
+            hits += cost ? x[i] == argmax : pl.hit_sure[i];
+            maybe += cost ? x[i] == argmax : pl.hit_possible[i];
         }
     }
     *loss = ce / (double)hidden_n;
-    *acc = (double)hits / (double)hidden_n;
+    acc[0] = (double)hits / (double)hidden_n;
+    acc[1] = (double)maybe / (double)hidden_n;
 }
 
 /* ---- a model whose logits are out.b at every position ------------------ */
@@ -264,10 +273,10 @@ static void test_constant_model_rates_flat(void **state)
     freq /= N_WIN * T;
     const double sd = sqrt(h2 / (N_WIN * T) - h * h);
     for (int j = 0; j < 19; j++) {
-        double bl, ba;
-        brute_rate(NULL, cost, ARGMAX, tok, N_WIN, rates[j], c.seed, &bl, &ba);
+        double bl, ba[2];
+        brute_rate(NULL, cost, ARGMAX, tok, N_WIN, rates[j], c.seed, &bl, ba);
         assert_true(fabs(loss[j] - bl) < 1e-6 * bl);
-        assert_true(fabs(acc[j] - ba) < 1e-12);
+        assert_true(fabs(acc[j] - ba[0]) < 1e-12);
         /* n ≈ rate · tokens hidden; the finite population shrinks the error. */
         double n = rates[j] * N_WIN * T, fpc = sqrt(1 - rates[j] + 1.0 / n);
         assert_true(fabs(loss[j] - h) < 4.5 * sd / sqrt(n) * fpc);
@@ -337,10 +346,10 @@ static void test_trained_model_against_brute_force(void **state)
     c.max_sequences = 0;
     assert_int_equal(td_eval_rates(m, tok, N_TOK, rates, 3, &c, loss, acc), TD_OK);
     for (int j = 0; j < 3; j++) {
-        double bl, ba;
-        brute_rate(m, NULL, 0, tok, N_WIN, rates[j], c.seed, &bl, &ba);
+        double bl, ba[2];
+        brute_rate(m, NULL, 0, tok, N_WIN, rates[j], c.seed, &bl, ba);
         assert_true(fabs(loss[j] - bl) < 1e-5 * bl);
-        assert_true(fabs(acc[j] - ba) < 1e-12);
+        assert_true(acc[j] >= ba[0] - 1e-12 && acc[j] <= ba[1] + 1e-12);
     }
     /* It learnt something: context helps at 15%, and nothing is left to
      * help at 100%. */
@@ -428,10 +437,16 @@ static void test_deterministic(void **state)
     assert_int_equal(td_eval_rates(m, tok, N_TOK, rates, 4, &c, l2, a2), TD_OK);
     assert_memory_equal(l1, l2, sizeof l1);
     assert_memory_equal(a1, a2, sizeof a1);
-    /* A rate's masks do not depend on the other rates asked for. */
+    /* A rate's masks do not depend on the other rates asked for. Its windows
+     * sit elsewhere in the batches, which may round differently: the loss
+     * agrees to rounding, the accuracy within the independent computation's
+     * range (an argmax within rounding of a tie may go either way). */
     assert_int_equal(td_eval_rates(m, tok, N_TOK, rates + 1, 1, &c, l2, a2), TD_OK);
     assert_true(fabs(l2[0] - l1[1]) < 1e-6 * l1[1]);
-    assert_true(a2[0] == a1[1]);
+    double bl, ba[2];
+    brute_rate(m, NULL, 0, tok, N_WIN, rates[1], c.seed, &bl, ba);
+    assert_true(a1[1] >= ba[0] - 1e-12 && a1[1] <= ba[1] + 1e-12);
+    assert_true(a2[0] >= ba[0] - 1e-12 && a2[0] <= ba[1] + 1e-12);
     td_model_free(m);
 }
 

@@ -2,7 +2,16 @@
  * modulo 10 from a random start): reveal counts against the schedule,
  * confidence ordering against logits computed independently, fixed and
  * padded positions, determinism, exact caching, the callback, cancellation,
- * greedy limits, argument checks and allocation failures. */
+ * greedy limits, argument checks and allocation failures.
+ *
+ * No assertion rests on how the BLAS rounds. Tokens are compared for
+ * equality only between identical computations (same canvas, shapes and
+ * thread-independent blocks); against logits computed another way
+ * (td_model_logits) a chosen token need only be within LOGIT_TOL of the
+ * best. Assertions that outputs differ use the flat model, whose logits are
+ * exactly 0 whatever the rounding, or a draw that matches by chance with
+ * negligible probability. Quality thresholds on the trained model sit far
+ * from what it reaches (measured under several OpenBLAS kernels). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +31,13 @@
 enum { T = 16, V = 12, MASK = 10, PAD = 11, BMAX = 8, D = 32 };
 
 static td_model *g_model;      /* trained once for all tests */
+static td_model *g_flat;       /* every logit exactly 0 */
 static td_schedule *g_loglin;
+
+/* Logits of two computations (say a batch and a row subset) may differ by
+ * rounding; a token is "the most likely" when its logit is within this
+ * (relative) distance of the largest. Rounding moves them ~1e-6. */
+#define LOGIT_TOL 1e-4f
 
 static td_model *toy_model(const td_allocator *a)
 {
@@ -31,10 +46,25 @@ static td_model *toy_model(const td_allocator *a)
 
 static td_schedule *schedule(td_schedule_kind kind) { return toy_schedule(kind); }
 
+/* out.w (tied: the token embedding) and out.b zeroed: the logits h·0 + 0
+ * are exactly 0 whatever the hidden state and however it was rounded, so
+ * every draw is uniform over the 10 digits (the [MASK] and [PAD] columns
+ * excluded). Two different random streams then give the same T tokens with
+ * probability 10^-T. */
+static td_model *flat_model(void)
+{
+    td_model *m = toy_model(NULL);
+    tdi_model *t = m->m;
+    memset(t->params + t->out_w, 0, (size_t)V * D * sizeof(float));
+    memset(t->params + t->out_b, 0, (size_t)V * sizeof(float));
+    return m;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
     g_model = toy_model(NULL);
+    g_flat = flat_model();
     g_loglin = schedule(TD_SCHEDULE_LOGLINEAR);
     td_trainer_config c;
     td_trainer_config_default(&c);
@@ -60,6 +90,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     td_model_free(g_model);
+    td_model_free(g_flat);
     td_schedule_free(g_loglin);
     return 0;
 }
@@ -75,22 +106,36 @@ static td_sampler_config config(td_sampler_strategy strategy, int32_t steps)
     return c;
 }
 
-static td_sampler *sampler(const td_sampler_config *c, const td_schedule *s)
+static td_sampler *sampler_of(const td_model *m, const td_sampler_config *c,
+                              const td_schedule *s)
 {
     td_sampler *smp = NULL;
-    assert_int_equal(td_sampler_create(g_model, s ? s : g_loglin, c, &smp), TD_OK);
+    assert_int_equal(td_sampler_create(m, s ? s : g_loglin, c, &smp), TD_OK);
     return smp;
 }
 
-/* One generate call on a fresh sampler. */
+static td_sampler *sampler(const td_sampler_config *c, const td_schedule *s)
+{
+    return sampler_of(g_model, c, s);
+}
+
+/* One generate call on a fresh sampler of model m. */
+static td_status generate_with(const td_model *m, const td_sampler_config *c, int32_t *canvas,
+                               int32_t batch, int32_t seq_len, td_sampler_callback cb,
+                               void *user, td_sample_stats *stats)
+{
+    td_sampler *s = sampler_of(m, c, NULL);
+    td_status st = td_sampler_generate(s, canvas, batch, seq_len, cb, user, stats);
+    td_sampler_free(s);
+    return st;
+}
+
+/* The same on the trained model. */
 static td_status generate(const td_sampler_config *c, int32_t *canvas, int32_t batch,
                           int32_t seq_len, td_sampler_callback cb, void *user,
                           td_sample_stats *stats)
 {
-    td_sampler *s = sampler(c, NULL);
-    td_status st = td_sampler_generate(s, canvas, batch, seq_len, cb, user, stats);
-    td_sampler_free(s);
-    return st;
+    return generate_with(g_model, c, canvas, batch, seq_len, cb, user, stats);
 }
 
 static void all_masks(int32_t *canvas, int n)
@@ -212,6 +257,18 @@ static double confidence(td_sampler_strategy strategy, const float *z, int32_t *
                                                                                 : ent;
 }
 
+/* `token`, chosen at temperature 0, is a most likely token of the logits
+ * row z computed independently: within rounding of the argmax. */
+static void assert_near_argmax(const float *z, int32_t token)
+{
+    int32_t am = -1;
+    confidence(TD_SAMPLER_MAX_PROB, z, &am);
+    assert_true(token >= 0 && token < V && token != MASK && token != PAD);
+    if (!(z[token] >= z[am] - LOGIT_TOL * (1.0f + fabsf(z[am]))))
+        fail_msg("token %d (logit %.7g) is not a most likely one: %d has %.7g", (int)token,
+                 (double)z[token], (int)am, (double)z[am]);
+}
+
 static int32_t conf_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
                        int32_t batch, int32_t seq_len, const int32_t *changed, int32_t n_changed)
 {
@@ -236,7 +293,7 @@ static int32_t conf_cb(void *user, int32_t step, int32_t n_steps, const int32_t 
             double cf = confidence(cs->strategy, cs->logits + (size_t)r * V, &am);
             if (canvas[r] != MASK) {
                 revealed++;
-                assert_int_equal(canvas[r], am); /* temperature 0: the argmax */
+                assert_near_argmax(cs->logits + (size_t)r * V, canvas[r]); /* temperature 0 */
                 if (cf < min_rev) min_rev = cf;
             } else if (cf > max_kept) {
                 max_kept = cf;
@@ -252,7 +309,9 @@ static int32_t conf_cb(void *user, int32_t step, int32_t n_steps, const int32_t 
             double want = masked * p;
             assert_true(fabs(revealed - want) <= 0.5 + 1e-9 || (revealed == 1 && want < 0.5));
         }
-        assert_true(min_rev >= max_kept - 1e-5);
+        /* the sampler ranks its own confidences, which rounding may move
+         * by ~1e-6 from these */
+        assert_true(min_rev >= max_kept - 1e-4);
     }
     memcpy(cs->prev, canvas, (size_t)batch * seq_len * sizeof *canvas);
     return 0;
@@ -284,28 +343,49 @@ static void test_confidence_reveals_the_k_most_confident(void **state)
     }
 }
 
+/* Which positions the first step revealed, besides count_cb's sums. */
+typedef struct first_state {
+    uint8_t revealed[BMAX * T];
+    count_state cnt;
+} first_state;
+
+static int32_t first_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                        int32_t batch, int32_t seq_len, const int32_t *changed,
+                        int32_t n_changed)
+{
+    first_state *fs = user;
+    if (step == 0)
+        for (int32_t j = 0; j < n_changed; j++) fs->revealed[changed[j]] = 1;
+    return count_cb(&fs->cnt, step, n_steps, canvas, batch, seq_len, changed, n_changed);
+}
+
 /* With alg_temperature the positions are drawn, not ranked: still k per
- * step, but other positions than the top k. */
+ * step, but other positions than the top k. On the flat model every
+ * position is equally confident, so ranking reveals a fixed k-set of each
+ * sequence while the draw hits any given k-set with probability
+ * 1/C(16, k): the first steps of the two runs differ unless that chance
+ * comes up in all 8 sequences at once. */
 static void test_alg_temperature_draws_positions(void **state)
 {
     (void)state;
-    int32_t a[BMAX * T], b[BMAX * T];
+    static first_state runs[2];
     td_sampler_config c = config(TD_SAMPLER_MAX_PROB, 4);
     c.temperature = 0.0f;
-    all_masks(a, BMAX * T);
-    assert_int_equal(generate(&c, a, BMAX, T, NULL, NULL, NULL), TD_OK);
-    c.alg_temperature = 1.0f;
-    all_masks(b, BMAX * T);
-    count_state cnt;
-    memset(&cnt, 0, sizeof cnt);
-    cnt.sched = g_loglin;
-    cnt.steps = 4;
-    memcpy(cnt.prev, b, sizeof b);
-    assert_int_equal(generate(&c, b, BMAX, T, count_cb, &cnt, NULL), TD_OK);
-    assert_int_equal(count(b, BMAX * T, MASK), 0);
-    for (int k = 0; k < 3; k++)
-        assert_true(fabs(cnt.sum_x[k] - cnt.sum_np[k]) <= BMAX * 1.0);
-    assert_memory_not_equal(a, b, sizeof a);
+    for (int run = 0; run < 2; run++) {
+        first_state *fs = &runs[run];
+        int32_t canvas[BMAX * T];
+        memset(fs, 0, sizeof *fs);
+        fs->cnt.sched = g_loglin;
+        fs->cnt.steps = 4;
+        all_masks(canvas, BMAX * T);
+        memcpy(fs->cnt.prev, canvas, sizeof canvas);
+        c.alg_temperature = run ? 1.0f : 0.0f;
+        assert_int_equal(generate_with(g_flat, &c, canvas, BMAX, T, first_cb, fs, NULL), TD_OK);
+        assert_int_equal(count(canvas, BMAX * T, MASK), 0);
+        for (int k = 0; k < 3; k++)
+            assert_true(fabs(fs->cnt.sum_x[k] - fs->cnt.sum_np[k]) <= BMAX * 1.0);
+    }
+    assert_memory_not_equal(runs[0].revealed, runs[1].revealed, sizeof runs[0].revealed);
 }
 
 /* ---- fixed positions --------------------------------------------------------- */
@@ -342,9 +422,47 @@ static void test_fixed_positions_never_change(void **state)
             }
 }
 
-/* [PAD] keys are not attended: a padded canvas gives the same tokens as the
- * same canvas cut before its padding. The [PAD] embedding is made loud so
- * that attending to it would show (the negative control checks that). */
+/* [PAD] keys are not attended: on a canvas padded after CUT positions,
+ * each token the sampler chooses (temperature 0) is a most likely one of
+ * the logits of the same canvas cut before its padding, computed
+ * independently at every step. The [PAD] embedding is made loud so that
+ * attending to it would show: the negative control (no pad_id) chooses
+ * tokens far from those logits. */
+enum { CUT = 10 };
+
+typedef struct pad_state {
+    int control;      /* pad_id = -1: count the far tokens instead of asserting */
+    int far;          /* tokens whose logit trails the best by more than 1 */
+    int32_t prev[BMAX * T];
+    int32_t cut[BMAX * CUT];
+    float logits[BMAX * CUT * V];
+} pad_state;
+
+static int32_t pad_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                      int32_t batch, int32_t seq_len, const int32_t *changed, int32_t n_changed)
+{
+    pad_state *ps = user;
+    (void)step;
+    (void)n_steps;
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < CUT; i++) ps->cut[b * CUT + i] = ps->prev[b * seq_len + i];
+    assert_int_equal(td_model_logits(g_model, ps->cut, batch, CUT, 1, ps->logits), TD_OK);
+    for (int32_t j = 0; j < n_changed; j++) {
+        int b = changed[j] / seq_len, i = changed[j] % seq_len;
+        assert_true(i < CUT);
+        const float *z = ps->logits + ((size_t)b * CUT + i) * V;
+        if (!ps->control) {
+            assert_near_argmax(z, canvas[changed[j]]);
+        } else {
+            int32_t am = -1;
+            confidence(TD_SAMPLER_MAX_PROB, z, &am);
+            ps->far += z[canvas[changed[j]]] < z[am] - 1.0f;
+        }
+    }
+    memcpy(ps->prev, canvas, (size_t)batch * seq_len * sizeof *canvas);
+    return 0;
+}
+
 static void test_padding_is_not_attended(void **state)
 {
     (void)state;
@@ -354,68 +472,83 @@ static void test_padding_is_not_attended(void **state)
     memcpy(saved, pad_emb, sizeof saved);
     for (int j = 0; j < D; j++) pad_emb[j] = (j % 3 == 0) ? 4.0f : (j % 3 == 1 ? -3.0f : 0.5f);
 
-    enum { CUT = 10 };
-    int32_t padded[BMAX * T], cut[BMAX * CUT], control[BMAX * T];
-    all_masks(padded, BMAX * T);
-    for (int b = 0; b < BMAX; b++) {
-        padded[b * T] = b;
-        for (int i = CUT; i < T; i++) padded[b * T + i] = PAD;
-        for (int i = 0; i < CUT; i++) cut[b * CUT + i] = padded[b * T + i];
+    static pad_state ps[2];
+    for (int control = 0; control < 2; control++) {
+        int32_t canvas[BMAX * T];
+        all_masks(canvas, BMAX * T);
+        for (int b = 0; b < BMAX; b++) {
+            canvas[b * T] = b;
+            for (int i = CUT; i < T; i++) canvas[b * T + i] = PAD;
+        }
+        memset(&ps[control], 0, sizeof ps[control]);
+        ps[control].control = control;
+        memcpy(ps[control].prev, canvas, sizeof canvas);
+        td_sampler_config c = config(TD_SAMPLER_ANCESTRAL, 4);
+        c.temperature = 0.0f;
+        if (control) c.pad_id = -1;
+        assert_int_equal(generate(&c, canvas, BMAX, T, pad_cb, &ps[control], NULL), TD_OK);
+        assert_int_equal(count(canvas, BMAX * T, MASK), 0);
     }
-    memcpy(control, padded, sizeof control);
-    td_sampler_config c = config(TD_SAMPLER_ANCESTRAL, 4);
-    assert_int_equal(generate(&c, padded, BMAX, T, NULL, NULL, NULL), TD_OK);
-    assert_int_equal(generate(&c, cut, BMAX, CUT, NULL, NULL, NULL), TD_OK);
-    int differ = 0;
-    for (int b = 0; b < BMAX; b++)
-        for (int i = 0; i < CUT; i++) assert_int_equal(padded[b * T + i], cut[b * CUT + i]);
-    /* Negative control: without pad_id the same canvas attends to [PAD]. */
-    c.pad_id = -1;
-    assert_int_equal(generate(&c, control, BMAX, T, NULL, NULL, NULL), TD_OK);
-    for (int b = 0; b < BMAX; b++)
-        for (int i = 0; i < CUT; i++) differ += control[b * T + i] != cut[b * CUT + i];
-    assert_true(differ > 0);
+    print_message("attending to [PAD]: %d of %d tokens trail the best logit by more than 1\n",
+                  ps[1].far, BMAX * (CUT - 1));
+    assert_true(ps[1].far > 0);
     memcpy(pad_emb, saved, sizeof saved);
 }
 
 /* ---- determinism ----------------------------------------------------------- */
 
+/* The same seed gives the same tokens (at any thread count, and again
+ * after set_seed), on the trained and on the flat model: these compare
+ * identical computations. That other seeds, later calls and the other
+ * sequences of a batch give other tokens is checked on the flat model only,
+ * where each token is a uniform draw from 10 whatever the BLAS rounds; the
+ * trained model counts, and two of its sequences that start alike (one time
+ * in ten) are alike throughout. */
+static void check_seeds(const td_model *m, td_sampler_strategy strategy, int flat)
+{
+    td_sampler_config c = config(strategy, 8);
+    int32_t a[BMAX * T], b[BMAX * T], d[BMAX * T], e[BMAX * T], f[BMAX * T];
+    all_masks(a, BMAX * T);
+    memcpy(b, a, sizeof a);
+    memcpy(d, a, sizeof a);
+    memcpy(e, a, sizeof a);
+    memcpy(f, a, sizeof a);
+    assert_int_equal(generate_with(m, &c, a, BMAX, T, NULL, NULL, NULL), TD_OK);
+    assert_int_equal(generate_with(m, &c, b, BMAX, T, NULL, NULL, NULL), TD_OK);
+    assert_memory_equal(a, b, sizeof a); /* same seed, same tokens */
+    c.n_threads = 2;
+    assert_int_equal(generate_with(m, &c, f, BMAX, T, NULL, NULL, NULL), TD_OK);
+    assert_memory_equal(a, f, sizeof a); /* at any thread count */
+    c.n_threads = 1;
+    c.seed = 2;
+    assert_int_equal(generate_with(m, &c, d, BMAX, T, NULL, NULL, NULL), TD_OK);
+    if (flat) assert_memory_not_equal(a, d, sizeof a);
+    /* a second call continues the stream; set_seed restarts it */
+    c.seed = 1;
+    td_sampler *s = sampler_of(m, &c, NULL);
+    all_masks(d, BMAX * T);
+    assert_int_equal(td_sampler_generate(s, d, BMAX, T, NULL, NULL, NULL), TD_OK);
+    assert_memory_equal(a, d, sizeof a);
+    all_masks(d, BMAX * T);
+    assert_int_equal(td_sampler_generate(s, d, BMAX, T, NULL, NULL, NULL), TD_OK);
+    if (flat) assert_memory_not_equal(a, d, sizeof a);
+    assert_int_equal(td_sampler_set_seed(s, 1), TD_OK);
+    assert_int_equal(td_sampler_generate(s, e, BMAX, T, NULL, NULL, NULL), TD_OK);
+    assert_memory_equal(a, e, sizeof a);
+    td_sampler_free(s);
+    /* the sequences of a batch draw from different streams */
+    if (flat)
+        for (int i = 0; i < BMAX; i++)
+            for (int j = i + 1; j < BMAX; j++)
+                assert_memory_not_equal(a + i * T, a + j * T, T * sizeof *a);
+}
+
 static void test_seeds(void **state)
 {
     (void)state;
     for (int si = 0; si < 4; si++) {
-        td_sampler_config c = config(strategies[si], 8);
-        int32_t a[BMAX * T], b[BMAX * T], d[BMAX * T], e[BMAX * T], f[BMAX * T];
-        all_masks(a, BMAX * T);
-        memcpy(b, a, sizeof a);
-        memcpy(d, a, sizeof a);
-        memcpy(e, a, sizeof a);
-        memcpy(f, a, sizeof a);
-        assert_int_equal(generate(&c, a, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_int_equal(generate(&c, b, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_equal(a, b, sizeof a); /* same seed, same tokens */
-        c.n_threads = 2;
-        assert_int_equal(generate(&c, f, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_equal(a, f, sizeof a); /* at any thread count */
-        c.n_threads = 1;
-        c.seed = 2;
-        assert_int_equal(generate(&c, d, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_not_equal(a, d, sizeof a);
-        /* a second call continues the stream; set_seed restarts it */
-        c.seed = 1;
-        td_sampler *s = sampler(&c, NULL);
-        all_masks(d, BMAX * T);
-        assert_int_equal(td_sampler_generate(s, d, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_equal(a, d, sizeof a);
-        all_masks(d, BMAX * T);
-        assert_int_equal(td_sampler_generate(s, d, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_not_equal(a, d, sizeof a);
-        assert_int_equal(td_sampler_set_seed(s, 1), TD_OK);
-        assert_int_equal(td_sampler_generate(s, e, BMAX, T, NULL, NULL, NULL), TD_OK);
-        assert_memory_equal(a, e, sizeof a);
-        td_sampler_free(s);
-        /* sequences of a batch draw from different streams */
-        assert_memory_not_equal(a, a + T, T * sizeof *a);
+        check_seeds(g_model, strategies[si], 0);
+        check_seeds(g_flat, strategies[si], 1);
     }
 }
 
@@ -427,8 +560,8 @@ static void test_one_step_is_one_model_call(void **state)
     int32_t before[4 * T];
     layout_canvas(before);
     float *logits = malloc(sizeof(float) * 4 * T * V);
-    /* the reference: argmax of the public logits of the initial canvas, with
-     * [PAD] keys masked out by cutting sequence 3 to its unpadded length */
+    /* the reference: the public logits of the initial canvas, with [PAD]
+     * keys masked out by cutting sequence 3 to its unpadded length */
     assert_int_equal(td_model_logits(g_model, before, 3, T, 1, logits), TD_OK);
     float *l3 = logits + (size_t)3 * T * V;
     assert_int_equal(td_model_logits(g_model, before + 3 * T, 1, T - 5, 1, l3), TD_OK);
@@ -443,17 +576,16 @@ static void test_one_step_is_one_model_call(void **state)
         assert_int_equal(st.steps, 1);
         assert_int_equal(st.cached_steps, 0);
         assert_int_equal(st.tokens_revealed, count(before, 4 * T, MASK));
-        for (int r = 0; r < 4 * T; r++) {
-            if (before[r] != MASK) continue;
-            int32_t am = -1;
-            confidence(TD_SAMPLER_MAX_PROB, logits + (size_t)r * V, &am);
-            assert_int_equal(canvas[r], am);
-        }
+        for (int r = 0; r < 4 * T; r++)
+            if (before[r] == MASK) assert_near_argmax(logits + (size_t)r * V, canvas[r]);
     }
     free(logits);
 }
 
-/* Greedy limits of the draw: top-k = 1 and a vanishing temperature. */
+/* Greedy limits of the draw: top-k = 1 and a vanishing temperature. The
+ * runs compute the same logits; top-k breaks ties as greedy does (lowest
+ * id), and at temperature 1e-30 any other token weighs exp(-gap/1e-30) = 0
+ * in double unless its float logit equals the best one exactly. */
 static void test_top_k_one_and_cold_temperature_are_greedy(void **state)
 {
     (void)state;
@@ -471,7 +603,7 @@ static void test_top_k_one_and_cold_temperature_are_greedy(void **state)
     assert_int_equal(generate(&c, topk, BMAX, T, NULL, NULL, NULL), TD_OK);
     assert_memory_equal(greedy, topk, sizeof greedy);
     c.top_k = 0;
-    c.temperature = 1e-8f;
+    c.temperature = 1e-30f;
     assert_int_equal(generate(&c, cold, BMAX, T, NULL, NULL, NULL), TD_OK);
     assert_memory_equal(greedy, cold, sizeof greedy);
     c.temperature = 5.0f; /* and a hot one is not */
@@ -490,7 +622,11 @@ static int follows(const int32_t *canvas, int batch)
 
 /* The sampler generates what the model learned: sequences that count. One
  * token per step, most confident first, reproduces the pattern from one
- * clue; chance would continue it one time in ten. */
+ * clue; chance would continue it one time in ten. The bounds sit well below
+ * what the model reaches, which depends on how its training rounded
+ * (under several OpenBLAS kernels, and with the last bits of every matrix
+ * product perturbed: 114..120 of 120 for the confidence strategies, 76..91
+ * for ancestral sampling). */
 static void test_trained_model_counts(void **state)
 {
     (void)state;
@@ -502,8 +638,9 @@ static void test_trained_model_counts(void **state)
         c.temperature = 0.0f;
         assert_int_equal(generate(&c, canvas, BMAX, T, NULL, NULL, NULL), TD_OK);
         int f = follows(canvas, BMAX);
-        if (strategies[si] == TD_SAMPLER_ANCESTRAL) assert_true(f >= BMAX * (T - 1) / 2);
-        else assert_true(f >= BMAX * (T - 1) * 95 / 100);
+        if (f < BMAX * (T - 1) * (strategies[si] == TD_SAMPLER_ANCESTRAL ? 40 : 80) / 100)
+            fail_msg("strategy %d: %d of %d tokens continue the count", (int)si, f,
+                     BMAX * (T - 1));
     }
 }
 

@@ -274,6 +274,8 @@ static td_status text_stats(void *out)
     return td_text_stats_compute("a b a", 5, "a", 1, NULL, out);
 }
 
+static td_status runtime_info(void *out) { return td_runtime_info_get(out); }
+
 static const output_case output_cases[] = {
     { "td_schedule_config", sizeof(td_schedule_config), get_schedule_config, 0 },
     { "td_model_config", sizeof(td_model_config), get_model_config, 48 },
@@ -281,6 +283,7 @@ static const output_case output_cases[] = {
     { "td_sample_stats", sizeof(td_sample_stats), sample, 0 },
     { "td_eval_result", sizeof(td_eval_result), evaluate, 0 },
     { "td_text_stats", sizeof(td_text_stats), text_stats, 0 },
+    { "td_runtime_info", sizeof(td_runtime_info), runtime_info, 0 },
 };
 
 static void test_outputs_write_only_the_callers_bytes(void **state)

@@ -67,7 +67,7 @@ def _header_enums(text):
     enums = {}
     for body, name in re.findall(r"typedef enum \w+ \{(.*?)\}\s*(\w+);", text, flags=re.S):
         enums[name] = {k: int(v) << int(shift or 0) for k, v, shift in
-                       re.findall(r"(TD_\w+)\s*=\s*(\d+)(?:\s*<<\s*(\d+))?", body)}
+                       re.findall(r"(TD_\w+)\s*=\s*(-?\d+)(?:\s*<<\s*(\d+))?", body)}
     return enums
 
 
@@ -143,6 +143,7 @@ class TestHeader(unittest.TestCase):
             "td_norm_placement": (td.NormPlacement, "TD_NORM_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
+            "td_blas_threading": (td.BlasThreading, "TD_BLAS_"),
         }
         self.assertEqual(sorted(self.enums), sorted(binding))
         for cname, (py, prefix) in binding.items():

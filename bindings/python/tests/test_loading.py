@@ -128,5 +128,15 @@ class TestSearchOrder(unittest.TestCase):
             self.assertEqual(r.stdout.strip(), copy)
 
 
+class TestRuntime(unittest.TestCase):
+    def test_report(self):
+        r = td.runtime_info()
+        self.assertIsInstance(r, td.RuntimeInfo)
+        self.assertIn(r.blas_name, ("OpenBLAS", "BLIS", "reference"))
+        self.assertEqual(r.lib_threading, "pthread pool")
+        self.assertIn(r.blas_threading, [t.value for t in td.BlasThreading])
+        self.assertEqual(bool(r.blas_slow_kernel), bool(r.blas_advice))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -36,6 +36,7 @@ from .errors import CancelledError, CorruptError, FormatError, InputOutputError,
 from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
     eval_nelbo, eval_rates, text_stats
 from .model import Model, ModelConfig, NormPlacement, PosEncoding
+from .runtime import BlasThreading, RuntimeInfo, runtime_info
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
 from .tokenizer import SpecialToken, Tokenizer
@@ -78,14 +79,13 @@ def status_string(status):
 
 
 __all__ = [
-    "ABI_VERSION", "CancelledError", "CorruptError", "Corpus", "EvalConfig", "EvalResult",
-    "FormatError", "InputOutputError", "InternalError", "InvalidArgumentError", "Model",
-    "ModelConfig", "NoMemoryError", "NormPlacement", "NumericError", "PosEncoding", "RateLoss",
-    "ResumeFlags",
-    "SampleStats", "Sampler", "SamplerConfig", "Schedule", "ScheduleConfig", "ScheduleKind",
-    "SpecialToken", "Split", "StateError", "Status", "Strategy", "TextStats", "TextdiffError",
-    "Tokenizer",
-    "TrainStats", "Trainer", "TrainerConfig", "UnsupportedError", "VersionError",
-    "VersionInfo", "abi_version", "eval_gen_perplexity", "eval_nelbo", "eval_rates", "library_path", "status_string",
-    "text_stats", "version", "version_info",
+    "ABI_VERSION", "BlasThreading", "CancelledError", "Corpus", "CorruptError", "EvalConfig",
+    "EvalResult", "FormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
+    "Model", "ModelConfig", "NoMemoryError", "NormPlacement", "NumericError", "PosEncoding",
+    "RateLoss", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
+    "Schedule", "ScheduleConfig", "ScheduleKind", "SpecialToken", "Split", "StateError",
+    "Status", "Strategy", "TextStats", "TextdiffError", "Tokenizer", "TrainStats", "Trainer",
+    "TrainerConfig", "UnsupportedError", "VersionError", "VersionInfo", "abi_version",
+    "eval_gen_perplexity", "eval_nelbo", "eval_rates", "library_path", "runtime_info",
+    "status_string", "text_stats", "version", "version_info",
 ]

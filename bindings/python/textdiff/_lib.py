@@ -228,11 +228,30 @@ class td_text_stats(ctypes.Structure):
     ]
 
 
+class td_runtime_info(ctypes.Structure):
+    """Mirror of td_runtime_info."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("cpu_features", ctypes.c_uint32),
+        ("blas_name", ctypes.c_char * 16),
+        ("blas_version", ctypes.c_char * 128),
+        ("blas_core", ctypes.c_char * 32),
+        ("blas_threads", ctypes.c_int32),
+        ("blas_threading", ctypes.c_int32),
+        ("lib_threading", ctypes.c_char * 32),
+        ("blas_slow_kernel", ctypes.c_int32),
+        ("reserved0", ctypes.c_int32),
+        ("blas_advice", ctypes.c_char * 128),
+    ]
+
+
 # Every public struct of the header, by its C name (checked by the tests
 # against tests/common/layouts.h's TD_LAYOUT_STRUCTS).
 STRUCTS = {cls.__name__: cls for cls in (
     td_allocator, td_schedule_config, td_model_config, td_trainer_config, td_train_stats,
-    td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats)}
+    td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats,
+    td_runtime_info)}
 
 # td_sampler_callback
 SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
@@ -330,6 +349,8 @@ PROTOTYPES = {
     "td_eval_rates": (c_status, [P_model, _i32p, ctypes.c_int64, _p(ctypes.c_double),
                                  ctypes.c_int32, _p(td_eval_config), _p(ctypes.c_double),
                                  _p(ctypes.c_double)]),
+    # runtime report
+    "td_runtime_info_get": (c_status, [_p(td_runtime_info)]),
     # text statistics
     "td_text_stats_compute": (c_status, [_char, _size, _char, _size, _p(td_allocator),
                                          _p(td_text_stats)]),
