@@ -57,10 +57,10 @@ extern "C" {
  * number (libtextdiff.so.<TD_ABI_VERSION>) and changes only when a change
  * breaks binaries built against an earlier header (docs/abi.md).
  * ------------------------------------------------------------------------- */
-#define TD_VERSION_MAJOR 0
-#define TD_VERSION_MINOR 1
+#define TD_VERSION_MAJOR 1
+#define TD_VERSION_MINOR 0
 #define TD_VERSION_PATCH 0
-#define TD_ABI_VERSION   0
+#define TD_ABI_VERSION   1
 
 #define TD_VERSION_NUMBER \
     (TD_VERSION_MAJOR * 10000 + TD_VERSION_MINOR * 100 + TD_VERSION_PATCH)
@@ -91,8 +91,8 @@ typedef enum td_status {
 } td_status;
 
 /* Compile-time version of the library actually loaded at run time. */
-TD_API uint32_t td_version_number(void);      /* e.g. 100 for 0.1.0 */
-TD_API const char *td_version_string(void);   /* e.g. "0.1.0" */
+TD_API uint32_t td_version_number(void);      /* e.g. 10000 for 1.0.0 */
+TD_API const char *td_version_string(void);   /* e.g. "1.0.0" */
 TD_API uint32_t td_abi_version(void);         /* the SONAME number */
 
 /*

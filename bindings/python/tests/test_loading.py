@@ -67,18 +67,18 @@ class TestRefusal(unittest.TestCase):
 
     def test_missing_file(self):
         with self.assertRaises(ImportError) as cm:
-            _lib.load_library("/nonexistent/libtextdiff.so.0")
-        self.assertIn("/nonexistent/libtextdiff.so.0", str(cm.exception))
+            _lib.load_library("/nonexistent/libtextdiff.so.1")
+        self.assertIn("/nonexistent/libtextdiff.so.1", str(cm.exception))
 
     def test_nothing_found(self):
         with mock.patch.object(_lib, "find_library",
-                               return_value=(["/nope/libtextdiff.so.0", "libnope.so"], False)):
+                               return_value=(["/nope/libtextdiff.so.1", "libnope.so"], False)):
             with self.assertRaises(ImportError) as cm:
                 _lib.load_library()
         msg = str(cm.exception)
         self.assertIn("not found", msg)
         self.assertIn("TEXTDIFF_LIBRARY", msg)
-        self.assertIn("/nope/libtextdiff.so.0", msg)
+        self.assertIn("/nope/libtextdiff.so.1", msg)
         self.assertIn("libnope.so", msg)
 
     def test_search_order_without_the_variable(self):

@@ -58,7 +58,7 @@ VersionInfo.__doc__ = "A libtextdiff release number."
 
 
 def version():
-    """The loaded library's release, e.g. "0.1.0" (td_version_string)."""
+    """The loaded library's release, e.g. "1.0.0" (td_version_string)."""
     return _c.td_version_string().decode("ascii")
 
 

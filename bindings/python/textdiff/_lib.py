@@ -16,8 +16,8 @@ import sys
 # The header this binding was written against (TD_ABI_VERSION and
 # TD_VERSION_NUMBER). The loaded library must have the same ABI generation
 # and be at least this new.
-ABI_VERSION = 0
-VERSION_NUMBER = 100  # 0.1.0
+ABI_VERSION = 1
+VERSION_NUMBER = 10000  # 1.0.0
 
 LIBRARY_ENV = "TEXTDIFF_LIBRARY"
 
