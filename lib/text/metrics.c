@@ -22,6 +22,22 @@ static int word_byte(unsigned char c)
 
 static unsigned char fold(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
+/* The next word of text[*at..len): 1 with [*start, *start + *n), 0 at the
+ * end. Advances *at past it. */
+static int next_word(const unsigned char *text, size_t len, size_t *at, size_t *start,
+                     size_t *n)
+{
+    size_t i = *at;
+    while (i < len && !word_byte(text[i])) i++;
+    if (i == len) return 0;
+    size_t j = i;
+    while (j < len && word_byte(text[j])) j++;
+    *at = j;
+    *start = i;
+    *n = j - i;
+    return 1;
+}
+
 static uint64_t mix(uint64_t h)
 {
     h ^= h >> 33;
@@ -98,16 +114,12 @@ static td_status split_words(const unsigned char *text, size_t len, const td_all
     TDI_TRY(table_init(&w->index, a, max_words));
     w->n = 0;
     int64_t next = 0;
-    for (size_t i = 0; i < len;) {
-        if (!word_byte(text[i])) { i++; continue; }
-        size_t j = i;
-        while (j < len && word_byte(text[j])) j++;
-        size_t slot = table_slot(&w->index, word_hash(text + i, j - i));
+    for (size_t at = 0, i, n; next_word(text, len, &at, &i, &n);) {
+        size_t slot = table_slot(&w->index, word_hash(text + i, n));
         if (w->index.counts[slot] == 0) w->index.counts[slot] = ++next;
         uint32_t id = (uint32_t)(w->index.counts[slot] - 1);
         w->freq[id]++;
         w->ids[w->n++] = id;
-        i = j;
     }
     w->n_distinct = (size_t)next;
     return TD_OK;
@@ -224,16 +236,10 @@ static td_status known_share(const unsigned char *text, size_t len, const unsign
     memset(&r, 0, sizeof r);
     td_status st = split_words(ref, ref_len, a, &r);
     if (st == TD_OK) {
-        size_t n = 0, hits = 0;
-        for (size_t i = 0; i < len;) {
-            if (!word_byte(text[i])) { i++; continue; }
-            size_t j = i;
-            while (j < len && word_byte(text[j])) j++;
-            n++;
-            hits += (size_t)known(&r, text + i, j - i);
-            i = j;
-        }
-        *out = n > 0 ? (double)hits / (double)n : NAN;
+        size_t count = 0, hits = 0;
+        for (size_t at = 0, i, n; next_word(text, len, &at, &i, &n); count++)
+            hits += (size_t)known(&r, text + i, n);
+        *out = count > 0 ? (double)hits / (double)count : NAN;
     }
     words_free(&r, a);
     return st;
