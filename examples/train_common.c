@@ -40,6 +40,7 @@ int train_main(int argc, char **argv, int kind)
     int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
+    const char *init_path = NULL;
     const char *checkpoint = ar ? "ar.ckpt" : diffusion ? "diffusion.ckpt" : "mlm.ckpt";
     const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
     cli_flag flags[] = {
@@ -59,6 +60,9 @@ int train_main(int argc, char **argv, int kind)
         { "weight-decay", CLI_FLOAT, &weight_decay, "AdamW weight decay (matrices only)" },
         { "threads", CLI_INT, &threads, "threads the library computes with" },
         { "seed", CLI_I64, &seed, "seed of initialisation, batches and masks" },
+        { "init", CLI_STRING, &init_path,
+          "start from this model file's weights (its shape replaces the model flags), e.g. "
+          "an MLM model continued as a diffusion model" },
         { "checkpoint", CLI_STRING, &checkpoint, "resumable checkpoint path" },
         { "resume", CLI_SWITCH, &resume, "continue from --checkpoint if it exists" },
         { "allow-changes", CLI_SWITCH, &allow_changes,
@@ -122,7 +126,18 @@ int train_main(int argc, char **argv, int kind)
     mc.norm_placement = parse_choice(norm, norms, 2, "norm");
     mc.causal = ar;
     td_model *model;
-    cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
+    if (init_path != NULL) { /* a warm start: the trainer takes any model */
+        cli_check(td_model_load(init_path, NULL, &model), init_path);
+        cli_check(td_model_get_config(model, &mc), init_path);
+        if (mc.causal != ar) {
+            fprintf(stderr, "--init %s: a %s model cannot be trained %s\n", init_path,
+                    mc.causal ? "causal" : "bidirectional", ar ? "autoregressively"
+                                                                : "by masking");
+            return 2;
+        }
+    } else {
+        cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
+    }
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
 
     td_trainer_config tc;
