@@ -59,7 +59,7 @@ for seed in 1 2 3; do
   echo "==== default, every product perturbed in its last bits (seed $seed)"
   TD_PERTURB_SEED=$seed LD_PRELOAD="$out/default/tests/libtd_perturb_blas.so" \
     ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit \
-          -E '^(test_blas|bench_smoke)$'
+          -E '^(test_blas|bench_smoke|dlopen)$'
 done
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON

@@ -4,7 +4,7 @@
  * its products a little differently, and no test may depend on how.
  *
  *   TD_PERTURB_SEED=3 LD_PRELOAD=build/tests/libtd_perturb_blas.so \
- *       ctest --test-dir build -L unit -E '^(test_blas|bench_smoke)$'
+ *       ctest --test-dir build -L unit -E '^(test_blas|bench_smoke|dlopen)$'
  *
  * The change is a function of the element's value and the seed alone, so
  * equal results stay equal (the same product at any thread count, or
