@@ -51,6 +51,19 @@ static int32_t bert_replacement(const tdi_corrupt_vocab *v, tdi_rng *rng, int32_
     return x;
 }
 
+/* The output buffers hold a batch of B sequences of T tokens. */
+static td_status check_output(const tdi_corruption *out, size_t B, size_t T, const char *func)
+{
+    TDI_CHECK_ARG(out->ids && out->rows && out->targets && out->weights,
+                  "%s: out->ids, rows, targets and weights must all be set", func);
+    TDI_CHECK_ARG(B > 0 && T > 0, "%s: B = %zu and T = %zu must be > 0", func, B, T);
+    TDI_CHECK_ARG(B <= (size_t)INT32_MAX / T,
+                  "%s: B·T = %zu·%zu exceeds the int32 row index range", func, B, T);
+    TDI_CHECK_ARG(out->capacity >= B * T, "%s: capacity = %zu is less than B·T = %zu", func,
+                  out->capacity, B * T);
+    return TD_OK;
+}
+
 td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
                       const int32_t *clean, size_t B, size_t T, const double *t,
                       tdi_rng *rng, tdi_corruption *out)
@@ -61,13 +74,7 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(rng);
     TDI_CHECK_PTR(out);
-    TDI_CHECK_ARG(out->ids && out->rows && out->targets && out->weights,
-                  "%s: out->ids, rows, targets and weights must all be set", __func__);
-    TDI_CHECK_ARG(B > 0 && T > 0, "%s: B = %zu and T = %zu must be > 0", __func__, B, T);
-    TDI_CHECK_ARG(B <= (size_t)INT32_MAX / T,
-                  "%s: B·T = %zu·%zu exceeds the int32 row index range", __func__, B, T);
-    TDI_CHECK_ARG(out->capacity >= B * T, "%s: capacity = %zu is less than B·T = %zu",
-                  __func__, out->capacity, B * T);
+    TDI_TRY(check_output(out, B, T, __func__));
     TDI_TRY(tdi_schedule_validate(s));
     const int bert = s->bert_corrupt;
     TDI_TRY(check_vocab(vocab, bert));
@@ -102,13 +109,7 @@ td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean
     TDI_CHECK_PTR(vocab);
     TDI_CHECK_PTR(clean);
     TDI_CHECK_PTR(out);
-    TDI_CHECK_ARG(out->ids && out->rows && out->targets && out->weights,
-                  "%s: out->ids, rows, targets and weights must all be set", __func__);
-    TDI_CHECK_ARG(B > 0 && T > 0, "%s: B = %zu and T = %zu must be > 0", __func__, B, T);
-    TDI_CHECK_ARG(B <= (size_t)INT32_MAX / T,
-                  "%s: B·T = %zu·%zu exceeds the int32 row index range", __func__, B, T);
-    TDI_CHECK_ARG(out->capacity >= B * T, "%s: capacity = %zu is less than B·T = %zu",
-                  __func__, out->capacity, B * T);
+    TDI_TRY(check_output(out, B, T, __func__));
     TDI_TRY(check_vocab(vocab, 0));
     for (size_t r = 0; r < B * T; r++)
         TDI_CHECK_ARG(clean[r] >= 0 && clean[r] < vocab->vocab_size &&
