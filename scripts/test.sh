@@ -2,6 +2,8 @@
 # Sets up a Debian 12 machine and runs every test of libtextdiff:
 #   1. the default build (OpenBLAS, warnings as errors): unit tests, golden
 #      vectors, exported symbols, the ABI gate and the consumer programs;
+#      the unit tests again with OPENBLAS_NUM_THREADS=1, where the library's
+#      own threads run the matrix products (docs/api.md, "BLAS threads");
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. everything against the reference (netlib) CBLAS;
 #   4. the unit tests under ThreadSanitizer (clang, static library,
@@ -27,6 +29,8 @@ run() { # name, ctest args, cmake args...
 }
 
 run default "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "==== default, OPENBLAS_NUM_THREADS=1"
+OPENBLAS_NUM_THREADS=1 ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
 run reference-blas "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
