@@ -3,7 +3,9 @@
 #   1. the default build (OpenBLAS, warnings as errors): unit tests, golden
 #      vectors, exported symbols, the ABI gate and the consumer programs;
 #      then its unit tests again under OpenBLAS's Prescott, Haswell and
-#      SkylakeX kernels (those the CPU can run) and with perturbed products;
+#      SkylakeX kernels (those the CPU can run), with perturbed products, and
+#      with OPENBLAS_NUM_THREADS=1, where the library's own threads run the
+#      matrix products (docs/api.md, "BLAS threads");
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. everything against the reference (netlib) CBLAS, a quick set of unit
 #      tests under valgrind's memcheck, and the unit tests against BLIS;
@@ -61,6 +63,8 @@ for seed in 1 2 3; do
     ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit \
           -E '^(test_blas|bench_smoke|dlopen)$'
 done
+echo "==== default, OPENBLAS_NUM_THREADS=1"
+OPENBLAS_NUM_THREADS=1 ctest --test-dir "$out/default" -j "$jobs" --output-on-failure -L unit
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run sanitize "-L unit" -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON
 run reference-blas "-LE crash|soak" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference

@@ -1,6 +1,7 @@
 /* The CBLAS the build selected is the one loaded, and it multiplies right. */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +35,33 @@ static void test_loaded_blas_is_the_selected_one(void **state)
         assert_null(strstr(info.dli_fname, "openblas"));
         assert_null(strstr(info.dli_fname, "blis"));
     }
+}
+
+int openblas_get_parallel(void) __attribute__((weak));
+int openblas_get_num_threads(void) __attribute__((weak));
+void openblas_set_num_threads(int n) __attribute__((weak));
+
+/* Who calls the BLAS (lib/kernels/blas_callers.c): every library thread
+ * when OpenBLAS runs each call on its caller, one when it threads calls
+ * itself or is sequential, every thread for another CBLAS. The library
+ * only reads the setting; this test sets it, as a host may. */
+static void test_blas_callers_follow_the_setting(void **state)
+{
+    (void)state;
+    if (!openblas_get_parallel || !openblas_set_num_threads || !openblas_get_num_threads) {
+        assert_int_equal(tdi_blas_callers(), INT_MAX);
+        return;
+    }
+    if (openblas_get_parallel() == 0) { /* Debian's serial variant: not reentrant */
+        assert_int_equal(tdi_blas_callers(), 1);
+        return;
+    }
+    int old = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    assert_int_equal(tdi_blas_callers(), INT_MAX);
+    openblas_set_num_threads(2);
+    assert_int_equal(tdi_blas_callers(), 1);
+    openblas_set_num_threads(old);
 }
 
 static void test_sgemm_matches_naive_product(void **state)
@@ -99,9 +127,8 @@ static void check_sgemm(int ta, int tb, int m, int n, int k)
     free(c0);
 }
 
-static void test_sgemm_blocks(void **state)
+static void sgemm_shapes(void)
 {
-    (void)state;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             check_sgemm(ta, tb, 1000, 96, 40);  /* split by rows, ragged last block */
@@ -110,11 +137,28 @@ static void test_sgemm_blocks(void **state)
         }
 }
 
+/* Both ways of running the blocks: on the library's threads (OpenBLAS at
+ * one thread, or another CBLAS) and, with a threaded OpenBLAS, one after
+ * another on the caller, each threaded by OpenBLAS. */
+static void test_sgemm_blocks(void **state)
+{
+    (void)state;
+    sgemm_shapes();
+    if (!openblas_get_parallel || !openblas_set_num_threads || !openblas_get_num_threads ||
+        openblas_get_parallel() == 0)
+        return;
+    int old = openblas_get_num_threads();
+    openblas_set_num_threads(old > 1 ? 1 : 2);
+    sgemm_shapes();
+    openblas_set_num_threads(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_blas_is_the_selected_one),
         cmocka_unit_test(test_sgemm_matches_naive_product),
+        cmocka_unit_test(test_blas_callers_follow_the_setting),
         cmocka_unit_test(test_sgemm_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
