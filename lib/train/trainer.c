@@ -265,6 +265,7 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
     if (t->reduce != NULL) {
         double values[1] = { loss };
         td_status rs = t->reduce(t->reduce_user, t->grads, m->n_floats, values, 1);
+        TDI_ENTER(t); /* the hook may have called the library on other handles */
         if (rs != TD_OK)
             return tdi_fail(rs > 0 && rs <= TD_ERR_INTERNAL ? rs : TD_ERR_INTERNAL,
                             "%s: the reduce hook returned %d (%s) at step %lld; step not applied",
