@@ -193,8 +193,28 @@ static void mode_equiv(td_mpi *mp, const char *dir)
     run_free(&r);
 }
 
+/* An allocator that always fails: td_mpi_create reports TD_ERR_NOMEM before
+ * any collective call, on every rank alike. */
+static void *no_malloc(void *user, size_t size)
+{
+    (void)user, (void)size;
+    return NULL;
+}
+
+static void no_free(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
 static void mode_badbatch(td_mpi *mp)
 {
+    td_allocator none = { no_malloc, NULL, no_free, NULL };
+    td_mpi *other = (td_mpi *)&none;
+    EXPECT(td_mpi_create(MPI_COMM_WORLD, &none, &other) == TD_ERR_NOMEM && other == NULL,
+           "td_mpi_create with a failing allocator");
+    EXPECT(td_mpi_create(MPI_COMM_WORLD, NULL, NULL) == TD_ERR_INVALID_ARG, "out is NULL");
+
     int n = td_mpi_size(mp);
     run r;
     EXPECT(run_create(&r, 2 * n + 1, 0, 4 * 32) == TD_OK, "%s", td_last_error_message());
