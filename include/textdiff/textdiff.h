@@ -365,6 +365,10 @@ TD_API size_t td_model_errmsg(const td_model *m, char *buf, size_t cap);
 /* The model's configuration; set cfg->struct_size first. */
 TD_API td_status td_model_get_config(const td_model *m, td_model_config *cfg);
 TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
+/* CRC-32 (zlib's) of the parameter buffer's bytes: equal parameters give equal
+ * checksums. Data-parallel replicas compare it to prove they stayed
+ * identical (docs/distributed.md). */
+TD_API td_status td_model_checksum(const td_model *m, uint32_t *checksum);
 
 /* logits [batch · seq_len, vocab_size] for token ids [batch · seq_len]
  * (row b·seq_len + i is position i of sequence b; the [MASK] column is
@@ -486,6 +490,44 @@ typedef enum td_resume_flags {
  * TD_ERR_STATE naming the first such field and both values. On any error
  * the trainer and its model are unchanged. */
 TD_API td_status td_trainer_resume(td_trainer *t, const char *path, uint32_t flags);
+
+/* The trainer's configuration as created (micro_batch resolved to the
+ * sequences per pass); set cfg->struct_size first. */
+TD_API td_status td_trainer_get_config(const td_trainer *t, td_trainer_config *cfg);
+
+/* ---------------------------------------------------------------------------
+ * Data parallelism (docs/distributed.md): n_ranks trainers — one per process
+ * or device — train copies of one model on one global batch. Every rank has
+ * the same model, schedule and configuration and passes the same global
+ * batch [batch_size · seq_len] to td_trainer_step. Each draws the times and
+ * masks of the whole batch (cheap, and so every rank's generator stays the
+ * same), runs forward and backward on its shard only — sequences
+ * [rank · batch_size / n_ranks, (rank + 1) · batch_size / n_ranks) — and then
+ * calls `reduce` once per step, after backward and before the optimizer.
+ *
+ * The reduce hook must replace each element of grads[n_grads] (the shard's
+ * gradient, in the layout of the parameters) and values[n_values] (the
+ * shard's loss and any later per-step figures) by its sum over all ranks —
+ * an all-reduce, e.g. MPI_Allreduce(MPI_IN_PLACE, ..., MPI_SUM), NCCL's
+ * ncclAllReduce or a host's own transport. Every rank calls it at the same
+ * point with the same counts. The loss weights are the global batch's, so
+ * the sums are exactly the gradient and the loss one process would compute
+ * on the whole batch (up to the rounding of the summation order): clipping
+ * uses the global norm, every rank applies the same AdamW step, and stats
+ * report the global loss. A hook that returns anything but TD_OK fails the
+ * step with that status, nothing applied. A non-finite loss on any rank
+ * still calls the hook, so every rank fails with TD_ERR_NUMERIC together.
+ *
+ * n_ranks must divide batch_size (TD_ERR_INVALID_ARG otherwise); 0 <= rank <
+ * n_ranks; reduce may be NULL only when n_ranks is 1 (the default, a plain
+ * trainer). Checkpoints do not depend on n_ranks: rank 0 saves, and any
+ * number of ranks that divides batch_size resumes. Set micro_batch to
+ * batch_size / n_ranks (or less) so that a rank's activation memory is for
+ * its shard only. */
+typedef td_status (*td_reduce_fn)(void *user, float *grads, size_t n_grads, double *values,
+                                  size_t n_values);
+TD_API td_status td_trainer_set_data_parallel(td_trainer *t, int32_t rank, int32_t n_ranks,
+                                              td_reduce_fn reduce, void *user);
 
 /* ---------------------------------------------------------------------------
  * Sampler (docs/sampling.md): a trained model as a generator. The caller

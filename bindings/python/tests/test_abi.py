@@ -31,6 +31,7 @@ _SCALARS = {
     "uint32_t": ctypes.c_uint32, "int32_t": ctypes.c_int32, "uint64_t": ctypes.c_uint64,
     "int64_t": ctypes.c_int64, "size_t": ctypes.c_size_t, "double": ctypes.c_double,
     "float": ctypes.c_float, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
+    "td_reduce_fn": _lib.REDUCE_FN,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in
            ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler")}

@@ -253,6 +253,10 @@ STRUCTS = {cls.__name__: cls for cls in (
     td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats,
     td_runtime_info)}
 
+# td_reduce_fn: (user, grads, n_grads, values, n_values) -> td_status.
+REDUCE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+
 # td_sampler_callback
 SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
@@ -312,6 +316,7 @@ PROTOTYPES = {
     "td_model_errmsg": (_size, [P_model, _char, _size]),
     "td_model_get_config": (c_status, [P_model, _p(td_model_config)]),
     "td_model_num_params": (c_status, [P_model, _p(ctypes.c_uint64)]),
+    "td_model_checksum": (c_status, [P_model, _p(ctypes.c_uint32)]),
     "td_model_logits": (c_status, [P_model, _i32p, ctypes.c_int32, ctypes.c_int32,
                                    ctypes.c_int32, _p(ctypes.c_float)]),
     "td_model_save": (c_status, [P_model, _char]),
@@ -330,6 +335,9 @@ PROTOTYPES = {
     "td_trainer_get_step": (c_status, [P_trainer, _p(ctypes.c_int64)]),
     "td_trainer_save": (c_status, [P_trainer, _char]),
     "td_trainer_resume": (c_status, [P_trainer, _char, ctypes.c_uint32]),
+    "td_trainer_get_config": (c_status, [P_trainer, _p(td_trainer_config)]),
+    "td_trainer_set_data_parallel": (c_status, [P_trainer, ctypes.c_int32, ctypes.c_int32,
+                                                REDUCE_FN, ctypes.c_void_p]),
     # sampler
     "td_sampler_config_init": (c_status, [_p(td_sampler_config), _size]),
     "td_sampler_create": (c_status, [P_model, P_schedule, _p(td_sampler_config),
