@@ -325,6 +325,11 @@ typedef enum td_pos_encoding {
     TD_POS_LEARNED = 1  /* learned absolute position embeddings (BERT) */
 } td_pos_encoding;
 
+typedef enum td_activation {
+    TD_ACT_GELU_TANH = 0, /* GELU, tanh approximation (GPT-2; HF "gelu_new") (default) */
+    TD_ACT_GELU_ERF  = 1  /* GELU, exact erf form (BERT; HF "gelu") */
+} td_activation;
+
 typedef enum td_norm_placement {
     TD_NORM_PRE  = 0,   /* LayerNorm before each sub-layer, and at the end */
     TD_NORM_POST = 1    /* LayerNorm after each residual sum (BERT) */
@@ -348,6 +353,17 @@ typedef struct td_model_config {
                                evaluation and the sampler treat the model as
                                autoregressive (docs/model.md, "Causal mode") */
     int32_t reserved1;      /* must be 0 */
+    /* Added in 1.1 (the struct grew from 56 to 80 bytes): the options that
+     * Hugging Face's BERT, RoBERTa and DistilBERT need (docs/hf.md). */
+    int32_t activation;      /* td_activation of the MLP (and of the head transform) */
+    float layer_norm_eps;    /* every LayerNorm's epsilon; default 1e-5 */
+    int32_t type_vocab_size; /* 0 (default): none; n: a token-type table [n, d_model]
+                                whose row 0 is added to every embedding */
+    int32_t pos_offset;      /* learned positions: position t reads row t + pos_offset of
+                                a table of pos_offset + max_seq_len rows (RoBERTa: 2) */
+    int32_t head_transform;  /* 1: dense, activation, LayerNorm before the output
+                                projection (BERT's MLM head); 0 (default): none */
+    int32_t reserved2;       /* must be 0 */
 } td_model_config;
 
 TD_API td_status td_model_config_init(td_model_config *cfg, size_t size);

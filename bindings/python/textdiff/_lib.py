@@ -105,6 +105,12 @@ class td_model_config(ctypes.Structure):
         ("reserved0", ctypes.c_int32),
         ("causal", ctypes.c_int32),
         ("reserved1", ctypes.c_int32),
+        ("activation", ctypes.c_int32),
+        ("layer_norm_eps", ctypes.c_float),
+        ("type_vocab_size", ctypes.c_int32),
+        ("pos_offset", ctypes.c_int32),
+        ("head_transform", ctypes.c_int32),
+        ("reserved2", ctypes.c_int32),
     ]
 
 
