@@ -405,6 +405,25 @@ TD_API td_status td_model_load(const char *path, const td_allocator *alloc, td_m
 TD_API td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
                                       td_model **out);
 
+/* Hugging Face masked language models (docs/hf.md). td_model_load_hf reads
+ * a directory holding config.json and model.safetensors of a
+ * BertForMaskedLM, RobertaForMaskedLM or DistilBertForMaskedLM (F32, F16 or
+ * BF16 tensors; the parameters become float32) into a new model. mask_id is
+ * the [MASK] token's id (config.json does not say it), or -1 to take it from
+ * the added tokens of the directory's tokenizer.json ("[MASK]" or "<mask>").
+ * flags must be 0. Every field and tensor is validated: TD_ERR_FORMAT,
+ * TD_ERR_CORRUPT (a non-finite value), TD_ERR_UNSUPPORTED (another
+ * architecture or option) or TD_ERR_IO, with a message; nothing is loaded
+ * on failure.
+ * td_model_save_hf writes a model of such an architecture (learned
+ * positions, post-LN, the head transform, bidirectional; which one follows
+ * from type_vocab_size and pos_offset) into `dir` (created if missing) as
+ * config.json and model.safetensors (F32), each replaced atomically;
+ * TD_ERR_UNSUPPORTED for any other model. flags must be 0. */
+TD_API td_status td_model_load_hf(const char *dir, int32_t mask_id, uint32_t flags,
+                                  const td_allocator *alloc, td_model **out);
+TD_API td_status td_model_save_hf(const td_model *m, const char *dir, uint32_t flags);
+
 /* The tokenizer travels with the model in its checkpoints. set copies its
  * description (its vocabulary size and [MASK] id must match the model's);
  * get builds a new tokenizer from it, or fails with TD_ERR_STATE when the
