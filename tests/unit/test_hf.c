@@ -235,6 +235,42 @@ static void test_config_fields(void **state)
     td_model_free(m);
 }
 
+/* Fine-tuning: a loaded RoBERTa (F16 file) trained on one batch fits it. */
+static void test_fine_tuning(void **state)
+{
+    (void)state;
+    td_model *m = load("roberta");
+    td_schedule_config schc;
+    td_schedule_config_default(&schc, TD_SCHEDULE_LINEAR);
+    td_schedule *sch = NULL;
+    assert_int_equal(td_schedule_create(&schc, NULL, &sch), TD_OK);
+    enum { B = 2, T = 12 };
+    int32_t tokens[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = 5 + (i * 37) % 90;
+    td_eval_config ec;
+    td_eval_config_default(&ec);
+    ec.seq_len = T;
+    ec.n_times = 8;
+    td_eval_result before = { .struct_size = sizeof before }, after = before;
+    assert_int_equal(td_eval_nelbo(m, tokens, B * T, &ec, &before), TD_OK);
+    td_trainer_config tc;
+    td_trainer_config_default(&tc);
+    tc.batch_size = B;
+    tc.seq_len = T;
+    tc.warmup_steps = 1;
+    tc.lr = 3e-3f;
+    td_trainer *tr = NULL;
+    assert_int_equal(td_trainer_create(m, sch, &tc, &tr), TD_OK);
+    for (int k = 0; k < 60; k++) assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_OK);
+    assert_int_equal(td_eval_nelbo(m, tokens, B * T, &ec, &after), TD_OK);
+    print_message("fine-tuning: NELBO %.3f -> %.3f nats per token\n", before.nelbo_nats,
+                  after.nelbo_nats);
+    assert_true(after.nelbo_nats < 0.5 * before.nelbo_nats);
+    td_trainer_free(tr);
+    td_schedule_free(sch);
+    td_model_free(m);
+}
+
 /* ---- safetensors headers ---------------------------------------------------- */
 
 /* A file from a header text and `data` bytes of zeros. */
@@ -530,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_mask_id_from_tokenizer_json),
         cmocka_unit_test(test_arguments_and_export_refusals),
+        cmocka_unit_test(test_fine_tuning),
         cmocka_unit_test(test_config_fields),
         cmocka_unit_test(test_safetensors_headers),
         cmocka_unit_test(test_half_conversions),
