@@ -437,6 +437,8 @@ static void test_bad_config(void **state)
         { "\"vocab_size\": 99", "\"vocab_size\": \"99\"", TD_ERR_FORMAT, "vocab_size" },
         { "\"hidden_size\": 24", "\"hidden_size\": -24", TD_ERR_FORMAT, "hidden_size" },
         { "\"num_attention_heads\": 3", "\"num_attention_heads\": 5", TD_ERR_FORMAT, "n_heads" },
+        /* each field in range, the whole over 2^31 parameters */
+        { "\"hidden_size\": 24", "\"hidden_size\": 16383", TD_ERR_FORMAT, "parameters" },
         { "\"max_position_embeddings\": 20", "\"max_position_embeddings\": 1e300",
           TD_ERR_FORMAT, "max_position_embeddings" },
         { "\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": 0", TD_ERR_FORMAT, "layer_norm_eps" },
