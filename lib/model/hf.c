@@ -143,7 +143,7 @@ static int n_parts(const char *lib)
 
 /* The tensor under `name`, or under its aliases: LayerNorm.gamma/.beta
  * (older BERT checkpoints), the decoder's bias for the output bias. */
-static tdi_st_tensor *find_hf(const tdi_st *st, hf_kind k, const char *name)
+static tdi_st_tensor *find_hf(const tdi_st *st, const char *name)
 {
     tdi_st_tensor *t = tdi_st_find(st, name);
     if (t) return t;
@@ -157,7 +157,6 @@ static tdi_st_tensor *find_hf(const tdi_st *st, hf_kind k, const char *name)
     if (strcmp(name, "cls.predictions.bias") == 0)
         return tdi_st_find(st, "cls.predictions.decoder.bias");
     if (strcmp(name, "lm_head.bias") == 0) return tdi_st_find(st, "lm_head.decoder.bias");
-    (void)k;
     return NULL;
 }
 
@@ -241,7 +240,7 @@ static td_status map_tensors(const tdi_model *m, hf_kind k, tdi_st *st, float *p
         for (int part = 0; part < parts; part++) {
             if (!hf_name(k, t->name, part, name, sizeof name))
                 return tdi_fail(TD_ERR_INTERNAL, "td_model_load_hf: no name for %s", t->name);
-            tdi_st_tensor *s = find_hf(st, k, name);
+            tdi_st_tensor *s = find_hf(st, name);
             if (s == NULL)
                 return tdi_fail(TD_ERR_FORMAT, "model.safetensors: no tensor '%s'", name);
             int vec = t->kind == TDI_TENSOR_BIAS || t->kind == TDI_TENSOR_NORM;

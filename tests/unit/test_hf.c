@@ -545,10 +545,32 @@ static void not_finite(tdi_st_out *t, size_t *n, float *s)
     t[i].data = s;
 }
 
+/* Older BERT checkpoints name LayerNorm's parameters gamma and beta, and
+ * keep the output bias as the decoder's. */
+static void old_names(tdi_st_out *t, size_t *n, float *s)
+{
+    (void)s;
+    t[find_out(t, *n, "bert.embeddings.LayerNorm.weight")].name = "bert.embeddings.LayerNorm.gamma";
+    t[find_out(t, *n, "bert.encoder.layer.1.output.LayerNorm.bias")].name =
+        "bert.encoder.layer.1.output.LayerNorm.beta";
+    t[find_out(t, *n, "cls.predictions.bias")].name = "cls.predictions.decoder.bias";
+}
+
+static void both_names(tdi_st_out *t, size_t *n, float *s)
+{
+    size_t i = find_out(t, *n, "bert.embeddings.LayerNorm.weight");
+    t[*n] = t[i];
+    t[*n].name = "bert.embeddings.LayerNorm.gamma";
+    t[*n].data = s;
+    (*n)++;
+}
+
 static void test_bad_tensors(void **state)
 {
     (void)state;
     tensor_case("ok", add_pooler, TD_OK, NULL); /* a pre-training checkpoint's extra */
+    tensor_case("old", old_names, TD_OK, NULL);
+    tensor_case("both", both_names, TD_ERR_FORMAT, "LayerNorm.gamma");
     tensor_case("missing", drop_key, TD_ERR_FORMAT,
                 "no tensor 'bert.encoder.layer.1.attention.self.key.weight'");
     tensor_case("extra", add_extra, TD_ERR_FORMAT, "layer.2.output.dense.bias");
