@@ -310,7 +310,7 @@ static void test_every_allocation_failure_is_nomem(void **state)
 }
 
 /* The Hugging Face workflow: load (F32 and BF16 files), export, reload,
- * one fine-tuning step. */
+ * one fine-tuning step, sampling. */
 static char hf_tmp[256];
 
 static td_status hf_workflow(const td_allocator *a)
@@ -318,6 +318,7 @@ static td_status hf_workflow(const td_allocator *a)
     td_model *m = NULL, *m2 = NULL, *m3 = NULL;
     td_schedule *sch = NULL;
     td_trainer *tr = NULL;
+    td_sampler *smp = NULL;
     char dir[300];
     snprintf(dir, sizeof dir, "%s/export", hf_tmp);
     td_status st = td_model_load_hf(TD_SOURCE_DIR "/tests/golden/hf/bert", 3, 0, a, &m);
@@ -342,6 +343,22 @@ static td_status hf_workflow(const td_allocator *a)
         for (int i = 0; i < 16; i++) tokens[i] = 5 + 7 * i % 90;
         st = td_trainer_step(tr, tokens, NULL);
     }
+    if (st == TD_OK) {
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.steps = 4;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        st = td_sampler_create(m2, sch, &sc, &smp);
+    }
+    if (st == TD_OK) {
+        int32_t canvas[2 * 8];
+        for (int i = 0; i < 16; i++) canvas[i] = 3; /* [MASK] */
+        st = td_sampler_generate(smp, canvas, 2, 8, NULL, NULL, NULL);
+        for (int i = 0; st == TD_OK && i < 16; i++)
+            if (canvas[i] == 3 || canvas[i] < 0 || canvas[i] >= 99) st = TD_ERR_INTERNAL;
+    }
+    td_sampler_free(smp);
     td_trainer_free(tr);
     td_schedule_free(sch);
     td_model_free(m3);
