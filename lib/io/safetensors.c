@@ -160,9 +160,8 @@ static td_status take_entries(tdi_st *st, const cJSON *root, const unsigned char
         name_bytes += len + 1;
     }
     if (n > UINT32_MAX / 2) return tdi_fail(TD_ERR_FORMAT, "safetensors header: too many tensors");
-    size_t tb = (n ? n : 1) * sizeof *st->tensors;
     st->tensors = tdi_calloc(&st->alloc, n ? n : 1, sizeof *st->tensors);
-    if (!st->tensors) return tdi_nomem("tdi_st_parse", tb);
+    if (!st->tensors) return tdi_nomem("tdi_st_parse", (n ? n : 1) * sizeof *st->tensors);
     st->names = tdi_malloc(&st->alloc, name_bytes ? name_bytes : 1);
     if (!st->names) return tdi_nomem("tdi_st_parse", name_bytes);
     char *np = st->names;
@@ -204,10 +203,9 @@ static td_status parse(tdi_st *st, const unsigned char *p, size_t size)
         return tdi_fail(TD_ERR_FORMAT, "safetensors: the header is not valid JSON (at byte %zu "
                         "of %llu)", at, (unsigned long long)hlen);
     }
-    td_status rc;
     /* Only spaces may follow the JSON value (writers pad the header). */
     size_t used = (size_t)(end - ((const char *)p + 8));
-    rc = TD_OK;
+    td_status rc = TD_OK;
     for (size_t i = used; i < hlen && rc == TD_OK; i++)
         if (p[8 + i] != ' ')
             rc = tdi_fail(TD_ERR_FORMAT, "safetensors: bytes after the header's JSON value");

@@ -2,7 +2,6 @@
  * out (docs/hf.md): config.json to a model configuration, the tensors of
  * model.safetensors to the parameter buffer and back. */
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
