@@ -73,7 +73,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 run reference-blas "-LE crash|soak" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
 echo "==== reference-blas, memcheck"
 sh "$src/scripts/memcheck.sh" "$out/reference-blas" test_structs test_errors test_edges \
-  test_text_stats test_schedule_api test_tokenizer_api test_corpus_api test_save_failures
+  test_text_stats test_schedule_api test_tokenizer_api test_corpus_api test_save_failures \
+  test_hf test_golden_hf
 run blis "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=blis
 TSAN_OPTIONS=halt_on_error=1 \
   run tsan "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DTD_TSAN=ON \

@@ -325,6 +325,11 @@ typedef enum td_pos_encoding {
     TD_POS_LEARNED = 1  /* learned absolute position embeddings (BERT) */
 } td_pos_encoding;
 
+typedef enum td_activation {
+    TD_ACT_GELU_TANH = 0, /* GELU, tanh approximation (GPT-2; HF "gelu_new") (default) */
+    TD_ACT_GELU_ERF  = 1  /* GELU, exact erf form (BERT; HF "gelu") */
+} td_activation;
+
 typedef enum td_norm_placement {
     TD_NORM_PRE  = 0,   /* LayerNorm before each sub-layer, and at the end */
     TD_NORM_POST = 1    /* LayerNorm after each residual sum (BERT) */
@@ -348,6 +353,17 @@ typedef struct td_model_config {
                                evaluation and the sampler treat the model as
                                autoregressive (docs/model.md, "Causal mode") */
     int32_t reserved1;      /* must be 0 */
+    /* Added in 1.1 (the struct grew from 56 to 80 bytes): the options that
+     * Hugging Face's BERT, RoBERTa and DistilBERT need (docs/hf.md). */
+    int32_t activation;      /* td_activation of the MLP (and of the head transform) */
+    float layer_norm_eps;    /* every LayerNorm's epsilon; default 1e-5 */
+    int32_t type_vocab_size; /* 0 (default): none; n: a token-type table [n, d_model]
+                                whose row 0 is added to every embedding */
+    int32_t pos_offset;      /* learned positions: position t reads row t + pos_offset of
+                                a table of pos_offset + max_seq_len rows (RoBERTa: 2) */
+    int32_t head_transform;  /* 1: dense, activation, LayerNorm before the output
+                                projection (BERT's MLM head); 0 (default): none */
+    int32_t reserved2;       /* must be 0 */
 } td_model_config;
 
 TD_API td_status td_model_config_init(td_model_config *cfg, size_t size);
@@ -392,6 +408,25 @@ TD_API td_status td_model_save(const td_model *m, const char *path);
 TD_API td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out);
 TD_API td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
                                       td_model **out);
+
+/* Hugging Face masked language models (docs/hf.md). td_model_load_hf reads
+ * a directory holding config.json and model.safetensors of a
+ * BertForMaskedLM, RobertaForMaskedLM or DistilBertForMaskedLM (F32, F16 or
+ * BF16 tensors; the parameters become float32) into a new model. mask_id is
+ * the [MASK] token's id (config.json does not say it), or -1 to take it from
+ * the added tokens of the directory's tokenizer.json ("[MASK]" or "<mask>").
+ * flags must be 0. Every field and tensor is validated: TD_ERR_FORMAT,
+ * TD_ERR_CORRUPT (a non-finite value), TD_ERR_UNSUPPORTED (another
+ * architecture or option) or TD_ERR_IO, with a message; nothing is loaded
+ * on failure.
+ * td_model_save_hf writes a model of such an architecture (learned
+ * positions, post-LN, the head transform, bidirectional; which one follows
+ * from type_vocab_size and pos_offset) into `dir` (created if missing) as
+ * config.json and model.safetensors (F32), each replaced atomically;
+ * TD_ERR_UNSUPPORTED for any other model. flags must be 0. */
+TD_API td_status td_model_load_hf(const char *dir, int32_t mask_id, uint32_t flags,
+                                  const td_allocator *alloc, td_model **out);
+TD_API td_status td_model_save_hf(const td_model *m, const char *dir, uint32_t flags);
 
 /* The tokenizer travels with the model in its checkpoints. set copies its
  * description (its vocabulary size and [MASK] id must match the model's);

@@ -51,6 +51,7 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
     TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, MODEL_CONFIG_V1, __func__, "cfg"));
     TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
     TDI_CHECK_ARG(c.reserved1 == 0, "%s: cfg->reserved1 must be 0", __func__);
+    TDI_CHECK_ARG(c.reserved2 == 0, "%s: cfg->reserved2 must be 0", __func__);
     tdi_model_config ic;
     tdi_model_config_from_public(&c, &ic);
     tdi_model *inner;

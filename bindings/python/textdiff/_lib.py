@@ -105,6 +105,12 @@ class td_model_config(ctypes.Structure):
         ("reserved0", ctypes.c_int32),
         ("causal", ctypes.c_int32),
         ("reserved1", ctypes.c_int32),
+        ("activation", ctypes.c_int32),
+        ("layer_norm_eps", ctypes.c_float),
+        ("type_vocab_size", ctypes.c_int32),
+        ("pos_offset", ctypes.c_int32),
+        ("head_transform", ctypes.c_int32),
+        ("reserved2", ctypes.c_int32),
     ]
 
 
@@ -323,6 +329,9 @@ PROTOTYPES = {
     "td_model_load": (c_status, [_char, _alloc, _p(P_model)]),
     # const void *data as char *: bytes pass without a copy
     "td_model_load_memory": (c_status, [_char, _size, _alloc, _p(P_model)]),
+    "td_model_load_hf": (c_status, [_char, ctypes.c_int32, ctypes.c_uint32, _alloc,
+                                    _p(P_model)]),
+    "td_model_save_hf": (c_status, [P_model, _char, ctypes.c_uint32]),
     "td_model_set_tokenizer": (c_status, [P_model, P_tokenizer]),
     "td_model_get_tokenizer": (c_status, [P_model, _alloc, _p(P_tokenizer)]),
     # trainer
