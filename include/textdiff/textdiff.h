@@ -711,6 +711,138 @@ TD_API td_status td_text_stats_compute(const char *text, size_t len, const char 
                                        td_text_stats *out);
 
 /* ---------------------------------------------------------------------------
+ * Latent autoencoder (docs/latent-diffusion.md): the first half of latent
+ * text diffusion. A frozen bidirectional model (the "encoder", any td_model
+ * with cfg.causal = 0) turns seq_len tokens into per-token features (its
+ * final hidden states); a compressor (n_latents learned queries
+ * cross-attending to the features) maps them to n_latents normalised latent
+ * vectors of width d_latent; a decoder (seq_len learned position queries
+ * cross-attending to the latents) maps those back to token logits. Training
+ * minimises the reconstruction cross-entropy plus an MSE term that keeps the
+ * decoder's reconstructed features near the encoder's, with three
+ * augmentations: masking of encoder feature rows, Gaussian noise on them,
+ * and dropout of latent features.
+ *
+ * The encoder is only read: it must outlive the latent model and every
+ * trainer of it, and not be trained meanwhile. A latent model is read-only
+ * outside its trainer and may then be shared across threads.
+ * ------------------------------------------------------------------------- */
+typedef struct td_latent_model td_latent_model;
+
+typedef struct td_latent_config {
+    uint32_t struct_size;
+    int32_t seq_len;       /* L, tokens per sequence, <= the encoder's max_seq_len;
+                              default 128 */
+    int32_t n_latents;     /* N latent vectors, 1..seq_len; default 32 */
+    int32_t d_latent;      /* d, their width (and the compressor's and decoder's);
+                              default 128 */
+    int32_t n_heads;       /* must divide d_latent; default 4 */
+    int32_t n_enc_layers;  /* compressor blocks; default 2 */
+    int32_t n_dec_layers;  /* decoder blocks; default 2 */
+    int32_t d_ff;          /* default 4 · d_latent */
+} td_latent_config;
+
+TD_API td_status td_latent_config_init(td_latent_config *cfg, size_t size);
+static inline td_status td_latent_config_default(td_latent_config *cfg)
+{
+    return td_latent_config_init(cfg, sizeof *cfg);
+}
+
+/* A new autoencoder over `encoder` with parameters initialised from `seed`
+ * (docs/latent-diffusion.md). TD_ERR_INVALID_ARG for a causal encoder or a
+ * bad field (n_latents above seq_len, d_latent 0, n_heads not dividing it,
+ * seq_len above the encoder's max_seq_len, ...), naming it. */
+TD_API td_status td_latent_model_create(const td_model *encoder, const td_latent_config *cfg,
+                                        uint64_t seed, const td_allocator *alloc,
+                                        td_latent_model **out);
+TD_API void td_latent_model_free(td_latent_model *lm);
+TD_API size_t td_latent_model_errmsg(const td_latent_model *lm, char *buf, size_t cap);
+/* The configuration; set cfg->struct_size first. */
+TD_API td_status td_latent_model_get_config(const td_latent_model *lm, td_latent_config *cfg);
+TD_API td_status td_latent_model_num_params(const td_latent_model *lm, uint64_t *n_params);
+
+/* Checkpoints in the format of docs/format.md (format "libtextdiff-latent"):
+ * the configuration, the encoder's width, vocabulary size and [MASK] id, and
+ * the autoencoder's tensors — not the encoder, which the loader is given
+ * again. Saved atomically. Loading validates every field and fails with
+ * TD_ERR_INVALID_ARG when `encoder` is causal or its width, vocabulary size
+ * or [MASK] id differ from the saved ones. */
+TD_API td_status td_latent_model_save(const td_latent_model *lm, const char *path);
+TD_API td_status td_latent_model_load(const char *path, const td_model *encoder,
+                                      const td_allocator *alloc, td_latent_model **out);
+
+/* tokens [batch · seq_len] (ids in [0, vocab_size)) -> latents
+ * [batch · n_latents · d_latent]: the encoder's features, compressed, without
+ * augmentation. Allocates its scratch for the call; n_threads >= 1. */
+TD_API td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *tokens,
+                                        int32_t batch, int32_t n_threads, float *latents);
+
+/* latents [batch · n_latents · d_latent] (finite) -> ids [batch · seq_len],
+ * each the most likely token (never [MASK]); logits [batch · seq_len ·
+ * vocab_size] receives the logits when not NULL ([MASK] column −∞). */
+TD_API td_status td_latent_model_decode(const td_latent_model *lm, const float *latents,
+                                        int32_t batch, int32_t n_threads, int32_t *ids,
+                                        float *logits);
+
+/* Trainer of the autoencoder: AdamW as td_trainer's (warm-up + cosine),
+ * and the augmentations. The latent model must outlive it. */
+typedef struct td_latent_trainer td_latent_trainer;
+
+typedef struct td_latent_train_config {
+    uint32_t struct_size;
+    int32_t batch_size;     /* sequences per step; default 16 */
+    int32_t n_threads;      /* default 1 */
+    int32_t reserved0;      /* must be 0 */
+    uint64_t seed;          /* the augmentations' random stream; default 1 */
+    float lr;               /* peak learning rate; default 1e-3 */
+    float min_lr;           /* end of the cosine decay; default 1e-4 */
+    int64_t warmup_steps;   /* default 100 */
+    int64_t total_steps;    /* default 2000 */
+    float beta1, beta2;     /* default 0.9, 0.99 */
+    float eps;              /* default 1e-8 */
+    float weight_decay;     /* on weight matrices only; default 0.01 */
+    float clip_norm;        /* 0 = off; default 1 */
+    float mse_weight;       /* weight of the feature MSE term, >= 0; default 1 */
+    float mask_prob;        /* probability that an encoder feature row (a token's
+                               whole feature vector) is zeroed, [0, 1); default 0.15 */
+    float noise_std;        /* std of Gaussian noise added to the features, >= 0;
+                               default 0.1 */
+    float latent_dropout;   /* probability that a latent feature is dropped (the
+                               others scaled by 1/(1 − p)), [0, 1); default 0.1 */
+    int32_t reserved1;      /* must be 0 */
+} td_latent_train_config;
+
+typedef struct td_latent_train_stats {
+    uint32_t struct_size;
+    uint32_t reserved0;
+    int64_t step;           /* steps completed, this one included */
+    double loss;            /* ce + mse_weight · mse */
+    double ce;              /* reconstruction cross-entropy, nats per token */
+    double mse;             /* mean squared feature error */
+    double accuracy;        /* share of tokens reconstructed (arg max), under the
+                               augmentations */
+    double grad_norm;       /* before clipping */
+    double lr;              /* learning rate applied */
+} td_latent_train_stats;
+
+TD_API td_status td_latent_train_config_init(td_latent_train_config *cfg, size_t size);
+static inline td_status td_latent_train_config_default(td_latent_train_config *cfg)
+{
+    return td_latent_train_config_init(cfg, sizeof *cfg);
+}
+TD_API td_status td_latent_trainer_create(td_latent_model *lm, const td_latent_train_config *cfg,
+                                          td_latent_trainer **out);
+TD_API void td_latent_trainer_free(td_latent_trainer *t);
+TD_API size_t td_latent_trainer_errmsg(const td_latent_trainer *t, char *buf, size_t cap);
+
+/* One step on tokens [batch_size · seq_len] (ids in [0, vocab_size)). stats
+ * may be NULL (otherwise set its struct_size first). A non-finite loss or
+ * gradient returns TD_ERR_NUMERIC and leaves the model and the optimizer
+ * untouched. */
+TD_API td_status td_latent_trainer_step(td_latent_trainer *t, const int32_t *tokens,
+                                        td_latent_train_stats *stats);
+
+/* ---------------------------------------------------------------------------
  * Runtime report (docs/api.md "Runtime report"): the BLAS the library
  * computes its matrix products with, which of its kernels it runs and with
  * how many threads, the CPU's vector extensions, and whether the BLAS runs

@@ -33,7 +33,8 @@ _SCALARS = {
     "float": ctypes.c_float, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in
-           ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler")}
+           ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler",
+            "td_latent_model", "td_latent_trainer")}
 
 
 def _ctype(decl, enums):

@@ -1,0 +1,22 @@
+/* The public latent model handle over tdi_latent_ae. */
+#ifndef TDI_LATENT_API_H
+#define TDI_LATENT_API_H
+
+#include "latent/autoencoder.h"
+#include "model/model_api.h"
+#include "model/workspace.h"
+#include "util/error.h"
+
+struct td_latent_model {
+    tdi_errslot err;
+    const td_model *encoder; /* the caller's; read only */
+    tdi_latent_ae *ae;
+};
+
+/* The encoder's final hidden states [B·L, d_enc] for tokens [B·L] (ids
+ * already checked), in ews. */
+td_status tdi_latent_features(const td_latent_model *lm, tdi_workspace *ews,
+                              const int32_t *tokens, int32_t B, tdi_pool *pool,
+                              const float **feat);
+
+#endif
