@@ -155,14 +155,16 @@ td_status tdi_latent_ae_create(const tdi_latent_config *c, const td_allocator *a
     ae->blocks = tdi_calloc(&al, nb, sizeof *ae->blocks);
     ae->tensors = tdi_calloc(&al, (size_t)ae->n_tensors, sizeof *ae->tensors);
     if (ae->blocks == NULL || ae->tensors == NULL) {
+        size_t size = (size_t)ae->n_tensors * sizeof(tdi_tensor);
         tdi_latent_ae_free(ae);
-        return tdi_nomem(__func__, (size_t)ae->n_tensors * sizeof(tdi_tensor));
+        return tdi_nomem(__func__, size);
     }
     build_dir(ae);
     ae->params = tdi_calloc(&al, ae->n_floats, sizeof(float));
     if (ae->params == NULL) {
+        size_t size = ae->n_floats * sizeof(float);
         tdi_latent_ae_free(ae);
-        return tdi_nomem(__func__, ae->n_floats * sizeof(float));
+        return tdi_nomem(__func__, size);
     }
     *out = ae;
     return TD_OK;
