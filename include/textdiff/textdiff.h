@@ -729,17 +729,33 @@ TD_API td_status td_text_stats_compute(const char *text, size_t len, const char 
  * ------------------------------------------------------------------------- */
 typedef struct td_latent_model td_latent_model;
 
+typedef enum td_latent_schedule {
+    TD_LATENT_SCHEDULE_COSINE = 0, /* α = cos(πt/2), σ = sin(πt/2) */
+    TD_LATENT_SCHEDULE_TAN_D  = 1  /* TEncDM's tan-d: α² = 1/(1 + d²·tan²(πt/2)) */
+} td_latent_schedule;
+
+typedef enum td_latent_prediction {
+    TD_LATENT_PREDICT_X0 = 0,      /* the denoiser predicts the clean latents */
+    TD_LATENT_PREDICT_V  = 1       /* ... v = α·ε − σ·x0 */
+} td_latent_prediction;
+
 typedef struct td_latent_config {
     uint32_t struct_size;
     int32_t seq_len;       /* L, tokens per sequence, <= the encoder's max_seq_len;
                               default 128 */
     int32_t n_latents;     /* N latent vectors, 1..seq_len; default 32 */
-    int32_t d_latent;      /* d, their width (and the compressor's and decoder's);
-                              default 128 */
+    int32_t d_latent;      /* d, their width (and the compressor's, decoder's and
+                              denoiser's); default 128 */
     int32_t n_heads;       /* must divide d_latent; default 4 */
     int32_t n_enc_layers;  /* compressor blocks; default 2 */
     int32_t n_dec_layers;  /* decoder blocks; default 2 */
     int32_t d_ff;          /* default 4 · d_latent */
+    int32_t n_den_layers;  /* denoiser blocks; default 4 */
+    int32_t schedule;      /* td_latent_schedule; default TD_LATENT_SCHEDULE_TAN_D */
+    int32_t prediction;    /* td_latent_prediction; default TD_LATENT_PREDICT_X0 */
+    int32_t self_cond;     /* 1: self-conditioning (the previous estimate of x0 is an
+                              input of the denoiser); default 1 */
+    double tan_d;          /* d of the tan-d schedule, in (0, 1e6]; default 9 */
 } td_latent_config;
 
 TD_API td_status td_latent_config_init(td_latent_config *cfg, size_t size);
@@ -784,16 +800,30 @@ TD_API td_status td_latent_model_decode(const td_latent_model *lm, const float *
                                         int32_t batch, int32_t n_threads, int32_t *ids,
                                         float *logits);
 
-/* Trainer of the autoencoder: AdamW as td_trainer's (warm-up + cosine),
- * and the augmentations. The latent model must outlive it. */
+/* Trainer of either stage: AdamW as td_trainer's (warm-up + cosine). The
+ * autoencoder stage updates the compressor and decoder (with the
+ * augmentations); the diffusion stage updates only the denoiser, on the
+ * latents of the (then frozen) autoencoder: each sequence gets a time t
+ * (stratified over the batch), z_t = α·x0 + σ·ε, and with self_cond, half of
+ * the sequences (drawn) get the denoiser's own estimate of x0 from a first
+ * pass as input (no gradient through it), the others zeros; the loss is the
+ * mean squared error of the prediction (x0 or v). The latent model must
+ * outlive the trainer. */
 typedef struct td_latent_trainer td_latent_trainer;
+
+typedef enum td_latent_stage {
+    TD_LATENT_STAGE_AUTOENCODER = 0,
+    TD_LATENT_STAGE_DIFFUSION   = 1
+} td_latent_stage;
 
 typedef struct td_latent_train_config {
     uint32_t struct_size;
     int32_t batch_size;     /* sequences per step; default 16 */
     int32_t n_threads;      /* default 1 */
-    int32_t reserved0;      /* must be 0 */
-    uint64_t seed;          /* the augmentations' random stream; default 1 */
+    int32_t stage;          /* td_latent_stage: what a step trains; default
+                               TD_LATENT_STAGE_AUTOENCODER */
+    uint64_t seed;          /* the augmentations' (or the diffusion's times, noise and
+                               self-conditioning draws') random stream; default 1 */
     float lr;               /* peak learning rate; default 1e-3 */
     float min_lr;           /* end of the cosine decay; default 1e-4 */
     int64_t warmup_steps;   /* default 100 */
@@ -816,11 +846,13 @@ typedef struct td_latent_train_stats {
     uint32_t struct_size;
     uint32_t reserved0;
     int64_t step;           /* steps completed, this one included */
-    double loss;            /* ce + mse_weight · mse */
-    double ce;              /* reconstruction cross-entropy, nats per token */
-    double mse;             /* mean squared feature error */
+    double loss;            /* autoencoder: ce + mse_weight · mse; diffusion: mse */
+    double ce;              /* reconstruction cross-entropy, nats per token (NaN in
+                               the diffusion stage) */
+    double mse;             /* autoencoder: mean squared feature error; diffusion:
+                               mean squared error of the denoiser's prediction */
     double accuracy;        /* share of tokens reconstructed (arg max), under the
-                               augmentations */
+                               augmentations (NaN in the diffusion stage) */
     double grad_norm;       /* before clipping */
     double lr;              /* learning rate applied */
 } td_latent_train_stats;
@@ -841,6 +873,39 @@ TD_API size_t td_latent_trainer_errmsg(const td_latent_trainer *t, char *buf, si
  * untouched. */
 TD_API td_status td_latent_trainer_step(td_latent_trainer *t, const int32_t *tokens,
                                         td_latent_train_stats *stats);
+
+/* Generation: Gaussian noise z_1 ~ noise_scale · N(0, I) on the latents,
+ * `steps` denoising steps on the grid t_k = k/steps down to 0, the final
+ * latents decoded (arg max) to text. */
+typedef enum td_latent_sampler_kind {
+    TD_LATENT_SAMPLER_DDPM = 0, /* ancestral: z_s ~ q(z_s | z_t, x̂0) */
+    TD_LATENT_SAMPLER_DDIM = 1  /* deterministic: z_s = α_s·x̂0 + σ_s·ε̂ */
+} td_latent_sampler_kind;
+
+typedef struct td_latent_sample_config {
+    uint32_t struct_size;
+    int32_t sampler;         /* td_latent_sampler_kind; default TD_LATENT_SAMPLER_DDIM */
+    int32_t steps;           /* 1..100,000; default 100 */
+    int32_t n_threads;       /* default 1 */
+    uint64_t seed;           /* the noise; the same seed gives the same text; default 1 */
+    float noise_scale;       /* scale of the initial noise, finite, in [0, 10];
+                                default 1 */
+    int32_t reserved0;       /* must be 0 */
+} td_latent_sample_config;
+
+TD_API td_status td_latent_sample_config_init(td_latent_sample_config *cfg, size_t size);
+static inline td_status td_latent_sample_config_default(td_latent_sample_config *cfg)
+{
+    return td_latent_sample_config_init(cfg, sizeof *cfg);
+}
+
+/* batch new sequences: ids [batch · seq_len]; latents [batch · n_latents ·
+ * d_latent] receives the final latents when not NULL. Allocates its scratch
+ * for the call. Deterministic: same model, configuration and batch, same
+ * output. */
+TD_API td_status td_latent_model_generate(const td_latent_model *lm,
+                                          const td_latent_sample_config *cfg, int32_t batch,
+                                          int32_t *ids, float *latents);
 
 /* ---------------------------------------------------------------------------
  * Runtime report (docs/api.md "Runtime report"): the BLAS the library

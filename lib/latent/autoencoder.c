@@ -41,10 +41,21 @@ td_status tdi_latent_config_validate(const tdi_latent_config *c)
                   TDI_MAX_VOCAB);
     TDI_CHECK_ARG(c->mask_id >= 0 && c->mask_id < c->vocab_size,
                   "%s: mask_id = %d is outside [0, vocab_size)", f, (int)c->mask_id);
+    TDI_CHECK_ARG(c->n_den_layers >= 1 && c->n_den_layers <= TDI_LATENT_MAX_LAYERS,
+                  "%s: n_den_layers = %d is outside [1, %d]", f, (int)c->n_den_layers,
+                  TDI_LATENT_MAX_LAYERS);
+    TDI_CHECK_ARG(c->schedule == TDI_LATENT_COSINE || c->schedule == TDI_LATENT_TAN_D,
+                  "%s: schedule = %d is not a td_latent_schedule", f, (int)c->schedule);
+    TDI_CHECK_ARG(c->prediction == TDI_LATENT_X0 || c->prediction == TDI_LATENT_V,
+                  "%s: prediction = %d is not a td_latent_prediction", f, (int)c->prediction);
+    TDI_CHECK_ARG(c->self_cond == 0 || c->self_cond == 1, "%s: self_cond = %d is not 0 or 1",
+                  f, (int)c->self_cond);
+    TDI_CHECK_ARG(c->tan_d > 0.0 && c->tan_d <= 1e6,
+                  "%s: tan_d = %g is outside (0, 1e6]", f, c->tan_d);
     /* Every tensor, and a workspace row block of one sequence, below 2^31
      * floats: int arithmetic in the kernels stays exact. */
     double n = (double)c->seq_len * c->d_latent * 4.0 +
-               (double)(c->n_enc_layers + c->n_dec_layers) *
+               (double)(c->n_enc_layers + c->n_dec_layers + c->n_den_layers) *
                    ((double)c->d_latent * (6.0 * c->d_latent + 2.0 * c->d_ff) +
                     2.0 * c->d_latent * c->d_enc) +
                (double)c->d_enc * (c->vocab_size + c->d_latent) +
@@ -125,6 +136,22 @@ static void build_dir(tdi_latent_ae *ae)
     ae->feat_b = add(&b, "dec.feat.b", 1, c->d_enc, TDI_TENSOR_BIAS);
     ae->out_w = add(&b, "dec.out.w", c->vocab_size, c->d_enc, TDI_TENSOR_MATRIX);
     ae->out_b = add(&b, "dec.out.b", 1, c->vocab_size, TDI_TENSOR_BIAS);
+    ae->n_ae_tensors = b.n;
+    ae->n_ae_floats = b.off;
+    ae->den_in_w = add(&b, "den.in.w", d, 2 * d, TDI_TENSOR_MATRIX);
+    ae->den_in_b = add(&b, "den.in.b", 1, d, TDI_TENSOR_BIAS);
+    ae->den_pos = add(&b, "den.pos", c->n_latents, d, TDI_TENSOR_EMBEDDING);
+    ae->den_t1_w = add(&b, "den.t1.w", d, d, TDI_TENSOR_MATRIX);
+    ae->den_t1_b = add(&b, "den.t1.b", 1, d, TDI_TENSOR_BIAS);
+    ae->den_t2_w = add(&b, "den.t2.w", d, d, TDI_TENSOR_MATRIX);
+    ae->den_t2_b = add(&b, "den.t2.b", 1, d, TDI_TENSOR_BIAS);
+    int32_t nb = c->n_enc_layers + c->n_dec_layers;
+    for (int32_t l = 0; l < c->n_den_layers; l++)
+        block_dir(&b, "den", l, d, d, ff, ae->blocks ? &ae->blocks[nb + l] : &scratch);
+    ae->den_lnf_w = add(&b, "den.lnf.w", 1, d, TDI_TENSOR_NORM);
+    ae->den_lnf_b = add(&b, "den.lnf.b", 1, d, TDI_TENSOR_NORM);
+    ae->den_out_w = add(&b, "den.out.w", d, d, TDI_TENSOR_MATRIX);
+    ae->den_out_b = add(&b, "den.out.b", 1, d, TDI_TENSOR_BIAS);
     ae->n_tensors = b.n;
     ae->n_floats = b.off;
 }
@@ -151,7 +178,7 @@ td_status tdi_latent_ae_create(const tdi_latent_config *c, const td_allocator *a
     ae->alloc = al;
     ae->cfg = *c;
     build_dir(ae); /* counts */
-    size_t nb = (size_t)(c->n_enc_layers + c->n_dec_layers);
+    size_t nb = (size_t)(c->n_enc_layers + c->n_dec_layers + c->n_den_layers);
     ae->blocks = tdi_calloc(&al, nb, sizeof *ae->blocks);
     ae->tensors = tdi_calloc(&al, (size_t)ae->n_tensors, sizeof *ae->tensors);
     if (ae->blocks == NULL || ae->tensors == NULL) {
@@ -182,6 +209,7 @@ void tdi_latent_ae_init(tdi_latent_ae *ae, uint64_t seed)
     tdi_rng_seed(&r, seed);
     int32_t layers = ae->cfg.n_enc_layers + ae->cfg.n_dec_layers;
     double std_res = 0.02 / sqrt(2.0 * layers);
+    double std_den = 0.02 / sqrt(2.0 * ae->cfg.n_den_layers);
     for (int32_t i = 0; i < ae->n_tensors; i++) {
         const tdi_tensor *t = &ae->tensors[i];
         float *p = ae->params + t->offset;
@@ -192,8 +220,8 @@ void tdi_latent_ae_init(tdi_latent_ae *ae, uint64_t seed)
         } else if (t->kind == TDI_TENSOR_BIAS) {
             memset(p, 0, n * sizeof *p);
         } else {
-            double sd = ends_with(t->name, ".o.w") || ends_with(t->name, ".fc2.w") ? std_res
-                                                                                   : 0.02;
+            int res = ends_with(t->name, ".o.w") || ends_with(t->name, ".fc2.w");
+            double sd = !res ? 0.02 : i >= ae->n_ae_tensors ? std_den : std_res;
             for (size_t j = 0; j < n; j++) p[j] = (float)(sd * tdi_rng_normal(&r));
         }
     }
@@ -208,10 +236,10 @@ static void ws_layout(void *obj, tdi_carver *cv)
     size_t B = (size_t)ws->b_max, L = (size_t)c->seq_len, N = (size_t)c->n_latents;
     size_t d = (size_t)c->d_latent, ff = (size_t)c->d_ff, H = (size_t)c->n_heads;
     size_t f = sizeof(float);
-    int32_t ne = c->n_enc_layers, nd = c->n_dec_layers;
-    for (int32_t l = 0; l < ne + nd; l++) {
-        int enc = l < ne;
-        size_t R = B * (enc ? N : L), K = B * (enc ? L : N);
+    int32_t ne = c->n_enc_layers, nd = c->n_dec_layers, nn = c->n_den_layers;
+    for (int32_t l = 0; l < ne + nd + nn; l++) {
+        int enc = l < ne, den = l >= ne + nd;
+        size_t R = B * (enc || den ? N : L), K = B * (enc ? L : N);
         tdi_xblock_acts *a = ws->acts ? &ws->acts[l] : &(tdi_xblock_acts){ 0 };
         a->ln1 = tdi_carve(cv, R * d, f);
         a->ln1_mean = tdi_carve(cv, R, f);
@@ -243,7 +271,19 @@ static void ws_layout(void *obj, tdi_carver *cv)
     ws->zeros = tdi_carve(cv, d, f);
     ws->weights = tdi_carve(cv, B * L, f);
     ws->row_loss = tdi_carve(cv, B * L, sizeof(double));
+    ws->zin = tdi_carve(cv, B * N * 2 * d, f);
+    ws->temb_in = tdi_carve(cv, B * d, f);
+    ws->t1 = tdi_carve(cv, B * d, f);
+    ws->t1g = tdi_carve(cv, B * d, f);
+    ws->temb = tdi_carve(cv, B * d, f);
+    ws->res_n = tdi_carve(cv, (size_t)(nn + 1) * B * N * d, f);
+    ws->hn = tdi_carve(cv, B * N * d, f);
+    ws->lnn_mean = tdi_carve(cv, B * N, f);
+    ws->lnn_rstd = tdi_carve(cv, B * N, f);
+    ws->pred = tdi_carve(cv, B * N * d, f);
     if (!ws->with_backward) return;
+    ws->dtemb = tdi_carve(cv, B * d, f);
+    ws->dt1 = tdi_carve(cv, B * d, f);
     size_t R = B * L, dmax = (size_t)c->d_enc > d ? (size_t)c->d_enc : d;
     ws->dres = tdi_carve(cv, R * d, f);
     ws->dtmp = tdi_carve(cv, R * dmax, f);
@@ -262,7 +302,7 @@ td_status tdi_latent_ws_create(const tdi_latent_ae *ae, int32_t b_max, int with_
     TDI_CHECK_ARG(b_max >= 1 && b_max <= INT32_MAX / ae->cfg.seq_len,
                   "%s: batch %d is outside [1, %d]", __func__, (int)b_max,
                   (int)(INT32_MAX / ae->cfg.seq_len));
-    int32_t nb = ae->cfg.n_enc_layers + ae->cfg.n_dec_layers;
+    int32_t nb = ae->cfg.n_enc_layers + ae->cfg.n_dec_layers + ae->cfg.n_den_layers;
     tdi_latent_ws *ws = tdi_calloc(&ae->alloc, 1, sizeof *ws);
     if (ws == NULL) return tdi_nomem(__func__, sizeof *ws);
     ws->alloc = ae->alloc;
@@ -298,7 +338,8 @@ void tdi_latent_ws_free(tdi_latent_ws *ws)
 
 /* ---- forward ------------------------------------------------------------- */
 
-/* y [B·Nq, d] from x [B·Nq, d] and ctx [B·Lk, dc]. */
+/* y [B·Nq, d] from x [B·Nq, d] and ctx [B·Lk, dc]; ctx NULL: self-attention
+ * (the context is LN1(x), Lk = Nq, dc = d). */
 static void block_forward(const tdi_latent_ae *ae, const tdi_xblock_offsets *o,
                           tdi_xblock_acts *a, const float *x, float *y, const float *ctx,
                           int B, int Nq, int Lk, int dc, tdi_pool *pool)
@@ -308,6 +349,7 @@ static void block_forward(const tdi_latent_ae *ae, const tdi_xblock_offsets *o,
     tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b, R,
                           d, pool);
     tdi_linear_forward(a->q, a->ln1, p + o->q_w, p + o->q_b, NULL, R, d, d, pool);
+    if (ctx == NULL) ctx = a->ln1; /* self-attention */
     tdi_linear_forward(a->kv, ctx, p + o->kv_w, p + o->kv_b, NULL, B * Lk, dc, 2 * d, pool);
     tdi_xattn_forward(a->att, a->p, a->q, a->kv, B, Nq, Lk, H, d / H, pool);
     tdi_linear_forward(a->res1, a->att, p + o->o_w, p + o->o_b, x, R, d, d, pool);
@@ -383,7 +425,7 @@ void tdi_latent_ae_argmax(const tdi_latent_ae *ae, const tdi_latent_ws *ws, int3
 /* ---- backward ------------------------------------------------------------ */
 
 /* ws->dres [B·Nq, d]: gradient of y in, of x out. dctx [B·Lk, dc] += the
- * context's gradient when not NULL. */
+ * context's gradient when not NULL. ctx NULL: self-attention, as forward. */
 static void block_backward(const tdi_latent_ae *ae, tdi_latent_ws *ws,
                            const tdi_xblock_offsets *o, const tdi_xblock_acts *a,
                            const float *x, const float *ctx, float *dctx, float *g, int B,
@@ -405,10 +447,14 @@ static void block_backward(const tdi_latent_ae *ae, tdi_latent_ws *ws,
                         pool);
     tdi_xattn_backward(ws->dq, ws->dkv, ws->dp, dtmp, a->q, a->kv, a->p, B, Nq, Lk, H, d / H,
                        pool);
-    tdi_linear_backward(dctx, g + o->kv_w, g + o->kv_b, ws->dkv, ctx, p + o->kv_w, B * Lk, dc,
-                        2 * d, 1, pool);
     tdi_linear_backward(dtmp, g + o->q_w, g + o->q_b, ws->dq, a->ln1, p + o->q_w, R, d, d, 0,
                         pool);
+    if (ctx == NULL) { /* self-attention: kv's input is LN1(x) too */
+        ctx = a->ln1;
+        dctx = dtmp;
+    }
+    tdi_linear_backward(dctx, g + o->kv_w, g + o->kv_b, ws->dkv, ctx, p + o->kv_w, B * Lk, dc,
+                        2 * d, 1, pool);
     tdi_layernorm_backward(dres, g + o->ln1_w, g + o->ln1_b, dtmp, x, a->ln1_mean, a->ln1_rstd,
                            p + o->ln1_w, R, d, 1, pool);
 }
@@ -482,4 +528,105 @@ double tdi_latent_ae_loss(const tdi_latent_ae *ae, tdi_latent_ws *ws, const int3
                        NULL, grads, B, N, L, De, pool);
     sum_batch(grads + ae->enc_queries, ws->dres, B, (size_t)N * d);
     return cross + mse_weight * m;
+}
+
+/* ---- denoiser ------------------------------------------------------------ */
+
+void tdi_latent_alpha_sigma(const tdi_latent_config *c, double t, double *alpha, double *sigma)
+{
+    const double half_pi = 1.5707963267948966;
+    double co = cos(half_pi * t), si = sin(half_pi * t);
+    if (t <= 0.0) co = 1.0, si = 0.0;
+    if (t >= 1.0) co = 0.0, si = 1.0;
+    /* tan-d: α² = 1 / (1 + d²·tan²(πt/2)) = cos² / (cos² + d²·sin²); d = 1 is
+     * the cosine schedule. Written with cos and sin, it holds at t = 1. */
+    double dd = c->schedule == TDI_LATENT_TAN_D ? c->tan_d : 1.0;
+    double r = sqrt(co * co + dd * dd * si * si);
+    *alpha = co / r;
+    *sigma = dd * si / r;
+}
+
+/* e [d]: sin/cos of 1000·t at the frequencies 10000^(−i/(d/2)), i = j/2:
+ * even columns sin, odd columns cos. */
+static void time_features(float *e, double t, int d)
+{
+    int half = d / 2 > 0 ? d / 2 : 1;
+    for (int j = 0; j < d; j++) {
+        double f = exp(-log(10000.0) * (double)(j / 2) / half);
+        e[j] = (float)(j % 2 == 0 ? sin(1000.0 * t * f) : cos(1000.0 * t * f));
+    }
+}
+
+void tdi_latent_denoise(const tdi_latent_ae *ae, tdi_latent_ws *ws, const float *z,
+                        const float *sc, const double *t, int32_t B, tdi_pool *pool)
+{
+    const tdi_latent_config *c = &ae->cfg;
+    const float *p = ae->params;
+    int N = c->n_latents, d = c->d_latent, R = B * N;
+    size_t stride = (size_t)ws->b_max * N * d;
+    for (int r = 0; r < R; r++) {
+        memcpy(ws->zin + (size_t)r * 2 * d, z + (size_t)r * d, (size_t)d * sizeof(float));
+        float *dst = ws->zin + (size_t)r * 2 * d + d;
+        if (sc) memcpy(dst, sc + (size_t)r * d, (size_t)d * sizeof(float));
+        else memset(dst, 0, (size_t)d * sizeof(float));
+    }
+    /* temb [B, d] = W_t2·GELU(W_t1·e(t) + b_t1) + b_t2 */
+    for (int b = 0; b < B; b++) time_features(ws->temb_in + (size_t)b * d, t[b], d);
+    tdi_linear_forward(ws->t1, ws->temb_in, p + ae->den_t1_w, p + ae->den_t1_b, NULL, B, d, d,
+                       pool);
+    tdi_gelu_forward(ws->t1g, ws->t1, (size_t)B * d, pool);
+    tdi_linear_forward(ws->temb, ws->t1g, p + ae->den_t2_w, p + ae->den_t2_b, NULL, B, d, d,
+                       pool);
+    /* x = W_in·[z | sc] + b_in + pos[n] + temb[b] */
+    float *x = ws->res_n;
+    tdi_linear_forward(x, ws->zin, p + ae->den_in_w, p + ae->den_in_b, NULL, R, 2 * d, d, pool);
+    for (int b = 0; b < B; b++)
+        for (int n = 0; n < N; n++) {
+            float *row = x + ((size_t)b * N + n) * d;
+            const float *pos = p + ae->den_pos + (size_t)n * d, *te = ws->temb + (size_t)b * d;
+            for (int j = 0; j < d; j++) row[j] += pos[j] + te[j];
+        }
+    int32_t base = c->n_enc_layers + c->n_dec_layers;
+    for (int32_t l = 0; l < c->n_den_layers; l++)
+        block_forward(ae, &ae->blocks[base + l], &ws->acts[base + l], ws->res_n + l * stride,
+                      ws->res_n + (l + 1) * stride, NULL, B, N, N, d, pool);
+    tdi_layernorm_forward(ws->hn, ws->lnn_mean, ws->lnn_rstd,
+                          ws->res_n + c->n_den_layers * stride, p + ae->den_lnf_w,
+                          p + ae->den_lnf_b, R, d, pool);
+    tdi_linear_forward(ws->pred, ws->hn, p + ae->den_out_w, p + ae->den_out_b, NULL, R, d, d,
+                       pool);
+    ws->B = B;
+}
+
+void tdi_latent_denoise_backward(const tdi_latent_ae *ae, tdi_latent_ws *ws,
+                                 const float *dpred, float *grads, tdi_pool *pool)
+{
+    const tdi_latent_config *c = &ae->cfg;
+    const float *p = ae->params;
+    int B = ws->B, N = c->n_latents, d = c->d_latent, R = B * N;
+    size_t stride = (size_t)ws->b_max * N * d;
+    float *g = grads;
+    tdi_linear_backward(ws->dtmp, g + ae->den_out_w, g + ae->den_out_b, dpred, ws->hn,
+                        p + ae->den_out_w, R, d, d, 0, pool);
+    tdi_layernorm_backward(ws->dres, g + ae->den_lnf_w, g + ae->den_lnf_b, ws->dtmp,
+                           ws->res_n + c->n_den_layers * stride, ws->lnn_mean, ws->lnn_rstd,
+                           p + ae->den_lnf_w, R, d, 0, pool);
+    int32_t base = c->n_enc_layers + c->n_dec_layers;
+    for (int32_t l = c->n_den_layers - 1; l >= 0; l--)
+        block_backward(ae, ws, &ae->blocks[base + l], &ws->acts[base + l],
+                       ws->res_n + l * stride, NULL, NULL, g, B, N, N, d, pool);
+    /* x = W_in·zin + b_in + pos + temb: z and sc are inputs, not learned */
+    tdi_linear_backward(NULL, g + ae->den_in_w, g + ae->den_in_b, ws->dres, ws->zin,
+                        p + ae->den_in_w, R, 2 * d, d, 0, pool);
+    sum_batch(g + ae->den_pos, ws->dres, B, (size_t)N * d);
+    memset(ws->dtemb, 0, (size_t)B * d * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < d; j++)
+                ws->dtemb[(size_t)b * d + j] += ws->dres[((size_t)b * N + n) * d + j];
+    tdi_linear_backward(ws->dt1, g + ae->den_t2_w, g + ae->den_t2_b, ws->dtemb, ws->t1g,
+                        p + ae->den_t2_w, B, d, d, 0, pool);
+    tdi_gelu_backward(ws->dt1, ws->dt1, ws->t1, (size_t)B * d, pool);
+    tdi_linear_backward(NULL, g + ae->den_t1_w, g + ae->den_t1_b, ws->dt1, ws->temb_in,
+                        p + ae->den_t1_w, B, d, d, 0, pool);
 }

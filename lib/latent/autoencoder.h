@@ -44,7 +44,20 @@ typedef struct tdi_latent_config {
     int32_t d_enc;        /* the frozen encoder's width */
     int32_t vocab_size;   /* the frozen encoder's vocabulary */
     int32_t mask_id;      /* never predicted */
+    int32_t n_den_layers; /* denoiser blocks (self-attention over the latents) */
+    int32_t schedule;     /* TDI_LATENT_COSINE or TDI_LATENT_TAN_D */
+    int32_t prediction;   /* TDI_LATENT_X0 or TDI_LATENT_V */
+    int32_t self_cond;    /* 0 or 1 */
+    double tan_d;         /* d of the tan-d schedule, > 0 */
 } tdi_latent_config;
+
+enum { TDI_LATENT_COSINE = 0, TDI_LATENT_TAN_D = 1 };
+enum { TDI_LATENT_X0 = 0, TDI_LATENT_V = 1 };
+
+/* The variance-preserving schedule at t ∈ [0, 1]: z_t = α·x0 + σ·ε with
+ * α² + σ² = 1 (docs/latent-diffusion.md, "Schedules"). */
+void tdi_latent_alpha_sigma(const tdi_latent_config *c, double t, double *alpha,
+                            double *sigma);
 
 /* TD_OK, or TD_ERR_INVALID_ARG naming the first bad field. */
 td_status tdi_latent_config_validate(const tdi_latent_config *c);
@@ -62,8 +75,14 @@ typedef struct tdi_latent_ae {
     size_t n_params, n_floats;
     tdi_tensor *tensors;   /* in buffer order, each at a multiple of TDI_PARAM_ALIGN */
     int32_t n_tensors;
-    tdi_xblock_offsets *blocks; /* compressor blocks, then decoder blocks */
+    tdi_xblock_offsets *blocks; /* compressor, decoder, then denoiser blocks */
     size_t enc_queries, dec_queries, lnf_w, lnf_b, feat_w, feat_b, out_w, out_b;
+    /* The denoiser's tensors follow the autoencoder's: [0, n_ae_floats) is
+     * what the autoencoder's training updates, the rest the diffusion's. */
+    size_t n_ae_floats;
+    int32_t n_ae_tensors;
+    size_t den_in_w, den_in_b, den_pos, den_t1_w, den_t1_b, den_t2_w, den_t2_b;
+    size_t den_lnf_w, den_lnf_b, den_out_w, den_out_b;
 } tdi_latent_ae;
 
 /* Validates c and allocates an autoencoder with zeroed parameters. */
@@ -101,8 +120,14 @@ typedef struct tdi_latent_ws {
     float *logits;          /* [B·L, V]; the backward overwrites it with its gradient */
     float *ones, *zeros;    /* [d]: LN₀'s fixed gain and shift */
     const float *feat_in;   /* the last compress's input (the caller's) */
+    /* the denoiser, over B·N rows */
+    float *zin;             /* [B·N, 2d] z_t | self-conditioning input */
+    float *temb_in, *t1, *t1g, *temb; /* [B, d] */
+    float *res_n;           /* (n_den + 1) x [B·N, d] */
+    float *hn, *lnn_mean, *lnn_rstd, *pred; /* [B·N, d], [B·N] x 2, [B·N, d] */
     /* gradients (with_backward) */
     float *dres, *dtmp, *dff, *dq, *dkv, *dp, *dlat, *dfhat;
+    float *dtemb, *dt1;     /* [B, d] */
     float *weights;         /* [B·L] cross-entropy weights */
     double *row_loss;       /* [B·L] */
 } tdi_latent_ws;
@@ -129,6 +154,16 @@ void tdi_latent_ae_decode(const tdi_latent_ae *ae, tdi_latent_ws *ws, const floa
 double tdi_latent_ae_loss(const tdi_latent_ae *ae, tdi_latent_ws *ws, const int32_t *tokens,
                           const float *feat, float mse_weight, double *ce, double *mse,
                           int64_t *correct, float *grads, tdi_pool *pool);
+
+/* Denoiser: z [B·N, d] at times t [B], self-conditioning input sc [B·N, d]
+ * (NULL: zeros) -> ws->pred [B·N, d] (x0 or v, as cfg.prediction says). */
+void tdi_latent_denoise(const tdi_latent_ae *ae, tdi_latent_ws *ws, const float *z,
+                        const float *sc, const double *t, int32_t B, tdi_pool *pool);
+
+/* Given dpred [B·N, d] (the loss's gradient in ws->pred's place) after
+ * tdi_latent_denoise, ADDS the denoiser's parameter gradients into grads. */
+void tdi_latent_denoise_backward(const tdi_latent_ae *ae, tdi_latent_ws *ws,
+                                 const float *dpred, float *grads, tdi_pool *pool);
 
 /* Arg max of each row of ws->logits [B·L, V] into ids [B·L]. */
 void tdi_latent_ae_argmax(const tdi_latent_ae *ae, const tdi_latent_ws *ws, int32_t *ids);

@@ -8,9 +8,11 @@
 #include "io/checkpoint.h"
 #include "util/alloc.h"
 #include "util/config.h"
+#include "util/rng.h"
 
 /* The size of td_latent_config in its first version. */
-#define LATENT_CONFIG_V1 32
+#define LATENT_CONFIG_V1 56
+#define LATENT_SAMPLE_CONFIG_V1 32
 #define FORMAT_LATENT "libtextdiff-latent"
 
 static td_latent_config default_config(void)
@@ -25,6 +27,11 @@ static td_latent_config default_config(void)
     c.n_enc_layers = 2;
     c.n_dec_layers = 2;
     c.d_ff = 4 * 128;
+    c.n_den_layers = 4;
+    c.schedule = TD_LATENT_SCHEDULE_TAN_D;
+    c.prediction = TD_LATENT_PREDICT_X0;
+    c.self_cond = 1;
+    c.tan_d = 9.0;
     return c;
 }
 
@@ -45,7 +52,8 @@ static td_status internal_config(const td_latent_config *pub, const td_model *en
                         "a bidirectional model", func);
     *c = (tdi_latent_config){ pub->seq_len, pub->n_latents, pub->d_latent, pub->n_heads,
                               pub->n_enc_layers, pub->n_dec_layers, pub->d_ff, e->d_model,
-                              e->vocab_size, e->mask_id };
+                              e->vocab_size, e->mask_id, pub->n_den_layers, pub->schedule,
+                              pub->prediction, pub->self_cond, pub->tan_d };
     if (pub->seq_len > e->max_seq_len)
         return tdi_fail(TD_ERR_INVALID_ARG, "%s: seq_len = %d is above the encoder's "
                         "max_seq_len = %d", func, (int)pub->seq_len, (int)e->max_seq_len);
@@ -111,6 +119,11 @@ static td_latent_config public_config(const tdi_latent_config *c)
     p.n_enc_layers = c->n_enc_layers;
     p.n_dec_layers = c->n_dec_layers;
     p.d_ff = c->d_ff;
+    p.n_den_layers = c->n_den_layers;
+    p.schedule = c->schedule;
+    p.prediction = c->prediction;
+    p.self_cond = c->self_cond;
+    p.tan_d = c->tan_d;
     return p;
 }
 
@@ -152,6 +165,10 @@ static const latent_key keys[] = {
     { "latent.encoder.d_model", offsetof(tdi_latent_config, d_enc) },
     { "latent.encoder.vocab_size", offsetof(tdi_latent_config, vocab_size) },
     { "latent.encoder.mask_id", offsetof(tdi_latent_config, mask_id) },
+    { "latent.n_den_layers", offsetof(tdi_latent_config, n_den_layers) },
+    { "latent.schedule", offsetof(tdi_latent_config, schedule) },
+    { "latent.prediction", offsetof(tdi_latent_config, prediction) },
+    { "latent.self_cond", offsetof(tdi_latent_config, self_cond) },
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -172,7 +189,9 @@ static td_status write_all(const td_latent_model *lm, tdi_ckpt_writer *w)
     tdi_latent_ae *ae = lm->ae;
     tdi_latent_config c = ae->cfg;
     TDI_TRY(tdi_ckpt_put_string(w, "format", FORMAT_LATENT));
-    for (size_t i = 0; i < N_KEYS; i++) TDI_TRY(tdi_ckpt_put_i64(w, keys[i].key, *key_ptr(&c, &keys[i])));
+    for (size_t i = 0; i < N_KEYS; i++)
+        TDI_TRY(tdi_ckpt_put_i64(w, keys[i].key, *key_ptr(&c, &keys[i])));
+    TDI_TRY(tdi_ckpt_put_f64(w, "latent.tan_d", c.tan_d));
     for (int32_t i = 0; i < ae->n_tensors; i++) {
         const tdi_tensor *t = &ae->tensors[i];
         uint32_t ndim;
@@ -212,6 +231,7 @@ static td_status read_config(const tdi_ckpt *ck, tdi_latent_config *c)
                             keys[i].key, (long long)v, (long)INT32_MAX);
         *key_ptr(c, &keys[i]) = (int32_t)v;
     }
+    TDI_TRY(tdi_ckpt_get_f64(ck, "latent.tan_d", &c->tan_d));
     if (tdi_latent_config_validate(c) != TD_OK)
         return tdi_fail_context(TD_ERR_FORMAT, "latent checkpoint: invalid configuration");
     return TD_OK;
@@ -354,6 +374,127 @@ td_status td_latent_model_decode(const td_latent_model *lm, const float *latents
             memcpy(logits, ws->logits,
                    (size_t)batch * ae->cfg.seq_len * ae->cfg.vocab_size * sizeof(float));
     }
+    tdi_pool_free(pool);
+    tdi_latent_ws_free(ws);
+    return st;
+}
+
+/* ---- generation ---------------------------------------------------------- */
+
+static td_latent_sample_config default_sample_config(void)
+{
+    td_latent_sample_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.sampler = TD_LATENT_SAMPLER_DDIM;
+    c.steps = 100;
+    c.n_threads = 1;
+    c.seed = 1;
+    c.noise_scale = 1.0f;
+    return c;
+}
+
+td_status td_latent_sample_config_init(td_latent_sample_config *cfg, size_t size)
+{
+    TDI_ENTER_NONE();
+    td_latent_sample_config c = default_sample_config();
+    return tdi_struct_init(cfg, size, &c, sizeof c, LATENT_SAMPLE_CONFIG_V1, __func__);
+}
+
+/* x̂0 [n] from the denoiser's prediction at (α, σ) of z [n]. */
+void tdi_latent_x0_of(const tdi_latent_config *c, const float *pred, const float *z, double a,
+                      double s, size_t n, float *x0)
+{
+    for (size_t i = 0; i < n; i++)
+        x0[i] = c->prediction == TDI_LATENT_X0 ? pred[i]
+                                               : (float)(a * z[i] - s * (double)pred[i]);
+}
+
+/* The reverse walk of td_latent_model_generate on the workspace's rows. */
+static void reverse(const tdi_latent_ae *ae, tdi_latent_ws *ws, const td_latent_sample_config *sc,
+                    int32_t B, float *z, float *x0, float *prev, double *times, tdi_rng *rng,
+                    tdi_pool *pool)
+{
+    const tdi_latent_config *c = &ae->cfg;
+    size_t n = (size_t)B * c->n_latents * c->d_latent;
+    for (size_t i = 0; i < n; i++) z[i] = (float)(sc->noise_scale * tdi_rng_normal(rng));
+    for (int32_t k = sc->steps; k >= 1; k--) {
+        double t = (double)k / sc->steps, s = (double)(k - 1) / sc->steps;
+        double at, st, as, ss;
+        tdi_latent_alpha_sigma(c, t, &at, &st);
+        tdi_latent_alpha_sigma(c, s, &as, &ss);
+        for (int32_t b = 0; b < B; b++) times[b] = t;
+        tdi_latent_denoise(ae, ws, z, c->self_cond && k < sc->steps ? prev : NULL, times, B,
+                           pool);
+        tdi_latent_x0_of(c, ws->pred, z, at, st, n, x0);
+        if (c->self_cond) memcpy(prev, x0, n * sizeof *x0);
+        if (k == 1) {
+            memcpy(z, x0, n * sizeof *z);
+            break;
+        }
+        if (sc->sampler == TD_LATENT_SAMPLER_DDIM) {
+            /* ε̂ = (z − α_t·x̂0)/σ_t, z_s = α_s·x̂0 + σ_s·ε̂ */
+            for (size_t i = 0; i < n; i++) {
+                double eps = (z[i] - at * x0[i]) / st;
+                z[i] = (float)(as * x0[i] + ss * eps);
+            }
+        } else {
+            /* q(z_s | z_t, x0): α_ts = α_t/α_s, σ_ts² = σ_t² − α_ts²·σ_s²,
+             * mean = α_ts·σ_s²/σ_t²·z_t + α_s·σ_ts²/σ_t²·x0,
+             * var = σ_ts²·σ_s²/σ_t² */
+            double ats = at / as, s2ts = st * st - ats * ats * ss * ss;
+            if (s2ts < 0.0) s2ts = 0.0;
+            double cz = ats * ss * ss / (st * st), cx = as * s2ts / (st * st);
+            double sd = sqrt(s2ts * ss * ss / (st * st));
+            for (size_t i = 0; i < n; i++)
+                z[i] = (float)(cz * z[i] + cx * x0[i] + sd * tdi_rng_normal(rng));
+        }
+    }
+}
+
+td_status td_latent_model_generate(const td_latent_model *lm,
+                                   const td_latent_sample_config *cfg, int32_t batch,
+                                   int32_t *ids, float *latents)
+{
+    TDI_ENTER(lm);
+    TDI_CHECK_PTR(lm);
+    TDI_CHECK_PTR(cfg);
+    TDI_CHECK_PTR(ids);
+    td_latent_sample_config c = default_sample_config();
+    TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, LATENT_SAMPLE_CONFIG_V1, __func__, "cfg"));
+    TDI_CHECK_ARG(c.sampler == TD_LATENT_SAMPLER_DDPM || c.sampler == TD_LATENT_SAMPLER_DDIM,
+                  "%s: cfg->sampler = %d is not a td_latent_sampler_kind", __func__,
+                  (int)c.sampler);
+    TDI_CHECK_ARG(c.steps >= 1 && c.steps <= 100000, "%s: cfg->steps = %d is outside "
+                  "[1, 100000]", __func__, (int)c.steps);
+    TDI_CHECK_ARG(c.noise_scale >= 0.0f && c.noise_scale <= 10.0f,
+                  "%s: cfg->noise_scale = %g is outside [0, 10]", __func__,
+                  (double)c.noise_scale);
+    TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
+    TDI_TRY(check_call(lm, batch, c.n_threads, __func__));
+    const tdi_latent_ae *ae = lm->ae;
+    size_t n = (size_t)batch * ae->cfg.n_latents * ae->cfg.d_latent;
+    tdi_latent_ws *ws = NULL;
+    tdi_pool *pool = NULL;
+    float *buf = NULL;
+    double *times = NULL;
+    td_status st = tdi_latent_ws_create(ae, batch, 0, &ws);
+    if (st == TD_OK) st = tdi_pool_create(&ae->alloc, c.n_threads, &pool);
+    if (st == TD_OK) {
+        buf = tdi_malloc(&ae->alloc, 3 * n * sizeof *buf);
+        times = tdi_malloc(&ae->alloc, (size_t)batch * sizeof *times);
+        if (buf == NULL || times == NULL) st = tdi_nomem(__func__, 3 * n * sizeof *buf);
+    }
+    if (st == TD_OK) {
+        tdi_rng rng;
+        tdi_rng_seed(&rng, c.seed);
+        reverse(ae, ws, &c, batch, buf, buf + n, buf + 2 * n, times, &rng, pool);
+        if (latents != NULL) memcpy(latents, buf, n * sizeof *buf);
+        tdi_latent_ae_decode(ae, ws, buf, NULL, batch, pool);
+        tdi_latent_ae_argmax(ae, ws, ids);
+    }
+    tdi_free(&ae->alloc, times);
+    tdi_free(&ae->alloc, buf);
     tdi_pool_free(pool);
     tdi_latent_ws_free(ws);
     return st;

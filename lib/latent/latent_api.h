@@ -19,4 +19,9 @@ td_status tdi_latent_features(const td_latent_model *lm, tdi_workspace *ews,
                               const int32_t *tokens, int32_t B, tdi_pool *pool,
                               const float **feat);
 
+/* x0 [n] estimated from the denoiser's prediction pred [n] of z [n] at
+ * (α, σ): pred itself, or α·z − σ·v. */
+void tdi_latent_x0_of(const tdi_latent_config *c, const float *pred, const float *z, double a,
+                      double s, size_t n, float *x0);
+
 #endif

@@ -142,13 +142,18 @@
     F(td_latent_config, n_heads, 16)             \
     F(td_latent_config, n_enc_layers, 20)        \
     F(td_latent_config, n_dec_layers, 24)        \
-    F(td_latent_config, d_ff, 28)
+    F(td_latent_config, d_ff, 28)                \
+    F(td_latent_config, n_den_layers, 32)        \
+    F(td_latent_config, schedule, 36)            \
+    F(td_latent_config, prediction, 40)          \
+    F(td_latent_config, self_cond, 44)           \
+    F(td_latent_config, tan_d, 48)
 
 #define TD_LAYOUT_LATENT_TRAIN_CONFIG(F)         \
     F(td_latent_train_config, struct_size, 0)    \
     F(td_latent_train_config, batch_size, 4)     \
     F(td_latent_train_config, n_threads, 8)      \
-    F(td_latent_train_config, reserved0, 12)     \
+    F(td_latent_train_config, stage, 12)         \
     F(td_latent_train_config, seed, 16)          \
     F(td_latent_train_config, lr, 24)            \
     F(td_latent_train_config, min_lr, 28)        \
@@ -176,6 +181,15 @@
     F(td_latent_train_stats, grad_norm, 48)      \
     F(td_latent_train_stats, lr, 56)
 
+#define TD_LAYOUT_LATENT_SAMPLE_CONFIG(F)        \
+    F(td_latent_sample_config, struct_size, 0)   \
+    F(td_latent_sample_config, sampler, 4)       \
+    F(td_latent_sample_config, steps, 8)         \
+    F(td_latent_sample_config, n_threads, 12)    \
+    F(td_latent_sample_config, seed, 16)         \
+    F(td_latent_sample_config, noise_scale, 24)  \
+    F(td_latent_sample_config, reserved0, 28)
+
 #define TD_LAYOUT_ALLOCATOR(F)                   \
     F(td_allocator, malloc_fn, 0)                \
     F(td_allocator, realloc_fn, sizeof(void *))  \
@@ -197,6 +211,7 @@
     S(td_latent_config, TD_LAYOUT_LATENT_CONFIG)      \
     S(td_latent_train_config, TD_LAYOUT_LATENT_TRAIN_CONFIG) \
     S(td_latent_train_stats, TD_LAYOUT_LATENT_TRAIN_STATS) \
+    S(td_latent_sample_config, TD_LAYOUT_LATENT_SAMPLE_CONFIG) \
     S(td_allocator, TD_LAYOUT_ALLOCATOR)
 
 #endif

@@ -23,6 +23,8 @@
 #include "latent/autoencoder.h"
 #include "util/rng.h"
 
+#define HALF_PI 1.5707963267948966
+
 static tdi_rng rng;
 
 static float *rand_floats(size_t n, float scale)
@@ -114,7 +116,8 @@ static void test_xattn_against_double_reference(void **state)
 
 static tdi_latent_ae *golden_ae(void)
 {
-    tdi_latent_config c = { LG_L, LG_N, LG_D, LG_H, LG_NE, LG_ND, LG_FF, LG_DE, LG_V, LG_MASK };
+    tdi_latent_config c = { LG_L, LG_N, LG_D, LG_H, LG_NE, LG_ND, LG_FF, LG_DE, LG_V, LG_MASK,
+                            LG_NN, TDI_LATENT_TAN_D, TDI_LATENT_X0, 1, 9.0 };
     tdi_latent_ae *ae;
     assert_int_equal(tdi_latent_ae_create(&c, NULL, &ae), TD_OK);
     size_t k = 0;
@@ -126,6 +129,7 @@ static tdi_latent_ae *golden_ae(void)
     }
     assert_int_equal(k, sizeof lg_params / sizeof lg_params[0]);
     assert_int_equal(ae->n_params, k);
+    assert_int_equal(ae->n_ae_tensors, LG_N_AE_TENSORS);
     return ae;
 }
 
@@ -164,7 +168,7 @@ static void run_golden(int n_threads)
     assert_close("mse", 0, mse, LG_MSE, 1e-6, 1e-5);
     assert_true(correct >= 0 && correct <= LG_B * LG_L);
     size_t k = 0;
-    for (int32_t i = 0; i < ae->n_tensors; i++) {
+    for (int32_t i = 0; i < ae->n_ae_tensors; i++) {
         const tdi_tensor *t = &ae->tensors[i];
         size_t n = (size_t)t->rows * (size_t)t->cols;
         for (size_t j = 0; j < n; j++, k++)
@@ -182,6 +186,87 @@ static void test_autoencoder_matches_pytorch(void **state)
     (void)state;
     run_golden(1);
     run_golden(2);
+}
+
+/* The denoiser: time conditioning, the self-conditioning input and the
+ * self-attention blocks, against PyTorch's autograd. */
+static void run_denoiser_golden(int n_threads)
+{
+    tdi_latent_ae *ae = golden_ae();
+    tdi_latent_ws *ws;
+    assert_int_equal(tdi_latent_ws_create(ae, LG_B, 1, &ws), TD_OK);
+    tdi_pool *pool = n_threads > 1 ? test_pool(n_threads) : NULL;
+    float *grads = calloc(ae->n_floats, sizeof *grads);
+    size_t n = LG_B * LG_N * LG_D;
+    float dpred[LG_B * LG_N * LG_D];
+    tdi_latent_denoise(ae, ws, lg_z, lg_sc, lg_times, LG_B, pool);
+    double loss = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        assert_close("prediction", i, ws->pred[i], lg_pred[i], 1e-5, 1e-4);
+        double e = (double)ws->pred[i] - lg_target[i];
+        loss += e * e / (double)n;
+        dpred[i] = (float)(2.0 * e / (double)n);
+    }
+    assert_close("denoiser loss", 0, loss, LG_DEN_LOSS, 1e-6, 1e-5);
+    tdi_latent_denoise_backward(ae, ws, dpred, grads, pool);
+    size_t k = 0;
+    for (int32_t i = 0; i < ae->n_tensors; i++) {
+        const tdi_tensor *t = &ae->tensors[i];
+        size_t m = (size_t)t->rows * (size_t)t->cols;
+        for (size_t j = 0; j < m; j++, k++) {
+            double want = i < ae->n_ae_tensors ? 0.0 : lg_grads[k];
+            if (!(fabs(grads[t->offset + j] - want) <= 2e-6 + 2e-4 * fabs(want)))
+                fail_msg("gradient of %s [%zu]: %.9g, PyTorch %.9g", t->name, j,
+                         (double)grads[t->offset + j], want);
+        }
+    }
+    free(grads);
+    tdi_latent_ws_free(ws);
+    tdi_latent_ae_free(ae);
+}
+
+static void test_denoiser_matches_pytorch(void **state)
+{
+    (void)state;
+    run_denoiser_golden(1);
+    run_denoiser_golden(2);
+}
+
+/* α² + σ² = 1, α decreasing from 1 to 0, σ increasing from 0 to 1; tan-d
+ * with d = 1 is the cosine schedule; tan-d (d = 9) is α² = 1/(1 + 81 tan²). */
+static void test_schedules(void **state)
+{
+    (void)state;
+    tdi_latent_config c = { 0 };
+    for (int kind = 0; kind < 2; kind++) {
+        c.schedule = kind;
+        c.tan_d = 9.0;
+        double a, s, pa = 2.0, ps = -1.0;
+        tdi_latent_alpha_sigma(&c, 0.0, &a, &s);
+        assert_true(a == 1.0 && s == 0.0);
+        tdi_latent_alpha_sigma(&c, 1.0, &a, &s);
+        assert_true(a == 0.0 && s == 1.0);
+        for (int i = 0; i <= 1000; i++) {
+            double t = i / 1000.0;
+            tdi_latent_alpha_sigma(&c, t, &a, &s);
+            assert_true(fabs(a * a + s * s - 1.0) < 1e-12);
+            assert_true(a < pa && s > ps);
+            pa = a;
+            ps = s;
+            double want = kind == 0 ? cos(HALF_PI * t)
+                                    : sqrt(1.0 / (1.0 + 81.0 * pow(tan(HALF_PI * t), 2)));
+            if (i < 1000) assert_true(fabs(a - want) < 1e-12);
+        }
+    }
+    c.schedule = TDI_LATENT_TAN_D;
+    c.tan_d = 1.0;
+    tdi_latent_config cos_c = { 0 };
+    for (int i = 0; i <= 100; i++) {
+        double a1, s1, a2, s2;
+        tdi_latent_alpha_sigma(&c, i / 100.0, &a1, &s1);
+        tdi_latent_alpha_sigma(&cos_c, i / 100.0, &a2, &s2);
+        assert_true(fabs(a1 - a2) < 1e-15 && fabs(s1 - s2) < 1e-15);
+    }
 }
 
 /* A wrong term shows up: dropping the MSE weight changes the gradient. */
@@ -209,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_xattn_against_double_reference),
         cmocka_unit_test(test_autoencoder_matches_pytorch),
         cmocka_unit_test(test_golden_is_sensitive),
+        cmocka_unit_test(test_denoiser_matches_pytorch),
+        cmocka_unit_test(test_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@ static td_latent_config small_config(void)
     c.n_enc_layers = 1;
     c.n_dec_layers = 1;
     c.d_ff = 32;
+    c.n_den_layers = 1;
     return c;
 }
 
@@ -279,6 +280,107 @@ static void test_determinism_and_checkpoint(void **state)
     td_model_free(enc);
 }
 
+/* Diffusion: bad knobs are refused; training the denoiser lowers its loss
+ * and leaves the autoencoder as it was; generation is deterministic. */
+static void test_diffusion(void **state)
+{
+    (void)state;
+    td_model *enc = toy_model_create(V, MASK, L, 1, NULL);
+    td_latent_config c = small_config();
+    td_latent_model *lm = (td_latent_model *)1;
+    c.n_den_layers = 0;
+    expect_fail(td_latent_model_create(enc, &c, 1, NULL, &lm), TD_ERR_INVALID_ARG,
+                "n_den_layers");
+    c = small_config();
+    c.tan_d = NAN;
+    expect_fail(td_latent_model_create(enc, &c, 1, NULL, &lm), TD_ERR_INVALID_ARG, "tan_d");
+    c = small_config();
+    c.schedule = 2;
+    expect_fail(td_latent_model_create(enc, &c, 1, NULL, &lm), TD_ERR_INVALID_ARG, "schedule");
+    c = small_config();
+    c.prediction = TD_LATENT_PREDICT_V;
+    assert_int_equal(td_latent_model_create(enc, &c, 1, NULL, &lm), TD_OK);
+
+    td_latent_train_config t = small_train();
+    td_latent_trainer *tr = (td_latent_trainer *)1;
+    t.stage = 2;
+    expect_fail(td_latent_trainer_create(lm, &t, &tr), TD_ERR_INVALID_ARG, "stage");
+    t = small_train();
+    t.stage = TD_LATENT_STAGE_DIFFUSION;
+    assert_int_equal(td_latent_trainer_create(lm, &t, &tr), TD_OK);
+    int32_t tok[B * L];
+    tokens_of(tok, 4);
+    float before[B * N * D], after[B * N * D];
+    assert_int_equal(td_latent_model_encode(lm, tok, B, 1, before), TD_OK);
+    td_latent_train_stats st = { .struct_size = sizeof st };
+    double first = 0, last = 0;
+    for (int s = 0; s < 120; s++) {
+        assert_int_equal(td_latent_trainer_step(tr, tok, &st), TD_OK);
+        assert_true(isnan(st.ce) && isnan(st.accuracy) && st.loss == st.mse);
+        if (s < 10) first += st.loss / 10;
+        if (s >= 110) last += st.loss / 10;
+    }
+    assert_true(last < 0.8 * first);
+    assert_int_equal(td_latent_model_encode(lm, tok, B, 1, after), TD_OK);
+    assert_memory_equal(before, after, sizeof before);
+    td_latent_trainer_free(tr);
+
+    td_latent_sample_config sc;
+    assert_int_equal(td_latent_sample_config_default(&sc), TD_OK);
+    assert_int_equal(sc.sampler, TD_LATENT_SAMPLER_DDIM);
+    assert_int_equal(sc.steps, 100);
+    int32_t ids[B * L], ids2[B * L];
+    sc.steps = 0;
+    expect_fail(td_latent_model_generate(lm, &sc, B, ids, NULL), TD_ERR_INVALID_ARG, "steps");
+    td_latent_sample_config_default(&sc);
+    sc.noise_scale = NAN;
+    expect_fail(td_latent_model_generate(lm, &sc, B, ids, NULL), TD_ERR_INVALID_ARG,
+                "noise_scale");
+    td_latent_sample_config_default(&sc);
+    sc.sampler = 5;
+    expect_fail(td_latent_model_generate(lm, &sc, B, ids, NULL), TD_ERR_INVALID_ARG, "sampler");
+    char buf[256];
+    assert_true(td_latent_model_errmsg(lm, buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, "sampler"));
+    for (int kind = 0; kind < 2; kind++) {
+        td_latent_sample_config_default(&sc);
+        sc.sampler = kind;
+        sc.steps = 8;
+        float z1[B * N * D], z2[B * N * D];
+        assert_int_equal(td_latent_model_generate(lm, &sc, B, ids, z1), TD_OK);
+        sc.n_threads = 2;
+        assert_int_equal(td_latent_model_generate(lm, &sc, B, ids2, z2), TD_OK);
+        assert_memory_equal(ids, ids2, sizeof ids);
+        assert_memory_equal(z1, z2, sizeof z1);
+        for (int i = 0; i < B * L; i++) assert_true(ids[i] >= 0 && ids[i] < V && ids[i] != MASK);
+        for (int i = 0; i < B * N * D; i++) assert_true(isfinite(z1[i]));
+        sc.seed = 2;
+        assert_int_equal(td_latent_model_generate(lm, &sc, B, ids2, z2), TD_OK);
+        assert_memory_not_equal(z1, z2, sizeof z1);
+    }
+    /* the denoiser travels in the checkpoint */
+    char path[] = "/tmp/td_latent_dif_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(td_latent_model_save(lm, path), TD_OK);
+    td_latent_model *r;
+    assert_int_equal(td_latent_model_load(path, enc, NULL, &r), TD_OK);
+    td_latent_config rc = { .struct_size = sizeof rc };
+    assert_int_equal(td_latent_model_get_config(r, &rc), TD_OK);
+    assert_memory_equal(&rc, &c, sizeof c);
+    td_latent_sample_config_default(&sc);
+    sc.steps = 5;
+    sc.sampler = TD_LATENT_SAMPLER_DDPM;
+    assert_int_equal(td_latent_model_generate(lm, &sc, B, ids, NULL), TD_OK);
+    assert_int_equal(td_latent_model_generate(r, &sc, B, ids2, NULL), TD_OK);
+    assert_memory_equal(ids, ids2, sizeof ids);
+    unlink(path);
+    td_latent_model_free(r);
+    td_latent_model_free(lm);
+    td_model_free(enc);
+}
+
 typedef struct workflow {
     td_model *enc;
     td_allocator alloc;
@@ -302,6 +404,16 @@ static td_status run_workflow(void *ctx)
     if (st == TD_OK) st = td_latent_model_load(w->path, w->enc, &w->alloc, &lm2);
     if (st == TD_OK) st = td_latent_model_encode(lm2, tok, B, 2, lat);
     if (st == TD_OK) st = td_latent_model_decode(lm2, lat, B, 2, ids, NULL);
+    td_latent_trainer_free(tr);
+    tr = NULL;
+    t.stage = TD_LATENT_STAGE_DIFFUSION;
+    td_latent_sample_config sc;
+    td_latent_sample_config_default(&sc);
+    sc.steps = 3;
+    sc.n_threads = 2;
+    if (st == TD_OK) st = td_latent_trainer_create(lm2, &t, &tr);
+    if (st == TD_OK) st = td_latent_trainer_step(tr, tok, NULL);
+    if (st == TD_OK) st = td_latent_model_generate(lm2, &sc, B, ids, lat);
     td_latent_trainer_free(tr);
     td_latent_model_free(lm2);
     td_latent_model_free(lm);
@@ -329,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_bad_configs),
         cmocka_unit_test(test_training_learns),
         cmocka_unit_test(test_determinism_and_checkpoint),
+        cmocka_unit_test(test_diffusion),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,6 +145,10 @@ class TestHeader(unittest.TestCase):
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
             "td_blas_threading": (td.BlasThreading, "TD_BLAS_"),
+            "td_latent_schedule": (td.LatentSchedule, "TD_LATENT_SCHEDULE_"),
+            "td_latent_prediction": (td.LatentPrediction, "TD_LATENT_PREDICT_"),
+            "td_latent_stage": (td.LatentStage, "TD_LATENT_STAGE_"),
+            "td_latent_sampler_kind": (td.LatentSampler, "TD_LATENT_SAMPLER_"),
         }
         self.assertEqual(sorted(self.enums), sorted(binding))
         for cname, (py, prefix) in binding.items():

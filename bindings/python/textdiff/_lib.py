@@ -268,6 +268,11 @@ class td_latent_config(ctypes.Structure):
         ("n_enc_layers", ctypes.c_int32),
         ("n_dec_layers", ctypes.c_int32),
         ("d_ff", ctypes.c_int32),
+        ("n_den_layers", ctypes.c_int32),
+        ("schedule", ctypes.c_int32),
+        ("prediction", ctypes.c_int32),
+        ("self_cond", ctypes.c_int32),
+        ("tan_d", ctypes.c_double),
     ]
 
 
@@ -278,7 +283,7 @@ class td_latent_train_config(ctypes.Structure):
         ("struct_size", ctypes.c_uint32),
         ("batch_size", ctypes.c_int32),
         ("n_threads", ctypes.c_int32),
-        ("reserved0", ctypes.c_int32),
+        ("stage", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
         ("lr", ctypes.c_float),
         ("min_lr", ctypes.c_float),
@@ -313,12 +318,27 @@ class td_latent_train_stats(ctypes.Structure):
     ]
 
 
+class td_latent_sample_config(ctypes.Structure):
+    """Mirror of td_latent_sample_config."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("sampler", ctypes.c_int32),
+        ("steps", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("noise_scale", ctypes.c_float),
+        ("reserved0", ctypes.c_int32),
+    ]
+
+
 # Every public struct of the header, by its C name (checked by the tests
 # against tests/common/layouts.h's TD_LAYOUT_STRUCTS).
 STRUCTS = {cls.__name__: cls for cls in (
     td_allocator, td_schedule_config, td_model_config, td_trainer_config, td_train_stats,
     td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats,
-    td_runtime_info, td_latent_config, td_latent_train_config, td_latent_train_stats)}
+    td_runtime_info, td_latent_config, td_latent_train_config, td_latent_train_stats,
+    td_latent_sample_config)}
 
 # td_sampler_callback
 SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
@@ -437,6 +457,9 @@ PROTOTYPES = {
     "td_latent_trainer_errmsg": (_size, [P_latent_trainer, _char, _size]),
     "td_latent_trainer_step": (c_status, [P_latent_trainer, _i32p,
                                           _p(td_latent_train_stats)]),
+    "td_latent_sample_config_init": (c_status, [_p(td_latent_sample_config), _size]),
+    "td_latent_model_generate": (c_status, [P_latent_model, _p(td_latent_sample_config),
+                                            ctypes.c_int32, _i32p, _p(ctypes.c_float)]),
     # runtime report
     "td_runtime_info_get": (c_status, [_p(td_runtime_info)]),
     # text statistics
