@@ -1,8 +1,9 @@
-/* train_latent: the latent autoencoder of docs/latent-diffusion.md over a
- * frozen model's features (by default the shipped models/mlm.tdm), trained
- * on the corpus, then measured: the share of validation tokens that come
- * back from the latents (encode, decode, arg max), and one reconstruction
- * printed beside its original. */
+/* train_latent: latent text diffusion (docs/latent-diffusion.md) over a
+ * frozen model's features (by default the shipped models/mlm.tdm). First the
+ * autoencoder, measured by the share of validation tokens that come back
+ * from the latents (encode, decode, arg max) and one reconstruction printed
+ * beside its original; then the denoiser on the frozen autoencoder's latents,
+ * and a few generated samples. --init continues from a saved model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ static void print_text(const td_tokenizer *tok, const char *label, const int32_t
 int main(int argc, char **argv)
 {
     const char *corpus_path = TD_DEFAULT_CORPUS, *encoder_path = DEFAULT_ENCODER;
-    const char *out = "latent.tdl";
+    const char *out = "latent.tdl", *init = NULL;
+    int32_t diffusion_steps = 500, den_layers = 4, n_samples = 2, sample_steps = 50;
     int32_t steps = 500, batch = 16, seq_len = 128, n_latents = 32, d_latent = 128;
     int32_t layers = 2, threads = 1, eval_windows = 64, log_every = 50;
     int64_t warmup = 50;
@@ -73,8 +75,13 @@ int main(int argc, char **argv)
     cli_flag flags[] = {
         { "corpus", CLI_STRING, &corpus_path, "text file, plain or .gz (default: the KJV)" },
         { "encoder", CLI_STRING, &encoder_path, "frozen bidirectional model (models/mlm.tdm)" },
-        { "out", CLI_STRING, &out, "where to save the autoencoder (latent.tdl)" },
-        { "steps", CLI_INT, &steps, "training steps (500)" },
+        { "out", CLI_STRING, &out, "where to save the model (latent.tdl)" },
+        { "init", CLI_STRING, &init, "continue from this latent model (its configuration)" },
+        { "steps", CLI_INT, &steps, "autoencoder training steps (500)" },
+        { "diffusion-steps", CLI_INT, &diffusion_steps, "denoiser training steps (500)" },
+        { "den-layers", CLI_INT, &den_layers, "denoiser blocks (4)" },
+        { "samples", CLI_INT, &n_samples, "sequences generated at the end, DDIM (2)" },
+        { "sample-steps", CLI_INT, &sample_steps, "their denoising steps (50)" },
         { "batch", CLI_INT, &batch, "sequences per step (16)" },
         { "seq-len", CLI_INT, &seq_len, "L, tokens per sequence (128)" },
         { "latents", CLI_INT, &n_latents, "N, latent vectors per sequence (32)" },
@@ -109,9 +116,20 @@ int main(int argc, char **argv)
     lc.d_latent = d_latent;
     lc.n_enc_layers = lc.n_dec_layers = layers;
     lc.d_ff = 4 * d_latent;
+    lc.n_den_layers = den_layers;
     td_latent_model *lm;
-    cli_check(td_latent_model_create(enc, &lc, (uint64_t)seed, NULL, &lm),
-              "td_latent_model_create");
+    if (init != NULL) {
+        cli_check(td_latent_model_load(init, enc, NULL, &lm), init);
+        lc.struct_size = sizeof lc;
+        cli_check(td_latent_model_get_config(lm, &lc), "td_latent_model_get_config");
+        seq_len = lc.seq_len;
+        n_latents = lc.n_latents;
+        d_latent = lc.d_latent;
+        layers = lc.n_enc_layers;
+    } else {
+        cli_check(td_latent_model_create(enc, &lc, (uint64_t)seed, NULL, &lm),
+                  "td_latent_model_create");
+    }
     uint64_t n_params;
     td_latent_model_num_params(lm, &n_params);
     printf("latent autoencoder: L = %d tokens -> N = %d latents of width %d, %d+%d blocks, "
@@ -131,8 +149,8 @@ int main(int argc, char **argv)
     tc.mask_prob = mask_prob;
     tc.noise_std = noise_std;
     tc.latent_dropout = dropout;
-    td_latent_trainer *tr;
-    cli_check(td_latent_trainer_create(lm, &tc, &tr), "td_latent_trainer_create");
+    td_latent_trainer *tr = NULL;
+    if (steps > 0) cli_check(td_latent_trainer_create(lm, &tc, &tr), "td_latent_trainer_create");
 
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
     if (!tokens) return 1;
@@ -151,10 +169,11 @@ int main(int argc, char **argv)
             fflush(stdout);
     }
     cli_progress_end(&prog);
-    printf("trained %d steps in %.1f s: ce %.4f nats/token, mse %.4f, batch accuracy %.4f\n",
-           (int)steps, cli_now() - t0, st.ce, st.mse, st.accuracy);
-    cli_check(td_latent_model_save(lm, out), out);
-    printf("saved %s\n", out);
+    if (steps > 0)
+        printf("autoencoder: %d steps in %.1f s: ce %.4f nats/token, mse %.4f, batch accuracy "
+               "%.4f\n", (int)steps, cli_now() - t0, st.ce, st.mse, st.accuracy);
+    td_latent_trainer_free(tr);
+    tr = NULL;
 
     int32_t *orig = malloc(sizeof *orig * (size_t)seq_len), *rec = malloc(sizeof *rec * (size_t)seq_len);
     if (!orig || !rec) return 1;
@@ -164,10 +183,45 @@ int main(int argc, char **argv)
     print_text(tok, "original:     ", orig, seq_len);
     print_text(tok, "reconstructed:", rec, seq_len);
 
+    /* The denoiser, on the latents of the autoencoder as it now is. */
+    tc.stage = TD_LATENT_STAGE_DIFFUSION;
+    tc.warmup_steps = warmup < diffusion_steps ? warmup : diffusion_steps;
+    tc.total_steps = diffusion_steps > 0 ? diffusion_steps : 1;
+    if (diffusion_steps > 0) {
+        cli_check(td_latent_trainer_create(lm, &tc, &tr), "td_latent_trainer_create");
+        cli_progress_start(&prog, 0, diffusion_steps);
+        t0 = cli_now();
+        for (int32_t s = 0; s < diffusion_steps; s++) {
+            cli_check(td_corpus_batch(corpus, TD_SPLIT_TRAIN, (uint64_t)seed + 1, (uint64_t)s,
+                                      batch, seq_len, tokens), "td_corpus_batch");
+            cli_check(td_latent_trainer_step(tr, tokens, &st), "td_latent_trainer_step");
+            double tps = (double)(s + 1) * batch * seq_len / (cli_now() - t0);
+            cli_progress_update(&prog, s + 1, tps, "denoising mse %.4f", st.mse);
+        }
+        cli_progress_end(&prog);
+        printf("denoiser: %d steps in %.1f s: mse %.4f\n", (int)diffusion_steps, cli_now() - t0,
+               st.mse);
+        td_latent_trainer_free(tr);
+    }
+    cli_check(td_latent_model_save(lm, out), out);
+    printf("saved %s\n", out);
+    if (n_samples > 0) {
+        td_latent_sample_config sc;
+        td_latent_sample_config_default(&sc);
+        sc.steps = sample_steps;
+        sc.n_threads = threads;
+        for (int32_t k = 0; k < n_samples; k++) {
+            sc.seed = (uint64_t)seed + (uint64_t)k;
+            cli_check(td_latent_model_generate(lm, &sc, 1, rec, NULL), "td_latent_model_generate");
+            char label[32];
+            snprintf(label, sizeof label, "sample %d (DDIM %d):", (int)k + 1, (int)sample_steps);
+            print_text(tok, label, rec, seq_len);
+        }
+    }
+
     free(orig);
     free(rec);
     free(tokens);
-    td_latent_trainer_free(tr);
     td_latent_model_free(lm);
     td_corpus_free(corpus);
     td_tokenizer_free(tok);
