@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     int32_t steps = 500, batch = 16, seq_len = 128, n_latents = 32, d_latent = 128;
     int32_t layers = 2, threads = 1, eval_windows = 64, log_every = 50;
     int64_t warmup = 50;
-    float lr = 1e-3f, mse_weight = 1.0f, mask_prob = 0.15f, noise_std = 0.1f, dropout = 0.1f;
+    double lr = 1e-3, mse_weight = 1.0, mask_prob = 0.15, noise_std = 0.1, dropout = 0.1;
     int64_t seed = 1;
     cli_flag flags[] = {
         { "corpus", CLI_STRING, &corpus_path, "text file, plain or .gz (default: the KJV)" },
@@ -142,13 +142,13 @@ int main(int argc, char **argv)
     tc.batch_size = batch;
     tc.n_threads = threads;
     tc.seed = (uint64_t)seed;
-    tc.lr = lr;
+    tc.lr = (float)lr;
     tc.warmup_steps = warmup < steps ? warmup : steps;
     tc.total_steps = steps;
-    tc.mse_weight = mse_weight;
-    tc.mask_prob = mask_prob;
-    tc.noise_std = noise_std;
-    tc.latent_dropout = dropout;
+    tc.mse_weight = (float)mse_weight;
+    tc.mask_prob = (float)mask_prob;
+    tc.noise_std = (float)noise_std;
+    tc.latent_dropout = (float)dropout;
     td_latent_trainer *tr = NULL;
     if (steps > 0) cli_check(td_latent_trainer_create(lm, &tc, &tr), "td_latent_trainer_create");
 
