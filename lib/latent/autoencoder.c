@@ -271,6 +271,8 @@ static void ws_layout(void *obj, tdi_carver *cv)
     ws->zeros = tdi_carve(cv, d, f);
     ws->weights = tdi_carve(cv, B * L, f);
     ws->row_loss = tdi_carve(cv, B * L, sizeof(double));
+    ws->pe = tdi_carve(cv, L * (size_t)c->d_enc, f);
+    ws->ctx_c = tdi_carve(cv, B * L * (size_t)c->d_enc, f);
     ws->zin = tdi_carve(cv, B * N * 2 * d, f);
     ws->temb_in = tdi_carve(cv, B * d, f);
     ws->t1 = tdi_carve(cv, B * d, f);
@@ -323,6 +325,13 @@ td_status tdi_latent_ws_create(const tdi_latent_ae *ae, int32_t b_max, int with_
         ws->ones[j] = 1.0f;
         ws->zeros[j] = 0.0f;
     }
+    /* pe(p, j) = sin / cos (p · 10000^(−2i/d_enc)), i = j/2: even columns sin */
+    int32_t De = ae->cfg.d_enc;
+    for (int32_t p = 0; p < ae->cfg.seq_len; p++)
+        for (int32_t j = 0; j < De; j++) {
+            double a = p * exp(-log(10000.0) * (double)(2 * (j / 2)) / De);
+            ws->pe[(size_t)p * De + j] = (float)(j % 2 == 0 ? sin(a) : cos(a));
+        }
     *out = ws;
     return TD_OK;
 }
@@ -370,15 +379,17 @@ void tdi_latent_ae_compress(const tdi_latent_ae *ae, tdi_latent_ws *ws, const fl
 {
     const tdi_latent_config *c = &ae->cfg;
     int N = c->n_latents, L = c->seq_len, d = c->d_latent;
-    size_t stride = (size_t)ws->b_max * N * d;
+    size_t stride = (size_t)ws->b_max * N * d, per = (size_t)L * c->d_enc;
+    for (int32_t b = 0; b < B; b++)
+        for (size_t i = 0; i < per; i++)
+            ws->ctx_c[b * per + i] = feat[b * per + i] + ws->pe[i];
     broadcast(ws->res_c, ae->params + ae->enc_queries, B, (size_t)N * d);
     for (int32_t l = 0; l < c->n_enc_layers; l++)
         block_forward(ae, &ae->blocks[l], &ws->acts[l], ws->res_c + l * stride,
-                      ws->res_c + (l + 1) * stride, feat, B, N, L, c->d_enc, pool);
+                      ws->res_c + (l + 1) * stride, ws->ctx_c, B, N, L, c->d_enc, pool);
     tdi_layernorm_forward(ws->lat, ws->lat_mean, ws->lat_rstd,
                           ws->res_c + c->n_enc_layers * stride, ws->ones, ws->zeros, B * N, d,
                           pool);
-    ws->feat_in = feat;
     ws->B = B;
 }
 
@@ -524,7 +535,7 @@ double tdi_latent_ae_loss(const tdi_latent_ae *ae, tdi_latent_ws *ws, const int3
     tdi_layernorm_backward(ws->dres, NULL, NULL, ws->dlat, ws->res_c + ne * sc, ws->lat_mean,
                            ws->lat_rstd, ws->ones, B * N, d, 0, pool);
     for (int32_t l = ne - 1; l >= 0; l--)
-        block_backward(ae, ws, &ae->blocks[l], &ws->acts[l], ws->res_c + l * sc, ws->feat_in,
+        block_backward(ae, ws, &ae->blocks[l], &ws->acts[l], ws->res_c + l * sc, ws->ctx_c,
                        NULL, grads, B, N, L, De, pool);
     sum_batch(grads + ae->enc_queries, ws->dres, B, (size_t)N * d);
     return cross + mse_weight * m;

@@ -4,7 +4,10 @@
  * queries cross-attending to the latents), with a feature head (back to the
  * encoder's width, for the MSE term) and a vocabulary head.
  *
- *   lat  = LN₀(compressor(feat_in))           [B·N, d], LN₀ without gain/shift
+ *   ctx  = feat_in + PE                        [B·L, d_enc], PE the fixed sinusoidal
+ *                                              positions (the compressor's attention
+ *                                              is otherwise blind to order)
+ *   lat  = LN₀(compressor(ctx))               [B·N, d], LN₀ without gain/shift
  *   latd = lat ⊙ drop                          latent feature dropout (scale
  *                                              1/(1 − p) folded into drop)
  *   h    = LN_f(decoder(latd))                 [B·L, d]
@@ -119,7 +122,8 @@ typedef struct tdi_latent_ws {
     float *fhat;            /* [B·L, d_enc] */
     float *logits;          /* [B·L, V]; the backward overwrites it with its gradient */
     float *ones, *zeros;    /* [d]: LN₀'s fixed gain and shift */
-    const float *feat_in;   /* the last compress's input (the caller's) */
+    float *pe;              /* [L, d_enc] sinusoidal positions */
+    float *ctx_c;           /* [B·L, d_enc] the compressor's context: input + pe */
     /* the denoiser, over B·N rows */
     float *zin;             /* [B·N, 2d] z_t | self-conditioning input */
     float *temb_in, *t1, *t1g, *temb; /* [B, d] */

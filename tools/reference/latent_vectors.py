@@ -1,7 +1,8 @@
 """Golden vectors for the latent autoencoder (lib/latent/autoencoder.c).
 
 An independent PyTorch version of the same modules (docs/latent-diffusion.md)
-in float64: Perceiver-style compressor, normalised latents, latent dropout,
+in float64: Perceiver-style compressor (its context the features plus fixed
+sinusoidal positions), normalised latents, latent dropout,
 cross-attention decoder, feature and vocabulary heads, and the loss
 mean CE + mse_weight * mean (fhat - feat)^2; and the denoiser (sinusoidal
 time features -> MLP added to every latent, self-conditioning input
@@ -101,9 +102,15 @@ def block(pre, x, ctx, nq, lk):
     return res1 + m @ g("fc2.w").T + g("fc2.b")
 
 
+pos = torch.arange(L, dtype=torch.float64)[:, None]
+col = torch.arange(DE)
+ang = pos * torch.exp(-torch.log(torch.tensor(10000.0, dtype=torch.float64))
+                      * (2 * (col // 2)).double() / DE)
+pe = f32(torch.where(col % 2 == 0, torch.sin(ang), torch.cos(ang)))
+ctx = feat_in + pe.repeat(B, 1)
 x = P["enc.queries"].repeat(B, 1)
 for l in range(NE):
-    x = block(f"enc.{l}.", x, feat_in, N, L)
+    x = block(f"enc.{l}.", x, ctx, N, L)
 lat = ln(x)
 latd = lat * drop
 y = P["dec.queries"].repeat(B, 1)
