@@ -272,6 +272,30 @@ static void test_determinism_and_checkpoint(void **state)
     assert_int_equal(td_latent_model_save(a, path), TD_OK);
     td_model *notmodel = NULL;
     assert_int_equal(td_model_load(path, NULL, &notmodel), TD_ERR_FORMAT);
+    /* a damaged file: every truncation refused, a flipped byte refused */
+    assert_int_equal(td_latent_model_save(a, path), TD_OK);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static unsigned char bytes[1 << 20];
+    size_t size = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    assert_true(size > 0 && size < sizeof bytes);
+    for (size_t cut = 0; cut < size; cut += size / 13 + 1) {
+        f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(bytes, 1, cut, f), cut);
+        fclose(f);
+        td_status st = td_latent_model_load(path, enc, NULL, &bad);
+        assert_true(st == TD_ERR_FORMAT || st == TD_ERR_CORRUPT);
+        assert_null(bad);
+    }
+    bytes[size / 2] ^= 0x40;
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, size, f), size);
+    fclose(f);
+    td_status st = td_latent_model_load(path, enc, NULL, &bad);
+    assert_true(st == TD_ERR_FORMAT || st == TD_ERR_CORRUPT);
     unlink(path);
     td_model_free(wide);
     td_latent_model_free(r);
