@@ -764,10 +764,12 @@ static inline td_status td_latent_config_default(td_latent_config *cfg)
     return td_latent_config_init(cfg, sizeof *cfg);
 }
 
-/* A new autoencoder over `encoder` with parameters initialised from `seed`
- * (docs/latent-diffusion.md). TD_ERR_INVALID_ARG for a causal encoder or a
- * bad field (n_latents above seq_len, d_latent 0, n_heads not dividing it,
- * seq_len above the encoder's max_seq_len, ...), naming it. */
+/* A new latent model (autoencoder and denoiser) over `encoder` with
+ * parameters initialised from `seed` (docs/latent-diffusion.md).
+ * TD_ERR_INVALID_ARG for a causal encoder or a bad field (n_latents above
+ * seq_len, d_latent 0, n_heads not dividing it, seq_len above the encoder's
+ * max_seq_len, ...), naming it. It and td_latent_model_load report their
+ * failures on the encoder (td_model_errmsg). */
 TD_API td_status td_latent_model_create(const td_model *encoder, const td_latent_config *cfg,
                                         uint64_t seed, const td_allocator *alloc,
                                         td_latent_model **out);

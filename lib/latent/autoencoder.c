@@ -547,8 +547,13 @@ void tdi_latent_alpha_sigma(const tdi_latent_config *c, double t, double *alpha,
 {
     const double half_pi = 1.5707963267948966;
     double co = cos(half_pi * t), si = sin(half_pi * t);
-    if (t <= 0.0) co = 1.0, si = 0.0;
-    if (t >= 1.0) co = 0.0, si = 1.0;
+    if (t <= 0.0) { /* exact endpoints */
+        co = 1.0;
+        si = 0.0;
+    } else if (t >= 1.0) {
+        co = 0.0;
+        si = 1.0;
+    }
     /* tan-d: α² = 1 / (1 + d²·tan²(πt/2)) = cos² / (cos² + d²·sin²); d = 1 is
      * the cosine schedule. Written with cos and sin, it holds at t = 1. */
     double dd = c->schedule == TDI_LATENT_TAN_D ? c->tan_d : 1.0;
