@@ -788,6 +788,205 @@ TD_API td_status td_text_stats_compute(const char *text, size_t len, const char 
                                        td_text_stats *out);
 
 /* ---------------------------------------------------------------------------
+ * Latent autoencoder (docs/latent-diffusion.md): the first half of latent
+ * text diffusion. A frozen bidirectional model (the "encoder", any td_model
+ * with cfg.causal = 0) turns seq_len tokens into per-token features (its
+ * final hidden states); a compressor (n_latents learned queries
+ * cross-attending to the features) maps them to n_latents normalised latent
+ * vectors of width d_latent; a decoder (seq_len learned position queries
+ * cross-attending to the latents) maps those back to token logits. Training
+ * minimises the reconstruction cross-entropy plus an MSE term that keeps the
+ * decoder's reconstructed features near the encoder's, with three
+ * augmentations: masking of encoder feature rows, Gaussian noise on them,
+ * and dropout of latent features.
+ *
+ * The encoder is only read: it must outlive the latent model and every
+ * trainer of it, and not be trained meanwhile. A latent model is read-only
+ * outside its trainer and may then be shared across threads.
+ * ------------------------------------------------------------------------- */
+typedef struct td_latent_model td_latent_model;
+
+typedef enum td_latent_schedule {
+    TD_LATENT_SCHEDULE_COSINE = 0, /* α = cos(πt/2), σ = sin(πt/2) */
+    TD_LATENT_SCHEDULE_TAN_D  = 1  /* TEncDM's tan-d: α² = 1/(1 + d²·tan²(πt/2)) */
+} td_latent_schedule;
+
+typedef enum td_latent_prediction {
+    TD_LATENT_PREDICT_X0 = 0,      /* the denoiser predicts the clean latents */
+    TD_LATENT_PREDICT_V  = 1       /* ... v = α·ε − σ·x0 */
+} td_latent_prediction;
+
+typedef struct td_latent_config {
+    uint32_t struct_size;
+    int32_t seq_len;       /* L, tokens per sequence, <= the encoder's max_seq_len;
+                              default 128 */
+    int32_t n_latents;     /* N latent vectors, 1..seq_len; default 32 */
+    int32_t d_latent;      /* d, their width (and the compressor's, decoder's and
+                              denoiser's); default 128 */
+    int32_t n_heads;       /* must divide d_latent; default 4 */
+    int32_t n_enc_layers;  /* compressor blocks; default 2 */
+    int32_t n_dec_layers;  /* decoder blocks; default 2 */
+    int32_t d_ff;          /* default 4 · d_latent */
+    int32_t n_den_layers;  /* denoiser blocks; default 4 */
+    int32_t schedule;      /* td_latent_schedule; default TD_LATENT_SCHEDULE_TAN_D */
+    int32_t prediction;    /* td_latent_prediction; default TD_LATENT_PREDICT_X0 */
+    int32_t self_cond;     /* 1: self-conditioning (the previous estimate of x0 is an
+                              input of the denoiser); default 1 */
+    double tan_d;          /* d of the tan-d schedule, in (0, 1e6]; default 9 */
+} td_latent_config;
+
+TD_API td_status td_latent_config_init(td_latent_config *cfg, size_t size);
+static inline td_status td_latent_config_default(td_latent_config *cfg)
+{
+    return td_latent_config_init(cfg, sizeof *cfg);
+}
+
+/* A new latent model (autoencoder and denoiser) over `encoder` with
+ * parameters initialised from `seed` (docs/latent-diffusion.md).
+ * TD_ERR_INVALID_ARG for a causal encoder or a bad field (n_latents above
+ * seq_len, d_latent 0, n_heads not dividing it, seq_len above the encoder's
+ * max_seq_len, ...), naming it. It and td_latent_model_load report their
+ * failures on the encoder (td_model_errmsg). */
+TD_API td_status td_latent_model_create(const td_model *encoder, const td_latent_config *cfg,
+                                        uint64_t seed, const td_allocator *alloc,
+                                        td_latent_model **out);
+TD_API void td_latent_model_free(td_latent_model *lm);
+TD_API size_t td_latent_model_errmsg(const td_latent_model *lm, char *buf, size_t cap);
+/* The configuration; set cfg->struct_size first. */
+TD_API td_status td_latent_model_get_config(const td_latent_model *lm, td_latent_config *cfg);
+TD_API td_status td_latent_model_num_params(const td_latent_model *lm, uint64_t *n_params);
+
+/* Checkpoints in the format of docs/format.md (format "libtextdiff-latent"):
+ * the configuration, the encoder's width, vocabulary size and [MASK] id, and
+ * the autoencoder's tensors — not the encoder, which the loader is given
+ * again. Saved atomically. Loading validates every field and fails with
+ * TD_ERR_INVALID_ARG when `encoder` is causal or its width, vocabulary size
+ * or [MASK] id differ from the saved ones. */
+TD_API td_status td_latent_model_save(const td_latent_model *lm, const char *path);
+TD_API td_status td_latent_model_load(const char *path, const td_model *encoder,
+                                      const td_allocator *alloc, td_latent_model **out);
+
+/* tokens [batch · seq_len] (ids in [0, vocab_size)) -> latents
+ * [batch · n_latents · d_latent]: the encoder's features, compressed, without
+ * augmentation. Allocates its scratch for the call; n_threads >= 1. */
+TD_API td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *tokens,
+                                        int32_t batch, int32_t n_threads, float *latents);
+
+/* latents [batch · n_latents · d_latent] (finite) -> ids [batch · seq_len],
+ * each the most likely token (never [MASK]); logits [batch · seq_len ·
+ * vocab_size] receives the logits when not NULL ([MASK] column −∞). */
+TD_API td_status td_latent_model_decode(const td_latent_model *lm, const float *latents,
+                                        int32_t batch, int32_t n_threads, int32_t *ids,
+                                        float *logits);
+
+/* Trainer of either stage: AdamW as td_trainer's (warm-up + cosine). The
+ * autoencoder stage updates the compressor and decoder (with the
+ * augmentations); the diffusion stage updates only the denoiser, on the
+ * latents of the (then frozen) autoencoder: each sequence gets a time t
+ * (stratified over the batch), z_t = α·x0 + σ·ε, and with self_cond, half of
+ * the sequences (drawn) get the denoiser's own estimate of x0 from a first
+ * pass as input (no gradient through it), the others zeros; the loss is the
+ * mean squared error of the prediction (x0 or v). The latent model must
+ * outlive the trainer. */
+typedef struct td_latent_trainer td_latent_trainer;
+
+typedef enum td_latent_stage {
+    TD_LATENT_STAGE_AUTOENCODER = 0,
+    TD_LATENT_STAGE_DIFFUSION   = 1
+} td_latent_stage;
+
+typedef struct td_latent_train_config {
+    uint32_t struct_size;
+    int32_t batch_size;     /* sequences per step; default 16 */
+    int32_t n_threads;      /* default 1 */
+    int32_t stage;          /* td_latent_stage: what a step trains; default
+                               TD_LATENT_STAGE_AUTOENCODER */
+    uint64_t seed;          /* the augmentations' (or the diffusion's times, noise and
+                               self-conditioning draws') random stream; default 1 */
+    float lr;               /* peak learning rate; default 1e-3 */
+    float min_lr;           /* end of the cosine decay; default 1e-4 */
+    int64_t warmup_steps;   /* default 100 */
+    int64_t total_steps;    /* default 2000 */
+    float beta1, beta2;     /* default 0.9, 0.99 */
+    float eps;              /* default 1e-8 */
+    float weight_decay;     /* on weight matrices only; default 0.01 */
+    float clip_norm;        /* 0 = off; default 1 */
+    float mse_weight;       /* weight of the feature MSE term, >= 0; default 1 */
+    float mask_prob;        /* probability that an encoder feature row (a token's
+                               whole feature vector) is zeroed, [0, 1); default 0.15 */
+    float noise_std;        /* std of Gaussian noise added to the features, >= 0;
+                               default 0.1 */
+    float latent_dropout;   /* probability that a latent feature is dropped (the
+                               others scaled by 1/(1 − p)), [0, 1); default 0.1 */
+    int32_t reserved1;      /* must be 0 */
+} td_latent_train_config;
+
+typedef struct td_latent_train_stats {
+    uint32_t struct_size;
+    uint32_t reserved0;
+    int64_t step;           /* steps completed, this one included */
+    double loss;            /* autoencoder: ce + mse_weight · mse; diffusion: mse */
+    double ce;              /* reconstruction cross-entropy, nats per token (NaN in
+                               the diffusion stage) */
+    double mse;             /* autoencoder: mean squared feature error; diffusion:
+                               mean squared error of the denoiser's prediction */
+    double accuracy;        /* share of tokens reconstructed (arg max), under the
+                               augmentations (NaN in the diffusion stage) */
+    double grad_norm;       /* before clipping */
+    double lr;              /* learning rate applied */
+} td_latent_train_stats;
+
+TD_API td_status td_latent_train_config_init(td_latent_train_config *cfg, size_t size);
+static inline td_status td_latent_train_config_default(td_latent_train_config *cfg)
+{
+    return td_latent_train_config_init(cfg, sizeof *cfg);
+}
+TD_API td_status td_latent_trainer_create(td_latent_model *lm, const td_latent_train_config *cfg,
+                                          td_latent_trainer **out);
+TD_API void td_latent_trainer_free(td_latent_trainer *t);
+TD_API size_t td_latent_trainer_errmsg(const td_latent_trainer *t, char *buf, size_t cap);
+
+/* One step on tokens [batch_size · seq_len] (ids in [0, vocab_size)). stats
+ * may be NULL (otherwise set its struct_size first). A non-finite loss or
+ * gradient returns TD_ERR_NUMERIC and leaves the model and the optimizer
+ * untouched. */
+TD_API td_status td_latent_trainer_step(td_latent_trainer *t, const int32_t *tokens,
+                                        td_latent_train_stats *stats);
+
+/* Generation: Gaussian noise z_1 ~ noise_scale · N(0, I) on the latents,
+ * `steps` denoising steps on the grid t_k = k/steps down to 0, the final
+ * latents decoded (arg max) to text. */
+typedef enum td_latent_sampler_kind {
+    TD_LATENT_SAMPLER_DDPM = 0, /* ancestral: z_s ~ q(z_s | z_t, x̂0) */
+    TD_LATENT_SAMPLER_DDIM = 1  /* deterministic: z_s = α_s·x̂0 + σ_s·ε̂ */
+} td_latent_sampler_kind;
+
+typedef struct td_latent_sample_config {
+    uint32_t struct_size;
+    int32_t sampler;         /* td_latent_sampler_kind; default TD_LATENT_SAMPLER_DDIM */
+    int32_t steps;           /* 1..100,000; default 100 */
+    int32_t n_threads;       /* default 1 */
+    uint64_t seed;           /* the noise; the same seed gives the same text; default 1 */
+    float noise_scale;       /* scale of the initial noise, finite, in [0, 10];
+                                default 1 */
+    int32_t reserved0;       /* must be 0 */
+} td_latent_sample_config;
+
+TD_API td_status td_latent_sample_config_init(td_latent_sample_config *cfg, size_t size);
+static inline td_status td_latent_sample_config_default(td_latent_sample_config *cfg)
+{
+    return td_latent_sample_config_init(cfg, sizeof *cfg);
+}
+
+/* batch new sequences: ids [batch · seq_len]; latents [batch · n_latents ·
+ * d_latent] receives the final latents when not NULL. Allocates its scratch
+ * for the call. Deterministic: same model, configuration and batch, same
+ * output. */
+TD_API td_status td_latent_model_generate(const td_latent_model *lm,
+                                          const td_latent_sample_config *cfg, int32_t batch,
+                                          int32_t *ids, float *latents);
+
+/* ---------------------------------------------------------------------------
  * Runtime report (docs/api.md "Runtime report"): the BLAS the library
  * computes its matrix products with, which of its kernels it runs and with
  * how many threads, the CPU's vector extensions, and whether the BLAS runs

@@ -140,6 +140,62 @@
     F(td_runtime_info, reserved0, 228)           \
     F(td_runtime_info, blas_advice, 232)
 
+#define TD_LAYOUT_LATENT_CONFIG(F)               \
+    F(td_latent_config, struct_size, 0)          \
+    F(td_latent_config, seq_len, 4)              \
+    F(td_latent_config, n_latents, 8)            \
+    F(td_latent_config, d_latent, 12)            \
+    F(td_latent_config, n_heads, 16)             \
+    F(td_latent_config, n_enc_layers, 20)        \
+    F(td_latent_config, n_dec_layers, 24)        \
+    F(td_latent_config, d_ff, 28)                \
+    F(td_latent_config, n_den_layers, 32)        \
+    F(td_latent_config, schedule, 36)            \
+    F(td_latent_config, prediction, 40)          \
+    F(td_latent_config, self_cond, 44)           \
+    F(td_latent_config, tan_d, 48)
+
+#define TD_LAYOUT_LATENT_TRAIN_CONFIG(F)         \
+    F(td_latent_train_config, struct_size, 0)    \
+    F(td_latent_train_config, batch_size, 4)     \
+    F(td_latent_train_config, n_threads, 8)      \
+    F(td_latent_train_config, stage, 12)         \
+    F(td_latent_train_config, seed, 16)          \
+    F(td_latent_train_config, lr, 24)            \
+    F(td_latent_train_config, min_lr, 28)        \
+    F(td_latent_train_config, warmup_steps, 32)  \
+    F(td_latent_train_config, total_steps, 40)   \
+    F(td_latent_train_config, beta1, 48)         \
+    F(td_latent_train_config, beta2, 52)         \
+    F(td_latent_train_config, eps, 56)           \
+    F(td_latent_train_config, weight_decay, 60)  \
+    F(td_latent_train_config, clip_norm, 64)     \
+    F(td_latent_train_config, mse_weight, 68)    \
+    F(td_latent_train_config, mask_prob, 72)     \
+    F(td_latent_train_config, noise_std, 76)     \
+    F(td_latent_train_config, latent_dropout, 80) \
+    F(td_latent_train_config, reserved1, 84)
+
+#define TD_LAYOUT_LATENT_TRAIN_STATS(F)          \
+    F(td_latent_train_stats, struct_size, 0)     \
+    F(td_latent_train_stats, reserved0, 4)       \
+    F(td_latent_train_stats, step, 8)            \
+    F(td_latent_train_stats, loss, 16)           \
+    F(td_latent_train_stats, ce, 24)             \
+    F(td_latent_train_stats, mse, 32)            \
+    F(td_latent_train_stats, accuracy, 40)       \
+    F(td_latent_train_stats, grad_norm, 48)      \
+    F(td_latent_train_stats, lr, 56)
+
+#define TD_LAYOUT_LATENT_SAMPLE_CONFIG(F)        \
+    F(td_latent_sample_config, struct_size, 0)   \
+    F(td_latent_sample_config, sampler, 4)       \
+    F(td_latent_sample_config, steps, 8)         \
+    F(td_latent_sample_config, n_threads, 12)    \
+    F(td_latent_sample_config, seed, 16)         \
+    F(td_latent_sample_config, noise_scale, 24)  \
+    F(td_latent_sample_config, reserved0, 28)
+
 #define TD_LAYOUT_ALLOCATOR(F)                   \
     F(td_allocator, malloc_fn, 0)                \
     F(td_allocator, realloc_fn, sizeof(void *))  \
@@ -158,6 +214,10 @@
     S(td_eval_result, TD_LAYOUT_EVAL_RESULT)          \
     S(td_text_stats, TD_LAYOUT_TEXT_STATS)            \
     S(td_runtime_info, TD_LAYOUT_RUNTIME_INFO)        \
+    S(td_latent_config, TD_LAYOUT_LATENT_CONFIG)      \
+    S(td_latent_train_config, TD_LAYOUT_LATENT_TRAIN_CONFIG) \
+    S(td_latent_train_stats, TD_LAYOUT_LATENT_TRAIN_STATS) \
+    S(td_latent_sample_config, TD_LAYOUT_LATENT_SAMPLE_CONFIG) \
     S(td_allocator, TD_LAYOUT_ALLOCATOR)
 
 #endif

@@ -34,7 +34,8 @@ _SCALARS = {
     "td_reduce_fn": _lib.REDUCE_FN,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in
-           ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler")}
+           ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler",
+            "td_latent_model", "td_latent_trainer")}
 
 
 def _ctype(decl, enums):
@@ -146,6 +147,10 @@ class TestHeader(unittest.TestCase):
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
             "td_blas_threading": (td.BlasThreading, "TD_BLAS_"),
+            "td_latent_schedule": (td.LatentSchedule, "TD_LATENT_SCHEDULE_"),
+            "td_latent_prediction": (td.LatentPrediction, "TD_LATENT_PREDICT_"),
+            "td_latent_stage": (td.LatentStage, "TD_LATENT_STAGE_"),
+            "td_latent_sampler_kind": (td.LatentSampler, "TD_LATENT_SAMPLER_"),
         }
         self.assertEqual(sorted(self.enums), sorted(binding))
         for cname, (py, prefix) in binding.items():

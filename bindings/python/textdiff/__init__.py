@@ -35,6 +35,7 @@ from .errors import CancelledError, CorruptError, FormatError, InputOutputError,
     TextdiffError, UnsupportedError, VersionError
 from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
     eval_nelbo, eval_rates, text_stats
+from .latent import LatentPrediction, LatentSampler, LatentSchedule, LatentStage
 from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
@@ -81,7 +82,8 @@ def status_string(status):
 __all__ = [
     "ABI_VERSION", "Activation", "BlasThreading", "CancelledError", "Corpus", "CorruptError",
     "EvalConfig", "EvalResult", "FormatError", "InputOutputError", "InternalError",
-    "InvalidArgumentError", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
+    "InvalidArgumentError", "LatentPrediction", "LatentSampler", "LatentSchedule",
+    "LatentStage", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
     "NumericError", "PosEncoding",
     "RateLoss", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
     "Schedule", "ScheduleConfig", "ScheduleKind", "SpecialToken", "Split", "StateError",

@@ -51,12 +51,22 @@ class td_sampler(ctypes.Structure):
     """Opaque td_sampler."""
 
 
+class td_latent_model(ctypes.Structure):
+    """Opaque td_latent_model."""
+
+
+class td_latent_trainer(ctypes.Structure):
+    """Opaque td_latent_trainer."""
+
+
 P_schedule = ctypes.POINTER(td_schedule)
 P_tokenizer = ctypes.POINTER(td_tokenizer)
 P_corpus = ctypes.POINTER(td_corpus)
 P_model = ctypes.POINTER(td_model)
 P_trainer = ctypes.POINTER(td_trainer)
 P_sampler = ctypes.POINTER(td_sampler)
+P_latent_model = ctypes.POINTER(td_latent_model)
+P_latent_trainer = ctypes.POINTER(td_latent_trainer)
 
 
 # --- public structs, field for field (reserved ones included) -------------
@@ -252,12 +262,89 @@ class td_runtime_info(ctypes.Structure):
     ]
 
 
+class td_latent_config(ctypes.Structure):
+    """Mirror of td_latent_config."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("seq_len", ctypes.c_int32),
+        ("n_latents", ctypes.c_int32),
+        ("d_latent", ctypes.c_int32),
+        ("n_heads", ctypes.c_int32),
+        ("n_enc_layers", ctypes.c_int32),
+        ("n_dec_layers", ctypes.c_int32),
+        ("d_ff", ctypes.c_int32),
+        ("n_den_layers", ctypes.c_int32),
+        ("schedule", ctypes.c_int32),
+        ("prediction", ctypes.c_int32),
+        ("self_cond", ctypes.c_int32),
+        ("tan_d", ctypes.c_double),
+    ]
+
+
+class td_latent_train_config(ctypes.Structure):
+    """Mirror of td_latent_train_config."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("batch_size", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
+        ("stage", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("lr", ctypes.c_float),
+        ("min_lr", ctypes.c_float),
+        ("warmup_steps", ctypes.c_int64),
+        ("total_steps", ctypes.c_int64),
+        ("beta1", ctypes.c_float),
+        ("beta2", ctypes.c_float),
+        ("eps", ctypes.c_float),
+        ("weight_decay", ctypes.c_float),
+        ("clip_norm", ctypes.c_float),
+        ("mse_weight", ctypes.c_float),
+        ("mask_prob", ctypes.c_float),
+        ("noise_std", ctypes.c_float),
+        ("latent_dropout", ctypes.c_float),
+        ("reserved1", ctypes.c_int32),
+    ]
+
+
+class td_latent_train_stats(ctypes.Structure):
+    """Mirror of td_latent_train_stats."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+        ("step", ctypes.c_int64),
+        ("loss", ctypes.c_double),
+        ("ce", ctypes.c_double),
+        ("mse", ctypes.c_double),
+        ("accuracy", ctypes.c_double),
+        ("grad_norm", ctypes.c_double),
+        ("lr", ctypes.c_double),
+    ]
+
+
+class td_latent_sample_config(ctypes.Structure):
+    """Mirror of td_latent_sample_config."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("sampler", ctypes.c_int32),
+        ("steps", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("noise_scale", ctypes.c_float),
+        ("reserved0", ctypes.c_int32),
+    ]
+
+
 # Every public struct of the header, by its C name (checked by the tests
 # against tests/common/layouts.h's TD_LAYOUT_STRUCTS).
 STRUCTS = {cls.__name__: cls for cls in (
     td_allocator, td_schedule_config, td_model_config, td_trainer_config, td_train_stats,
     td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats,
-    td_runtime_info)}
+    td_runtime_info, td_latent_config, td_latent_train_config, td_latent_train_stats,
+    td_latent_sample_config)}
 
 # td_reduce_fn: (user, grads, n_grads, values, n_values) -> td_status.
 REDUCE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
@@ -366,6 +453,30 @@ PROTOTYPES = {
     "td_eval_rates": (c_status, [P_model, _i32p, ctypes.c_int64, _p(ctypes.c_double),
                                  ctypes.c_int32, _p(td_eval_config), _p(ctypes.c_double),
                                  _p(ctypes.c_double)]),
+    # latent autoencoder
+    "td_latent_config_init": (c_status, [_p(td_latent_config), _size]),
+    "td_latent_model_create": (c_status, [P_model, _p(td_latent_config), ctypes.c_uint64,
+                                          _alloc, _p(P_latent_model)]),
+    "td_latent_model_free": (None, [P_latent_model]),
+    "td_latent_model_errmsg": (_size, [P_latent_model, _char, _size]),
+    "td_latent_model_get_config": (c_status, [P_latent_model, _p(td_latent_config)]),
+    "td_latent_model_num_params": (c_status, [P_latent_model, _p(ctypes.c_uint64)]),
+    "td_latent_model_save": (c_status, [P_latent_model, _char]),
+    "td_latent_model_load": (c_status, [_char, P_model, _alloc, _p(P_latent_model)]),
+    "td_latent_model_encode": (c_status, [P_latent_model, _i32p, ctypes.c_int32,
+                                          ctypes.c_int32, _p(ctypes.c_float)]),
+    "td_latent_model_decode": (c_status, [P_latent_model, _p(ctypes.c_float), ctypes.c_int32,
+                                          ctypes.c_int32, _i32p, _p(ctypes.c_float)]),
+    "td_latent_train_config_init": (c_status, [_p(td_latent_train_config), _size]),
+    "td_latent_trainer_create": (c_status, [P_latent_model, _p(td_latent_train_config),
+                                            _p(P_latent_trainer)]),
+    "td_latent_trainer_free": (None, [P_latent_trainer]),
+    "td_latent_trainer_errmsg": (_size, [P_latent_trainer, _char, _size]),
+    "td_latent_trainer_step": (c_status, [P_latent_trainer, _i32p,
+                                          _p(td_latent_train_stats)]),
+    "td_latent_sample_config_init": (c_status, [_p(td_latent_sample_config), _size]),
+    "td_latent_model_generate": (c_status, [P_latent_model, _p(td_latent_sample_config),
+                                            ctypes.c_int32, _i32p, _p(ctypes.c_float)]),
     # runtime report
     "td_runtime_info_get": (c_status, [_p(td_runtime_info)]),
     # text statistics

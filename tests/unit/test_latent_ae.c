@@ -1,0 +1,301 @@
+/* The latent autoencoder's layers against independent references:
+ *  - cross-attention (lib/kernels/cross_attention.c): forward against a naive
+ *    double implementation written here, backward against central
+ *    differences of it (as test_kernels.c does for the other kernels), and
+ *    the same bits on 1 and 2 threads;
+ *  - the whole autoencoder (compressor, normalised latents, latent dropout,
+ *    decoder, heads, loss) against a PyTorch float64 version of the same
+ *    modules: loss, latents, logits and every parameter gradient
+ *    (tests/golden/latent_vectors.h, tools/reference/latent_vectors.py). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/test_pool.h"
+#include "golden/latent_vectors.h"
+#include "kernels/cross_attention.h"
+#include "latent/autoencoder.h"
+#include "util/rng.h"
+
+#define HALF_PI 1.5707963267948966
+
+static tdi_rng rng;
+
+static float *rand_floats(size_t n, float scale)
+{
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = scale * (2.0f * tdi_rng_f32(&rng) - 1.0f);
+    return p;
+}
+
+enum { XB = 2, XNQ = 3, XLK = 5, XH = 2, XHD = 4, XD = XH * XHD };
+
+/* Σ R ⊙ xattn(q, kv) in double, q [XB·XNQ, XD], kv [XB·XLK, 2·XD]. */
+static double xattn_ref(const double *q, const double *kv, const float *r, double *out)
+{
+    double f = 0.0, scale = 1.0 / sqrt((double)XHD);
+    for (int b = 0; b < XB; b++)
+        for (int h = 0; h < XH; h++)
+            for (int i = 0; i < XNQ; i++) {
+                double s[XLK], mx = -INFINITY, sum = 0.0;
+                const double *qi = q + (size_t)(b * XNQ + i) * XD + h * XHD;
+                for (int j = 0; j < XLK; j++) {
+                    const double *kj = kv + (size_t)(b * XLK + j) * 2 * XD + h * XHD;
+                    s[j] = 0.0;
+                    for (int e = 0; e < XHD; e++) s[j] += qi[e] * kj[e];
+                    s[j] *= scale;
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j < XLK; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int e = 0; e < XHD; e++) {
+                    double y = 0.0;
+                    for (int j = 0; j < XLK; j++)
+                        y += s[j] / sum * kv[(size_t)(b * XLK + j) * 2 * XD + XD + h * XHD + e];
+                    size_t at = (size_t)(b * XNQ + i) * XD + h * XHD + e;
+                    if (out) out[at] = y;
+                    f += y * r[at];
+                }
+            }
+    return f;
+}
+
+static void test_xattn_against_double_reference(void **state)
+{
+    (void)state;
+    tdi_rng_seed(&rng, 3);
+    size_t nq = XB * XNQ * XD, nkv = XB * XLK * 2 * XD, np = XB * XH * XNQ * XLK;
+    float *q = rand_floats(nq, 1.5f), *kv = rand_floats(nkv, 1.5f), *r = rand_floats(nq, 1.0f);
+    float out[XB * XNQ * XD], p[XB * XH * XNQ * XLK], dq[XB * XNQ * XD], dkv[XB * XLK * 2 * XD];
+    float dp[XB * XH * XNQ * XLK];
+    tdi_xattn_forward(out, p, q, kv, XB, XNQ, XLK, XH, XHD, NULL);
+    double qd[XB * XNQ * XD], kvd[XB * XLK * 2 * XD], ref[XB * XNQ * XD];
+    for (size_t i = 0; i < nq; i++) qd[i] = q[i];
+    for (size_t i = 0; i < nkv; i++) kvd[i] = kv[i];
+    xattn_ref(qd, kvd, r, ref);
+    for (size_t i = 0; i < nq; i++) assert_true(fabs(out[i] - ref[i]) <= 1e-5 + 1e-5 * fabs(ref[i]));
+    for (size_t i = 0; i < np; i++) assert_true(p[i] >= 0.0f && p[i] <= 1.0f);
+    tdi_xattn_backward(dq, dkv, dp, r, q, kv, p, XB, XNQ, XLK, XH, XHD, NULL);
+    /* central differences of the double reference */
+    for (int which = 0; which < 2; which++) {
+        double *th = which ? kvd : qd;
+        const float *g = which ? dkv : dq;
+        size_t n = which ? nkv : nq;
+        for (size_t i = 0; i < n; i++) {
+            double t0 = th[i], h = 1e-6 * (1.0 + fabs(t0));
+            th[i] = t0 + h;
+            double fp = xattn_ref(qd, kvd, r, NULL);
+            th[i] = t0 - h;
+            double fm = xattn_ref(qd, kvd, r, NULL);
+            th[i] = t0;
+            double num = (fp - fm) / (2 * h);
+            if (!(fabs(g[i] - num) <= 1e-5 + 1e-4 * fabs(num)))
+                fail_msg("xattn %s gradient [%zu]: analytic %.9g, finite difference %.9g",
+                         which ? "kv" : "q", i, (double)g[i], num);
+        }
+    }
+    /* the same bits on two threads */
+    tdi_pool *pool = test_pool(2);
+    float out2[XB * XNQ * XD], p2[XB * XH * XNQ * XLK], dq2[XB * XNQ * XD];
+    float dkv2[XB * XLK * 2 * XD];
+    tdi_xattn_forward(out2, p2, q, kv, XB, XNQ, XLK, XH, XHD, pool);
+    tdi_xattn_backward(dq2, dkv2, dp, r, q, kv, p2, XB, XNQ, XLK, XH, XHD, pool);
+    assert_memory_equal(out, out2, sizeof out);
+    assert_memory_equal(dq, dq2, sizeof dq);
+    assert_memory_equal(dkv, dkv2, sizeof dkv);
+    free(q);
+    free(kv);
+    free(r);
+}
+
+static tdi_latent_ae *golden_ae(void)
+{
+    tdi_latent_config c = { LG_L, LG_N, LG_D, LG_H, LG_NE, LG_ND, LG_FF, LG_DE, LG_V, LG_MASK,
+                            LG_NN, TDI_LATENT_TAN_D, TDI_LATENT_X0, 1, 9.0 };
+    tdi_latent_ae *ae;
+    assert_int_equal(tdi_latent_ae_create(&c, NULL, &ae), TD_OK);
+    size_t k = 0;
+    for (int32_t i = 0; i < ae->n_tensors; i++) {
+        const tdi_tensor *t = &ae->tensors[i];
+        size_t n = (size_t)t->rows * (size_t)t->cols;
+        memcpy(ae->params + t->offset, lg_params + k, n * sizeof(float));
+        k += n;
+    }
+    assert_int_equal(k, sizeof lg_params / sizeof lg_params[0]);
+    assert_int_equal(ae->n_params, k);
+    assert_int_equal(ae->n_ae_tensors, LG_N_AE_TENSORS);
+    return ae;
+}
+
+static void assert_close(const char *what, size_t i, double got, double want, double atol,
+                         double rtol)
+{
+    if (!(fabs(got - want) <= atol + rtol * fabs(want)))
+        fail_msg("%s [%zu]: %.9g, PyTorch %.9g", what, i, got, want);
+}
+
+static void run_golden(int n_threads)
+{
+    tdi_latent_ae *ae = golden_ae();
+    tdi_latent_ws *ws;
+    assert_int_equal(tdi_latent_ws_create(ae, LG_B, 1, &ws), TD_OK);
+    tdi_pool *pool = n_threads > 1 ? test_pool(n_threads) : NULL;
+    float *grads = calloc(ae->n_floats, sizeof *grads);
+    assert_non_null(grads);
+    tdi_latent_ae_compress(ae, ws, lg_feat_in, LG_B, pool);
+    for (size_t i = 0; i < LG_B * LG_N * LG_D; i++)
+        assert_close("latents", i, ws->lat[i], lg_latents[i], 1e-5, 1e-4);
+    tdi_latent_ae_decode(ae, ws, ws->lat, lg_drop, LG_B, pool);
+    for (size_t i = 0; i < LG_B * LG_L * LG_V; i++) {
+        if (i % LG_V == LG_MASK) {
+            assert_true(isinf(ws->logits[i]) && ws->logits[i] < 0);
+            continue;
+        }
+        assert_close("logits", i, ws->logits[i], lg_logits[i], 1e-5, 1e-4);
+    }
+    double ce, mse;
+    int64_t correct;
+    double loss = tdi_latent_ae_loss(ae, ws, lg_tokens, lg_feat, LG_MSE_WEIGHT, &ce, &mse,
+                                     &correct, grads, pool);
+    assert_close("loss", 0, loss, LG_LOSS, 1e-6, 1e-5);
+    assert_close("ce", 0, ce, LG_CE, 1e-6, 1e-5);
+    assert_close("mse", 0, mse, LG_MSE, 1e-6, 1e-5);
+    assert_true(correct >= 0 && correct <= LG_B * LG_L);
+    size_t k = 0;
+    for (int32_t i = 0; i < ae->n_ae_tensors; i++) {
+        const tdi_tensor *t = &ae->tensors[i];
+        size_t n = (size_t)t->rows * (size_t)t->cols;
+        for (size_t j = 0; j < n; j++, k++)
+            if (!(fabs(grads[t->offset + j] - lg_grads[k]) <= 2e-6 + 2e-4 * fabs(lg_grads[k])))
+                fail_msg("gradient of %s [%zu]: %.9g, PyTorch %.9g", t->name, j,
+                         (double)grads[t->offset + j], lg_grads[k]);
+    }
+    free(grads);
+    tdi_latent_ws_free(ws);
+    tdi_latent_ae_free(ae);
+}
+
+static void test_autoencoder_matches_pytorch(void **state)
+{
+    (void)state;
+    run_golden(1);
+    run_golden(2);
+}
+
+/* The denoiser: time conditioning, the self-conditioning input and the
+ * self-attention blocks, against PyTorch's autograd. */
+static void run_denoiser_golden(int n_threads)
+{
+    tdi_latent_ae *ae = golden_ae();
+    tdi_latent_ws *ws;
+    assert_int_equal(tdi_latent_ws_create(ae, LG_B, 1, &ws), TD_OK);
+    tdi_pool *pool = n_threads > 1 ? test_pool(n_threads) : NULL;
+    float *grads = calloc(ae->n_floats, sizeof *grads);
+    size_t n = LG_B * LG_N * LG_D;
+    float dpred[LG_B * LG_N * LG_D];
+    tdi_latent_denoise(ae, ws, lg_z, lg_sc, lg_times, LG_B, pool);
+    double loss = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        assert_close("prediction", i, ws->pred[i], lg_pred[i], 1e-5, 1e-4);
+        double e = (double)ws->pred[i] - lg_target[i];
+        loss += e * e / (double)n;
+        dpred[i] = (float)(2.0 * e / (double)n);
+    }
+    assert_close("denoiser loss", 0, loss, LG_DEN_LOSS, 1e-6, 1e-5);
+    tdi_latent_denoise_backward(ae, ws, dpred, grads, pool);
+    size_t k = 0;
+    for (int32_t i = 0; i < ae->n_tensors; i++) {
+        const tdi_tensor *t = &ae->tensors[i];
+        size_t m = (size_t)t->rows * (size_t)t->cols;
+        for (size_t j = 0; j < m; j++, k++) {
+            double want = i < ae->n_ae_tensors ? 0.0 : lg_grads[k];
+            if (!(fabs(grads[t->offset + j] - want) <= 2e-6 + 2e-4 * fabs(want)))
+                fail_msg("gradient of %s [%zu]: %.9g, PyTorch %.9g", t->name, j,
+                         (double)grads[t->offset + j], want);
+        }
+    }
+    free(grads);
+    tdi_latent_ws_free(ws);
+    tdi_latent_ae_free(ae);
+}
+
+static void test_denoiser_matches_pytorch(void **state)
+{
+    (void)state;
+    run_denoiser_golden(1);
+    run_denoiser_golden(2);
+}
+
+/* α² + σ² = 1, α decreasing from 1 to 0, σ increasing from 0 to 1; tan-d
+ * with d = 1 is the cosine schedule; tan-d (d = 9) is α² = 1/(1 + 81 tan²). */
+static void test_schedules(void **state)
+{
+    (void)state;
+    tdi_latent_config c = { 0 };
+    for (int kind = 0; kind < 2; kind++) {
+        c.schedule = kind;
+        c.tan_d = 9.0;
+        double a, s, pa = 2.0, ps = -1.0;
+        tdi_latent_alpha_sigma(&c, 0.0, &a, &s);
+        assert_true(a == 1.0 && s == 0.0);
+        tdi_latent_alpha_sigma(&c, 1.0, &a, &s);
+        assert_true(a == 0.0 && s == 1.0);
+        for (int i = 0; i <= 1000; i++) {
+            double t = i / 1000.0;
+            tdi_latent_alpha_sigma(&c, t, &a, &s);
+            assert_true(fabs(a * a + s * s - 1.0) < 1e-12);
+            assert_true(a < pa && s > ps);
+            pa = a;
+            ps = s;
+            double want = kind == 0 ? cos(HALF_PI * t)
+                                    : sqrt(1.0 / (1.0 + 81.0 * pow(tan(HALF_PI * t), 2)));
+            if (i < 1000) assert_true(fabs(a - want) < 1e-12);
+        }
+    }
+    c.schedule = TDI_LATENT_TAN_D;
+    c.tan_d = 1.0;
+    tdi_latent_config cos_c = { 0 };
+    for (int i = 0; i <= 100; i++) {
+        double a1, s1, a2, s2;
+        tdi_latent_alpha_sigma(&c, i / 100.0, &a1, &s1);
+        tdi_latent_alpha_sigma(&cos_c, i / 100.0, &a2, &s2);
+        assert_true(fabs(a1 - a2) < 1e-15 && fabs(s1 - s2) < 1e-15);
+    }
+}
+
+/* A wrong term shows up: dropping the MSE weight changes the gradient. */
+static void test_golden_is_sensitive(void **state)
+{
+    (void)state;
+    tdi_latent_ae *ae = golden_ae();
+    tdi_latent_ws *ws;
+    assert_int_equal(tdi_latent_ws_create(ae, LG_B, 1, &ws), TD_OK);
+    float *grads = calloc(ae->n_floats, sizeof *grads);
+    tdi_latent_ae_compress(ae, ws, lg_feat_in, LG_B, NULL);
+    tdi_latent_ae_decode(ae, ws, ws->lat, NULL, LG_B, NULL); /* no dropout */
+    double ce, mse;
+    double loss = tdi_latent_ae_loss(ae, ws, lg_tokens, lg_feat, LG_MSE_WEIGHT, &ce, &mse, NULL,
+                                     grads, NULL);
+    assert_true(fabs(loss - LG_LOSS) > 1e-3);
+    free(grads);
+    tdi_latent_ws_free(ws);
+    tdi_latent_ae_free(ae);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_xattn_against_double_reference),
+        cmocka_unit_test(test_autoencoder_matches_pytorch),
+        cmocka_unit_test(test_golden_is_sensitive),
+        cmocka_unit_test(test_denoiser_matches_pytorch),
+        cmocka_unit_test(test_schedules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
