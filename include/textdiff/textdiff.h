@@ -587,7 +587,7 @@ typedef enum td_sampler_remask {
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;
  * `changed` lists the n_changed positions (index b · seq_len + i, ascending)
- * that this step revealed. `step` counts from 0 to n_steps − 1 over all
+ * that this step revealed or, with remasking, masked again. `step` counts from 0 to n_steps − 1 over all
  * blocks. Return 0 to continue, anything else to stop generation with
  * TD_ERR_CANCELLED. The callback may call the library, but not this
  * sampler: its td_sampler_generate and td_sampler_set_seed fail there with

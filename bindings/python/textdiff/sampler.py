@@ -167,7 +167,7 @@ class Sampler(Handle):
         every step: `canvas_view` is a read-only view of the canvas (numpy
         for a numpy canvas, else a memoryview; valid during the call only),
         `changed` the list of flat positions (b·seq_len + i) this step
-        revealed. Returning False stops generation with CancelledError; None
+        revealed (or, with remasking, masked again). Returning False stops generation with CancelledError; None
         or True continue. An exception raised by the callback also stops it
         and is re-raised here once the C call has returned. On
         CancelledError or NumericError the canvas holds the steps done so
