@@ -6,7 +6,8 @@
 # generated token, tokens/s (median over the seeds) and the quality of the
 # samples of each setting concatenated, by examples/score (distinct-n,
 # repetition, known words; NLL under SCORER, a causal model from train_ar,
-# when given) next to held-out text of the same length.
+# when given) next to held-out text of the same length. ONLY=PATTERN runs
+# the settings whose name matches.
 set -eu
 build=${1:-build}
 scorer=${2:-}
@@ -20,6 +21,7 @@ trap 'rm -rf "$out"' EXIT
 run() { # name, sample flags...
   name=$1
   shift
+  if [ -n "${ONLY:-}" ] && ! printf '%s\n' "$name" | grep -q -- "$ONLY"; then return; fi
   : > "$out/$name.txt"
   : > "$out/$name.stats"
   for seed in $seeds; do
@@ -57,5 +59,6 @@ for thr in 0.1 0.2 0.3; do
 done
 run "conf-64-loop-0.5" --strategy maxprob --steps 64 --remask loop --eta 0.5
 run "conf-64-rescale-1" --strategy maxprob --steps 64 --remask rescale --eta 1
+run "conf-128-loop-0.5" --strategy maxprob --steps 128 --remask loop --eta 0.5
 echo "| held-out text | | | | | $(cat "$out/ref") |"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

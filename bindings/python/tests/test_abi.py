@@ -30,7 +30,7 @@ def _split_params(params):
 _SCALARS = {
     "uint32_t": ctypes.c_uint32, "int32_t": ctypes.c_int32, "uint64_t": ctypes.c_uint64,
     "int64_t": ctypes.c_int64, "size_t": ctypes.c_size_t, "double": ctypes.c_double,
-    "float": ctypes.c_float, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
+    "float": ctypes.c_float, "uint8_t": ctypes.c_uint8, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
     "td_sampler_stream_fn": _lib.SAMPLER_STREAM, "td_sampler_logits_fn": _lib.SAMPLER_LOGITS,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in

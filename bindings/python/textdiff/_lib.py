@@ -348,6 +348,8 @@ PROTOTYPES = {
     "td_trainer_free": (None, [P_trainer]),
     "td_trainer_errmsg": (_size, [P_trainer, _char, _size]),
     "td_trainer_step": (c_status, [P_trainer, _i32p, _p(td_train_stats)]),
+    "td_trainer_step_protected": (c_status, [P_trainer, _i32p, _p(ctypes.c_uint8),
+                                             _p(td_train_stats)]),
     "td_trainer_get_step": (c_status, [P_trainer, _p(ctypes.c_int64)]),
     "td_trainer_save": (c_status, [P_trainer, _char]),
     "td_trainer_resume": (c_status, [P_trainer, _char, ctypes.c_uint32]),
