@@ -454,12 +454,15 @@ TD_API size_t td_trainer_errmsg(const td_trainer *t, char *buf, size_t cap);
 TD_API td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats);
 
 /* td_trainer_step for prompt-protected (SFT-style, LLaDA's) training:
- * protect [batch_size · seq_len], each 0 or 1 (TD_ERR_INVALID_ARG
- * otherwise), marks positions that are never masked and never scored — a
- * prompt the model conditions on. Sequence b's scored positions weigh
- * w(t)/(F_b · batch_size), F_b its unprotected positions, instead of
+ * protect [batch_size · seq_len] marks positions that are never scored:
+ * 1 = kept as they are, never masked — a prompt the model conditions on;
+ * 2 = [MASK] in the input — a dropped prompt, so that the model also learns
+ * the unconditional prediction classifier-free guidance needs (the host
+ * chooses which sequences drop their prompt); 0 = trained as usual. Other
+ * values: TD_ERR_INVALID_ARG. Sequence b's scored positions weigh
+ * w(t)/(F_b · batch_size), F_b its positions flagged 0, instead of
  * w(t)/(seq_len · batch_size). NULL or all zeros is td_trainer_step, bit
- * for bit. For a causal model protected positions are not scored. */
+ * for bit. For a causal model flagged positions are not scored. */
 TD_API td_status td_trainer_step_protected(td_trainer *t, const int32_t *tokens,
                                            const uint8_t *protect, td_train_stats *stats);
 

@@ -68,8 +68,8 @@ static td_status check_protect(const uint8_t *protect, size_t B, size_t T)
 {
     if (protect == NULL) return TD_OK;
     for (size_t r = 0; r < B * T; r++)
-        TDI_CHECK_ARG(protect[r] <= 1,
-                      "protect[%zu] = %u (sequence %zu, position %zu) must be 0 or 1", r,
+        TDI_CHECK_ARG(protect[r] <= TDI_PROTECT_DROPPED,
+                      "protect[%zu] = %u (sequence %zu, position %zu) must be 0, 1 or 2", r,
                       (unsigned)protect[r], r / T, r % T);
     return TD_OK;
 }
@@ -79,7 +79,7 @@ static double seq_norm(const uint8_t *protect, size_t b, size_t B, size_t T)
 {
     size_t free_pos = T;
     if (protect != NULL)
-        for (size_t i = 0; i < T; i++) free_pos -= protect[b * T + i];
+        for (size_t i = 0; i < T; i++) free_pos -= protect[b * T + i] != 0;
     return free_pos > 0 ? 1.0 / ((double)free_pos * (double)B) : 0.0;
 }
 
@@ -116,7 +116,9 @@ td_status tdi_corrupt_protected(const tdi_schedule *s, const tdi_corrupt_vocab *
             const int32_t x = clean[base + i];
             int32_t z = x;
             int selected = tdi_rng_f64(rng) < p;
-            if (selected && (protect == NULL || !protect[base + i])) {
+            if (protect != NULL && protect[base + i] == TDI_PROTECT_DROPPED) {
+                z = vocab->mask_id;
+            } else if (selected && (protect == NULL || !protect[base + i])) {
                 z = bert ? bert_replacement(vocab, rng, x) : vocab->mask_id;
                 out->rows[n] = (int32_t)(base + i);
                 out->targets[n] = x;
@@ -158,7 +160,9 @@ td_status tdi_corrupt_shift_protected(const tdi_corrupt_vocab *vocab, const int3
         const size_t base = b * T;
         out->ids[base] = vocab->mask_id;
         for (size_t i = 0; i < T; i++) {
-            if (i > 0) out->ids[base + i] = clean[base + i - 1];
+            if (i > 0)
+                out->ids[base + i] = protect != NULL && protect[base + i - 1] ==
+                                     TDI_PROTECT_DROPPED ? vocab->mask_id : clean[base + i - 1];
             if (protect != NULL && protect[base + i]) continue;
             out->rows[n] = (int32_t)(base + i);
             out->targets[n] = clean[base + i];

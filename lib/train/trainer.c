@@ -289,7 +289,7 @@ static td_status checked_step(td_trainer *t, const int32_t *tokens, const uint8_
     if (protect != NULL) {
         size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
         for (size_t r = 0; r < n; r++)
-            TDI_CHECK_ARG(protect[r] <= 1, "%s: protect[%zu] = %u must be 0 or 1", func, r,
+            TDI_CHECK_ARG(protect[r] <= 2, "%s: protect[%zu] = %u must be 0, 1 or 2", func, r,
                           (unsigned)protect[r]);
     }
     tdi_rng saved = t->rng;

@@ -1,5 +1,5 @@
 /* Prompt-protected (SFT-style) training: protected positions are never
- * masked and never scored, in the corruption (against the unprotected
+ * masked (or, dropped, always masked) and never scored, in the corruption (against the unprotected
  * corruption drawn from the same stream) and in td_trainer_step_protected
  * (no protection = td_trainer_step bit for bit). */
 #include <math.h>
@@ -31,9 +31,11 @@ static void init_batch(batch *bt)
 {
     memset(bt, 0, sizeof *bt);
     for (int r = 0; r < B * T; r++) bt->clean[r] = (r * 7 + 3) % 10;
-    /* a prompt of b + 2 positions in sequence b, and sequence 3 all prompt */
+    /* a prompt of b + 2 positions in sequence b, dropped (2) in sequence 2,
+     * and sequence 3 all prompt */
     for (int b = 0; b < B; b++)
-        for (int i = 0; i < T; i++) bt->protect[b * T + i] = b == 3 || i < b + 2;
+        for (int i = 0; i < T; i++)
+            bt->protect[b * T + i] = b == 3 ? 1 : i < b + 2 ? (b == 2 ? 2 : 1) : 0;
     bt->out = (tdi_corruption){ bt->ids, bt->rows, bt->targets, bt->weights, B * T, 0 };
 }
 
@@ -68,8 +70,8 @@ static void test_corruption_skips_protected(void **state)
         size_t j = 0;
         for (int r = 0; r < B * T; r++) {
             int b = r / T;
-            if (p.protect[r]) {
-                assert_int_equal(p.ids[r], p.clean[r]);
+            if (p.protect[r]) { /* kept, or masked when dropped; never scored */
+                assert_int_equal(p.ids[r], p.protect[r] == 2 ? MASK : p.clean[r]);
                 continue;
             }
             assert_int_equal(p.ids[r], a.ids[r]);
@@ -98,7 +100,7 @@ static void test_corruption_skips_protected(void **state)
     }
     batch bad;
     init_batch(&bad);
-    bad.protect[5] = 2;
+    bad.protect[5] = 3;
     tdi_rng r;
     tdi_rng_seed(&r, 1);
     assert_int_equal(tdi_corrupt_protected(&s, &v, bad.clean, bad.protect, B, T, ts, &r, &bad.out),
@@ -115,7 +117,8 @@ static void test_shift_skips_protected(void **state)
     size_t j = 0;
     for (int r = 0; r < B * T; r++) {
         int b = r / T, i = r % T;
-        assert_int_equal(p.ids[r], i == 0 ? MASK : p.clean[r - 1]); /* the input is whole */
+        /* the input: shifted, a dropped prompt masked */
+        assert_int_equal(p.ids[r], i == 0 || p.protect[r - 1] == 2 ? MASK : p.clean[r - 1]);
         if (p.protect[r]) continue;
         assert_int_equal(p.rows[j], r);
         assert_int_equal(p.targets[j], p.clean[r]);

@@ -52,7 +52,7 @@ class TestTrainer(unittest.TestCase):
         st = c.step(tokens, protect=[[1] * T] * B)
         self.assertEqual(st.n_masked, 0)
         with self.assertRaises(td.InvalidArgumentError) as cm:
-            c.step(tokens, protect=[2] + [0] * (B * T - 1))
+            c.step(tokens, protect=[3] + [0] * (B * T - 1))
         self.assertIn("protect[0]", cm.exception.message)
         with self.assertRaises(ValueError):
             c.step(tokens, protect=[0])

@@ -88,9 +88,10 @@ class Trainer(Handle):
         that many elements: a numpy int32 array or array.array('i') used in
         place, or lists; ids in [0, vocab_size), never [MASK]). Returns the
         step's TrainStats. A non-finite loss or gradient raises NumericError
-        and changes nothing. `protect`, as many 0/1 flags (any iterable),
-        marks positions never masked and never scored (a prompt:
-        td_trainer_step_protected)."""
+        and changes nothing. `protect`, as many flags (any iterable),
+        marks positions never scored: 1 kept (a prompt), 2 masked (a
+        dropped prompt, for guidance), 0 trained as usual
+        (td_trainer_step_protected)."""
         self._check_open()
         buf = as_buffer("tokens", tokens, size=self.tokens_per_step)
         stats = new_struct(_lib.td_train_stats)
