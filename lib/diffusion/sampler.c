@@ -92,7 +92,6 @@ struct td_sampler {
 typedef struct run_state {
     int fresh;                  /* the workspace holds a forward of the canvas */
     int32_t n_changed;
-    int cancelled_by;           /* 1: the logits hook, 2: the stream asked to stop */
     int64_t model_calls, steps, cached_steps, revealed, generated, remasked;
 } run_state;
 
@@ -433,7 +432,7 @@ static double open_uniform(tdi_rng *r)
     return ((double)(tdi_rng_u64(r) >> 11) + 0.5) * 0x1.0p-53;
 }
 
-/* 1 − α′(t) of the loop variant: the schedule's α compressed to reach
+/* 1 − α(t) of the loop variant, whose α is the schedule's compressed to reach
  * alpha_on at t_on, held there down to t_off, then brought from alpha_on to
  * 1 at t = 0 (docs/sampling.md "Remasking"). */
 static double loop_mask_prob(const td_sampler *s, double t)
@@ -587,7 +586,7 @@ static void guide(td_sampler *s, int32_t len)
 }
 
 /* tokens and confidences of rows[0..n) from the last forward pass. */
-static td_status draw_rows(td_sampler *s, int32_t n, run_state *rs)
+static td_status draw_rows(td_sampler *s, int32_t n)
 {
     const int32_t V = s->model->cfg.vocab_size;
     for (int32_t at = 0; at < n; at += s->chunk) {
@@ -602,11 +601,9 @@ static td_status draw_rows(td_sampler *s, int32_t n, run_state *rs)
             int32_t stop = s->hook(s->hook_user, s->rows + at, len, s->logits, V);
             s->in_callback = 0;
             TDI_ENTER(s); /* the hook may have called the library */
-            if (stop != 0) {
-                rs->cancelled_by = 1;
+            if (stop != 0)
                 return tdi_fail(TD_ERR_CANCELLED,
                                 "td_sampler_generate: cancelled by the logits hook");
-            }
         }
         draw_job j = { s, at };
         tdi_pool_for(s->pool, len, draw_chunk, &j);
@@ -750,7 +747,7 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     }
     int32_t n_rev = 0;
     if (n > 0) {
-        TDI_TRY(draw_rows(s, n, rs));
+        TDI_TRY(draw_rows(s, n));
         if (ancestral) {
             for (int32_t i = 0; i < n; i++) {
                 canvas[s->rows[i]] = s->tokens[i];
@@ -772,7 +769,7 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     return TD_OK;
 }
 
-/* Does sequence b's position i hold a token no later step can change? */
+/* Does canvas row `row` hold a token that no later step can change? */
 static int is_final(const td_sampler *s, const int32_t *canvas, int32_t row, int remask_open)
 {
     if (canvas[row] == s->model->cfg.mask_id) return 0;
@@ -782,8 +779,7 @@ static int is_final(const td_sampler *s, const int32_t *canvas, int32_t row, int
 /* Streams each sequence's stable prefix as it grows. remask_open: a later
  * step of the block [lo, hi) may still mask a generated token there. */
 static td_status stream_prefixes(td_sampler *s, const int32_t *canvas, int32_t batch,
-                                 int32_t seq_len, int32_t lo, int32_t hi, int remask_open,
-                                 run_state *rs)
+                                 int32_t seq_len, int32_t lo, int32_t hi, int remask_open)
 {
     for (int32_t b = 0; b < batch; b++) {
         const int32_t *row = canvas + (size_t)b * seq_len;
@@ -797,10 +793,8 @@ static td_status stream_prefixes(td_sampler *s, const int32_t *canvas, int32_t b
         int32_t stop = s->stream(s->stream_user, b, row, len, len - from);
         s->in_callback = 0;
         TDI_ENTER(s); /* the stream may have called the library */
-        if (stop != 0) {
-            rs->cancelled_by = 2;
+        if (stop != 0)
             return tdi_fail(TD_ERR_CANCELLED, "td_sampler_generate: cancelled by the stream");
-        }
     }
     return TD_OK;
 }
@@ -947,7 +941,7 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
             if (st == TD_OK && s->stream != NULL) {
                 int open = remask_open_after(s, k) &&
                            !(fast && block_filled(s, canvas, batch, seq_len, lo, hi));
-                st = stream_prefixes(s, canvas, batch, seq_len, lo, hi, open, &rs);
+                st = stream_prefixes(s, canvas, batch, seq_len, lo, hi, open);
             }
             if (st != TD_OK || cb == NULL) continue;
             s->in_callback = 1;
