@@ -118,22 +118,28 @@ static const td_sampler_strategy strategies[4] = { TD_SAMPLER_ANCESTRAL, TD_SAMP
 /* What the hook saw this step and the rule to check the step against. */
 typedef struct fast_state {
     double threshold, factor;
+    int margin;
     int steps_seen, hook_calls;
     double conf[BMAX * T]; /* NaN: the row drew nothing this step */
     int32_t prev[BMAX * T];
     long revealed;
 } fast_state;
 
-/* p(argmax) of the distribution drawn from at temperature 0: the softmax
- * over every id but [MASK] and [PAD], in double. */
-static double max_prob(const float *z)
+/* The confidence at temperature 0 on the softmax over every id but [MASK]
+ * and [PAD], in double: p(argmax), or p(first) − p(second) for MARGIN. */
+static double confidence(const float *z, int margin)
 {
-    double mx = -INFINITY, sum = 0.0;
+    double mx = -INFINITY, sum = 0.0, second = -INFINITY;
     for (int i = 0; i < V; i++)
         if (i != MASK && i != PAD && z[i] > mx) mx = z[i];
-    for (int i = 0; i < V; i++)
-        if (i != MASK && i != PAD) sum += exp((double)z[i] - mx);
-    return 1.0 / sum;
+    int first_seen = 0;
+    for (int i = 0; i < V; i++) {
+        if (i == MASK || i == PAD) continue;
+        sum += exp((double)z[i] - mx);
+        if (z[i] == mx && !first_seen) first_seen = 1;
+        else if (z[i] > second) second = z[i];
+    }
+    return margin ? (1.0 - exp(second - mx)) / sum : 1.0 / sum;
 }
 
 static int32_t fast_hook(void *user, const int32_t *rows, int32_t n_rows, float *logits,
@@ -142,7 +148,8 @@ static int32_t fast_hook(void *user, const int32_t *rows, int32_t n_rows, float 
     fast_state *fs = user;
     assert_int_equal(vocab_size, V);
     fs->hook_calls++;
-    for (int32_t j = 0; j < n_rows; j++) fs->conf[rows[j]] = max_prob(logits + (size_t)j * V);
+    for (int32_t j = 0; j < n_rows; j++)
+        fs->conf[rows[j]] = confidence(logits + (size_t)j * V, fs->margin);
     return 0;
 }
 
@@ -209,6 +216,7 @@ static void run_fast(double threshold, double factor, td_sampler_strategy strate
     fast_state *fs = calloc(1, sizeof *fs);
     fs->threshold = threshold;
     fs->factor = factor;
+    fs->margin = strategy == TD_SAMPLER_MARGIN;
     for (int r = 0; r < BMAX * T; r++) fs->conf[r] = NAN;
     td_sampler_config c = config(strategy, T);
     c.temperature = 0.0f;
@@ -242,7 +250,10 @@ static void test_threshold_reveals_what_exceeds_it(void **state)
 {
     (void)state;
     const double thresholds[4] = { 0.3, 0.6, 0.9, 1.0 };
-    for (int i = 0; i < 4; i++) run_fast(thresholds[i], 0.0, TD_SAMPLER_MAX_PROB);
+    for (int i = 0; i < 4; i++) {
+        run_fast(thresholds[i], 0.0, TD_SAMPLER_MAX_PROB);
+        run_fast(thresholds[i], 0.0, TD_SAMPLER_MARGIN);
+    }
 }
 
 /* The factor rule: the n most confident, n the largest with
@@ -251,7 +262,10 @@ static void test_factor_rule(void **state)
 {
     (void)state;
     const double factors[3] = { 0.5, 1.0, 3.0 };
-    for (int i = 0; i < 3; i++) run_fast(0.0, factors[i], TD_SAMPLER_MAX_PROB);
+    for (int i = 0; i < 3; i++) {
+        run_fast(0.0, factors[i], TD_SAMPLER_MAX_PROB);
+        run_fast(0.0, factors[i], TD_SAMPLER_MARGIN);
+    }
 }
 
 /* A lower threshold takes fewer model calls; threshold 1 (nothing exceeds
@@ -280,7 +294,7 @@ static void test_threshold_calls(void **state)
 
 typedef struct remask_state {
     int32_t remask, steps;
-    double eta;
+    double eta, t_on, t_off, alpha_on; /* the loop's, as the sampler reads them */
     int32_t prev[BMAX * T];
     uint8_t fixed[BMAX * T];
     double x_rev[16], np_rev[16], var_rev[16];
@@ -292,6 +306,14 @@ static double alpha(double t)
     double a;
     assert_int_equal(td_schedule_alpha(g_loglin, t, &a), TD_OK);
     return a;
+}
+
+/* The loop's α as docs/sampling.md writes it. */
+static double loop_alpha(const remask_state *rs, double t)
+{
+    if (t > rs->t_on) return rs->alpha_on * alpha((t - rs->t_on) / (1.0 - rs->t_on));
+    if (t > rs->t_off) return rs->alpha_on;
+    return 1.0 - (1.0 - rs->alpha_on) * (1.0 - alpha(t / rs->t_off));
 }
 
 static int32_t remask_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
@@ -319,10 +341,12 @@ static int32_t remask_cb(void *user, int32_t step, int32_t n_steps, const int32_
     }
     double t = 1.0 - (double)step / rs->steps;
     double s = step + 1 == rs->steps ? 0.0 : 1.0 - (double)(step + 1) / rs->steps;
-    double at = alpha(t), as = alpha(s);
+    const int loop = rs->remask == TD_SAMPLER_REMASK_LOOP;
+    double at = loop ? loop_alpha(rs, t) : alpha(t), as = loop ? loop_alpha(rs, s) : alpha(s);
     double smax = fmin(1.0, (1.0 - as) / at);
     double sigma = rs->remask == TD_SAMPLER_REMASK_RESCALE ? rs->eta * smax
                                                            : fmin(rs->eta, smax);
+    if (loop && !(t <= rs->t_on && t > rs->t_off)) sigma = 0.0;
     double p = (as - (1.0 - sigma) * at) / (1.0 - at);
     rs->x_rev[step] += rev;
     rs->np_rev[step] += masked * p;
@@ -336,21 +360,29 @@ static int32_t remask_cb(void *user, int32_t step, int32_t n_steps, const int32_
 
 /* Ancestral ReMDM: a masked position is revealed with
  * (α_s − (1 − σ)α_t)/(1 − α_t), a generated token masked again with σ —
- * binomial counts summed over runs, against σ from the public schedule.
+ * binomial counts summed over runs, against σ from the public schedule
+ * (for the loop, α remapped as docs/sampling.md says).
  * Fixed positions never change, and nothing is left masked. */
 static void test_remask_probabilities(void **state)
 {
     (void)state;
-    const int32_t modes[2] = { TD_SAMPLER_REMASK_RESCALE, TD_SAMPLER_REMASK_CAP };
-    const double etas[2] = { 0.5, 0.1 };
-    for (int mi = 0; mi < 2; mi++) {
+    const int32_t modes[3] = { TD_SAMPLER_REMASK_RESCALE, TD_SAMPLER_REMASK_CAP,
+                               TD_SAMPLER_REMASK_LOOP };
+    const double etas[3] = { 0.5, 0.1, 0.05 };
+    for (int mi = 0; mi < 3; mi++) {
         remask_state *rs = calloc(1, sizeof *rs);
         rs->remask = modes[mi];
-        rs->eta = etas[mi];
-        rs->steps = 8;
+        rs->eta = (float)etas[mi];
+        rs->steps = 10;
         td_sampler_config c = config(TD_SAMPLER_ANCESTRAL, rs->steps);
         c.remask = modes[mi];
         c.eta = (float)etas[mi];
+        c.remask_t_on = 0.75f;
+        c.remask_t_off = 0.25f;
+        c.remask_alpha_on = 0.6f;
+        rs->t_on = c.remask_t_on;
+        rs->t_off = c.remask_t_off;
+        rs->alpha_on = c.remask_alpha_on;
         td_sampler *s = sampler_of(g_flat, &c);
         long remasked = 0;
         for (int run = 0; run < 40; run++) {
