@@ -537,6 +537,19 @@ typedef enum td_sampler_strategy {
     TD_SAMPLER_LEFT_TO_RIGHT = 4
 } td_sampler_strategy;
 
+/* ReMDM (docs/sampling.md "Remasking"): at each step from t to s, every
+ * generated (not fixed) position of the block that holds a token is masked
+ * again with probability σ_t, and a masked one is revealed with probability
+ * (α(s) − (1 − σ_t)·α(t)) / (1 − α(t)) instead of the plain p. With
+ * σ_max = min(1, (1 − α(s))/α(t)): */
+typedef enum td_sampler_remask {
+    TD_SAMPLER_REMASK_NONE    = 0, /* σ = 0 */
+    TD_SAMPLER_REMASK_RESCALE = 1, /* σ = η · σ_max   (ReMDM "rescale", σ-max) */
+    TD_SAMPLER_REMASK_CAP     = 2, /* σ = min(η, σ_max)   (ReMDM "cap") */
+    TD_SAMPLER_REMASK_LOOP    = 3  /* α held at alpha_on inside (t_off, t_on], σ = min(η,
+                                      σ_max) there and 0 outside   (ReMDM "loop") */
+} td_sampler_remask;
+
 typedef struct td_sampler_config {
     uint32_t struct_size;
     int32_t strategy;        /* td_sampler_strategy; default TD_SAMPLER_ANCESTRAL */
@@ -584,19 +597,6 @@ typedef struct td_sampler_config {
                                 forward pass per step, bit for bit the unguided sampler);
                                 default 0 */
 } td_sampler_config;
-
-/* ReMDM (docs/sampling.md "Remasking"): at each step from t to s, every
- * generated (not fixed) position of the block that holds a token is masked
- * again with probability σ_t, and a masked one is revealed with probability
- * (α(s) − (1 − σ_t)·α(t)) / (1 − α(t)) instead of the plain p. With
- * σ_max = min(1, (1 − α(s))/α(t)): */
-typedef enum td_sampler_remask {
-    TD_SAMPLER_REMASK_NONE    = 0, /* σ = 0 */
-    TD_SAMPLER_REMASK_RESCALE = 1, /* σ = η · σ_max   (ReMDM "rescale", σ-max) */
-    TD_SAMPLER_REMASK_CAP     = 2, /* σ = min(η, σ_max)   (ReMDM "cap") */
-    TD_SAMPLER_REMASK_LOOP    = 3  /* α held at alpha_on inside (t_off, t_on], σ = min(η,
-                                      σ_max) there and 0 outside   (ReMDM "loop") */
-} td_sampler_remask;
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;
  * `changed` lists the n_changed positions (index b · seq_len + i, ascending)
