@@ -171,3 +171,26 @@ void cli_progress_end(cli_progress *p)
 {
     if (p->tty) fputc('\n', stderr);
 }
+
+char *cli_decode(const td_tokenizer *tok, const int32_t *ids, size_t n, size_t *len)
+{
+    cli_check(td_tokenizer_decode(tok, ids, n, NULL, NULL, 0, len), "decode");
+    char *text = malloc(*len + 1);
+    if (text == NULL) cli_check(TD_ERR_NOMEM, "decode");
+    cli_check(td_tokenizer_decode(tok, ids, n, NULL, text, *len + 1, len), "decode");
+    return text;
+}
+
+char *cli_split_text(const td_corpus *c, const td_tokenizer *tok, td_split split, size_t *len)
+{
+    enum { W = 4096 }; /* a window lies inside one block of the split */
+    uint64_t n_windows;
+    cli_check(td_corpus_num_windows(c, split, W, &n_windows), "corpus windows");
+    int32_t *ids = malloc(sizeof *ids * (size_t)(n_windows ? n_windows * W : 1));
+    if (ids == NULL) cli_check(TD_ERR_NOMEM, "corpus");
+    for (uint64_t w = 0; w < n_windows; w++)
+        cli_check(td_corpus_window(c, split, W, w, ids + w * W), "corpus window");
+    char *text = cli_decode(tok, ids, (size_t)(n_windows * W), len);
+    free(ids);
+    return text;
+}

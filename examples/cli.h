@@ -30,6 +30,14 @@ void cli_parse(int argc, char **argv, const char *usage, cli_flag *flags, int n_
 /* Exits with a message naming what failed when st is not TD_OK. */
 void cli_check(td_status st, const char *what);
 
+/* ids[0..n) as text with tok (td_tokenizer_decode: [MASK] as "_", stops at
+ * [PAD]); malloc'd, NUL-terminated, its length in *len. */
+char *cli_decode(const td_tokenizer *tok, const int32_t *ids, size_t n, size_t *len);
+
+/* The text of a corpus split in order (windows of 4,096 tokens; a shorter
+ * tail is left out), decoded with tok; malloc'd. */
+char *cli_split_text(const td_corpus *c, const td_tokenizer *tok, td_split split, size_t *len);
+
 /* Wall-clock seconds. */
 double cli_now(void);
 

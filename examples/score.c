@@ -11,23 +11,6 @@
 
 #include "cli.h"
 
-/* The bytes of `split` in text order (the byte tokenizer's ids are bytes). */
-static char *split_text(const td_corpus *c, td_split split, size_t *len)
-{
-    enum { W = 4096 };
-    uint64_t n_windows;
-    cli_check(td_corpus_num_windows(c, split, W, &n_windows), "corpus windows");
-    char *text = malloc((size_t)n_windows * W + 1);
-    int32_t ids[W];
-    for (uint64_t w = 0; w < n_windows; w++) {
-        cli_check(td_corpus_window(c, split, W, w, ids), "corpus window");
-        for (int i = 0; i < W; i++) text[w * W + (uint64_t)i] = (char)ids[i];
-    }
-    *len = (size_t)n_windows * W;
-    text[*len] = '\0';
-    return text;
-}
-
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -44,39 +27,45 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* The scorer's NLL of text in bits/byte: the text cut into windows of its
- * max_seq_len bytes (a shorter tail is left out); NaN when there is none. */
-static double gen_perplexity(const td_model *scorer, const char *text, size_t len)
+/* The scorer's NLL of text in bits/byte: the text in its tokens, cut into
+ * windows of its max_seq_len (a shorter tail is left out); NaN when there
+ * is none. */
+static double gen_perplexity(const td_model *scorer, const td_tokenizer *tok, const char *text,
+                             size_t len)
 {
     td_model_config mc = { .struct_size = sizeof mc };
     cli_check(td_model_get_config(scorer, &mc), "scorer config");
     int32_t T = mc.max_seq_len;
     if (len > ((size_t)1 << 24)) len = (size_t)1 << 24;
-    int32_t n = (int32_t)(len / (size_t)T);
-    if (n == 0) return NAN;
-    int32_t *ids = malloc(sizeof *ids * (size_t)n * (size_t)T);
-    for (size_t i = 0; i < (size_t)n * (size_t)T; i++) {
-        ids[i] = (unsigned char)text[i];
-        if (ids[i] == mc.mask_id) ids[i] = ' ';
+    size_t n_ids;
+    cli_check(td_tokenizer_encode(tok, text, len, NULL, 0, &n_ids), "encode");
+    int32_t *ids = malloc(sizeof *ids * (n_ids ? n_ids : 1));
+    cli_check(td_tokenizer_encode(tok, text, len, ids, n_ids, &n_ids), "encode");
+    int32_t n = (int32_t)(n_ids / (size_t)T);
+    double result = NAN;
+    if (n > 0) {
+        size_t bytes;
+        free(cli_decode(tok, ids, (size_t)n * (size_t)T, &bytes));
+        td_eval_config ec;
+        cli_check(td_eval_config_default(&ec), "eval config");
+        ec.bytes_per_token = (double)bytes / ((double)n * T);
+        td_eval_result r = { .struct_size = sizeof r };
+        cli_check(td_eval_gen_perplexity(scorer, ids, n, T, &ec, &r), "generative perplexity");
+        result = r.bits_per_byte;
     }
-    td_eval_config ec;
-    cli_check(td_eval_config_default(&ec), "eval config");
-    ec.bytes_per_token = 1.0;
-    td_eval_result r = { .struct_size = sizeof r };
-    cli_check(td_eval_gen_perplexity(scorer, ids, n, T, &ec, &r), "generative perplexity");
     free(ids);
-    return r.bits_per_byte;
+    return result;
 }
 
 static void row(const char *name, const char *text, size_t len, const char *ref, size_t ref_len,
-                const td_model *scorer)
+                const td_model *scorer, const td_tokenizer *tok)
 {
     td_text_stats s = { .struct_size = sizeof s };
     cli_check(td_text_stats_compute(text, len, ref, ref_len, NULL, &s), name);
     printf("%-32s %9lld %7lld  %6.3f %6.3f %6.3f  %6.1f%%  %6.2f  %6.1f%%", name,
            (long long)s.n_bytes, (long long)s.n_words, s.distinct_1, s.distinct_2, s.distinct_3,
            100 * s.repetition, s.word_entropy_bits, 100 * s.known_words);
-    if (scorer) printf("  %7.3f", gen_perplexity(scorer, text, len));
+    if (scorer) printf("  %7.3f", gen_perplexity(scorer, tok, text, len));
     printf("\n");
 }
 
@@ -97,28 +86,33 @@ int main(int argc, char **argv)
     int n_paths;
     cli_parse(argc, argv, "usage: score [options] SAMPLES... (text files, - for stdin)", flags,
               (int)(sizeof flags / sizeof flags[0]), &paths, &n_paths);
+    /* The scorer's tokenizer (bytes without one) splits the corpus and
+     * turns text into the scorer's ids. */
+    td_model *scorer = NULL;
     td_tokenizer *tok;
-    cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+    if (scorer_path) {
+        cli_check(td_model_load(scorer_path, NULL, &scorer), scorer_path);
+        cli_check(td_model_get_tokenizer(scorer, NULL, &tok), scorer_path);
+    } else {
+        cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+    }
     td_corpus *corpus;
     cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
     size_t ref_len, held_len;
-    char *ref = split_text(corpus, TD_SPLIT_TRAIN, &ref_len);
-    char *held = split_text(corpus, TD_SPLIT_VALID, &held_len);
-
-    td_model *scorer = NULL;
-    if (scorer_path) cli_check(td_model_load(scorer_path, NULL, &scorer), scorer_path);
+    char *ref = cli_split_text(corpus, tok, TD_SPLIT_TRAIN, &ref_len);
+    char *held = cli_split_text(corpus, tok, TD_SPLIT_VALID, &held_len);
     printf("%-32s %9s %7s  %6s %6s %6s  %7s  %6s  %7s%s\n", "text", "bytes", "words", "dist-1",
            "dist-2", "dist-3", "rep-10", "H/word", "known", scorer ? "  gen-NLL" : "");
     size_t len = 0;
     for (int i = 0; i < n_paths; i++) {
         char *text = read_file(paths[i], &len);
-        row(paths[i], text, len, ref, ref_len, scorer);
+        row(paths[i], text, len, ref, ref_len, scorer, tok);
         free(text);
     }
     /* The scale, at the length of the last sample (64 KiB without one):
      * held-out text, and uniform draws from the bytes the corpus uses. */
     if (len == 0 || len > held_len) len = held_len < 65536 ? held_len : 65536;
-    row("held-out text", held, len, ref, ref_len, scorer);
+    row("held-out text", held, len, ref, ref_len, scorer, tok);
     int used[256] = { 0 }, n_used = 0;
     unsigned char alphabet[256];
     for (size_t i = 0; i < ref_len; i++) used[(unsigned char)ref[i]] = 1;
@@ -130,7 +124,7 @@ int main(int argc, char **argv)
         x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
         random_text[i] = (char)alphabet[((x * 0x2545F4914F6CDD1DULL) >> 32) % (uint64_t)n_used];
     }
-    row("uniform random bytes", random_text, len, ref, ref_len, scorer);
+    row("uniform random bytes", random_text, len, ref, ref_len, scorer, tok);
     free(random_text);
     free(held);
     free(ref);

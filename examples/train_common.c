@@ -1,6 +1,11 @@
 /* The training loop shared by train_mlm, train_diffusion and train_ar: MLM
  * and diffusion differ only in the schedule they hand to the trainer; AR in
- * the model's causal flag (its trainer then ignores the schedule). */
+ * the model's causal flag (its trainer then ignores the schedule).
+ *
+ * Built with TD_MPI=ON, the same programs run data-parallel under mpirun
+ * (docs/distributed.md): every rank draws the same global batch and trains
+ * its shard of it, and rank 0 alone prints, evaluates, logs and writes the
+ * checkpoints and the exported model. */
 #define _POSIX_C_SOURCE 200809L
 #include "train_common.h"
 
@@ -10,6 +15,81 @@
 #include <unistd.h>
 
 #include "cli.h"
+
+#ifdef TD_WITH_MPI
+#include "textdiff/textdiff_mpi.h"
+#endif
+
+/* The data-parallel job this process belongs to: rank 0 of 1 without MPI. */
+typedef struct job {
+    int rank, size;
+#ifdef TD_WITH_MPI
+    td_mpi *mp;
+#endif
+} job;
+
+static void job_start(job *j, int *argc, char ***argv)
+{
+    j->rank = 0;
+    j->size = 1;
+#ifdef TD_WITH_MPI
+    MPI_Init(argc, argv);
+    j->mp = NULL;
+    cli_check(td_mpi_create(MPI_COMM_WORLD, NULL, &j->mp), "MPI");
+    j->rank = td_mpi_rank(j->mp);
+    j->size = td_mpi_size(j->mp);
+#else
+    (void)argc;
+    (void)argv;
+#endif
+}
+
+/* Makes the trainer one rank of the job; a failure (another configuration
+ * on some rank, a batch the ranks do not divide) is reported on every
+ * rank, which then exits. */
+static void job_attach(job *j, td_trainer *t, td_model *m)
+{
+#ifdef TD_WITH_MPI
+    if (td_mpi_attach(j->mp, t, m, 100) == TD_OK) return;
+    char msg[512];
+    td_mpi_errmsg(j->mp, msg, sizeof msg);
+    fprintf(stderr, "error (rank %d of %d): %s\n", j->rank, j->size, msg);
+    td_mpi_free(j->mp);
+    MPI_Finalize();
+    exit(1);
+#else
+    (void)j;
+    (void)t;
+    (void)m;
+#endif
+}
+
+static void job_step(job *j, td_trainer *t, const int32_t *tokens, td_train_stats *st)
+{
+    td_status rc = td_trainer_step(t, tokens, st);
+    if (rc == TD_OK) return;
+    char msg[512];
+    td_trainer_errmsg(t, msg, sizeof msg);
+    fprintf(stderr, "error (rank %d of %d): training step: %s (%s)\n", j->rank, j->size, msg,
+            td_status_string(rc));
+#ifdef TD_WITH_MPI
+    td_mpi_errmsg(j->mp, msg, sizeof msg);
+    if (msg[0] != '\0') fprintf(stderr, "error (rank %d of %d): %s\n", j->rank, j->size, msg);
+    td_mpi_free(j->mp);
+    MPI_Finalize();
+#endif
+    exit(1);
+}
+
+static void job_end(job *j)
+{
+#ifdef TD_WITH_MPI
+    td_mpi_free(j->mp);
+    MPI_Finalize();
+#else
+    (void)j;
+#endif
+}
 
 static int parse_choice(const char *v, const char *const *names, int n, const char *flag)
 {
@@ -34,6 +114,9 @@ static double validation_nelbo(const td_model *m, const int32_t *valid, int64_t 
 int train_main(int argc, char **argv, int kind)
 {
     const int diffusion = kind == TRAIN_DIFFUSION, ar = kind == TRAIN_AR;
+    job jb;
+    job_start(&jb, &argc, &argv);
+    const int leader = jb.rank == 0;
     static const char *const names[] = { "MLM", "diffusion", "AR" };
     int d_model = 256, layers = 3, heads = 4, d_ff = 0, seq_len = 128, batch = 32, threads = 1;
     int64_t steps = 2000, warmup = 100, save_every = 500, eval_every = 500, seed = 1;
@@ -151,6 +234,9 @@ int train_main(int argc, char **argv, int kind)
     tc.warmup_steps = warmup;
     tc.total_steps = steps;
     tc.weight_decay = (float)weight_decay;
+    /* Activation memory for this rank's shard only (when the ranks divide
+     * the batch; otherwise attaching says so below). */
+    if (jb.size > 1 && batch % jb.size == 0) tc.micro_batch = batch / jb.size;
     td_trainer *trainer;
     cli_check(td_trainer_create(model, schedule, &tc, &trainer), "trainer");
 
@@ -162,8 +248,9 @@ int train_main(int argc, char **argv, int kind)
                     TD_RESUME_ALLOW_SEED;
         cli_check(td_trainer_resume(trainer, checkpoint, allow), checkpoint);
         cli_check(td_trainer_get_step(trainer, &step), "step");
-        fprintf(stderr, "resumed %s at step %lld\n", checkpoint, (long long)step);
+        if (leader) fprintf(stderr, "resumed %s at step %lld\n", checkpoint, (long long)step);
     }
+    job_attach(&jb, trainer, model);
 
     /* Validation: the first eval_windows windows of the validation split. */
     uint64_t n_windows = 0;
@@ -176,7 +263,7 @@ int train_main(int argc, char **argv, int kind)
                   "validation window");
 
     FILE *csv = NULL;
-    if (log_path) {
+    if (log_path && leader) {
         csv = fopen(log_path, step > 0 ? "a" : "w");
         if (!csv) {
             perror(log_path);
@@ -187,11 +274,16 @@ int train_main(int argc, char **argv, int kind)
     }
     uint64_t n_params;
     td_model_num_params(model, &n_params);
-    fprintf(stderr, "%s: %llu parameters, d=%d L=%d H=%d, batch %d x %d, %lld steps, %s\n",
-            names[kind], (unsigned long long)n_params, d_model, layers, heads,
-            batch, seq_len, (long long)steps,
-            diffusion ? schedule_name : ar ? "next token" : "fixed rate");
-    cli_print_runtime(stderr, threads, 1);
+    if (leader) {
+        fprintf(stderr, "%s: %llu parameters, d=%d L=%d H=%d, batch %d x %d, %lld steps, %s\n",
+                names[kind], (unsigned long long)n_params, d_model, layers, heads,
+                batch, seq_len, (long long)steps,
+                diffusion ? schedule_name : ar ? "next token" : "fixed rate");
+        if (jb.size > 1)
+            fprintf(stderr, "data-parallel: %d ranks, %d sequences each per step\n", jb.size,
+                    batch / jb.size);
+        cli_print_runtime(stderr, threads, 1);
+    }
 
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)seq_len);
     cli_progress progress;
@@ -203,7 +295,7 @@ int train_main(int argc, char **argv, int kind)
                                   seq_len, tokens),
                   "batch");
         td_train_stats st = { .struct_size = sizeof st };
-        cli_check(td_trainer_step(trainer, tokens, &st), "training step");
+        job_step(&jb, trainer, tokens, &st);
         step = st.step;
         double now = cli_now();
         double inst = (double)batch * seq_len / (now - t_last);
@@ -211,13 +303,13 @@ int train_main(int argc, char **argv, int kind)
         tok_s = tok_s > 0 ? 0.9 * tok_s + 0.1 * inst : inst;
         ema = isnan(ema) ? st.loss : 0.98 * ema + 0.02 * st.loss;
         double valid_bits = NAN;
-        if (eval_every > 0 && n_valid > 0 && (step % eval_every == 0 || step == steps)) {
+        if (leader && eval_every > 0 && n_valid > 0 && (step % eval_every == 0 || step == steps)) {
             valid_bits = validation_nelbo(model, valid, n_valid, seq_len, threads);
             if (progress.tty) fputc('\n', stderr);
             fprintf(stderr, "step %lld: validation %s %.4f bits/byte\n", (long long)step,
                     ar ? "NLL" : "NELBO", valid_bits);
         }
-        cli_progress_update(&progress, step, tok_s, "loss %.3f bits", ema / log(2.0));
+        if (leader) cli_progress_update(&progress, step, tok_s, "loss %.3f bits", ema / log(2.0));
         if (csv) {
             fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.3g,%.0f,", (long long)step, st.loss,
                     st.loss / log(2.0), st.grad_norm, st.lr, tok_s);
@@ -225,11 +317,11 @@ int train_main(int argc, char **argv, int kind)
             fputc('\n', csv);
             fflush(csv);
         }
-        if ((save_every > 0 && step % save_every == 0) || step == steps)
+        if (leader && ((save_every > 0 && step % save_every == 0) || step == steps))
             cli_check(td_trainer_save(trainer, checkpoint), checkpoint);
     }
-    cli_progress_end(&progress);
-    if (export_path) {
+    if (leader) cli_progress_end(&progress);
+    if (export_path && leader) {
         cli_check(td_model_save(model, export_path), export_path);
         fprintf(stderr, "wrote %s\n", export_path);
     }
@@ -241,5 +333,6 @@ int train_main(int argc, char **argv, int kind)
     td_corpus_free(corpus);
     td_tokenizer_free(tok);
     td_schedule_free(schedule);
+    job_end(&jb);
     return 0;
 }

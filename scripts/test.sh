@@ -14,7 +14,10 @@
 #   5. a clang build: the unit tests again, and a libFuzzer smoke run of
 #      the checkpoint reader;
 #   6. a Release (-O3) build, as scripts/demo.sh makes it, warnings as
-#      errors, with the benchmark's smoke run.
+#      errors, with the benchmark's smoke run;
+#   7. libtextdiff_mpi (-DTD_MPI=ON): data-parallel training under mpirun at
+#      2 and 4 ranks against one process, the failures every rank reports,
+#      and a killed rank (docs/distributed.md).
 # Exits non-zero on the first failure.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,7 +73,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 run reference-blas "-LE crash|soak" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=reference
 echo "==== reference-blas, memcheck"
 sh "$src/scripts/memcheck.sh" "$out/reference-blas" test_structs test_errors test_edges \
-  test_text_stats test_schedule_api test_tokenizer_api test_corpus_api test_save_failures
+  test_text_stats test_schedule_api test_tokenizer_api test_corpus_api test_save_failures \
+  test_hf test_golden_hf
 run blis "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_BLAS=blis
 TSAN_OPTIONS=halt_on_error=1 \
   run tsan "-L unit" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DTD_TSAN=ON \
@@ -78,4 +82,5 @@ TSAN_OPTIONS=halt_on_error=1 \
 run clang-fuzz "-L unit|fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DTD_FUZZ=ON -DTD_BUILD_EXAMPLES=OFF
 run release "-L bench" -DCMAKE_BUILD_TYPE=Release
+run mpi "-L mpi" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTD_MPI=ON -DTD_BUILD_BENCH=OFF
 echo "==== all tests passed"

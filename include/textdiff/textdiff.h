@@ -325,6 +325,11 @@ typedef enum td_pos_encoding {
     TD_POS_LEARNED = 1  /* learned absolute position embeddings (BERT) */
 } td_pos_encoding;
 
+typedef enum td_activation {
+    TD_ACT_GELU_TANH = 0, /* GELU, tanh approximation (GPT-2; HF "gelu_new") (default) */
+    TD_ACT_GELU_ERF  = 1  /* GELU, exact erf form (BERT; HF "gelu") */
+} td_activation;
+
 typedef enum td_norm_placement {
     TD_NORM_PRE  = 0,   /* LayerNorm before each sub-layer, and at the end */
     TD_NORM_POST = 1    /* LayerNorm after each residual sum (BERT) */
@@ -348,6 +353,17 @@ typedef struct td_model_config {
                                evaluation and the sampler treat the model as
                                autoregressive (docs/model.md, "Causal mode") */
     int32_t reserved1;      /* must be 0 */
+    /* Added in 1.1 (the struct grew from 56 to 80 bytes): the options that
+     * Hugging Face's BERT, RoBERTa and DistilBERT need (docs/hf.md). */
+    int32_t activation;      /* td_activation of the MLP (and of the head transform) */
+    float layer_norm_eps;    /* every LayerNorm's epsilon; default 1e-5 */
+    int32_t type_vocab_size; /* 0 (default): none; n: a token-type table [n, d_model]
+                                whose row 0 is added to every embedding */
+    int32_t pos_offset;      /* learned positions: position t reads row t + pos_offset of
+                                a table of pos_offset + max_seq_len rows (RoBERTa: 2) */
+    int32_t head_transform;  /* 1: dense, activation, LayerNorm before the output
+                                projection (BERT's MLM head); 0 (default): none */
+    int32_t reserved2;       /* must be 0 */
 } td_model_config;
 
 TD_API td_status td_model_config_init(td_model_config *cfg, size_t size);
@@ -365,6 +381,10 @@ TD_API size_t td_model_errmsg(const td_model *m, char *buf, size_t cap);
 /* The model's configuration; set cfg->struct_size first. */
 TD_API td_status td_model_get_config(const td_model *m, td_model_config *cfg);
 TD_API td_status td_model_num_params(const td_model *m, uint64_t *n_params);
+/* CRC-32 (zlib's) of the parameter buffer's bytes: equal parameters give equal
+ * checksums. Data-parallel replicas compare it to prove they stayed
+ * identical (docs/distributed.md). */
+TD_API td_status td_model_checksum(const td_model *m, uint32_t *checksum);
 
 /* logits [batch · seq_len, vocab_size] for token ids [batch · seq_len]
  * (row b·seq_len + i is position i of sequence b; the [MASK] column is
@@ -388,6 +408,25 @@ TD_API td_status td_model_save(const td_model *m, const char *path);
 TD_API td_status td_model_load(const char *path, const td_allocator *alloc, td_model **out);
 TD_API td_status td_model_load_memory(const void *data, size_t size, const td_allocator *alloc,
                                       td_model **out);
+
+/* Hugging Face masked language models (docs/hf.md). td_model_load_hf reads
+ * a directory holding config.json and model.safetensors of a
+ * BertForMaskedLM, RobertaForMaskedLM or DistilBertForMaskedLM (F32, F16 or
+ * BF16 tensors; the parameters become float32) into a new model. mask_id is
+ * the [MASK] token's id (config.json does not say it), or -1 to take it from
+ * the added tokens of the directory's tokenizer.json ("[MASK]" or "<mask>").
+ * flags must be 0. Every field and tensor is validated: TD_ERR_FORMAT,
+ * TD_ERR_CORRUPT (a non-finite value), TD_ERR_UNSUPPORTED (another
+ * architecture or option) or TD_ERR_IO, with a message; nothing is loaded
+ * on failure.
+ * td_model_save_hf writes a model of such an architecture (learned
+ * positions, post-LN, the head transform, bidirectional; which one follows
+ * from type_vocab_size and pos_offset) into `dir` (created if missing) as
+ * config.json and model.safetensors (F32), each replaced atomically;
+ * TD_ERR_UNSUPPORTED for any other model. flags must be 0. */
+TD_API td_status td_model_load_hf(const char *dir, int32_t mask_id, uint32_t flags,
+                                  const td_allocator *alloc, td_model **out);
+TD_API td_status td_model_save_hf(const td_model *m, const char *dir, uint32_t flags);
 
 /* The tokenizer travels with the model in its checkpoints. set copies its
  * description (its vocabulary size and [MASK] id must match the model's);
@@ -499,6 +538,44 @@ typedef enum td_resume_flags {
  * TD_ERR_STATE naming the first such field and both values. On any error
  * the trainer and its model are unchanged. */
 TD_API td_status td_trainer_resume(td_trainer *t, const char *path, uint32_t flags);
+
+/* The trainer's configuration as created (micro_batch resolved to the
+ * sequences per pass); set cfg->struct_size first. */
+TD_API td_status td_trainer_get_config(const td_trainer *t, td_trainer_config *cfg);
+
+/* ---------------------------------------------------------------------------
+ * Data parallelism (docs/distributed.md): n_ranks trainers — one per process
+ * or device — train copies of one model on one global batch. Every rank has
+ * the same model, schedule and configuration and passes the same global
+ * batch [batch_size · seq_len] to td_trainer_step. Each draws the times and
+ * masks of the whole batch (cheap, and so every rank's generator stays the
+ * same), runs forward and backward on its shard only — sequences
+ * [rank · batch_size / n_ranks, (rank + 1) · batch_size / n_ranks) — and then
+ * calls `reduce` once per step, after backward and before the optimizer.
+ *
+ * The reduce hook must replace each element of grads[n_grads] (the shard's
+ * gradient, in the layout of the parameters) and values[n_values] (the
+ * shard's loss and any later per-step figures) by its sum over all ranks —
+ * an all-reduce, e.g. MPI_Allreduce(MPI_IN_PLACE, ..., MPI_SUM), NCCL's
+ * ncclAllReduce or a host's own transport. Every rank calls it at the same
+ * point with the same counts. The loss weights are the global batch's, so
+ * the sums are exactly the gradient and the loss one process would compute
+ * on the whole batch (up to the rounding of the summation order): clipping
+ * uses the global norm, every rank applies the same AdamW step, and stats
+ * report the global loss. A hook that returns anything but TD_OK fails the
+ * step with that status, nothing applied. A non-finite loss on any rank
+ * still calls the hook, so every rank fails with TD_ERR_NUMERIC together.
+ *
+ * n_ranks must divide batch_size (TD_ERR_INVALID_ARG otherwise); 0 <= rank <
+ * n_ranks; reduce may be NULL only when n_ranks is 1 (the default, a plain
+ * trainer). Checkpoints do not depend on n_ranks: rank 0 saves, and any
+ * number of ranks that divides batch_size resumes. Set micro_batch to
+ * batch_size / n_ranks (or less) so that a rank's activation memory is for
+ * its shard only. */
+typedef td_status (*td_reduce_fn)(void *user, float *grads, size_t n_grads, double *values,
+                                  size_t n_values);
+TD_API td_status td_trainer_set_data_parallel(td_trainer *t, int32_t rank, int32_t n_ranks,
+                                              td_reduce_fn reduce, void *user);
 
 /* ---------------------------------------------------------------------------
  * Sampler (docs/sampling.md): a trained model as a generator. The caller

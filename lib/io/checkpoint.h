@@ -183,4 +183,10 @@ const tdi_ckpt_tensor *tdi_ckpt_tensor_find(const tdi_ckpt *c, const char *name)
 td_status tdi_ckpt_tensor_get(const tdi_ckpt *c, const char *name, tdi_dtype dtype,
                               const tdi_ckpt_tensor **out);
 
+/* Write the concatenation of parts[0..n_parts) (sizes[i] bytes each) to
+ * `path` atomically, as tdi_ckpt_write_file does: a temporary file in the
+ * same directory, fsync, rename; on failure `path` is untouched. */
+td_status tdi_write_atomic(const td_allocator *a, const char *path, const void *const *parts,
+                           const size_t *sizes, size_t n_parts);
+
 #endif

@@ -617,20 +617,20 @@ static uint64_t mix64(uint64_t z)
 /* Create "<dir>/.<base>.tmp-<hex>" exclusively. The suffix only needs to be
  * unlikely to collide; O_EXCL makes a collision a retry, not a clobber. The
  * base is cut to 200 bytes so that the name stays within NAME_MAX (255). */
-static td_status create_temp(tdi_ckpt_writer *w, const char *path, char **tmp_out,
-                             int *fd_out)
+static td_status create_temp(const td_allocator *a, const void *salt, const char *path,
+                             char **tmp_out, int *fd_out)
 {
     char eb[128];
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     const char *base = path + dir_len;
     size_t n = strlen(path) + 1 + 5 + 16 + 1; /* '.', ".tmp-", hex, NUL */
-    char *tmp = tdi_malloc(&w->alloc, n);
+    char *tmp = tdi_malloc(a, n);
     if (!tmp) return tdi_nomem(__func__, n);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^
-                    ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)w;
+                    ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)salt;
     for (int attempt = 0; attempt < 32; attempt++) {
         uint64_t r = mix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t)(attempt + 1));
         snprintf(tmp, n, "%.*s.%.200s.tmp-%016llx", (int)dir_len, path, base,
@@ -645,11 +645,11 @@ static td_status create_temp(tdi_ckpt_writer *w, const char *path, char **tmp_ou
             td_status st = tdi_fail(TD_ERR_IO, "checkpoint '%s': cannot create temporary file "
                                     "'%s': %s", path, tmp,
                                     tdi_errno_text(errno, eb, sizeof eb));
-            tdi_free(&w->alloc, tmp);
+            tdi_free(a, tmp);
             return st;
         }
     }
-    tdi_free(&w->alloc, tmp);
+    tdi_free(a, tmp);
     return tdi_fail(TD_ERR_IO, "checkpoint '%s': no free temporary file name", path);
 }
 
@@ -684,7 +684,7 @@ td_status tdi_ckpt_write_file(tdi_ckpt_writer *w, const char *path)
     if (!staging) return tdi_nomem(__func__, 4 * (size_t)TDI_CKPT_CHUNK);
     char *tmp = NULL;
     int fd = -1;
-    td_status st = create_temp(w, path, &tmp, &fd);
+    td_status st = create_temp(&w->alloc, w, path, &tmp, &fd);
     if (st != TD_OK) {
         tdi_free(&w->alloc, staging);
         return st;
@@ -707,5 +707,33 @@ td_status tdi_ckpt_write_file(tdi_ckpt_writer *w, const char *path)
         sync_parent(path, tmp);
     tdi_free(&w->alloc, tmp);
     tdi_free(&w->alloc, staging);
+    return st;
+}
+
+td_status tdi_write_atomic(const td_allocator *a, const char *path, const void *const *parts,
+                           const size_t *sizes, size_t n_parts)
+{
+    char eb[128];
+    char *tmp = NULL;
+    int fd = -1;
+    TDI_TRY(create_temp(a, parts, path, &tmp, &fd));
+    td_status st = TD_OK;
+    uint64_t pos = 0;
+    for (size_t i = 0; st == TD_OK && i < n_parts; i++) {
+        st = write_all(fd, path, parts[i], sizes[i], pos, 0);
+        pos += sizes[i];
+    }
+    if (st == TD_OK && fsync(fd) != 0)
+        st = tdi_fail(TD_ERR_IO, "'%s': fsync: %s", path, tdi_errno_text(errno, eb, sizeof eb));
+    if (close(fd) != 0 && st == TD_OK)
+        st = tdi_fail(TD_ERR_IO, "'%s': close: %s", path, tdi_errno_text(errno, eb, sizeof eb));
+    if (st == TD_OK && rename(tmp, path) != 0)
+        st = tdi_fail(TD_ERR_IO, "'%s': rename from '%s': %s", path, tmp,
+                      tdi_errno_text(errno, eb, sizeof eb));
+    if (st != TD_OK)
+        (void)unlink(tmp);
+    else
+        sync_parent(path, tmp);
+    tdi_free(a, tmp);
     return st;
 }

@@ -13,7 +13,7 @@
 
 typedef struct emb_job {
     float *out, *dtok, *dpos;
-    const float *tok, *pos, *dout;
+    const float *tok, *type, *pos, *dout;
     const int32_t *ids;
     int B, T, d;
 } emb_job;
@@ -26,21 +26,27 @@ static void lookup_rows(void *ctx, long begin, long end, int tid)
     for (long r = begin; r < end; r++) {
         float *o = a->out + (size_t)r * d;
         const float *e = a->tok + (size_t)a->ids[r] * d;
+        if (a->type) {
+            const float *t = a->type;
+            TDI_SIMD()
+            for (int j = 0; j < d; j++) o[j] = e[j] + t[j];
+            e = o;
+        }
         if (a->pos) {
             const float *p = a->pos + (size_t)(r % a->T) * d;
             TDI_SIMD()
             for (int j = 0; j < d; j++) o[j] = e[j] + p[j];
-        } else {
+        } else if (e != o) {
             for (int j = 0; j < d; j++) o[j] = e[j];
         }
     }
 }
 
 /* out [B·T, d]; ids [B·T]; tok [V, d]; pos [T_max, d] or NULL */
-void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
-                           int B, int T, int d, tdi_pool *pool)
+void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *type,
+                           const float *pos, int B, int T, int d, tdi_pool *pool)
 {
-    emb_job a = { out, NULL, NULL, tok, pos, NULL, ids, B, T, d };
+    emb_job a = { out, NULL, NULL, tok, type, pos, NULL, ids, B, T, d };
     tdi_pool_for(pool, (long)B * T, lookup_rows, &a);
 }
 
@@ -79,6 +85,6 @@ static void scatter_blocks(void *ctx, long begin, long end, int tid)
 void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
                             int B, int T, int d, tdi_pool *pool)
 {
-    emb_job a = { NULL, dtok, dpos, NULL, NULL, dout, ids, B, T, d };
+    emb_job a = { NULL, dtok, dpos, NULL, NULL, NULL, dout, ids, B, T, d };
     tdi_pool_for(pool, (d + COL_BLOCK - 1) / COL_BLOCK, scatter_blocks, &a);
 }

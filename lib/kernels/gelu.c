@@ -1,6 +1,8 @@
-/* GELU, tanh approximation (GPT-2, BERT's "gelu_new"). */
+/* GELU: the tanh approximation (GPT-2, Hugging Face's "gelu_new") and the
+ * exact erf form (BERT's "gelu"). */
 #include "kernels/kernels.h"
 
+#include <math.h>
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
@@ -21,6 +23,9 @@ typedef struct gelu_job {
     const float *x, *dy;
     size_t n;
 } gelu_job;
+
+#define SQRT1_2 0.7071067811865476f    /* 1/√2 */
+#define INV_SQRT_2PI 0.3989422804014327f /* 1/√(2π) */
 
 /* The chunks' element range [i0, i1). */
 static void chunk_range(const gelu_job *g, long c, size_t *i0, size_t *i1)
@@ -68,16 +73,50 @@ TDI_TARGET_CLONES static void gelu_backward(void *ctx, long begin, long end, int
     }
 }
 
-static long n_chunks(size_t n) { return (long)((n + CHUNK - 1) / CHUNK); }
-
-void tdi_gelu_forward(float *y, const float *x, size_t n, tdi_pool *pool)
+/* The erf form with libm's erff and expf (not vectorised: the models that
+ * use it are imported ones, where matching the original matters more). */
+static void gelu_erf_forward(void *ctx, long begin, long end, int tid)
 {
-    gelu_job g = { y, x, NULL, n };
-    tdi_pool_for(pool, n_chunks(n), gelu_forward, &g);
+    const gelu_job *g = ctx;
+    (void)tid;
+    for (long c = begin; c < end; c++) {
+        size_t i0, i1;
+        chunk_range(g, c, &i0, &i1);
+        for (size_t i = i0; i < i1; i++) {
+            float v = g->x[i];
+            g->out[i] = 0.5f * v * (1.0f + erff(v * SQRT1_2));
+        }
+    }
 }
 
-void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, tdi_pool *pool)
+/* gelu'(x) = ½(1 + erf(x/√2)) + x·φ(x), φ the standard normal density */
+static void gelu_erf_backward(void *ctx, long begin, long end, int tid)
+{
+    const gelu_job *g = ctx;
+    (void)tid;
+    for (long c = begin; c < end; c++) {
+        size_t i0, i1;
+        chunk_range(g, c, &i0, &i1);
+        for (size_t i = i0; i < i1; i++) {
+            float v = g->x[i];
+            float dg = 0.5f * (1.0f + erff(v * SQRT1_2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v);
+            g->out[i] = g->dy[i] * dg;
+        }
+    }
+}
+
+static long n_chunks(size_t n) { return (long)((n + CHUNK - 1) / CHUNK); }
+
+void tdi_gelu_forward(float *y, const float *x, size_t n, int kind, tdi_pool *pool)
+{
+    gelu_job g = { y, x, NULL, n };
+    tdi_pool_for(pool, n_chunks(n), kind == TDI_GELU_ERF ? gelu_erf_forward : gelu_forward, &g);
+}
+
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int kind,
+                       tdi_pool *pool)
 {
     gelu_job g = { dx, x, dy, n };
-    tdi_pool_for(pool, n_chunks(n), gelu_backward, &g);
+    tdi_pool_for(pool, n_chunks(n), kind == TDI_GELU_ERF ? gelu_erf_backward : gelu_backward,
+                 &g);
 }

@@ -55,13 +55,15 @@ void tdi_linear_backward(float *dx, float *dw, float *db, const float *dy, const
 /* acc [cols] += Σ_rows x [n, cols], rows summed in order. */
 void tdi_colsum_accumulate(float *acc, const float *x, int n, int cols, tdi_pool *pool);
 
-/* ---- layernorm: y = (x − mean)·rstd·w + b, biased variance, eps 1e-5 ----- */
+/* ---- layernorm: y = (x − mean)·rstd·w + b, biased variance --------------- */
 
+/* rstd = 1/sqrt(var + eps); the library's own models use eps = 1e-5. */
 #define TDI_LN_EPS 1e-5f
 
 /* y, x [n, d]; mean, rstd [n] saved for the backward pass. y may equal x. */
 void tdi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                           const float *w, const float *b, int n, int d, tdi_pool *pool);
+                           const float *w, const float *b, int n, int d, float eps,
+                           tdi_pool *pool);
 
 /* dx [n, d] from dy [n, d] (added to dx when accumulate); dw, db [d] +=.
  * dx may equal dy. */
@@ -69,12 +71,17 @@ void tdi_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *mean, const float *rstd,
                             const float *w, int n, int d, int accumulate, tdi_pool *pool);
 
-/* ---- GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) -------- */
+/* ---- GELU ----------------------------------------------------------------
+ * TDI_GELU_TANH: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))  (GPT-2, "gelu_new")
+ * TDI_GELU_ERF:  0.5·x·(1 + erf(x/√2))                       (BERT, "gelu") */
+
+enum { TDI_GELU_TANH = 0, TDI_GELU_ERF = 1 };
 
 /* y, x [n] (any shape, elementwise). y may equal x. */
-void tdi_gelu_forward(float *y, const float *x, size_t n, tdi_pool *pool);
+void tdi_gelu_forward(float *y, const float *x, size_t n, int kind, tdi_pool *pool);
 /* dx [n] = dy · gelu'(x). dx may equal dy. */
-void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, tdi_pool *pool);
+void tdi_gelu_backward(float *dx, const float *dy, const float *x, size_t n, int kind,
+                       tdi_pool *pool);
 
 /* ---- rotary position embedding ("rotate half", GPT-NeoX / LLaMA) -------- */
 
@@ -141,10 +148,11 @@ void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,
 
 /* ---- token (+ learned position) embedding ------------------------------- */
 
-/* out [B·T, d] = tok [., d][ids] + pos [T_max, d][t]   (pos may be NULL).
+/* out [B·T, d] = tok [., d][ids] (+ type [d]) (+ pos [T_max, d][t]);
+ * type and pos may be NULL, and are added in that order (BERT's).
  * ids must be valid rows of tok. */
-void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *pos,
-                           int B, int T, int d, tdi_pool *pool);
+void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *type,
+                           const float *pos, int B, int T, int d, tdi_pool *pool);
 /* dtok[ids[r]] += dout[r], dpos[t] += Σ_b dout[b·T + t]  (dpos may be NULL). */
 void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
                             int B, int T, int d, tdi_pool *pool);

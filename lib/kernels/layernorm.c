@@ -1,4 +1,4 @@
-/* LayerNorm over the last dimension with biased variance (eps 1e-5), saving
+/* LayerNorm over the last dimension with biased variance (eps given), saving
  * mean and 1/std per row for the backward pass. The input, not the output,
  * is kept for backward: recovering x̂ from y would divide by w. */
 #include "kernels/kernels.h"
@@ -14,6 +14,7 @@ typedef struct ln_fwd {
     float *y, *mean, *rstd;
     const float *x, *w, *b;
     int d;
+    float eps;
 } ln_fwd;
 
 static void forward_rows(void *ctx, long begin, long end, int tid)
@@ -36,7 +37,7 @@ static void forward_rows(void *ctx, long begin, long end, int tid)
             float c = xr[j] - m;
             v += c * c;
         }
-        float r = 1.0f / sqrtf(v / (float)d + TDI_LN_EPS);
+        float r = 1.0f / sqrtf(v / (float)d + a->eps);
         TDI_SIMD()
         for (int j = 0; j < d; j++) yr[j] = (xr[j] - m) * r * w[j] + b[j];
         a->mean[i] = m;
@@ -46,9 +47,10 @@ static void forward_rows(void *ctx, long begin, long end, int tid)
 
 /* y, x [n, d]; w, b [d]; mean, rstd [n] */
 void tdi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                           const float *w, const float *b, int n, int d, tdi_pool *pool)
+                           const float *w, const float *b, int n, int d, float eps,
+                           tdi_pool *pool)
 {
-    ln_fwd a = { y, mean, rstd, x, w, b, d };
+    ln_fwd a = { y, mean, rstd, x, w, b, d, eps };
     tdi_pool_for(pool, n, forward_rows, &a);
 }
 

@@ -27,11 +27,12 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
     const tdi_layer_offsets *o = &m->layers[l];
     tdi_layer_acts *a = tdi_ws_layer(ws, l);
     tdi_profile *pr = ws->prof;
-    int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff;
+    int N = B * T, d = m->cfg.d_model, ff = m->cfg.d_ff, act = m->cfg.activation;
+    float eps = m->cfg.layer_norm_eps;
 
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b,
-                              N, d, pool);
+                              N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->qkv, a->ln1, p + o->qkv_w, p + o->qkv_b, NULL, N,
                                          d, 3 * d, pool));
@@ -41,11 +42,11 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
                       tdi_linear_forward(a->res1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
                                          d, d, pool));
         tdi_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p + o->ln2_w,
-                              p + o->ln2_b, N, d, pool);
+                              p + o->ln2_b, N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->fch, a->ln2, p + o->fc_w, p + o->fc_b, NULL, N, d,
                                          ff, pool));
-        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, pool);
+        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, act, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(y, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N,
                                          ff, d, pool));
@@ -59,16 +60,16 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
                       tdi_linear_forward(a->ln1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
                                          d, d, pool));
         tdi_layernorm_forward(a->res1, a->ln1_mean, a->ln1_rstd, a->ln1, p + o->ln1_w,
-                              p + o->ln1_b, N, d, pool);
+                              p + o->ln1_b, N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->fch, a->res1, p + o->fc_w, p + o->fc_b, NULL, N,
                                          d, ff, pool));
-        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, pool);
+        tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, act, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
                       tdi_linear_forward(a->ln2, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1,
                                          N, ff, d, pool));
         tdi_layernorm_forward(y, a->ln2_mean, a->ln2_rstd, a->ln2, p + o->ln2_w, p + o->ln2_b,
-                              N, d, pool);
+                              N, d, eps, pool);
     }
 }
 
@@ -86,6 +87,7 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
                   (long)T, (long)ws->t_max);
     const tdi_model_config *c = &m->cfg;
     int N = B * T, d = c->d_model;
+    float eps = c->layer_norm_eps;
     for (int r = 0; r < N; r++)
         TDI_CHECK_ARG(ids[r] >= 0 && ids[r] < c->vocab_size,
                       "%s: ids[%d] = %ld is outside 0..%ld", __func__, r, (long)ids[r],
@@ -100,21 +102,23 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
         ws->key_mask = ws->mask_copy;
     }
     const float *p = m->params;
-    const float *pos = c->pos_encoding == TDI_POS_LEARNED ? p + m->pos_emb : NULL;
+    size_t pos0 = tdi_model_pos0(m);
+    const float *pos = pos0 != TDI_NO_TENSOR ? p + pos0 : NULL;
+    const float *type = c->type_vocab_size > 0 ? p + m->type_emb : NULL;
     float *x = tdi_ws_res(ws, 0);
     if (c->norm_placement == TDI_NORM_PRE) {
-        tdi_embedding_forward(x, ids, p + m->tok_emb, pos, B, T, d, pool);
+        tdi_embedding_forward(x, ids, p + m->tok_emb, type, pos, B, T, d, pool);
     } else { /* BERT normalises the embeddings, here with lnf */
-        tdi_embedding_forward(ws->emb, ids, p + m->tok_emb, pos, B, T, d, pool);
+        tdi_embedding_forward(ws->emb, ids, p + m->tok_emb, type, pos, B, T, d, pool);
         tdi_layernorm_forward(x, ws->lnf_mean, ws->lnf_rstd, ws->emb, p + m->lnf_w,
-                              p + m->lnf_b, N, d, pool);
+                              p + m->lnf_b, N, d, eps, pool);
     }
     for (int32_t l = 0; l < c->n_layers; l++)
         block_forward(m, ws, l, tdi_ws_res(ws, l), tdi_ws_res(ws, l + 1), key_mask, B, T,
                       pool);
     if (c->norm_placement == TDI_NORM_PRE)
         tdi_layernorm_forward(ws->hf, ws->lnf_mean, ws->lnf_rstd, tdi_ws_res(ws, c->n_layers),
-                              p + m->lnf_w, p + m->lnf_b, N, d, pool);
+                              p + m->lnf_w, p + m->lnf_b, N, d, eps, pool);
     ws->B = B;
     ws->T = T;
     return TD_OK;
@@ -146,13 +150,31 @@ void tdi_model_gather_rows(const tdi_model *m, tdi_workspace *ws, const int32_t 
     tdi_pool_for(pool, n_rows, gather, &g);
 }
 
+/* head_transform: head_out = LN(GELU(hsel·head.wᵀ + head.b)) for n rows. */
+static const float *head_forward(const tdi_model *m, tdi_workspace *ws, int32_t n,
+                                 tdi_pool *pool)
+{
+    const float *p = m->params;
+    int d = m->cfg.d_model;
+    if (!m->cfg.head_transform) return ws->hsel;
+    TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
+                  tdi_linear_forward(ws->head_pre, ws->hsel, p + m->head_w, p + m->head_b, NULL,
+                                     n, d, d, pool));
+    tdi_gelu_forward(ws->head_act, ws->head_pre, (size_t)n * d, m->cfg.activation, pool);
+    tdi_layernorm_forward(ws->head_out, ws->head_mean, ws->head_rstd, ws->head_act,
+                          p + m->head_ln_w, p + m->head_ln_b, n, d, m->cfg.layer_norm_eps,
+                          pool);
+    return ws->head_out;
+}
+
 void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,
                       int32_t n_rows, float *logits, tdi_pool *pool)
 {
     int V = m->cfg.vocab_size, d = m->cfg.d_model;
     tdi_model_gather_rows(m, ws, rows, n_rows, pool);
+    const float *h = head_forward(m, ws, n_rows, pool);
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
-                  tdi_linear_forward(logits, ws->hsel, m->params + m->out_w,
+                  tdi_linear_forward(logits, h, m->params + m->out_w,
                                      m->params + m->out_b, NULL, n_rows, d, V, pool));
     for (int i = 0; i < n_rows; i++) logits[(size_t)i * V + m->cfg.mask_id] = -INFINITY;
 }

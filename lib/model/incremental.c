@@ -152,29 +152,30 @@ static void block_step(const tdi_model *m, tdi_kv_cache *c, int32_t l, int B, in
 {
     const float *p = m->params;
     const tdi_layer_offsets *o = &m->layers[l];
-    const int d = m->cfg.d_model, ff = m->cfg.d_ff;
+    const int d = m->cfg.d_model, ff = m->cfg.d_ff, act = m->cfg.activation;
+    const float eps = m->cfg.layer_norm_eps;
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(c->ln, c->mean, c->rstd, c->x, p + o->ln1_w, p + o->ln1_b, B, d,
-                              pool);
+                              eps, pool);
         tdi_linear_forward(c->qkv, c->ln, p + o->qkv_w, p + o->qkv_b, NULL, B, d, 3 * d, pool);
         attention_step(m, c, l, B, pos, pool);
         tdi_linear_forward(c->res1, c->att, p + o->proj_w, p + o->proj_b, c->x, B, d, d, pool);
         tdi_layernorm_forward(c->ln, c->mean, c->rstd, c->res1, p + o->ln2_w, p + o->ln2_b, B,
-                              d, pool);
+                              d, eps, pool);
         tdi_linear_forward(c->fch, c->ln, p + o->fc_w, p + o->fc_b, NULL, B, d, ff, pool);
-        tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, pool);
+        tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, act, pool);
         tdi_linear_forward(c->x, c->fch, p + o->fc2_w, p + o->fc2_b, c->res1, B, ff, d, pool);
     } else {
         tdi_linear_forward(c->qkv, c->x, p + o->qkv_w, p + o->qkv_b, NULL, B, d, 3 * d, pool);
         attention_step(m, c, l, B, pos, pool);
         tdi_linear_forward(c->tmp, c->att, p + o->proj_w, p + o->proj_b, c->x, B, d, d, pool);
         tdi_layernorm_forward(c->res1, c->mean, c->rstd, c->tmp, p + o->ln1_w, p + o->ln1_b, B,
-                              d, pool);
+                              d, eps, pool);
         tdi_linear_forward(c->fch, c->res1, p + o->fc_w, p + o->fc_b, NULL, B, d, ff, pool);
-        tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, pool);
+        tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, act, pool);
         tdi_linear_forward(c->tmp, c->fch, p + o->fc2_w, p + o->fc2_b, c->res1, B, ff, d, pool);
         tdi_layernorm_forward(c->x, c->mean, c->rstd, c->tmp, p + o->ln2_w, p + o->ln2_b, B, d,
-                              pool);
+                              eps, pool);
     }
 }
 
@@ -184,22 +185,24 @@ void tdi_model_step(const tdi_model *m, tdi_kv_cache *c, const int32_t *ids, int
     assert(m->cfg.causal && B >= 1 && B <= c->b_max && pos >= 0 && pos < c->t_max);
     const tdi_model_config *mc = &m->cfg;
     const int d = mc->d_model, V = mc->vocab_size;
+    const float eps = mc->layer_norm_eps;
     const float *p = m->params;
     /* One position: the position table from row pos, as "position 0" of T = 1. */
-    const float *pe = mc->pos_encoding == TDI_POS_LEARNED ? p + m->pos_emb + (size_t)pos * d
-                                                          : NULL;
+    size_t pos0 = tdi_model_pos0(m);
+    const float *pe = pos0 != TDI_NO_TENSOR ? p + pos0 + (size_t)pos * d : NULL;
+    const float *type = mc->type_vocab_size > 0 ? p + m->type_emb : NULL;
     if (mc->norm_placement == TDI_NORM_PRE) {
-        tdi_embedding_forward(c->x, ids, p + m->tok_emb, pe, B, 1, d, pool);
+        tdi_embedding_forward(c->x, ids, p + m->tok_emb, type, pe, B, 1, d, pool);
     } else {
-        tdi_embedding_forward(c->tmp, ids, p + m->tok_emb, pe, B, 1, d, pool);
+        tdi_embedding_forward(c->tmp, ids, p + m->tok_emb, type, pe, B, 1, d, pool);
         tdi_layernorm_forward(c->x, c->mean, c->rstd, c->tmp, p + m->lnf_w, p + m->lnf_b, B, d,
-                              pool);
+                              eps, pool);
     }
     for (int32_t l = 0; l < mc->n_layers; l++) block_step(m, c, l, B, pos, pool);
     const float *h = c->x;
     if (mc->norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(c->ln, c->mean, c->rstd, c->x, p + m->lnf_w, p + m->lnf_b, B, d,
-                              pool);
+                              eps, pool);
         h = c->ln;
     }
     tdi_linear_forward(logits, h, p + m->out_w, p + m->out_b, NULL, B, d, V, pool);

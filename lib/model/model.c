@@ -1,11 +1,13 @@
 /* Configuration, parameter buffer, tensor directory and initialisation. */
 #include "model/model.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/mmap.h"
@@ -25,6 +27,11 @@ tdi_model_config tdi_model_config_default(void)
     c.norm_placement = TDI_NORM_PRE;
     c.tie_embeddings = 1;
     c.causal = 0;
+    c.activation = TDI_GELU_TANH;
+    c.type_vocab_size = 0;
+    c.pos_offset = 0;
+    c.head_transform = 0;
+    c.layer_norm_eps = TDI_LN_EPS;
     return c;
 }
 
@@ -34,7 +41,10 @@ static uint64_t count_params(const tdi_model_config *c)
     uint64_t V = (uint64_t)c->vocab_size, d = (uint64_t)c->d_model, f = (uint64_t)c->d_ff;
     uint64_t layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (f * d + f) + (d * f + d);
     uint64_t n = V * d + (uint64_t)c->n_layers * layer + 2 * d + V;
-    if (c->pos_encoding == TDI_POS_LEARNED) n += (uint64_t)c->max_seq_len * d;
+    if (c->pos_encoding == TDI_POS_LEARNED)
+        n += ((uint64_t)c->max_seq_len + (uint64_t)c->pos_offset) * d;
+    n += (uint64_t)c->type_vocab_size * d;
+    if (c->head_transform) n += d * d + 3 * d;
     if (!c->tie_embeddings) n += V * d;
     return n;
 }
@@ -56,12 +66,16 @@ const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS] = {
     FIELD(norm_placement, TDI_NORM_PRE, TDI_NORM_POST),
     FIELD(tie_embeddings, 0, 1),
     FIELD_(causal, 0, 1, 1),
+    FIELD_(activation, TDI_GELU_TANH, TDI_GELU_ERF, 1),
+    FIELD_(type_vocab_size, 0, TDI_MAX_TYPE_VOCAB, 1),
+    FIELD_(pos_offset, 0, TDI_MAX_SEQ_LEN, 1),
+    FIELD_(head_transform, 0, 1, 1),
 };
 #undef FIELD
 #undef FIELD_
 
-_Static_assert(sizeof(tdi_model_config) == TDI_MODEL_N_FIELDS * sizeof(int32_t),
-               "every configuration field is in tdi_model_fields");
+_Static_assert(sizeof(tdi_model_config) == TDI_MODEL_N_FIELDS * sizeof(int32_t) + sizeof(float),
+               "every integer configuration field is in tdi_model_fields");
 
 void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub)
 {
@@ -70,6 +84,7 @@ void tdi_model_config_to_public(const tdi_model_config *c, td_model_config *pub)
         int32_t v = tdi_model_field_get(c, f);
         memcpy((char *)pub + f->public_offset, &v, sizeof v);
     }
+    pub->layer_norm_eps = c->layer_norm_eps;
 }
 
 void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *c)
@@ -79,6 +94,7 @@ void tdi_model_config_from_public(const td_model_config *pub, tdi_model_config *
         memcpy(tdi_model_field_ptr(c, f), (const char *)pub + f->public_offset,
                sizeof(int32_t));
     }
+    c->layer_norm_eps = pub->layer_norm_eps;
 }
 
 td_status tdi_model_config_validate(const tdi_model_config *c)
@@ -90,6 +106,15 @@ td_status tdi_model_config_validate(const tdi_model_config *c)
         TDI_CHECK_ARG(v >= f->min && v <= f->max, "model config: %s = %ld is outside %ld..%ld",
                       f->name, (long)v, (long)f->min, (long)f->max);
     }
+    TDI_CHECK_ARG(isfinite(c->layer_norm_eps) && c->layer_norm_eps >= FLT_MIN &&
+                      c->layer_norm_eps <= 1.0f,
+                  "model config: layer_norm_eps = %g is outside [FLT_MIN, 1]",
+                  (double)c->layer_norm_eps);
+    TDI_CHECK_ARG(c->pos_offset == 0 || c->pos_encoding == TDI_POS_LEARNED,
+                  "model config: pos_offset = %ld needs learned positions",
+                  (long)c->pos_offset);
+    TDI_CHECK_ARG(!c->head_transform || !c->causal,
+                  "model config: head_transform is for bidirectional models (causal = 0)");
     TDI_CHECK_ARG(c->mask_id < c->vocab_size,
                   "model config: mask_id = %ld must be in 0..vocab_size-1 (vocab_size = %ld)",
                   (long)c->mask_id, (long)c->vocab_size);
@@ -101,7 +126,7 @@ td_status tdi_model_config_validate(const tdi_model_config *c)
                   (long)(c->d_model / c->n_heads));
     /* The buffer, gaps between tensors included, stays below 2^31 floats. */
     uint64_t n = count_params(c);
-    uint64_t tensors = 4 + 12 * (uint64_t)c->n_layers + 1;
+    uint64_t tensors = 4 + 12 * (uint64_t)c->n_layers + 1 + 1 + 4;
     TDI_CHECK_ARG(n + (TDI_PARAM_ALIGN - 1) * tensors <= TDI_MAX_PARAMS,
                   "model config: %llu parameters, the limit is 2^31 - 1 with the padding "
                   "between tensors", (unsigned long long)n);
@@ -146,7 +171,12 @@ static void build_directory(tdi_model *m)
     m->tok_emb = add_tensor(m, &off, &n, "tok_emb", TDI_TENSOR_EMBEDDING, V, d);
     m->pos_emb = TDI_NO_TENSOR;
     if (c->pos_encoding == TDI_POS_LEARNED)
-        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", TDI_TENSOR_EMBEDDING, c->max_seq_len, d);
+        m->pos_emb = add_tensor(m, &off, &n, "pos_emb", TDI_TENSOR_EMBEDDING,
+                                c->pos_offset + c->max_seq_len, d);
+    m->type_emb = TDI_NO_TENSOR;
+    if (c->type_vocab_size > 0)
+        m->type_emb = add_tensor(m, &off, &n, "type_emb", TDI_TENSOR_EMBEDDING,
+                                 c->type_vocab_size, d);
     for (int32_t l = 0; l < c->n_layers; l++) {
         tdi_layer_offsets lo;
 #define LAYER_TENSOR(field, suffix, kind, rows, cols)               \
@@ -169,6 +199,13 @@ static void build_directory(tdi_model *m)
     }
     m->lnf_w = add_tensor(m, &off, &n, "lnf.w", TDI_TENSOR_NORM, 1, d);
     m->lnf_b = add_tensor(m, &off, &n, "lnf.b", TDI_TENSOR_NORM, 1, d);
+    m->head_w = m->head_b = m->head_ln_w = m->head_ln_b = TDI_NO_TENSOR;
+    if (c->head_transform) {
+        m->head_w = add_tensor(m, &off, &n, "head.w", TDI_TENSOR_MATRIX, d, d);
+        m->head_b = add_tensor(m, &off, &n, "head.b", TDI_TENSOR_BIAS, 1, d);
+        m->head_ln_w = add_tensor(m, &off, &n, "head_ln.w", TDI_TENSOR_NORM, 1, d);
+        m->head_ln_b = add_tensor(m, &off, &n, "head_ln.b", TDI_TENSOR_NORM, 1, d);
+    }
     m->out_w = m->tok_emb;
     if (!c->tie_embeddings) m->out_w = add_tensor(m, &off, &n, "out.w", TDI_TENSOR_MATRIX, V, d);
     m->out_b = add_tensor(m, &off, &n, "out.b", TDI_TENSOR_BIAS, 1, V);

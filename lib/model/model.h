@@ -32,6 +32,7 @@ enum { TDI_NORM_PRE = 0, TDI_NORM_POST = 1 };
 #define TDI_MAX_LAYERS     1024
 #define TDI_MAX_D_FF       65536
 #define TDI_MAX_PARAMS     2147483647 /* the total must stay below 2^31 */
+#define TDI_MAX_TYPE_VOCAB 1024
 
 typedef struct tdi_model_config {
     int32_t vocab_size, mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff;
@@ -39,10 +40,16 @@ typedef struct tdi_model_config {
     int32_t norm_placement; /* TDI_NORM_PRE or TDI_NORM_POST */
     int32_t tie_embeddings; /* 0 or 1 */
     int32_t causal;         /* 0 or 1: attention sees no later position */
+    int32_t activation;     /* TDI_GELU_TANH or TDI_GELU_ERF (kernels.h) */
+    int32_t type_vocab_size; /* 0, or rows of type_emb (row 0 added to every position) */
+    int32_t pos_offset;     /* learned positions: position t reads row t + pos_offset */
+    int32_t head_transform; /* 0 or 1: dense, GELU, LayerNorm before the output projection */
+    float layer_norm_eps;   /* every LayerNorm's eps; not in tdi_model_fields */
 } tdi_model_config;
 
-/* The configuration's fields, in one table that every copy, checkpoint key
- * and range check goes through: the name, its checkpoint key
+/* The configuration's integer fields, in one table that every copy,
+ * checkpoint key and range check goes through (layer_norm_eps, the one float,
+ * is handled beside it): the name, its checkpoint key
  * ("model.<name>"), where it lives in tdi_model_config and in the public
  * td_model_config (both int32_t), and the range it must lie in on its own.
  * The rules between fields are in tdi_model_config_validate. */
@@ -55,7 +62,7 @@ typedef struct tdi_model_field {
     int optional; /* added after 1.0: a checkpoint without the key means 0 */
 } tdi_model_field;
 
-#define TDI_MODEL_N_FIELDS 11
+#define TDI_MODEL_N_FIELDS 15
 extern const tdi_model_field tdi_model_fields[TDI_MODEL_N_FIELDS];
 
 static inline int32_t *tdi_model_field_ptr(tdi_model_config *c, const tdi_model_field *f)
@@ -101,6 +108,9 @@ typedef struct tdi_tensor {
     tdi_tensor_kind kind;
 } tdi_tensor;
 
+/* The checkpoint key of layer_norm_eps (f64; absent: TDI_LN_EPS). */
+#define TDI_MODEL_EPS_KEY "model.layer_norm_eps"
+
 /* Offsets (in floats) of one block's tensors, for params and grads alike. */
 typedef struct tdi_layer_offsets {
     size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;
@@ -126,7 +136,9 @@ typedef struct tdi_model {
     tdi_layer_offsets *layers; /* [n_layers] */
     size_t tok_emb;
     size_t pos_emb; /* TDI_NO_TENSOR unless learned positions */
+    size_t type_emb; /* TDI_NO_TENSOR unless type_vocab_size > 0 */
     size_t lnf_w, lnf_b;
+    size_t head_w, head_b, head_ln_w, head_ln_b; /* TDI_NO_TENSOR unless head_transform */
     size_t out_w; /* == tok_emb when tied */
     size_t out_b;
 } tdi_model;
@@ -160,6 +172,14 @@ td_status tdi_model_make_private(tdi_model *m);
  * drawn from xoshiro256** seeded with `seed`, tensor by tensor in buffer
  * order, element by element. */
 void tdi_model_init(tdi_model *m, uint64_t seed);
+
+/* Where, in the parameters or their gradients, the row of position 0 lies
+ * (pos_emb's row pos_offset); TDI_NO_TENSOR without learned positions. */
+static inline size_t tdi_model_pos0(const tdi_model *m)
+{
+    if (m->cfg.pos_encoding != TDI_POS_LEARNED) return TDI_NO_TENSOR;
+    return m->pos_emb + (size_t)m->cfg.pos_offset * (size_t)m->cfg.d_model;
+}
 
 /* The tensor with this exact name ("tok_emb", "3.qkv.w"), or NULL. */
 const tdi_tensor *tdi_model_find(const tdi_model *m, const char *name);

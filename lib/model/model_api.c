@@ -3,6 +3,7 @@
 #include "model/model_api.h"
 #include "util/alloc.h"
 #include "util/config.h"
+#include "util/crc32.h"
 #include "util/error.h"
 
 #include <string.h>
@@ -50,6 +51,7 @@ td_status td_model_create(const td_model_config *cfg, uint64_t seed, const td_al
     TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, MODEL_CONFIG_V1, __func__, "cfg"));
     TDI_CHECK_ARG(c.reserved0 == 0, "%s: cfg->reserved0 must be 0", __func__);
     TDI_CHECK_ARG(c.reserved1 == 0, "%s: cfg->reserved1 must be 0", __func__);
+    TDI_CHECK_ARG(c.reserved2 == 0, "%s: cfg->reserved2 must be 0", __func__);
     tdi_model_config ic;
     tdi_model_config_from_public(&c, &ic);
     tdi_model *inner;
@@ -84,6 +86,15 @@ td_status td_model_get_config(const td_model *m, td_model_config *cfg)
     TDI_TRY(tdi_struct_size_check(cfg->struct_size, MODEL_CONFIG_V1, __func__, "cfg"));
     td_model_config c = public_config(&m->m->cfg);
     tdi_struct_out(cfg, cfg->struct_size, &c, sizeof c);
+    return TD_OK;
+}
+
+td_status td_model_checksum(const td_model *m, uint32_t *checksum)
+{
+    TDI_ENTER(m);
+    TDI_CHECK_PTR(m);
+    TDI_CHECK_PTR(checksum);
+    *checksum = tdi_crc32(0, m->m->params, m->m->n_floats * sizeof(float));
     return TD_OK;
 }
 

@@ -4,6 +4,7 @@
  * written uncompressed, in the buffer's order and alignment, so that
  * td_model_load can map a file instead of copying it. */
 #include "io/checkpoint.h"
+#include "kernels/kernels.h"
 #include "model/model_api.h"
 #include "model/model_io.h"
 #include "text/tokenizer.h"
@@ -11,6 +12,7 @@
 #include "util/error.h"
 #include "util/mmap.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +38,7 @@ td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w, const char 
         const tdi_model_field *f = &tdi_model_fields[i];
         TDI_TRY(tdi_ckpt_put_i64(w, f->key, tdi_model_field_get(&m->cfg, f)));
     }
+    TDI_TRY(tdi_ckpt_put_f64(w, TDI_MODEL_EPS_KEY, m->cfg.layer_norm_eps));
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         uint32_t ndim;
@@ -70,6 +73,13 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
                             f->key, (long long)v, (long)f->min, (long)f->max);
         *tdi_model_field_ptr(c, f) = (int32_t)v;
     }
+    double eps = TDI_LN_EPS;
+    if (tdi_ckpt_meta_type(ck, TDI_MODEL_EPS_KEY) != 0)
+        TDI_TRY(tdi_ckpt_get_f64(ck, TDI_MODEL_EPS_KEY, &eps));
+    if (!(eps >= FLT_MIN && eps <= 1.0) || (double)(float)eps != eps)
+        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %g is not a float in "
+                        "[FLT_MIN, 1]", TDI_MODEL_EPS_KEY, eps);
+    c->layer_norm_eps = (float)eps;
     if (tdi_model_config_validate(c) != TD_OK)
         return tdi_fail_context(TD_ERR_FORMAT, "model checkpoint: invalid configuration");
     return TD_OK;

@@ -51,6 +51,14 @@ static void layout_acts(tdi_workspace *ws, tdi_carver *c)
         ws->rope_sin = carve(c, T, half);
     }
     ws->hsel = carve(c, (size_t)ws->rows_max, d);
+    ws->head_pre = ws->head_act = ws->head_out = ws->head_mean = ws->head_rstd = NULL;
+    if (cfg->head_transform) {
+        ws->head_pre = carve(c, (size_t)ws->rows_max, d);
+        ws->head_act = carve(c, (size_t)ws->rows_max, d);
+        ws->head_out = carve(c, (size_t)ws->rows_max, d);
+        ws->head_mean = carve(c, (size_t)ws->rows_max, 1);
+        ws->head_rstd = carve(c, (size_t)ws->rows_max, 1);
+    }
     ws->ln_shared = post ? NULL : carve(c, N, d);
     ws->ff_shared = carve(c, N, ff);
     /* One T×T matrix per thread for the forward, two for the backward. */
@@ -83,6 +91,7 @@ static void layout_grads(tdi_workspace *ws, tdi_carver *c)
     ws->dtmp = carve(c, N, d);
     ws->dqkv = carve(c, N, 3 * d);
     ws->dhsel = carve(c, (size_t)ws->rows_max, d);
+    ws->dhead = cfg->head_transform ? carve(c, (size_t)ws->rows_max, d) : NULL;
 }
 
 static void layout_acts_block(void *ws, tdi_carver *c) { layout_acts(ws, c); }

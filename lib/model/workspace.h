@@ -50,6 +50,9 @@ struct tdi_workspace {
     float *hf;                   /* [N, d] pre-LN: LN_f output (post-LN: last res) */
     float *rope_cos, *rope_sin;  /* [t_max, hd/2] with RoPE */
     float *hsel;                 /* [rows_max, d] final hidden state of the logit rows */
+    /* head_transform: hsel -> head_pre = dense -> head_act = GELU -> head_out = LN */
+    float *head_pre, *head_act, *head_out; /* [rows_max, d] */
+    float *head_mean, *head_rstd;          /* [rows_max] */
     float *ln_shared;            /* [N, d] pre-LN: every layer's ln1 and ln2 */
     float *ff_shared;            /* [N, d_ff] every layer's fchg, then backward's dff */
     float *attn_scratch;         /* n_threads x [t_max, t_max], x 2 with backward */
@@ -61,6 +64,7 @@ struct tdi_workspace {
     float *dtmp;                 /* [N, d] */
     float *dqkv;                 /* [N, 3d] */
     float *dhsel;                /* [rows_max, d] */
+    float *dhead;                /* [rows_max, d] head_transform: the head's gradients */
 
     tdi_profile *prof;           /* times the kernels when set; NULL: off */
     int32_t B, T;                /* of the last forward; 0 before one */

@@ -186,6 +186,7 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     t->schedule = *tdi_schedule_of(s);
     t->cfg = c;
     t->micro_batch = c.micro_batch > 0 ? c.micro_batch : c.batch_size;
+    t->n_ranks = 1;
     tdi_rng_seed(&t->rng, c.seed);
     td_status st = allocate(t);
     /* A model mapped from its file is read-only: train a private copy. */
@@ -224,12 +225,19 @@ static td_status step(td_trainer *t, const int32_t *tokens, const uint8_t *prote
                                       (size_t)T, t->times, &t->rng, &t->corr));
     }
     const int32_t n = (int32_t)t->corr.n;
+    /* This rank's shard of the batch: sequences [s0, s1), all of them
+     * without data parallelism. */
+    const int32_t shard = B / t->n_ranks, s0 = t->rank * shard, s1 = s0 + shard;
+    int32_t start = 0;
+    while (start < n && t->corr.rows[start] < s0 * T) start++;
     double loss = 0.0;
     /* Passes of micro_batch sequences. The scored rows are ascending, so a
      * pass's rows are the next run of them; the loss weights are the whole
-     * batch's, so the passes' losses and gradients add up to the batch's. */
-    for (int32_t b0 = 0, first = 0; b0 < B && first < n; b0 += t->micro_batch) {
-        int32_t nb = B - b0 < t->micro_batch ? B - b0 : t->micro_batch, base = b0 * T;
+     * batch's, so the passes' (and the shards') losses and gradients add up
+     * to the batch's. A non-finite loss ends the passes; with a reduce hook
+     * the other ranks still get their reduction and see it in the sum. */
+    for (int32_t b0 = s0, first = start; b0 < s1 && first < n; b0 += t->micro_batch) {
+        int32_t nb = s1 - b0 < t->micro_batch ? s1 - b0 : t->micro_batch, base = b0 * T;
         int32_t k = 0;
         while (first + k < n && t->corr.rows[first + k] < base + nb * T) k++;
         if (k == 0) continue; /* nothing masked in these sequences */
@@ -244,11 +252,10 @@ static td_status step(td_trainer *t, const int32_t *tokens, const uint8_t *prote
         double pass_loss = tdi_crossentropy_forward_backward(
             t->logits, t->row_loss + first, t->logits, t->corr.targets + first,
             t->corr.weights + first, k, V, pool);
-        if (!isfinite(pass_loss))
-            return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied",
-                            func, pass_loss, (long long)tdi_adamw_steps(t->opt) + 1);
         loss += pass_loss;
         tdi_prof_phase_end(prof, mark);
+        mark = 0;
+        if (!isfinite(pass_loss)) break;
         mark = tdi_prof_phase_begin(prof, TDI_PROF_BACKWARD);
         tdi_model_backward(m, t->ws, rows, k, t->logits, t->grads, pool);
         tdi_prof_phase_end(prof, mark);
@@ -256,6 +263,20 @@ static td_status step(td_trainer *t, const int32_t *tokens, const uint8_t *prote
         first += k;
     }
     if (mark != 0) tdi_prof_phase_end(prof, mark);
+    if (t->reduce != NULL) {
+        double values[1] = { loss };
+        td_status rs = t->reduce(t->reduce_user, t->grads, m->n_floats, values, 1);
+        TDI_ENTER(t); /* the hook may have called the library on other handles */
+        if (rs != TD_OK)
+            return tdi_fail(rs > 0 && rs <= TD_ERR_INTERNAL ? rs : TD_ERR_INTERNAL,
+                            "%s: the reduce hook returned %d (%s) at step %lld; step not applied",
+                            func, (int)rs, td_status_string(rs),
+                            (long long)tdi_adamw_steps(t->opt) + 1);
+        loss = values[0];
+    }
+    if (!isfinite(loss))
+        return tdi_fail(TD_ERR_NUMERIC, "%s: loss is %g at step %lld; step not applied", func,
+                        loss, (long long)tdi_adamw_steps(t->opt) + 1);
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_OPTIMIZER);
     double grad_norm = 0.0;
@@ -319,4 +340,40 @@ void tdi_trainer_set_profile(td_trainer *t, tdi_profile *prof)
 {
     t->prof = prof;
     t->ws->prof = prof;
+}
+
+td_status td_trainer_get_config(const td_trainer *t, td_trainer_config *cfg)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(cfg);
+    TDI_TRY(tdi_struct_size_check(cfg->struct_size, TRAINER_CONFIG_V1, __func__, "cfg"));
+    td_trainer_config c = t->cfg;
+    c.micro_batch = t->micro_batch;
+    tdi_struct_out(cfg, cfg->struct_size, &c, sizeof c);
+    return TD_OK;
+}
+
+td_status td_trainer_set_data_parallel(td_trainer *t, int32_t rank, int32_t n_ranks,
+                                       td_reduce_fn reduce, void *user)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    const int32_t B = t->cfg.batch_size;
+    TDI_CHECK_ARG(n_ranks >= 1 && n_ranks <= B,
+                  "%s: n_ranks = %d is outside [1, batch_size = %d]", __func__, (int)n_ranks,
+                  (int)B);
+    TDI_CHECK_ARG(B % n_ranks == 0,
+                  "%s: batch_size = %d is not divisible by n_ranks = %d: every rank takes "
+                  "batch_size / n_ranks sequences of the global batch",
+                  __func__, (int)B, (int)n_ranks);
+    TDI_CHECK_ARG(rank >= 0 && rank < n_ranks, "%s: rank = %d is outside [0, n_ranks = %d)",
+                  __func__, (int)rank, (int)n_ranks);
+    TDI_CHECK_ARG(reduce != NULL || n_ranks == 1,
+                  "%s: reduce is NULL with n_ranks = %d > 1", __func__, (int)n_ranks);
+    t->rank = rank;
+    t->n_ranks = n_ranks;
+    t->reduce = reduce;
+    t->reduce_user = user;
+    return TD_OK;
 }

@@ -29,6 +29,9 @@ struct td_trainer {
     int32_t *pass_rows;       /* [micro_batch · seq_len] a pass's rows, from its start */
     float *logits;            /* [micro_batch · seq_len, V], then their gradient */
     tdi_profile *prof;        /* step timing (util/profile.h); NULL: off */
+    int32_t rank, n_ranks;    /* data parallelism: this shard of n_ranks (0 of 1: off) */
+    td_reduce_fn reduce;      /* sums the shards' gradients and losses; NULL: off */
+    void *reduce_user;
 };
 
 /* Attach a profile (NULL detaches it): every later step adds its times to

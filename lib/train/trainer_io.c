@@ -222,6 +222,9 @@ static td_status compare_model(const td_trainer *t, const char *path, const save
         int32_t a = tdi_model_field_get(&s->model, f), b = tdi_model_field_get(mc, f);
         if (a != b) DIFFERS(path, f->key, NULL, "%ld", (long)a, (long)b);
     }
+    if (s->model.layer_norm_eps != mc->layer_norm_eps)
+        DIFFERS(path, TDI_MODEL_EPS_KEY, NULL, "%.9g", (double)s->model.layer_norm_eps,
+                (double)mc->layer_norm_eps);
     return TD_OK;
 }
 

@@ -34,7 +34,13 @@
     F(td_model_config, tie_embeddings, 40)       \
     F(td_model_config, reserved0, 44)            \
     F(td_model_config, causal, 48)               \
-    F(td_model_config, reserved1, 52)
+    F(td_model_config, reserved1, 52)            \
+    F(td_model_config, activation, 56)           \
+    F(td_model_config, layer_norm_eps, 60)       \
+    F(td_model_config, type_vocab_size, 64)      \
+    F(td_model_config, pos_offset, 68)           \
+    F(td_model_config, head_transform, 72)       \
+    F(td_model_config, reserved2, 76)
 
 #define TD_LAYOUT_TRAINER_CONFIG(F)              \
     F(td_trainer_config, struct_size, 0)         \

@@ -25,6 +25,11 @@
 
 /* A model whose parameters are far from the initialisation, so that its
  * logits are well apart (no near-ties for greedy decoding to trip on). */
+/* Set: the model also has the options of docs/hf.md that a causal model may
+ * have (erf GELU, eps 1e-12, a token-type table, a position offset when
+ * learned). */
+static int with_hf_options;
+
 static td_model *make_model(int causal, int pos, int norm, uint64_t seed)
 {
     td_model_config c;
@@ -39,6 +44,12 @@ static td_model *make_model(int causal, int pos, int norm, uint64_t seed)
     c.pos_encoding = pos;
     c.norm_placement = norm;
     c.causal = causal;
+    if (with_hf_options) {
+        c.activation = TD_ACT_GELU_ERF;
+        c.layer_norm_eps = 1e-12f;
+        c.type_vocab_size = 2;
+        c.pos_offset = pos == TD_POS_LEARNED ? 2 : 0;
+    }
     td_model *m = NULL;
     assert_int_equal(td_model_create(&c, seed, NULL, &m), TD_OK);
     tdi_model *im = m->m;
@@ -285,8 +296,9 @@ static void test_cached_logits_equal_full_forward(void **state)
     const int B = 2, T = TMAX;
     int32_t x[2 * TMAX], in[2 * TMAX], step_ids[2];
     float *full = malloc(sizeof *full * B * T * V), *inc = malloc(sizeof *inc * B * V);
-    for (int variant = 0; variant < 4; variant++) {
-        td_model *m = make_model(1, variant & 1, variant >> 1, 11 + (uint64_t)variant);
+    for (int variant = 0; variant < 8; variant++) {
+        with_hf_options = variant >= 4;
+        td_model *m = make_model(1, variant & 1, (variant >> 1) & 1, 11 + (uint64_t)variant);
         random_ids(x, B * T, 12);
         shift(in, x, B, T);
         assert_int_equal(td_model_logits(m, in, B, T, 1, full), TD_OK);
@@ -312,6 +324,7 @@ static void test_cached_logits_equal_full_forward(void **state)
         }
         td_model_free(m);
     }
+    with_hf_options = 0;
     free(full);
     free(inc);
 }

@@ -7,7 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -338,6 +341,95 @@ static void test_every_allocation_failure_is_nomem(void **state)
     }
 }
 
+/* The Hugging Face workflow: load (F32 and BF16 files), export, reload,
+ * one fine-tuning step, sampling. */
+static char hf_tmp[256];
+
+static td_status hf_workflow(const td_allocator *a)
+{
+    td_model *m = NULL, *m2 = NULL, *m3 = NULL;
+    td_schedule *sch = NULL;
+    td_trainer *tr = NULL;
+    td_sampler *smp = NULL;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/export", hf_tmp);
+    td_status st = td_model_load_hf(TD_SOURCE_DIR "/tests/golden/hf/bert", 3, 0, a, &m);
+    if (st == TD_OK) st = td_model_load_hf(TD_SOURCE_DIR "/tests/golden/hf/bert_bf16", 3, 0, a, &m2);
+    if (st == TD_OK) st = td_model_save_hf(m, dir, 0);
+    if (st == TD_OK) st = td_model_load_hf(dir, 3, 0, a, &m3);
+    if (st == TD_OK) {
+        td_schedule_config schc;
+        td_schedule_config_default(&schc, TD_SCHEDULE_LINEAR);
+        st = td_schedule_create(&schc, a, &sch);
+    }
+    if (st == TD_OK) {
+        td_trainer_config tc;
+        td_trainer_config_default(&tc);
+        tc.batch_size = 2;
+        tc.seq_len = 8;
+        tc.n_threads = 2;
+        st = td_trainer_create(m3, sch, &tc, &tr);
+    }
+    if (st == TD_OK) {
+        int32_t tokens[16];
+        for (int i = 0; i < 16; i++) tokens[i] = 5 + 7 * i % 90;
+        st = td_trainer_step(tr, tokens, NULL);
+    }
+    if (st == TD_OK) {
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.steps = 4;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        st = td_sampler_create(m2, sch, &sc, &smp);
+    }
+    if (st == TD_OK) {
+        int32_t canvas[2 * 8];
+        for (int i = 0; i < 16; i++) canvas[i] = 3; /* [MASK] */
+        st = td_sampler_generate(smp, canvas, 2, 8, NULL, NULL, NULL);
+        for (int i = 0; st == TD_OK && i < 16; i++)
+            if (canvas[i] == 3 || canvas[i] < 0 || canvas[i] >= 99) st = TD_ERR_INTERNAL;
+    }
+    td_sampler_free(smp);
+    td_trainer_free(tr);
+    td_schedule_free(sch);
+    td_model_free(m3);
+    td_model_free(m2);
+    td_model_free(m);
+    return st;
+}
+
+static void test_every_allocation_failure_is_nomem_hf(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(hf_tmp, sizeof hf_tmp, "%s/td-hf-err-XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(hf_tmp));
+    test_heap h;
+    td_allocator a = test_heap_allocator(&h);
+    if (hf_workflow(&a) != TD_OK) fail_msg("%s", td_last_error_message());
+    assert_int_equal(h.live, 0);
+    const long n_calls = h.calls;
+    assert_true(n_calls > 10);
+    for (long k = 0; k < n_calls; k++) {
+        a = test_heap_allocator(&h);
+        h.fail_at = k;
+        td_status st = hf_workflow(&a);
+        if (st != TD_ERR_NOMEM)
+            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
+                     td_status_string(st), td_last_error_message());
+        assert_int_equal(h.live, 0); /* nothing leaked */
+    }
+    char path[400];
+    snprintf(path, sizeof path, "%s/export/config.json", hf_tmp);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/export/model.safetensors", hf_tmp);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/export", hf_tmp);
+    rmdir(path);
+    rmdir(hf_tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_every_handle_has_a_message),
         cmocka_unit_test(test_callback_may_not_reenter_its_sampler),
         cmocka_unit_test(test_every_allocation_failure_is_nomem),
+        cmocka_unit_test(test_every_allocation_failure_is_nomem_hf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

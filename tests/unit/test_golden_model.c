@@ -37,7 +37,7 @@ static void check_case(const char *file, int nt)
     golden_file *g = golden_load(path, err, sizeof err);
     if (g == NULL) fail_msg("%s: %s", path, err);
 
-    tdi_model_config c;
+    tdi_model_config c = tdi_model_config_default();
     c.vocab_size = golden_i(g, "config.vocab_size");
     c.mask_id = golden_i(g, "config.mask_id");
     c.max_seq_len = golden_i(g, "config.max_seq_len");

@@ -263,10 +263,10 @@ static void test_layernorm(void **state)
     put_double(theta + nx, w, D);
     put_double(theta + nx + D, b, D);
 
-    tdi_layernorm_forward(y, mean, rstd, x, w, b, N, D, test_pool(1));
+    tdi_layernorm_forward(y, mean, rstd, x, w, b, N, D, TDI_LN_EPS, test_pool(1));
     layernorm_ref(yref, theta, N, D);
     assert_forward_close("layernorm", y, yref, nx);
-    tdi_layernorm_forward(y2, mean2, rstd2, x, w, b, N, D, test_pool(2));
+    tdi_layernorm_forward(y2, mean2, rstd2, x, w, b, N, D, TDI_LN_EPS, test_pool(2));
     assert_same_bits(y, y2, nx);
     assert_same_bits(rstd, rstd2, N);
 
@@ -315,16 +315,16 @@ static void test_gelu(void **state)
     double *theta = malloc(N * sizeof *theta), *yref = malloc(N * sizeof *yref);
     put_double(theta, x, N);
     for (int i = 0; i < N; i++) yref[i] = gelu_ref(theta[i]);
-    tdi_gelu_forward(y, x, N, test_pool(1));
+    tdi_gelu_forward(y, x, N, TDI_GELU_TANH, test_pool(1));
     assert_forward_close("gelu", y, yref, N);
-    tdi_gelu_forward(y2, x, N, test_pool(2));
+    tdi_gelu_forward(y2, x, N, TDI_GELU_TANH, test_pool(2));
     assert_same_bits(y, y2, N);
 
     float *g = new_floats(N, 0, 0), *g2 = copy_floats(r, N);
-    tdi_gelu_backward(g, r, x, N, test_pool(1));
+    tdi_gelu_backward(g, r, x, N, TDI_GELU_TANH, test_pool(1));
     gelu_ctx ctx = { N, r };
     check_gradient("gelu", gelu_objective, &ctx, theta, N, g);
-    tdi_gelu_backward(g2, g2, x, N, test_pool(2)); /* in place */
+    tdi_gelu_backward(g2, g2, x, N, TDI_GELU_TANH, test_pool(2)); /* in place */
     assert_same_bits(g, g2, N);
 
     /* The kernels run in the version cloned for this CPU (AVX-512, AVX2 or
@@ -339,6 +339,45 @@ static void test_gelu(void **state)
         assert_memory_equal(&fwd, &y[i], sizeof fwd);
         assert_memory_equal(&bwd, &g[i], sizeof bwd);
     }
+    free(x); free(r); free(y); free(y2); free(theta); free(yref); free(g); free(g2);
+}
+
+/* The exact form, 0.5·x·(1 + erf(x/√2)), against libm's double erf and
+ * central differences. */
+static double gelu_erf_objective(const double *theta, const void *vctx)
+{
+    const gelu_ctx *c = vctx;
+    double s = 0;
+    for (size_t i = 0; i < c->n; i++)
+        s += 0.5 * theta[i] * (1.0 + erf(theta[i] / sqrt(2.0))) * c->r[i];
+    return s;
+}
+
+static void test_gelu_erf(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    float *x = new_floats(N, -6, 6), *r = new_floats(N, -1, 1);
+    float *y = new_floats(N, 0, 0), *y2 = new_floats(N, 0, 0);
+    double *theta = malloc(N * sizeof *theta), *yref = malloc(N * sizeof *yref);
+    put_double(theta, x, N);
+    for (int i = 0; i < N; i++) yref[i] = 0.5 * theta[i] * (1.0 + erf(theta[i] / sqrt(2.0)));
+    tdi_gelu_forward(y, x, N, TDI_GELU_ERF, test_pool(1));
+    assert_forward_close("gelu_erf", y, yref, N);
+    tdi_gelu_forward(y2, x, N, TDI_GELU_ERF, test_pool(2));
+    assert_same_bits(y, y2, N);
+    /* the two forms differ by up to ~5e-4 near |x| = 2: they are not mixed up */
+    double most = 0;
+    for (int i = 0; i < N; i++)
+        most = fmax(most, fabs(yref[i] - gelu_ref(theta[i])));
+    assert_true(most > 1e-4);
+
+    float *g = new_floats(N, 0, 0), *g2 = copy_floats(r, N);
+    tdi_gelu_backward(g, r, x, N, TDI_GELU_ERF, test_pool(1));
+    gelu_ctx ctx = { N, r };
+    check_gradient("gelu_erf", gelu_erf_objective, &ctx, theta, N, g);
+    tdi_gelu_backward(g2, g2, x, N, TDI_GELU_ERF, test_pool(2)); /* in place */
+    assert_same_bits(g, g2, N);
     free(x); free(r); free(y); free(y2); free(theta); free(yref); free(g); free(g2);
 }
 
@@ -772,11 +811,11 @@ static void test_embedding(void **state)
     size_t nt = V * D, np = TMAX * D;
     float *tok = new_floats(nt, -1, 1), *pos = new_floats(np, -1, 1);
     float *r = new_floats(N * D, -1, 1), *y = new_floats(N * D, 0, 0);
-    tdi_embedding_forward(y, ids, tok, pos, B, T, D, test_pool(2));
+    tdi_embedding_forward(y, ids, tok, NULL, pos, B, T, D, test_pool(2));
     for (int i = 0; i < N; i++)
         for (int j = 0; j < D; j++)
             assert_true(y[i * D + j] == tok[ids[i] * D + j] + pos[(i % T) * D + j]);
-    tdi_embedding_forward(y, ids, tok, NULL, B, T, D, test_pool(1));
+    tdi_embedding_forward(y, ids, tok, NULL, NULL, B, T, D, test_pool(1));
     for (int i = 0; i < N; i++) assert_memory_equal(y + i * D, tok + ids[i] * D, D * sizeof *y);
 
     double *theta = malloc((nt + np) * sizeof *theta);
@@ -874,6 +913,7 @@ int main(void)
         cmocka_unit_test_setup(test_linear, setup),
         cmocka_unit_test_setup(test_layernorm, setup),
         cmocka_unit_test_setup(test_gelu, setup),
+        cmocka_unit_test_setup(test_gelu_erf, setup),
         cmocka_unit_test_setup(test_rope_tables, setup),
         cmocka_unit_test_setup(test_rope, setup),
         cmocka_unit_test_setup(test_attention, setup),

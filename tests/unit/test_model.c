@@ -533,12 +533,12 @@ static double numeric_derivative(problem *p, const float *saved, const float *di
  * whose entries lie in [-0.5, 0.5]). */
 #define FD_STEP 1e-2
 
-static void check_model_gradient_mode(int pos, int norm, int tie, int causal)
+static void check_config_gradient(const tdi_model_config *cp, int use_mask, uint64_t seed)
 {
-    tdi_model_config c = tiny_config(pos, norm, tie);
-    c.causal = causal;
+    tdi_model_config c = *cp;
+    int pos = c.pos_encoding, norm = c.norm_placement, tie = c.tie_embeddings;
     problem p;
-    problem_init(&p, &c, 2, 5, tie == 0, 99 + (uint64_t)(pos * 4 + norm * 2 + tie));
+    problem_init(&p, &c, 2, 5, use_mask, seed);
     problem_grad(&p, 2);
     const size_t np = p.m->n_floats;
     float *saved = xmalloc(np * sizeof *saved);
@@ -552,9 +552,14 @@ static void check_model_gradient_mode(int pos, int norm, int tie, int causal)
             fail_msg("pos %d norm %d tie %d: d loss / d %s [%zu]: analytic %.6g, numeric %.6g",
                      pos, norm, tie, tensor_of(p.m, i), i, (double)p.grads[i], num);
     }
-    /* Unused position rows (T < max_seq_len) get exactly no gradient. */
-    if (pos == TDI_POS_LEARNED)
-        for (size_t j = 5 * 8; j < 8 * 8; j++) assert_true(p.grads[p.m->pos_emb + j] == 0.0f);
+    /* Unused position rows (below pos_offset, and T < max_seq_len) get exactly
+     * no gradient. */
+    if (pos == TDI_POS_LEARNED) {
+        size_t d = (size_t)c.d_model, off = (size_t)c.pos_offset;
+        for (size_t j = 0; j < off * d; j++) assert_true(p.grads[p.m->pos_emb + j] == 0.0f);
+        for (size_t j = (off + 5) * d; j < (off + 8) * d; j++)
+            assert_true(p.grads[p.m->pos_emb + j] == 0.0f);
+    }
 
     /* Directional derivative along a random direction. */
     tdi_rng r;
@@ -577,9 +582,50 @@ static void check_model_gradient_mode(int pos, int norm, int tie, int causal)
     problem_free(&p);
 }
 
+static void check_model_gradient_mode(int pos, int norm, int tie, int causal)
+{
+    tdi_model_config c = tiny_config(pos, norm, tie);
+    c.causal = causal;
+    check_config_gradient(&c, tie == 0, 99 + (uint64_t)(pos * 4 + norm * 2 + tie));
+}
+
 static void check_model_gradient(int pos, int norm, int tie)
 {
     check_model_gradient_mode(pos, norm, tie, 0);
+}
+
+/* The options of Hugging Face's encoders (docs/hf.md): BERT's (erf GELU,
+ * token types, the head transform, eps 1e-12), RoBERTa's position offset,
+ * and the same head on a pre-LN model with the tanh GELU. */
+static void test_gradient_bert(void **s)
+{
+    (void)s;
+    tdi_model_config c = tiny_config(TDI_POS_LEARNED, TDI_NORM_POST, 1);
+    c.activation = TDI_GELU_ERF;
+    c.type_vocab_size = 2;
+    c.head_transform = 1;
+    c.layer_norm_eps = 1e-12f;
+    check_config_gradient(&c, 1, 123);
+}
+
+static void test_gradient_roberta(void **s)
+{
+    (void)s;
+    tdi_model_config c = tiny_config(TDI_POS_LEARNED, TDI_NORM_POST, 1);
+    c.activation = TDI_GELU_ERF;
+    c.type_vocab_size = 1;
+    c.pos_offset = 2;
+    c.head_transform = 1;
+    check_config_gradient(&c, 0, 124);
+}
+
+static void test_gradient_head_pre_untied(void **s)
+{
+    (void)s;
+    tdi_model_config c = tiny_config(TDI_POS_ROPE, TDI_NORM_PRE, 0);
+    c.head_transform = 1;
+    c.type_vocab_size = 3;
+    check_config_gradient(&c, 1, 125);
 }
 
 /* Causal attention: the same check, the later keys masked. */
@@ -829,6 +875,9 @@ int main(void)
         cmocka_unit_test(test_gradient_learned_pre_untied),
         cmocka_unit_test(test_gradient_learned_post_tied),
         cmocka_unit_test(test_gradient_learned_post_untied),
+        cmocka_unit_test(test_gradient_bert),
+        cmocka_unit_test(test_gradient_roberta),
+        cmocka_unit_test(test_gradient_head_pre_untied),
         cmocka_unit_test(test_gradient_causal_rope_pre_tied),
         cmocka_unit_test(test_gradient_causal_learned_post_untied),
         cmocka_unit_test(test_logit_rows_and_mask_column),

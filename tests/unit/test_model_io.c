@@ -169,6 +169,7 @@ static void test_damaged_files_are_rejected(void **state)
 
 /* The causal flag of the last model load_crafted loaded, -1 if none. */
 static int32_t g_loaded_causal = -1;
+static float g_loaded_eps = -1;
 
 /* Well-formed containers with a bad model inside. The ten keys of 1.0 only:
  * model.causal is absent (a bidirectional model) unless variant 8 or 9 adds
@@ -188,6 +189,12 @@ static td_status load_crafted(int variant)
     for (int i = 0; i < 10; i++) tdi_ckpt_put_i64(w, keys[i], vals[i]);
     if (variant == 8) tdi_ckpt_put_i64(w, "model.causal", 1);
     if (variant == 9) tdi_ckpt_put_i64(w, "model.causal", 3);
+    /* the keys added in 1.1 */
+    if (variant == 10) tdi_ckpt_put_f64(w, "model.layer_norm_eps", 0.0);
+    if (variant == 11) tdi_ckpt_put_i64(w, "model.activation", 2);
+    if (variant == 12) tdi_ckpt_put_f64(w, "model.layer_norm_eps", 1e-12f);
+    if (variant == 13) tdi_ckpt_put_f64(w, "model.layer_norm_eps", 0.1); /* not a float */
+    if (variant == 14) tdi_ckpt_put_i64(w, "model.head_transform", 1); /* its tensors absent */
     float *p = m->m->params;
     if (variant == 4) p[m->m->tensors[3].offset] = NAN;
     for (int32_t i = 0; i < m->m->n_tensors; i++) {
@@ -214,6 +221,7 @@ static td_status load_crafted(int variant)
         td_model *out = NULL;
         st = td_model_load_memory(buf, size, NULL, &out);
         g_loaded_causal = out != NULL ? out->m->cfg.causal : -1;
+        g_loaded_eps = out != NULL ? out->m->cfg.layer_norm_eps : -1;
         td_model_free(out);
         tdi_free(tdi_ckpt_writer_allocator(w), buf);
     }
@@ -239,8 +247,18 @@ static void test_invalid_models_in_valid_files(void **state)
     assert_non_null(strstr(td_last_error_message(), "model.causal"));
     assert_int_equal(load_crafted(8), TD_OK);
     assert_int_equal(g_loaded_causal, 1);
+    assert_int_equal(load_crafted(10), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "model.layer_norm_eps"));
+    assert_int_equal(load_crafted(11), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "model.activation"));
+    assert_int_equal(load_crafted(13), TD_ERR_FORMAT);
+    assert_int_equal(load_crafted(14), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "head.w"));
+    assert_int_equal(load_crafted(12), TD_OK);
+    assert_true(g_loaded_eps == 1e-12f);
     assert_int_equal(load_crafted(6), TD_OK); /* the control: the same file, intact */
     assert_int_equal(g_loaded_causal, 0);     /* no model.causal: bidirectional */
+    assert_true(g_loaded_eps == 1e-5f);       /* a 1.0 file: the 1.0 model */
 }
 
 static void test_tokenizer_attachment(void **state)

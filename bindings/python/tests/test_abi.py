@@ -32,6 +32,7 @@ _SCALARS = {
     "int64_t": ctypes.c_int64, "size_t": ctypes.c_size_t, "double": ctypes.c_double,
     "float": ctypes.c_float, "uint8_t": ctypes.c_uint8, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
     "td_sampler_stream_fn": _lib.SAMPLER_STREAM, "td_sampler_logits_fn": _lib.SAMPLER_LOGITS,
+    "td_reduce_fn": _lib.REDUCE_FN,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in
            ("td_schedule", "td_tokenizer", "td_corpus", "td_model", "td_trainer", "td_sampler")}
@@ -142,6 +143,7 @@ class TestHeader(unittest.TestCase):
             "td_split": (td.Split, "TD_SPLIT_"),
             "td_pos_encoding": (td.PosEncoding, "TD_POS_"),
             "td_norm_placement": (td.NormPlacement, "TD_NORM_"),
+            "td_activation": (td.Activation, "TD_ACT_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_sampler_remask": (td.Remask, "TD_SAMPLER_REMASK_"),
             "td_sampler_tokens": (td.TokenList, "TD_SAMPLER_TOKENS_"),

@@ -61,6 +61,31 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(td.InvalidArgumentError):
             m.logits([1, 2], n_threads=0)
 
+    def test_hugging_face(self):
+        hf = os.path.join(support.SOURCE_DIR, "tests", "golden", "hf")
+        m = td.Model.load_hf(os.path.join(hf, "distilbert"), mask_id=3)
+        cfg = m.config
+        self.assertEqual((cfg.vocab_size, cfg.mask_id, cfg.d_model, cfg.head_transform),
+                         (99, 3, 24, 1))
+        self.assertEqual(cfg.activation, td.Activation.GELU_ERF)
+        self.assertAlmostEqual(cfg.layer_norm_eps, 1e-12, delta=1e-18)
+        ids = list(range(10, 20))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "export")
+            m.save_hf(out)
+            self.assertEqual(sorted(os.listdir(out)), ["config.json", "model.safetensors"])
+            self.assertEqual(td.Model.load_hf(out, mask_id=3).logits(ids), m.logits(ids))
+            with self.assertRaises(td.InvalidArgumentError):  # no tokenizer.json
+                td.Model.load_hf(out)
+            with self.assertRaises(td.InputOutputError):
+                td.Model.load_hf(os.path.join(tmp, "none"), mask_id=3)
+            with self.assertRaises(td.UnsupportedError):  # RoPE, pre-LN
+                support.tiny_model().save_hf(out)
+        b = support.tiny_model(pos_encoding="learned", norm_placement="post",
+                               activation=td.Activation.GELU_ERF, type_vocab_size=2,
+                               head_transform=1, layer_norm_eps=1e-12)
+        self.assertEqual(b.config.type_vocab_size, 2)
+
     def test_save_and_load(self):
         m = support.tiny_model(seed=5)
         ids = list(range(60, 60 + T))

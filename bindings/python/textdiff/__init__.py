@@ -35,7 +35,7 @@ from .errors import CancelledError, CorruptError, FormatError, InputOutputError,
     TextdiffError, UnsupportedError, VersionError
 from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
     eval_nelbo, eval_rates, text_stats
-from .model import Model, ModelConfig, NormPlacement, PosEncoding
+from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
 from .sampler import Remask, SampleStats, Sampler, SamplerConfig, Strategy, TokenList
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
@@ -79,9 +79,10 @@ def status_string(status):
 
 
 __all__ = [
-    "ABI_VERSION", "BlasThreading", "CancelledError", "Corpus", "CorruptError", "EvalConfig",
-    "EvalResult", "FormatError", "InputOutputError", "InternalError", "InvalidArgumentError",
-    "Model", "ModelConfig", "NoMemoryError", "NormPlacement", "NumericError", "PosEncoding",
+    "ABI_VERSION", "Activation", "BlasThreading", "CancelledError", "Corpus", "CorruptError",
+    "EvalConfig", "EvalResult", "FormatError", "InputOutputError", "InternalError",
+    "InvalidArgumentError", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
+    "NumericError", "PosEncoding",
     "RateLoss", "Remask", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
     "Schedule", "ScheduleConfig", "ScheduleKind", "SpecialToken", "Split", "StateError",
     "Status", "Strategy", "TextStats", "TextdiffError", "TokenList", "Tokenizer", "TrainStats", "Trainer",

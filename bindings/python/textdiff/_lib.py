@@ -105,6 +105,12 @@ class td_model_config(ctypes.Structure):
         ("reserved0", ctypes.c_int32),
         ("causal", ctypes.c_int32),
         ("reserved1", ctypes.c_int32),
+        ("activation", ctypes.c_int32),
+        ("layer_norm_eps", ctypes.c_float),
+        ("type_vocab_size", ctypes.c_int32),
+        ("pos_offset", ctypes.c_int32),
+        ("head_transform", ctypes.c_int32),
+        ("reserved2", ctypes.c_int32),
     ]
 
 
@@ -264,6 +270,10 @@ STRUCTS = {cls.__name__: cls for cls in (
     td_sampler_config, td_sample_stats, td_eval_config, td_eval_result, td_text_stats,
     td_runtime_info)}
 
+# td_reduce_fn: (user, grads, n_grads, values, n_values) -> td_status.
+REDUCE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+
 # td_sampler_callback
 SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
@@ -333,12 +343,16 @@ PROTOTYPES = {
     "td_model_errmsg": (_size, [P_model, _char, _size]),
     "td_model_get_config": (c_status, [P_model, _p(td_model_config)]),
     "td_model_num_params": (c_status, [P_model, _p(ctypes.c_uint64)]),
+    "td_model_checksum": (c_status, [P_model, _p(ctypes.c_uint32)]),
     "td_model_logits": (c_status, [P_model, _i32p, ctypes.c_int32, ctypes.c_int32,
                                    ctypes.c_int32, _p(ctypes.c_float)]),
     "td_model_save": (c_status, [P_model, _char]),
     "td_model_load": (c_status, [_char, _alloc, _p(P_model)]),
     # const void *data as char *: bytes pass without a copy
     "td_model_load_memory": (c_status, [_char, _size, _alloc, _p(P_model)]),
+    "td_model_load_hf": (c_status, [_char, ctypes.c_int32, ctypes.c_uint32, _alloc,
+                                    _p(P_model)]),
+    "td_model_save_hf": (c_status, [P_model, _char, ctypes.c_uint32]),
     "td_model_set_tokenizer": (c_status, [P_model, P_tokenizer]),
     "td_model_get_tokenizer": (c_status, [P_model, _alloc, _p(P_tokenizer)]),
     # trainer
@@ -353,6 +367,9 @@ PROTOTYPES = {
     "td_trainer_get_step": (c_status, [P_trainer, _p(ctypes.c_int64)]),
     "td_trainer_save": (c_status, [P_trainer, _char]),
     "td_trainer_resume": (c_status, [P_trainer, _char, ctypes.c_uint32]),
+    "td_trainer_get_config": (c_status, [P_trainer, _p(td_trainer_config)]),
+    "td_trainer_set_data_parallel": (c_status, [P_trainer, ctypes.c_int32, ctypes.c_int32,
+                                                REDUCE_FN, ctypes.c_void_p]),
     # sampler
     "td_sampler_config_init": (c_status, [_p(td_sampler_config), _size]),
     "td_sampler_create": (c_status, [P_model, P_schedule, _p(td_sampler_config),

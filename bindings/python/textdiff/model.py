@@ -16,6 +16,13 @@ class PosEncoding(enum.IntEnum):
     LEARNED = 1  #: learned absolute position embeddings (BERT)
 
 
+class Activation(enum.IntEnum):
+    """td_activation."""
+
+    GELU_TANH = 0  #: GELU, tanh approximation (GPT-2; Hugging Face "gelu_new") (default)
+    GELU_ERF = 1   #: GELU, exact erf form (BERT; Hugging Face "gelu")
+
+
 class NormPlacement(enum.IntEnum):
     """td_norm_placement."""
 
@@ -26,8 +33,9 @@ class NormPlacement(enum.IntEnum):
 ModelConfig = make_record("ModelConfig", _lib.td_model_config, """\
 A model's configuration (td_model_config): vocab_size, mask_id,
 max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding,
-norm_placement, tie_embeddings, causal. ``Model(**cfg._asdict())`` makes another
-model like it.""")
+norm_placement, tie_embeddings, causal, activation, layer_norm_eps,
+type_vocab_size, pos_offset, head_transform. ``Model(**cfg._asdict())`` makes
+another model like it.""")
 
 
 class Model(Handle):
@@ -38,10 +46,13 @@ class Model(Handle):
     mask_id, max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding —
     a PosEncoding or "rope"/"learned" —, norm_placement — a NormPlacement
     or "pre"/"post" —, tie_embeddings, causal — 1 for an autoregressive
-    model trained on next-token prediction), its parameters initialised from
+    model trained on next-token prediction —, activation — an Activation —,
+    layer_norm_eps, type_vocab_size, pos_offset, head_transform: the options
+    of docs/model.md), its parameters initialised from
     `seed`. With a `tokenizer`, vocab_size and mask_id default to its own
     and the tokenizer travels with the model's checkpoints.
-    ``Model.load(path)`` and ``Model.load_memory(data)`` read a checkpoint.
+    ``Model.load(path)`` and ``Model.load_memory(data)`` read a checkpoint;
+    ``Model.load_hf(directory)`` a Hugging Face model (docs/hf.md).
 
     Sampling and evaluation only read a model, so samplers on several
     threads may share it; a Trainer updates it in place. A model is kept
@@ -63,7 +74,8 @@ class Model(Handle):
             config.setdefault("vocab_size", tokenizer.vocab_size)
             config.setdefault("mask_id", tokenizer.mask_id)
         set_fields("model config", cfg, config,
-                   {"pos_encoding": PosEncoding, "norm_placement": NormPlacement})
+                   {"pos_encoding": PosEncoding, "norm_placement": NormPlacement,
+                    "activation": Activation})
         ptr = new_handle(_lib.P_model, lib.td_model_create, ctypes.byref(cfg),
                          int_arg("seed", seed, ctypes.c_uint64), None)
         super().__init__(ptr)
@@ -93,9 +105,24 @@ class Model(Handle):
         return cls._wrap(new_handle(_lib.P_model, lib.td_model_load_memory, data, len(data),
                                     None))
 
+    @classmethod
+    def load_hf(cls, directory, mask_id=-1):
+        """Reads a Hugging Face BertForMaskedLM, RobertaForMaskedLM or
+        DistilBertForMaskedLM directory (config.json + model.safetensors;
+        docs/hf.md). mask_id: the [MASK] token's id, or -1 to take it from
+        the directory's tokenizer.json."""
+        return cls._wrap(new_handle(_lib.P_model, lib.td_model_load_hf, path_arg(directory),
+                                    mask_id, 0, None))
+
     def save(self, path):
         """Writes a checkpoint atomically (temporary file, fsync, rename)."""
         self._call(lib.td_model_save, path_arg(path))
+
+    def save_hf(self, directory):
+        """Writes config.json and model.safetensors (F32) of the matching
+        Hugging Face architecture into directory (created if missing), each
+        file atomically; UnsupportedError for a model with none."""
+        self._call(lib.td_model_save_hf, path_arg(directory), 0)
 
     @property
     def config(self):
