@@ -1,6 +1,7 @@
 /* sample: generate text with a trained model — from an empty canvas, after a
- * prompt, or into the gaps of a template — with any strategy and knobs, and
- * optionally watch the canvas being unmasked step by step. */
+ * prompt, or into the gaps of a template — with any strategy and knobs
+ * (thresholds, remasking, guidance, token lists), and optionally watch the
+ * canvas being unmasked step by step or stream the text as it settles. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -80,10 +81,44 @@ static int sample_latent(td_model *m, const td_tokenizer *tok, const char *path,
     return 0;
 }
 
+/* Prints the newly stable text of sequence 0 as it arrives. */
+static int32_t on_stream(void *user, int32_t b, const int32_t *prefix, int32_t prefix_len,
+                         int32_t n_new)
+{
+    show *sh = user;
+    size_t len;
+    if (b == 0 && td_tokenizer_decode(sh->tok, prefix + prefix_len - n_new, (size_t)n_new, "_",
+                                      sh->buf, sh->cap, &len) == TD_OK) {
+        fwrite(sh->buf, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* "1,2,3" into ids (at most cap); returns how many, or -1 on a bad item. */
+static int parse_ids(const char *list, int32_t *ids, int cap)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || n == cap || v < INT32_MIN || v > INT32_MAX) return -1;
+        ids[n++] = (int32_t)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end != '\0') return -1;
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     const char *model_path = TD_DATA_DIR "/../models/diffusion.tdm", *strategy = "ancestral";
     const char *prompt = "", *infill = NULL, *schedule_name = "loglinear";
+    const char *remask = "none", *ban = NULL, *allow = NULL;
+    double threshold = 0.0, factor = 0.0, eta = 0.0, t_on = 0.55, t_off = 0.05, alpha_on = 0.9;
+    double guidance = 0.0;
+    int stream = 0;
     int steps = 64, top_k = 0, block_len = 0, len = 128, n = 1, show_steps = 0, threads = 1;
     int delay = 40, stats_flag = 0;
     double temperature = 1.0, top_p = 1.0, alg_temp = 0.0;
@@ -111,6 +146,17 @@ int main(int argc, char **argv)
         { "show-steps", CLI_SWITCH, &show_steps, "animate the canvas in the terminal" },
         { "delay", CLI_INT, &delay, "milliseconds between animation frames" },
         { "stats", CLI_SWITCH, &stats_flag, "print model calls and timing" },
+        { "threshold", CLI_FLOAT, &threshold, "maxprob/margin: reveal every position above this confidence, in (0, 1] (0: off)" },
+        { "factor", CLI_FLOAT, &factor, "maxprob/margin: Fast-dLLM's factor rule (0: off)" },
+        { "remask", CLI_STRING, &remask, "none, rescale, cap or loop (ReMDM)" },
+        { "eta", CLI_FLOAT, &eta, "remasking strength in [0, 1]" },
+        { "t-on", CLI_FLOAT, &t_on, "loop: start of the remasking window" },
+        { "t-off", CLI_FLOAT, &t_off, "loop: end of the remasking window" },
+        { "alpha-on", CLI_FLOAT, &alpha_on, "loop: alpha held in the window" },
+        { "guidance", CLI_FLOAT, &guidance, "classifier-free guidance w (0: off)" },
+        { "ban", CLI_STRING, &ban, "comma-separated token ids never to draw (bytes with the byte tokenizer)" },
+        { "allow", CLI_STRING, &allow, "comma-separated token ids, the only ones to draw" },
+        { "stream", CLI_SWITCH, &stream, "print the text as it becomes final (one sample)" },
     };
     cli_parse(argc, argv, "usage: sample [options]", flags, (int)(sizeof flags / sizeof flags[0]),
               NULL, NULL);
@@ -151,8 +197,16 @@ int main(int argc, char **argv)
         if (strcmp(strategy, strategies[i]) == 0) strategy_id = i; /* ltr: 4, LEFT_TO_RIGHT */
         if (i < 4 && strcmp(schedule_name, schedules[i]) == 0) schedule_id = i;
     }
-    if (strategy_id < 0 || schedule_id < 0) {
-        fprintf(stderr, "sample: unknown --strategy or --schedule\n");
+    static const char *const remasks[] = { "none", "rescale", "cap", "loop" };
+    int remask_id = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(remask, remasks[i]) == 0) remask_id = i;
+    if (strategy_id < 0 || schedule_id < 0 || remask_id < 0) {
+        fprintf(stderr, "sample: unknown --strategy, --schedule or --remask\n");
+        return 2;
+    }
+    if (stream && (n != 1 || show_steps)) {
+        fprintf(stderr, "sample: --stream prints one sample (--n 1), without --show-steps\n");
         return 2;
     }
     td_schedule_config scc;
@@ -173,11 +227,33 @@ int main(int argc, char **argv)
     sc.pad_id = pad;
     sc.max_batch = n;
     sc.max_seq_len = len;
+    sc.threshold = (float)threshold;
+    sc.factor = (float)factor;
+    sc.remask = remask_id;
+    sc.eta = (float)eta;
+    sc.remask_t_on = (float)t_on;
+    sc.remask_t_off = (float)t_off;
+    sc.remask_alpha_on = (float)alpha_on;
+    sc.guidance = (float)guidance;
     td_sampler *s;
     cli_check(td_sampler_create(m, sch, &sc, &s), "sampler");
+    const char *lists[2] = { ban, allow };
+    for (int k = 0; k < 2; k++) {
+        if (lists[k] == NULL) continue;
+        int32_t ids[1024];
+        int n_ids = parse_ids(lists[k], ids, 1024);
+        if (n_ids <= 0) {
+            fprintf(stderr, "sample: --%s takes comma-separated ids\n", k ? "allow" : "ban");
+            return 2;
+        }
+        cli_check(td_sampler_set_tokens(s, k ? TD_SAMPLER_TOKENS_ALLOW : TD_SAMPLER_TOKENS_BAN,
+                                        ids, n_ids),
+                  k ? "--allow" : "--ban");
+    }
 
     size_t cap = (size_t)len * 4 + 64;
     show sh = { tok, delay, malloc(cap), cap };
+    if (stream) cli_check(td_sampler_set_stream(s, on_stream, &sh), "--stream");
     td_sample_stats st = { .struct_size = sizeof st };
     double t0 = cli_now();
     cli_check(td_sampler_generate(s, canvas, n, len, show_steps ? on_step : NULL, &sh, &st),
@@ -189,14 +265,17 @@ int main(int argc, char **argv)
                                       &out_len),
                   "decode");
         if (n > 1) printf("--- sample %d\n", b + 1);
-        fwrite(sh.buf, 1, out_len, stdout);
+        if (!stream) fwrite(sh.buf, 1, out_len, stdout);
         printf("\n");
     }
     cli_print_runtime(stderr, threads, stats_flag);
     if (stats_flag)
-        fprintf(stderr, "%lld steps, %lld model calls (%lld cached), %.2f s, %.0f tokens/s\n",
-                (long long)st.steps, (long long)st.model_calls, (long long)st.cached_steps, dt,
-                (double)st.tokens_revealed / dt);
+        fprintf(stderr,
+                "%lld steps, %lld model calls (%lld cached), %.3f calls/token, %lld remasked, "
+                "%.2f s, %.0f tokens/s\n",
+                (long long)st.steps, (long long)st.model_calls, (long long)st.cached_steps,
+                st.calls_per_token, (long long)st.tokens_remasked, dt,
+                (double)st.tokens_generated / dt);
     free(sh.buf);
     free(row);
     free(canvas);

@@ -492,6 +492,19 @@ TD_API size_t td_trainer_errmsg(const td_trainer *t, char *buf, size_t cap);
  * and the optimizer untouched. */
 TD_API td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats);
 
+/* td_trainer_step for prompt-protected (SFT-style, LLaDA's) training:
+ * protect [batch_size · seq_len] marks positions that are never scored:
+ * 1 = kept as they are, never masked — a prompt the model conditions on;
+ * 2 = [MASK] in the input — a dropped prompt, so that the model also learns
+ * the unconditional prediction classifier-free guidance needs (the host
+ * chooses which sequences drop their prompt); 0 = trained as usual. Other
+ * values: TD_ERR_INVALID_ARG. Sequence b's scored positions weigh
+ * w(t)/(F_b · batch_size), F_b its positions flagged 0, instead of
+ * w(t)/(seq_len · batch_size). NULL or all zeros is td_trainer_step, bit
+ * for bit. For a causal model flagged positions are not scored. */
+TD_API td_status td_trainer_step_protected(td_trainer *t, const int32_t *tokens,
+                                           const uint8_t *protect, td_train_stats *stats);
+
 /* Steps completed so far (restored by td_trainer_resume). */
 TD_API td_status td_trainer_get_step(const td_trainer *t, int64_t *step);
 
@@ -601,6 +614,19 @@ typedef enum td_sampler_strategy {
     TD_SAMPLER_LEFT_TO_RIGHT = 4
 } td_sampler_strategy;
 
+/* ReMDM (docs/sampling.md "Remasking"): at each step from t to s, every
+ * generated (not fixed) position of the block that holds a token is masked
+ * again with probability σ_t, and a masked one is revealed with probability
+ * (α(s) − (1 − σ_t)·α(t)) / (1 − α(t)) instead of the plain p. With
+ * σ_max = min(1, (1 − α(s))/α(t)): */
+typedef enum td_sampler_remask {
+    TD_SAMPLER_REMASK_NONE    = 0, /* σ = 0 */
+    TD_SAMPLER_REMASK_RESCALE = 1, /* σ = η · σ_max   (ReMDM "rescale", σ-max) */
+    TD_SAMPLER_REMASK_CAP     = 2, /* σ = min(η, σ_max)   (ReMDM "cap") */
+    TD_SAMPLER_REMASK_LOOP    = 3  /* α held at alpha_on inside (t_off, t_on], σ = min(η,
+                                      σ_max) there and 0 outside   (ReMDM "loop") */
+} td_sampler_remask;
+
 typedef struct td_sampler_config {
     uint32_t struct_size;
     int32_t strategy;        /* td_sampler_strategy; default TD_SAMPLER_ANCESTRAL */
@@ -624,11 +650,34 @@ typedef struct td_sampler_config {
                                 whose canvas it has not seen (exact: same output);
                                 0: run it at every step; default 1 */
     int32_t reserved0;       /* must be 0 */
+    /* Appended after 1.0.0 (the 64-byte struct of 1.0.0 is still accepted; the fields
+     * below then keep their defaults). */
+    float threshold;         /* MAX_PROB and MARGIN: in (0, 1], each step reveals every
+                                masked position of the block whose confidence exceeds it,
+                                at least the most confident one (Fast-dLLM); a block ends
+                                as soon as it is filled, `steps` is the most it may take;
+                                0 = off; default 0 */
+    float factor;            /* MAX_PROB and MARGIN: > 0, Fast-dLLM's factor rule: reveal
+                                the n most confident, n the largest with
+                                (n + 1)(1 − c_(n)) < factor, at least 1; ends blocks as
+                                threshold does; 0 = off; default 0 (not with threshold) */
+    int32_t remask;          /* td_sampler_remask: ReMDM remasking of generated tokens;
+                                default TD_SAMPLER_REMASK_NONE */
+    float eta;               /* remasking strength η in [0, 1]; 0 = the plain sampler,
+                                bit for bit; default 0 */
+    float remask_t_on;       /* TD_SAMPLER_REMASK_LOOP: the window t ∈ (t_off, t_on] ... */
+    float remask_t_off;      /* ... with 0 <= t_off < t_on <= 1; defaults 0.55, 0.05 */
+    float remask_alpha_on;   /* ... in which α is held at alpha_on ∈ (0, 1); default 0.9 */
+    float guidance;          /* classifier-free guidance w, finite: logits
+                                l_c + w·(l_c − l_u), l_c of the canvas, l_u of the canvas
+                                with its fixed positions masked; 0 = l_c alone (one
+                                forward pass per step, bit for bit the unguided sampler);
+                                default 0 */
 } td_sampler_config;
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;
  * `changed` lists the n_changed positions (index b · seq_len + i, ascending)
- * that this step revealed. `step` counts from 0 to n_steps − 1 over all
+ * that this step revealed or, with remasking, masked again. `step` counts from 0 to n_steps − 1 over all
  * blocks. Return 0 to continue, anything else to stop generation with
  * TD_ERR_CANCELLED. The callback may call the library, but not this
  * sampler: its td_sampler_generate and td_sampler_set_seed fail there with
@@ -644,6 +693,10 @@ typedef struct td_sample_stats {
     int64_t steps;           /* steps taken, over all blocks */
     int64_t cached_steps;    /* steps that needed no forward pass */
     int64_t tokens_revealed; /* positions written */
+    /* Appended after 1.0.0 (the 40-byte struct of 1.0.0 is still accepted): */
+    int64_t tokens_generated;/* positions that were [MASK] in the canvas passed in */
+    int64_t tokens_remasked; /* generated tokens masked again (remasking) */
+    double calls_per_token;  /* model_calls / tokens_generated; NaN when none */
 } td_sample_stats;
 
 TD_API td_status td_sampler_config_init(td_sampler_config *cfg, size_t size);
@@ -674,6 +727,44 @@ TD_API td_status td_sampler_set_seed(td_sampler *s, uint64_t seed);
 TD_API td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch,
                                      int32_t seq_len, td_sampler_callback cb, void *user,
                                      td_sample_stats *stats);
+
+/* Streaming (docs/sampling.md "Streaming and steering"): after every step,
+ * for each sequence b whose stable prefix grew, `prefix` [prefix_len] is
+ * that sequence's canvas up to its stable prefix, of which the last n_new
+ * ids are new. The stable prefix is the longest prefix of positions that no
+ * later step can change: fixed ids and tokens that are revealed and, with
+ * remasking, can no longer be masked again. It only grows, so what was
+ * reported is never revised. Return 0 to continue, anything else to stop
+ * with TD_ERR_CANCELLED. Same rules as td_sampler_callback. */
+typedef int32_t (*td_sampler_stream_fn)(void *user, int32_t b, const int32_t *prefix,
+                                        int32_t prefix_len, int32_t n_new);
+
+/* Called with the logits [n_rows · vocab_size] of the rows about to draw a
+ * token (rows[j] = b · seq_len + i, ascending), after guidance and before
+ * the token lists of td_sampler_set_tokens; it may modify them (−∞
+ * removes a token). Return 0 to continue, anything else to stop with
+ * TD_ERR_CANCELLED. It runs on the thread that called generate. */
+typedef int32_t (*td_sampler_logits_fn)(void *user, const int32_t *rows, int32_t n_rows,
+                                        float *logits, int32_t vocab_size);
+
+typedef enum td_sampler_tokens {
+    TD_SAMPLER_TOKENS_ALL   = 0, /* every token may be drawn (clears a list) */
+    TD_SAMPLER_TOKENS_BAN   = 1, /* the listed ids are never drawn */
+    TD_SAMPLER_TOKENS_ALLOW = 2  /* only the listed ids are drawn */
+} td_sampler_tokens;
+
+/* These setters hold for the following td_sampler_generate calls until set
+ * again (NULL fn: none); they fail with TD_ERR_UNSUPPORTED for
+ * TD_SAMPLER_LEFT_TO_RIGHT and TD_ERR_STATE from the sampler's callback. */
+TD_API td_status td_sampler_set_stream(td_sampler *s, td_sampler_stream_fn fn, void *user);
+TD_API td_status td_sampler_set_logits_hook(td_sampler *s, td_sampler_logits_fn fn,
+                                            void *user);
+/* Restricts the tokens drawn: `mode` td_sampler_tokens, ids [n_ids] (NULL
+ * with 0 for TD_SAMPLER_TOKENS_ALL). Every id must lie in [0, vocab_size);
+ * an allow list may not hold [MASK] or [PAD], and some token besides those
+ * must stay drawable; TD_ERR_INVALID_ARG otherwise, and nothing changes. */
+TD_API td_status td_sampler_set_tokens(td_sampler *s, int32_t mode, const int32_t *ids,
+                                       int32_t n_ids);
 
 /* ---------------------------------------------------------------------------
  * Evaluation (docs/evaluation.md): one estimator for every model, MLM-trained

@@ -64,9 +64,35 @@ static td_status check_output(const tdi_corruption *out, size_t B, size_t T, con
     return TD_OK;
 }
 
+static td_status check_protect(const uint8_t *protect, size_t B, size_t T)
+{
+    if (protect == NULL) return TD_OK;
+    for (size_t r = 0; r < B * T; r++)
+        TDI_CHECK_ARG(protect[r] <= TDI_PROTECT_DROPPED,
+                      "protect[%zu] = %u (sequence %zu, position %zu) must be 0, 1 or 2", r,
+                      (unsigned)protect[r], r / T, r % T);
+    return TD_OK;
+}
+
+/* 1/(F_b·B): F_b the unprotected positions of sequence b (0 when all are). */
+static double seq_norm(const uint8_t *protect, size_t b, size_t B, size_t T)
+{
+    size_t free_pos = T;
+    if (protect != NULL)
+        for (size_t i = 0; i < T; i++) free_pos -= protect[b * T + i] != 0;
+    return free_pos > 0 ? 1.0 / ((double)free_pos * (double)B) : 0.0;
+}
+
 td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
                       const int32_t *clean, size_t B, size_t T, const double *t,
                       tdi_rng *rng, tdi_corruption *out)
+{
+    return tdi_corrupt_protected(s, vocab, clean, NULL, B, T, t, rng, out);
+}
+
+td_status tdi_corrupt_protected(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
+                                const int32_t *clean, const uint8_t *protect, size_t B,
+                                size_t T, const double *t, tdi_rng *rng, tdi_corruption *out)
 {
     TDI_CHECK_PTR(s);
     TDI_CHECK_PTR(vocab);
@@ -79,17 +105,20 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
     const int bert = s->bert_corrupt;
     TDI_TRY(check_vocab(vocab, bert));
     TDI_TRY(check_batch(vocab, clean, B, T, t));
+    TDI_TRY(check_protect(protect, B, T));
 
-    const double norm = 1.0 / ((double)T * (double)B);
     size_t n = 0;
     for (size_t b = 0; b < B; b++) {
         const double p = tdi_schedule_mask_prob(s, t[b]);
-        const float w = (float)(tdi_schedule_weight(s, t[b]) * norm);
+        const float w = (float)(tdi_schedule_weight(s, t[b]) * seq_norm(protect, b, B, T));
         const size_t base = b * T;
         for (size_t i = 0; i < T; i++) {
             const int32_t x = clean[base + i];
             int32_t z = x;
-            if (tdi_rng_f64(rng) < p) {
+            int selected = tdi_rng_f64(rng) < p;
+            if (protect != NULL && protect[base + i] == TDI_PROTECT_DROPPED) {
+                z = vocab->mask_id;
+            } else if (selected && (protect == NULL || !protect[base + i])) {
                 z = bert ? bert_replacement(vocab, rng, x) : vocab->mask_id;
                 out->rows[n] = (int32_t)(base + i);
                 out->targets[n] = x;
@@ -106,6 +135,13 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
 td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean, size_t B,
                             size_t T, tdi_corruption *out)
 {
+    return tdi_corrupt_shift_protected(vocab, clean, NULL, B, T, out);
+}
+
+td_status tdi_corrupt_shift_protected(const tdi_corrupt_vocab *vocab, const int32_t *clean,
+                                      const uint8_t *protect, size_t B, size_t T,
+                                      tdi_corruption *out)
+{
     TDI_CHECK_PTR(vocab);
     TDI_CHECK_PTR(clean);
     TDI_CHECK_PTR(out);
@@ -117,17 +153,23 @@ td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean
                       "tdi_corrupt: clean id %ld at sequence %zu, position %zu is %s",
                       (long)clean[r], r / T, r % T,
                       clean[r] == vocab->mask_id ? "the mask id" : "outside [0, vocab_size)");
-    const float w = (float)(1.0 / ((double)T * (double)B));
+    TDI_TRY(check_protect(protect, B, T));
+    size_t n = 0;
     for (size_t b = 0; b < B; b++) {
+        const float w = (float)seq_norm(protect, b, B, T);
         const size_t base = b * T;
         out->ids[base] = vocab->mask_id;
         for (size_t i = 0; i < T; i++) {
-            if (i > 0) out->ids[base + i] = clean[base + i - 1];
-            out->rows[base + i] = (int32_t)(base + i);
-            out->targets[base + i] = clean[base + i];
-            out->weights[base + i] = w;
+            if (i > 0)
+                out->ids[base + i] = protect != NULL && protect[base + i - 1] ==
+                                     TDI_PROTECT_DROPPED ? vocab->mask_id : clean[base + i - 1];
+            if (protect != NULL && protect[base + i]) continue;
+            out->rows[n] = (int32_t)(base + i);
+            out->targets[n] = clean[base + i];
+            out->weights[n] = w;
+            n++;
         }
     }
-    out->n = B * T;
+    out->n = n;
     return TD_OK;
 }

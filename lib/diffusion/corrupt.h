@@ -58,6 +58,22 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
                       const int32_t *clean, size_t B, size_t T, const double *t,
                       tdi_rng *rng, tdi_corruption *out);
 
+/* td_trainer_step_protected's flags. */
+#define TDI_PROTECT_KEEP    1 /* kept clean, never scored (a prompt) */
+#define TDI_PROTECT_DROPPED 2 /* [MASK] in the input, never scored (a dropped prompt) */
+
+/* tdi_corrupt with protected positions (prompt-protected, SFT-style
+ * training): protect [B, T] (NULL: none; each 0, 1 or 2, checked) marks the
+ * positions that are never selected — kept clean (1) or masked (2, prompt
+ * dropout for guidance), never scored. Their
+ * "is it selected?" uniform is drawn all the same, so that the random
+ * stream does not depend on them. A sequence's rows are weighted by
+ * w(t_b) / (F_b·B), F_b its number of unprotected positions (T without
+ * protection: tdi_corrupt's weights, bit for bit). */
+td_status tdi_corrupt_protected(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
+                                const int32_t *clean, const uint8_t *protect, size_t B,
+                                size_t T, const double *t, tdi_rng *rng, tdi_corruption *out);
+
 /* The next-token objective of a causal model (docs/training.md): the input
  * is clean[B, T] shifted right by one with mask_id as the begin token
  * (z = [m, x_0, …, x_{T−2}] per sequence), every position b·T + i is scored
@@ -65,5 +81,11 @@ td_status tdi_corrupt(const tdi_schedule *s, const tdi_corrupt_vocab *vocab,
  * draws nothing. */
 td_status tdi_corrupt_shift(const tdi_corrupt_vocab *vocab, const int32_t *clean, size_t B,
                             size_t T, tdi_corruption *out);
+
+/* The same with protect [B, T] as above (NULL: none): protected positions
+ * are not scored, the others of sequence b weigh 1/(F_b·B). */
+td_status tdi_corrupt_shift_protected(const tdi_corrupt_vocab *vocab, const int32_t *clean,
+                                      const uint8_t *protect, size_t B, size_t T,
+                                      tdi_corruption *out);
 
 #endif

@@ -8,7 +8,12 @@
  * if there is such a row, does it run the network — and not even then when
  * the canvas is the one of the last forward pass, whose hidden states are
  * still in the workspace. Logits are computed for those rows alone, a chunk
- * at a time. */
+ * at a time.
+ *
+ * The toolbox on top (docs/sampling.md): confidence thresholds (Fast-dLLM),
+ * ReMDM remasking of generated tokens, classifier-free guidance (a second
+ * workspace runs the canvas with its fixed positions masked), token lists,
+ * a logits hook and a stream of the stable prefix. */
 #include <limits.h>
 #include <stddef.h>
 #include <math.h>
@@ -48,6 +53,7 @@ struct td_sampler {
     tdi_draw_config draw;
     tdi_rng master;             /* one draw per generate call seeds its streams */
     tdi_workspace *ws;          /* the diffusion strategies' */
+    tdi_workspace *ws_u;        /* guidance: the forward of the unconditional canvas */
     tdi_kv_cache *kv;           /* left to right's */
     tdi_pool *pool;             /* its n_threads; workers start at the first call */
     int32_t chunk;              /* logit rows per head product */
@@ -68,13 +74,25 @@ struct td_sampler {
     float *logits;              /* [chunk, V] */
     double *w;                  /* [chunk, V] draw weights */
     tdi_logit_rank *rank;       /* [chunk, V], when top-k or top-p rank tokens */
+    uint8_t *free_row;          /* [n_max] 1: [MASK] when the call began (generated) */
+    int32_t *remasked;          /* [n_max] rows masked again this step, ascending */
+    int32_t *merged;            /* [n_max] scratch to merge `changed` and `remasked` */
+    int32_t *reported;          /* [max_batch] stable prefix streamed so far */
+    int32_t *canvas_u;          /* [n_max] guidance: fixed positions masked */
+    float *logits_u;            /* [chunk, V] guidance: their logits */
+    uint8_t *token_ok;          /* [2V] draw only ids with 1; the second half stages */
+    int32_t token_mode;         /* td_sampler_tokens */
+    td_sampler_stream_fn stream;
+    void *stream_user;
+    td_sampler_logits_fn hook;
+    void *hook_user;
 };
 
 /* What one generate call has done so far. */
 typedef struct run_state {
     int fresh;                  /* the workspace holds a forward of the canvas */
     int32_t n_changed;
-    int64_t model_calls, steps, cached_steps, revealed;
+    int64_t model_calls, steps, cached_steps, revealed, generated, remasked;
 } run_state;
 
 /* Sizes of the public structs in 1.0: smaller ones are refused. */
@@ -99,6 +117,10 @@ static td_sampler_config default_config(void)
     c.max_batch = 1;
     c.max_seq_len = 0;
     c.cache = 1;
+    c.remask = TD_SAMPLER_REMASK_NONE;
+    c.remask_t_on = 0.55f;
+    c.remask_t_off = 0.05f;
+    c.remask_alpha_on = 0.9f;
     return c;
 }
 
@@ -107,6 +129,50 @@ td_status td_sampler_config_init(td_sampler_config *cfg, size_t size)
     TDI_ENTER_NONE();
     td_sampler_config c = default_config();
     return tdi_struct_init(cfg, size, &c, sizeof c, SAMPLER_CONFIG_V1, __func__);
+}
+
+/* The fields appended after 1.0.0 (docs/sampling.md). */
+static td_status check_toolbox(const td_sampler_config *c)
+{
+    const char *f = "td_sampler_create";
+    const int ranked = c->strategy == TD_SAMPLER_MAX_PROB || c->strategy == TD_SAMPLER_MARGIN;
+    const int diffusion = c->strategy != TD_SAMPLER_LEFT_TO_RIGHT;
+    TDI_CHECK_ARG(isfinite(c->threshold) && c->threshold >= 0.0f && c->threshold <= 1.0f,
+                  "%s: cfg->threshold = %g is outside (0, 1] (0 = off)", f,
+                  (double)c->threshold);
+    TDI_CHECK_ARG(isfinite(c->factor) && c->factor >= 0.0f,
+                  "%s: cfg->factor = %g must be finite and > 0 (0 = off)", f, (double)c->factor);
+    TDI_CHECK_ARG(c->threshold == 0.0f || c->factor == 0.0f,
+                  "%s: cfg->threshold and cfg->factor are two rules: set one", f);
+    const int fast = c->threshold > 0.0f || c->factor > 0.0f;
+    TDI_CHECK_ARG(!fast || ranked,
+                  "%s: cfg->threshold and cfg->factor apply to TD_SAMPLER_MAX_PROB and "
+                  "TD_SAMPLER_MARGIN only (strategy %d)", f, (int)c->strategy);
+    TDI_CHECK_ARG(!fast || c->alg_temperature == 0.0f,
+                  "%s: cfg->threshold or cfg->factor rank positions by confidence: "
+                  "cfg->alg_temperature must be 0", f);
+    TDI_CHECK_ARG(c->remask >= TD_SAMPLER_REMASK_NONE && c->remask <= TD_SAMPLER_REMASK_LOOP,
+                  "%s: cfg->remask = %d is not a td_sampler_remask", f, (int)c->remask);
+    TDI_CHECK_ARG(isfinite(c->eta) && c->eta >= 0.0f && c->eta <= 1.0f,
+                  "%s: cfg->eta = %g is outside [0, 1]", f, (double)c->eta);
+    TDI_CHECK_ARG(c->eta == 0.0f || c->remask != TD_SAMPLER_REMASK_NONE,
+                  "%s: cfg->eta = %g needs a cfg->remask schedule", f, (double)c->eta);
+    TDI_CHECK_ARG(isfinite(c->remask_t_on) && isfinite(c->remask_t_off) &&
+                      c->remask_t_off >= 0.0f && c->remask_t_off < c->remask_t_on &&
+                      c->remask_t_on <= 1.0f,
+                  "%s: cfg->remask_t_off = %g and cfg->remask_t_on = %g must satisfy "
+                  "0 <= t_off < t_on <= 1", f, (double)c->remask_t_off,
+                  (double)c->remask_t_on);
+    TDI_CHECK_ARG(c->remask_alpha_on > 0.0f && c->remask_alpha_on < 1.0f,
+                  "%s: cfg->remask_alpha_on = %g is outside (0, 1)", f,
+                  (double)c->remask_alpha_on);
+    TDI_CHECK_ARG(isfinite(c->guidance), "%s: cfg->guidance = %g must be finite", f,
+                  (double)c->guidance);
+    TDI_CHECK_ARG(diffusion || (!fast && c->remask == TD_SAMPLER_REMASK_NONE &&
+                                c->guidance == 0.0f),
+                  "%s: TD_SAMPLER_LEFT_TO_RIGHT takes no threshold, factor, remask or "
+                  "guidance", f);
+    return TD_OK;
 }
 
 static td_status check_config(const td_sampler_config *c, const tdi_model_config *mc)
@@ -159,7 +225,7 @@ static td_status check_config(const td_sampler_config *c, const tdi_model_config
                   (long long)c->max_batch * seq);
     TDI_CHECK_ARG(c->cache == 0 || c->cache == 1, "%s: cfg->cache = %d must be 0 or 1", f,
                   (int)c->cache);
-    return TD_OK;
+    return check_toolbox(c);
 }
 
 void td_sampler_free(td_sampler *s)
@@ -169,6 +235,7 @@ void td_sampler_free(td_sampler *s)
     td_allocator a = s->alloc;
     tdi_pool_free(s->pool); /* joins its threads */
     tdi_workspace_free(s->ws);
+    tdi_workspace_free(s->ws_u);
     tdi_kv_cache_free(s->kv);
     tdi_free(&a, s->scratch);
     tdi_free(&a, s);
@@ -200,6 +267,14 @@ static void layout(void *obj, tdi_carver *c)
     s->logits = tdi_carve(c, cv, sizeof *s->logits);
     s->w = tdi_carve(c, cv, sizeof *s->w);
     s->rank = tdi_draw_ranks(&s->draw) ? tdi_carve(c, cv, sizeof *s->rank) : NULL;
+    s->free_row = tdi_carve(c, n, sizeof *s->free_row);
+    s->remasked = tdi_carve(c, n, sizeof *s->remasked);
+    s->merged = tdi_carve(c, n, sizeof *s->merged);
+    s->reported = tdi_carve(c, B, sizeof *s->reported);
+    s->token_ok = tdi_carve(c, 2 * (size_t)s->model->cfg.vocab_size, sizeof *s->token_ok);
+    int guided = s->cfg.guidance != 0.0f;
+    s->canvas_u = guided ? tdi_carve(c, n, sizeof *s->canvas_u) : NULL;
+    s->logits_u = guided ? tdi_carve(c, cv, sizeof *s->logits_u) : NULL;
 }
 
 static tdi_confidence confidence_of(int32_t strategy)
@@ -258,6 +333,9 @@ td_status td_sampler_create(const td_model *m, const td_schedule *sch,
     else if (st == TD_OK)
         st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, c.n_threads, 0,
                                       &s->ws);
+    if (st == TD_OK && c.guidance != 0.0f)
+        st = tdi_workspace_create(im, c.max_batch, c.max_seq_len, s->chunk, c.n_threads, 0,
+                                  &s->ws_u);
     if (st == TD_OK) st = tdi_pool_create(&s->alloc, c.n_threads, &s->pool);
     if (st != TD_OK) {
         td_sampler_free(s);
@@ -284,10 +362,131 @@ td_status td_sampler_set_seed(td_sampler *s, uint64_t seed)
     return TD_OK;
 }
 
+static td_status check_setter(const td_sampler *s, const char *func)
+{
+    TDI_TRY(check_not_in_callback(s, func));
+    if (s->kv != NULL)
+        return tdi_fail(TD_ERR_UNSUPPORTED,
+                        "%s: TD_SAMPLER_LEFT_TO_RIGHT has no stream, logits hook or token list",
+                        func);
+    return TD_OK;
+}
+
+td_status td_sampler_set_stream(td_sampler *s, td_sampler_stream_fn fn, void *user)
+{
+    TDI_ENTER(s);
+    TDI_CHECK_PTR(s);
+    TDI_TRY(check_setter(s, __func__));
+    s->stream = fn;
+    s->stream_user = user;
+    return TD_OK;
+}
+
+td_status td_sampler_set_logits_hook(td_sampler *s, td_sampler_logits_fn fn, void *user)
+{
+    TDI_ENTER(s);
+    TDI_CHECK_PTR(s);
+    TDI_TRY(check_setter(s, __func__));
+    s->hook = fn;
+    s->hook_user = user;
+    return TD_OK;
+}
+
+td_status td_sampler_set_tokens(td_sampler *s, int32_t mode, const int32_t *ids, int32_t n_ids)
+{
+    TDI_ENTER(s);
+    TDI_CHECK_PTR(s);
+    TDI_TRY(check_setter(s, __func__));
+    const char *f = __func__;
+    const int32_t V = s->model->cfg.vocab_size, mask = s->model->cfg.mask_id;
+    const int32_t pad = s->cfg.pad_id;
+    TDI_CHECK_ARG(mode >= TD_SAMPLER_TOKENS_ALL && mode <= TD_SAMPLER_TOKENS_ALLOW,
+                  "%s: mode = %d is not a td_sampler_tokens", f, (int)mode);
+    TDI_CHECK_ARG(n_ids >= 0, "%s: n_ids = %d is negative", f, (int)n_ids);
+    TDI_CHECK_ARG(mode != TD_SAMPLER_TOKENS_ALL || n_ids == 0,
+                  "%s: TD_SAMPLER_TOKENS_ALL takes no ids (n_ids = %d)", f, (int)n_ids);
+    TDI_CHECK_ARG(mode == TD_SAMPLER_TOKENS_ALL || n_ids > 0,
+                  "%s: an empty list: use TD_SAMPLER_TOKENS_ALL", f);
+    if (n_ids > 0) TDI_CHECK_PTR(ids);
+    for (int32_t j = 0; j < n_ids; j++) {
+        TDI_CHECK_ARG(ids[j] >= 0 && ids[j] < V, "%s: ids[%d] = %d is outside [0, vocab_size "
+                      "= %d)", f, (int)j, (int)ids[j], (int)V);
+        TDI_CHECK_ARG(mode != TD_SAMPLER_TOKENS_ALLOW || (ids[j] != mask && ids[j] != pad),
+                      "%s: ids[%d] = %d is %s, which is never drawn: it cannot be allowed", f,
+                      (int)j, (int)ids[j], ids[j] == mask ? "[MASK]" : "[PAD]");
+    }
+    uint8_t *stage = s->token_ok + V;
+    memset(stage, mode != TD_SAMPLER_TOKENS_ALLOW, (size_t)V);
+    for (int32_t j = 0; j < n_ids; j++) stage[ids[j]] = mode == TD_SAMPLER_TOKENS_ALLOW;
+    int32_t left = 0;
+    for (int32_t i = 0; i < V; i++) left += stage[i] && i != mask && i != pad;
+    TDI_CHECK_ARG(left > 0, "%s: the list leaves no token to draw", f);
+    memcpy(s->token_ok, stage, (size_t)V);
+    s->token_mode = mode;
+    return TD_OK;
+}
+
 /* An open-interval uniform, so that the Gumbel transform stays finite. */
 static double open_uniform(tdi_rng *r)
 {
     return ((double)(tdi_rng_u64(r) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+/* 1 − α(t) of the loop variant, whose α is the schedule's compressed to reach
+ * alpha_on at t_on, held there down to t_off, then brought from alpha_on to
+ * 1 at t = 0 (docs/sampling.md "Remasking"). */
+static double loop_mask_prob(const td_sampler *s, double t)
+{
+    const double on = s->cfg.remask_t_on, off = s->cfg.remask_t_off;
+    const double a_on = s->cfg.remask_alpha_on;
+    if (t > on) return 1.0 - a_on * tdi_schedule_alpha(&s->schedule, (t - on) / (1.0 - on));
+    if (t > off) return 1.0 - a_on;
+    return off > 0.0 ? (1.0 - a_on) * tdi_schedule_mask_prob(&s->schedule, t / off) : 0.0;
+}
+
+/* The step from t to sn: the reveal probability *p of a masked position and
+ * the remasking probability σ of a generated one (ReMDM). Without
+ * remasking, p is the plain sampler's. */
+static double step_probs(const td_sampler *s, double t, double sn, double *p)
+{
+    const td_sampler_config *c = &s->cfg;
+    if (c->remask == TD_SAMPLER_REMASK_NONE || c->eta == 0.0f) {
+        *p = tdi_schedule_reveal_prob(&s->schedule, t, sn);
+        return 0.0;
+    }
+    const int loop = c->remask == TD_SAMPLER_REMASK_LOOP;
+    double m_t = loop ? loop_mask_prob(s, t) : tdi_schedule_mask_prob(&s->schedule, t);
+    double m_s = loop ? loop_mask_prob(s, sn) : tdi_schedule_mask_prob(&s->schedule, sn);
+    double a_t = 1.0 - m_t;
+    double sigma_max = a_t > 0.0 && m_s < a_t ? m_s / a_t : 1.0;
+    double eta = c->eta, sigma;
+    if (c->remask == TD_SAMPLER_REMASK_RESCALE)
+        sigma = eta * sigma_max;
+    else if (loop && !(t <= c->remask_t_on && t > c->remask_t_off))
+        sigma = 0.0;
+    else
+        sigma = eta < sigma_max ? eta : sigma_max;
+    /* (α(s) − (1 − σ) α(t)) / (1 − α(t)) with α(s) − α(t) = m_t − m_s */
+    double q = m_t > 0.0 ? (m_t - m_s + sigma * a_t) / m_t : 1.0;
+    *p = q < 0.0 ? 0.0 : q > 1.0 ? 1.0 : q;
+    return sigma;
+}
+
+/* Remasking: each generated row of [lo, hi) that holds a token is listed
+ * with probability sigma (one draw each, after the step's other draws). */
+static int32_t list_remask(td_sampler *s, const int32_t *canvas, int32_t batch,
+                           int32_t seq_len, int32_t lo, int32_t hi, double sigma)
+{
+    const int32_t mask = s->model->cfg.mask_id;
+    int32_t n = 0;
+    if (sigma <= 0.0) return 0;
+    for (int32_t b = 0; b < batch; b++)
+        for (int32_t i = lo; i < hi; i++) {
+            int32_t row = b * seq_len + i;
+            if (!s->free_row[row] || canvas[row] == mask) continue;
+            if (tdi_rng_f64(&s->seq_rng[b]) < sigma) s->remasked[n++] = row;
+        }
+    return n;
 }
 
 /* Ancestral: each masked row of [lo, hi) is revealed with probability p
@@ -336,7 +535,9 @@ static int32_t list_confidence(td_sampler *s, const int32_t *canvas, int32_t bat
         int32_t m = n - s->seg_start[b];
         s->seg_len[b] = m;
         int32_t k = m;
-        if (!last && m > 0) {
+        if (!last && m > 0 && (s->cfg.threshold > 0.0f || s->cfg.factor > 0.0f)) {
+            k = -1; /* decided from the confidences (fast_counts) */
+        } else if (!last && m > 0) {
             double want = floor((double)m * p + 0.5);
             k = want < 1.0 ? 1 : want > (double)m ? m : (int32_t)want;
         }
@@ -362,6 +563,9 @@ static void draw_chunk(void *ctx, long begin, long end, int tid)
         size_t o = (size_t)i * (size_t)V;
         int32_t e = j->at + (int32_t)i;
         double conf = 0.0;
+        if (s->token_mode != TD_SAMPLER_TOKENS_ALL)
+            for (int32_t v = 0; v < V; v++)
+                if (!s->token_ok[v]) s->logits[o + (size_t)v] = -INFINITY;
         if (tdi_draw_token(&s->draw, s->logits + o, V, s->u_tok[e], s->w + o,
                            s->rank ? s->rank + o : NULL, &s->tokens[e], &conf) != 0)
             s->tokens[e] = -1;
@@ -369,21 +573,76 @@ static void draw_chunk(void *ctx, long begin, long end, int tid)
     }
 }
 
+/* Guidance: l_c + w·(l_c − l_u) where both are finite; elsewhere (the
+ * [MASK] column, −∞ in both) l_c. */
+static void guide(td_sampler *s, int32_t len)
+{
+    const float w = s->cfg.guidance;
+    size_t n = (size_t)len * (size_t)s->model->cfg.vocab_size;
+    for (size_t i = 0; i < n; i++) {
+        float c = s->logits[i], u = s->logits_u[i];
+        if (isfinite(c) && isfinite(u)) s->logits[i] = c + w * (c - u);
+    }
+}
+
 /* tokens and confidences of rows[0..n) from the last forward pass. */
 static td_status draw_rows(td_sampler *s, int32_t n)
 {
+    const int32_t V = s->model->cfg.vocab_size;
     for (int32_t at = 0; at < n; at += s->chunk) {
         int32_t len = n - at < s->chunk ? n - at : s->chunk;
         tdi_model_logits(s->model, s->ws, s->rows + at, len, s->logits, s->pool);
+        if (s->ws_u != NULL) {
+            tdi_model_logits(s->model, s->ws_u, s->rows + at, len, s->logits_u, s->pool);
+            guide(s, len);
+        }
+        if (s->hook != NULL) {
+            s->in_callback = 1;
+            int32_t stop = s->hook(s->hook_user, s->rows + at, len, s->logits, V);
+            s->in_callback = 0;
+            TDI_ENTER(s); /* the hook may have called the library */
+            if (stop != 0)
+                return tdi_fail(TD_ERR_CANCELLED,
+                                "td_sampler_generate: cancelled by the logits hook");
+        }
         draw_job j = { s, at };
         tdi_pool_for(s->pool, len, draw_chunk, &j);
         for (int32_t i = len - 1; i >= 0; i--)
             if (s->tokens[at + i] < 0)
                 return tdi_fail(TD_ERR_NUMERIC,
-                                "td_sampler_generate: the model's logits at row %d are not "
-                                "finite", (int)s->rows[at + i]);
+                                "td_sampler_generate: the logits at row %d are not finite, "
+                                "or leave no token to draw (the model's, or after guidance, "
+                                "the logits hook and the token list)", (int)s->rows[at + i]);
     }
     return TD_OK;
+}
+
+static int conf_desc_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* Fast-dLLM: how many positions each sequence reveals, from the
+ * confidences — those above the threshold, or the factor rule's n — and at
+ * least one. */
+static void fast_counts(td_sampler *s, int32_t batch)
+{
+    const double thr = s->cfg.threshold, fac = s->cfg.factor;
+    for (int32_t b = 0; b < batch; b++) {
+        if (s->n_reveal[b] >= 0) continue;
+        int32_t start = s->seg_start[b], len = s->seg_len[b], k = 0;
+        if (thr > 0.0) {
+            for (int32_t j = 0; j < len; j++) k += s->conf[start + j] > thr;
+        } else {
+            /* (n + 1)(1 − c_(n)) grows with n: the n that satisfy it are 1..k */
+            double *c = (double *)s->order + start; /* scratch: order is twice the size */
+            for (int32_t j = 0; j < len; j++) c[j] = s->conf[start + j];
+            qsort(c, (size_t)len, sizeof *c, conf_desc_cmp);
+            while (k < len && (double)(k + 2) * (1.0 - c[k]) < fac) k++;
+        }
+        s->n_reveal[b] = k > 0 ? k : 1;
+    }
 }
 
 static int order_cmp(const void *a, const void *b)
@@ -436,6 +695,24 @@ static int32_t commit_confidence(td_sampler *s, int32_t *canvas, int32_t batch)
     return n;
 }
 
+/* Merges the step's remasked rows into `changed` (both ascending). */
+static void merge_changed(td_sampler *s, int32_t n_rev, int32_t n_rem)
+{
+    int32_t i = 0, j = 0, o = 0;
+    while (i < n_rev || j < n_rem)
+        s->merged[o++] = j >= n_rem || (i < n_rev && s->changed[i] < s->remasked[j])
+                             ? s->changed[i++] : s->remasked[j++];
+    memcpy(s->changed, s->merged, (size_t)o * sizeof *s->changed);
+}
+
+/* Guidance's canvas: the fixed positions (prompt, infill, not [PAD]) masked. */
+static void uncond_canvas(td_sampler *s, const int32_t *canvas, int32_t n)
+{
+    const int32_t mask = s->model->cfg.mask_id, pad = s->cfg.pad_id;
+    for (int32_t i = 0; i < n; i++)
+        s->canvas_u[i] = s->free_row[i] || canvas[i] == pad ? canvas[i] : mask;
+}
+
 /* Step k of `steps` over the block [lo, hi): from t = 1 − k/steps to
  * s = 1 − (k+1)/steps, exactly 0 at the last step. */
 static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
@@ -445,35 +722,102 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     const int32_t steps = s->cfg.steps;
     const int last = k + 1 == steps;
     const double t = 1.0 - (double)k / steps, sn = last ? 0.0 : 1.0 - (double)(k + 1) / steps;
-    const double p = tdi_schedule_reveal_prob(&s->schedule, t, sn);
+    double p;
+    const double sigma = step_probs(s, t, sn, &p);
     const int ancestral = s->cfg.strategy == TD_SAMPLER_ANCESTRAL;
     int32_t n = ancestral ? list_ancestral(s, canvas, batch, seq_len, lo, hi, p)
                           : list_confidence(s, canvas, batch, seq_len, lo, hi, p, last);
+    int32_t n_rem = list_remask(s, canvas, batch, seq_len, lo, hi, sigma);
     rs->steps++;
     rs->n_changed = 0;
     int run = s->cfg.cache ? n > 0 && !rs->fresh : 1;
     if (run) {
         TDI_TRY(tdi_model_forward(s->model, s->ws, canvas, batch, seq_len, key_mask,
                                   s->pool));
-        rs->fresh = 1;
         rs->model_calls++;
+        if (s->ws_u != NULL) {
+            uncond_canvas(s, canvas, batch * seq_len);
+            TDI_TRY(tdi_model_forward(s->model, s->ws_u, s->canvas_u, batch, seq_len,
+                                      key_mask, s->pool));
+            rs->model_calls++;
+        }
+        rs->fresh = 1;
     } else {
         rs->cached_steps++;
     }
-    if (n == 0) return TD_OK;
-    TDI_TRY(draw_rows(s, n));
-    if (ancestral) {
-        for (int32_t i = 0; i < n; i++) {
-            canvas[s->rows[i]] = s->tokens[i];
-            s->changed[i] = s->rows[i];
+    int32_t n_rev = 0;
+    if (n > 0) {
+        TDI_TRY(draw_rows(s, n));
+        if (ancestral) {
+            for (int32_t i = 0; i < n; i++) {
+                canvas[s->rows[i]] = s->tokens[i];
+                s->changed[i] = s->rows[i];
+            }
+            n_rev = n;
+        } else {
+            fast_counts(s, batch);
+            n_rev = commit_confidence(s, canvas, batch);
         }
-        rs->n_changed = n;
-    } else {
-        rs->n_changed = commit_confidence(s, canvas, batch);
     }
+    const int32_t mask = s->model->cfg.mask_id;
+    for (int32_t j = 0; j < n_rem; j++) canvas[s->remasked[j]] = mask;
+    if (n_rem > 0) merge_changed(s, n_rev, n_rem);
+    rs->n_changed = n_rev + n_rem;
     if (rs->n_changed > 0) rs->fresh = 0;
-    rs->revealed += rs->n_changed;
+    rs->revealed += n_rev;
+    rs->remasked += n_rem;
     return TD_OK;
+}
+
+/* Does canvas row `row` hold a token that no later step can change? */
+static int is_final(const td_sampler *s, const int32_t *canvas, int32_t row, int remask_open)
+{
+    if (canvas[row] == s->model->cfg.mask_id) return 0;
+    return !s->free_row[row] || !remask_open;
+}
+
+/* Streams each sequence's stable prefix as it grows. remask_open: a later
+ * step of the block [lo, hi) may still mask a generated token there. */
+static td_status stream_prefixes(td_sampler *s, const int32_t *canvas, int32_t batch,
+                                 int32_t seq_len, int32_t lo, int32_t hi, int remask_open)
+{
+    for (int32_t b = 0; b < batch; b++) {
+        const int32_t *row = canvas + (size_t)b * seq_len;
+        int32_t from = s->reported[b], len = from;
+        while (len < seq_len &&
+               is_final(s, canvas, b * seq_len + len, remask_open && len >= lo && len < hi))
+            len++;
+        if (len == from) continue;
+        s->reported[b] = len;
+        s->in_callback = 1;
+        int32_t stop = s->stream(s->stream_user, b, row, len, len - from);
+        s->in_callback = 0;
+        TDI_ENTER(s); /* the stream may have called the library */
+        if (stop != 0)
+            return tdi_fail(TD_ERR_CANCELLED, "td_sampler_generate: cancelled by the stream");
+    }
+    return TD_OK;
+}
+
+/* May a step after step k of a block still mask a generated token again? */
+static int remask_open_after(const td_sampler *s, int32_t k)
+{
+    const td_sampler_config *c = &s->cfg;
+    if (c->remask == TD_SAMPLER_REMASK_NONE || c->eta == 0.0f || k + 1 >= c->steps) return 0;
+    /* the loop remasks only at steps that begin inside (t_off, t_on] */
+    return c->remask != TD_SAMPLER_REMASK_LOOP ||
+           1.0 - (double)(k + 1) / c->steps > c->remask_t_off;
+}
+
+/* Fast rules end a block once it has no [MASK] left. */
+static int block_filled(const td_sampler *s, const int32_t *canvas, int32_t batch,
+                        int32_t seq_len, int32_t lo, int32_t hi)
+{
+    const int32_t mask = s->model->cfg.mask_id;
+    for (int32_t b = 0; b < batch; b++)
+        for (int32_t i = lo; i < hi; i++)
+            if (canvas[b * seq_len + i] == mask) return 0;
+    return 1;
 }
 
 static td_status check_generate(const td_sampler *s, const int32_t *canvas, int32_t batch,
@@ -508,6 +852,10 @@ static void write_stats(td_sample_stats *stats, const run_state *rs)
     full.steps = rs->steps;
     full.cached_steps = rs->cached_steps;
     full.tokens_revealed = rs->revealed;
+    full.tokens_generated = rs->generated;
+    full.tokens_remasked = rs->remasked;
+    full.calls_per_token = rs->generated > 0 ? (double)rs->model_calls / (double)rs->generated
+                                             : NAN;
     tdi_struct_out(stats, stats->struct_size, &full, sizeof full);
 }
 
@@ -571,6 +919,13 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
 
     run_state rs;
     memset(&rs, 0, sizeof rs);
+    const int32_t mask = s->model->cfg.mask_id;
+    for (int32_t i = 0; i < n; i++) {
+        s->free_row[i] = canvas[i] == mask;
+        rs.generated += s->free_row[i];
+    }
+    memset(s->reported, 0, (size_t)batch * sizeof *s->reported);
+    const int fast = s->cfg.threshold > 0.0f || s->cfg.factor > 0.0f;
     td_status st = TD_OK;
     if (s->kv != NULL) {
         st = generate_ltr(s, canvas, batch, seq_len, cb, user, &rs);
@@ -581,7 +936,13 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
         int32_t lo = block > 0 ? blk * block : 0;
         int32_t hi = block > 0 && seq_len - lo > block ? lo + block : seq_len;
         for (int32_t k = 0; k < steps && st == TD_OK; k++) {
+            if (fast && block_filled(s, canvas, batch, seq_len, lo, hi)) break;
             st = step(s, canvas, batch, seq_len, key_mask, lo, hi, k, &rs);
+            if (st == TD_OK && s->stream != NULL) {
+                int open = remask_open_after(s, k) &&
+                           !(fast && block_filled(s, canvas, batch, seq_len, lo, hi));
+                st = stream_prefixes(s, canvas, batch, seq_len, lo, hi, open);
+            }
             if (st != TD_OK || cb == NULL) continue;
             s->in_callback = 1;
             int32_t stop = cb(user, blk * steps + k, n_steps, canvas, batch, seq_len, s->changed,

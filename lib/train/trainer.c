@@ -200,9 +200,9 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
 }
 
 /* td_trainer_step after its argument checks. */
-static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
+static td_status step(td_trainer *t, const int32_t *tokens, const uint8_t *protect,
+                      td_train_stats *stats, const char *func)
 {
-    static const char func[] = "td_trainer_step";
     tdi_model *m = t->model->m;
     const int32_t B = t->cfg.batch_size, T = t->cfg.seq_len, V = m->cfg.vocab_size;
     tdi_pool *pool = t->pool;
@@ -217,11 +217,12 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
 
     mark = tdi_prof_phase_begin(prof, TDI_PROF_FORWARD);
     if (m->cfg.causal) { /* next-token prediction: the schedule is not used */
-        TDI_TRY(tdi_corrupt_shift(&vocab, tokens, (size_t)B, (size_t)T, &t->corr));
+        TDI_TRY(tdi_corrupt_shift_protected(&vocab, tokens, protect, (size_t)B, (size_t)T,
+                                            &t->corr));
     } else {
         TDI_TRY(tdi_schedule_draw_times(&t->schedule, &t->rng, (size_t)B, t->times));
-        TDI_TRY(tdi_corrupt(&t->schedule, &vocab, tokens, (size_t)B, (size_t)T, t->times,
-                            &t->rng, &t->corr));
+        TDI_TRY(tdi_corrupt_protected(&t->schedule, &vocab, tokens, protect, (size_t)B,
+                                      (size_t)T, t->times, &t->rng, &t->corr));
     }
     const int32_t n = (int32_t)t->corr.n;
     /* This rank's shard of the batch: sequences [s0, s1), all of them
@@ -299,19 +300,40 @@ static td_status step(td_trainer *t, const int32_t *tokens, td_train_stats *stat
     return TD_OK;
 }
 
+/* A failed step changes nothing: the model and the optimizer are only
+ * written by the update at its end, and the generator is put back. */
+static td_status checked_step(td_trainer *t, const int32_t *tokens, const uint8_t *protect,
+                              td_train_stats *stats, const char *func)
+{
+    if (stats != NULL)
+        TDI_TRY(tdi_struct_size_check(stats->struct_size, TRAIN_STATS_V1, func, "stats"));
+    if (protect != NULL) {
+        size_t n = (size_t)t->cfg.batch_size * (size_t)t->cfg.seq_len;
+        for (size_t r = 0; r < n; r++)
+            TDI_CHECK_ARG(protect[r] <= 2, "%s: protect[%zu] = %u must be 0, 1 or 2", func, r,
+                          (unsigned)protect[r]);
+    }
+    tdi_rng saved = t->rng;
+    td_status st = step(t, tokens, protect, stats, func);
+    if (st != TD_OK) t->rng = saved;
+    return st;
+}
+
 td_status td_trainer_step(td_trainer *t, const int32_t *tokens, td_train_stats *stats)
 {
     TDI_ENTER(t);
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(tokens);
-    if (stats != NULL)
-        TDI_TRY(tdi_struct_size_check(stats->struct_size, TRAIN_STATS_V1, __func__, "stats"));
-    /* A failed step changes nothing: the model and the optimizer are only
-     * written by the update at its end, and the generator is put back. */
-    tdi_rng saved = t->rng;
-    td_status st = step(t, tokens, stats);
-    if (st != TD_OK) t->rng = saved;
-    return st;
+    return checked_step(t, tokens, NULL, stats, __func__);
+}
+
+td_status td_trainer_step_protected(td_trainer *t, const int32_t *tokens,
+                                    const uint8_t *protect, td_train_stats *stats)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(tokens);
+    return checked_step(t, tokens, protect, stats, __func__);
 }
 
 void tdi_trainer_set_profile(td_trainer *t, tdi_profile *prof)

@@ -83,7 +83,15 @@
     F(td_sampler_config, max_batch, 48)          \
     F(td_sampler_config, max_seq_len, 52)        \
     F(td_sampler_config, cache, 56)              \
-    F(td_sampler_config, reserved0, 60)
+    F(td_sampler_config, reserved0, 60)          \
+    F(td_sampler_config, threshold, 64)          \
+    F(td_sampler_config, factor, 68)             \
+    F(td_sampler_config, remask, 72)             \
+    F(td_sampler_config, eta, 76)                \
+    F(td_sampler_config, remask_t_on, 80)        \
+    F(td_sampler_config, remask_t_off, 84)       \
+    F(td_sampler_config, remask_alpha_on, 88)    \
+    F(td_sampler_config, guidance, 92)
 
 #define TD_LAYOUT_SAMPLE_STATS(F)                \
     F(td_sample_stats, struct_size, 0)           \
@@ -91,7 +99,10 @@
     F(td_sample_stats, model_calls, 8)           \
     F(td_sample_stats, steps, 16)                \
     F(td_sample_stats, cached_steps, 24)         \
-    F(td_sample_stats, tokens_revealed, 32)
+    F(td_sample_stats, tokens_revealed, 32)      \
+    F(td_sample_stats, tokens_generated, 40)     \
+    F(td_sample_stats, tokens_remasked, 48)      \
+    F(td_sample_stats, calls_per_token, 56)
 
 #define TD_LAYOUT_EVAL_CONFIG(F)                 \
     F(td_eval_config, struct_size, 0)            \

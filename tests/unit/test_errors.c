@@ -204,6 +204,17 @@ static void test_callback_may_not_reenter_its_sampler(void **state)
 
 /* ---- allocation failures over a whole workflow -------------------------- */
 
+static int32_t keep_streaming(void *user, int32_t b, const int32_t *prefix, int32_t prefix_len,
+                              int32_t n_new)
+{
+    (void)user;
+    (void)b;
+    (void)prefix;
+    (void)prefix_len;
+    (void)n_new;
+    return 0;
+}
+
 /* Everything a host does, every allocation through `a`. */
 static td_status workflow(const td_allocator *a)
 {
@@ -262,6 +273,27 @@ static td_status workflow(const td_allocator *a)
         int32_t canvas[2 * T];
         for (int i = 0; i < 2 * T; i++) canvas[i] = mask;
         st = td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL);
+    }
+    if (st == TD_OK) { /* the sampler toolbox: a second workspace for guidance */
+        td_sampler_free(smp);
+        smp = NULL;
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.strategy = TD_SAMPLER_MAX_PROB;
+        sc.steps = T;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        sc.threshold = 0.5f;
+        sc.remask = TD_SAMPLER_REMASK_LOOP;
+        sc.eta = 0.5f;
+        sc.guidance = 1.5f;
+        st = td_sampler_create(m, sch, &sc, &smp);
+        const int32_t ban[1] = { 0 };
+        if (st == TD_OK) st = td_sampler_set_tokens(smp, TD_SAMPLER_TOKENS_BAN, ban, 1);
+        if (st == TD_OK) st = td_sampler_set_stream(smp, keep_streaming, NULL);
+        int32_t canvas[2 * T];
+        for (int i = 0; i < 2 * T; i++) canvas[i] = i < 3 ? 1 + i : mask;
+        if (st == TD_OK) st = td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL);
     }
     if (st == TD_OK) {
         td_eval_config ec;

@@ -168,7 +168,7 @@ static const config_case config_cases[] = {
     { "td_schedule_config", sizeof(td_schedule_config), init_schedule, use_schedule, 0 },
     { "td_model_config", sizeof(td_model_config), init_model, use_model, 48 },
     { "td_trainer_config", sizeof(td_trainer_config), init_trainer, use_trainer, 0 },
-    { "td_sampler_config", sizeof(td_sampler_config), init_sampler, use_sampler, 0 },
+    { "td_sampler_config", sizeof(td_sampler_config), init_sampler, use_sampler, 64 },
     { "td_eval_config", sizeof(td_eval_config), init_eval, use_eval, 0 },
 };
 
@@ -280,7 +280,7 @@ static const output_case output_cases[] = {
     { "td_schedule_config", sizeof(td_schedule_config), get_schedule_config, 0 },
     { "td_model_config", sizeof(td_model_config), get_model_config, 48 },
     { "td_train_stats", sizeof(td_train_stats), train_step, 0 },
-    { "td_sample_stats", sizeof(td_sample_stats), sample, 0 },
+    { "td_sample_stats", sizeof(td_sample_stats), sample, 40 },
     { "td_eval_result", sizeof(td_eval_result), evaluate, 0 },
     { "td_text_stats", sizeof(td_text_stats), text_stats, 0 },
     { "td_runtime_info", sizeof(td_runtime_info), runtime_info, 0 },

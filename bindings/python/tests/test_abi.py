@@ -30,7 +30,8 @@ def _split_params(params):
 _SCALARS = {
     "uint32_t": ctypes.c_uint32, "int32_t": ctypes.c_int32, "uint64_t": ctypes.c_uint64,
     "int64_t": ctypes.c_int64, "size_t": ctypes.c_size_t, "double": ctypes.c_double,
-    "float": ctypes.c_float, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
+    "float": ctypes.c_float, "uint8_t": ctypes.c_uint8, "td_sampler_callback": _lib.SAMPLER_CALLBACK,
+    "td_sampler_stream_fn": _lib.SAMPLER_STREAM, "td_sampler_logits_fn": _lib.SAMPLER_LOGITS,
     "td_reduce_fn": _lib.REDUCE_FN,
 }
 _OPAQUE = {name: getattr(_lib, name) for name in
@@ -145,6 +146,8 @@ class TestHeader(unittest.TestCase):
             "td_norm_placement": (td.NormPlacement, "TD_NORM_"),
             "td_activation": (td.Activation, "TD_ACT_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
+            "td_sampler_remask": (td.Remask, "TD_SAMPLER_REMASK_"),
+            "td_sampler_tokens": (td.TokenList, "TD_SAMPLER_TOKENS_"),
             "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
             "td_blas_threading": (td.BlasThreading, "TD_BLAS_"),
             "td_latent_schedule": (td.LatentSchedule, "TD_LATENT_SCHEDULE_"),

@@ -175,6 +175,58 @@ class TestSampler(unittest.TestCase):
         s.generate([MASK] * T, callback=lambda *a: other.generate(inner))
         self.assertNotIn(MASK, inner)
 
+    def test_toolbox_config_and_stats(self):
+        s = self.sampler(strategy="MAX_PROB", steps=T, threshold=0.5, remask="CAP", eta=0.1,
+                         guidance=1.0)
+        self.assertEqual(s.config.remask, td.Remask.CAP)
+        self.assertAlmostEqual(s.config.threshold, 0.5)
+        canvas = [65, 66] + [MASK] * (T - 2)
+        stats = s.generate(canvas)
+        self.assertNotIn(MASK, canvas)
+        self.assertEqual(stats.tokens_generated, T - 2)
+        self.assertAlmostEqual(stats.calls_per_token, stats.model_calls / (T - 2))
+        self.assertEqual(stats.tokens_revealed, T - 2 + stats.tokens_remasked)
+        for bad in (dict(threshold=1.5), dict(eta=-1.0, remask="CAP"), dict(guidance=float("nan"))):
+            with self.assertRaises(td.InvalidArgumentError):
+                self.sampler(strategy="MAX_PROB", **bad)
+
+    def test_token_lists(self):
+        s = self.sampler(temperature=2.0)
+        s.set_tokens(td.TokenList.ALLOW, [65, 66])
+        canvas = [MASK] * T
+        s.generate(canvas)
+        self.assertTrue(set(canvas) <= {65, 66})
+        s.set_tokens(td.TokenList.BAN, [65])
+        canvas = [MASK] * T
+        s.generate(canvas)
+        self.assertNotIn(65, canvas)
+        with self.assertRaises(td.InvalidArgumentError) as cm:
+            s.set_tokens(td.TokenList.ALLOW, [MASK])
+        self.assertIn("[MASK]", cm.exception.message)
+        s.set_tokens(td.TokenList.ALL)
+
+    def test_stream_and_hook(self):
+        s = self.sampler(block_len=4)
+        seen = []
+        s.set_stream(lambda b, prefix: seen.append(list(prefix)))
+        rows = []
+        s.set_logits_hook(lambda r, logits: rows.extend(r))
+        canvas = [MASK] * T
+        s.generate(canvas)
+        self.assertEqual(seen[-1], canvas)
+        for a, b in zip(seen, seen[1:]):
+            self.assertEqual(b[:len(a)], a)  # never revised
+        self.assertEqual(sorted(rows), list(range(T)))  # ancestral: each row draws once
+
+        def boom(b, prefix):
+            raise Boom()
+        s.set_stream(boom)
+        with self.assertRaises(Boom):
+            s.generate([MASK] * T)
+        s.set_stream(None)
+        s.set_logits_hook(None)
+        s.generate([MASK] * T)
+
     def test_bad_canvases(self):
         s = self.sampler()
         with self.assertRaises(TypeError):

@@ -42,6 +42,21 @@ class TestTrainer(unittest.TestCase):
         tr.step([batch[:T], batch[T:]])
         tr.step(array.array("i", batch))
 
+    def test_protected_step(self):
+        tokens = self.corpus.batch(B, T, index=0)
+        a, b = self.trainer(), self.trainer()
+        plain = a.step(tokens)
+        same = b.step(tokens, protect=[0] * (B * T))
+        self.assertEqual(plain, same)  # no protection: td_trainer_step
+        c = self.trainer()
+        st = c.step(tokens, protect=[[1] * T] * B)
+        self.assertEqual(st.n_masked, 0)
+        with self.assertRaises(td.InvalidArgumentError) as cm:
+            c.step(tokens, protect=[3] + [0] * (B * T - 1))
+        self.assertIn("protect[0]", cm.exception.message)
+        with self.assertRaises(ValueError):
+            c.step(tokens, protect=[0])
+
     def test_mlm_and_diffusion_share_the_step(self):
         for sched in (td.Schedule.mlm(), td.Schedule.diffusion("cosine")):
             st = self.trainer(schedule=sched).step(self.corpus.batch(B, T))

@@ -38,7 +38,7 @@ from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_pe
 from .latent import LatentPrediction, LatentSampler, LatentSchedule, LatentStage
 from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
-from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
+from .sampler import Remask, SampleStats, Sampler, SamplerConfig, Strategy, TokenList
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
 from .tokenizer import SpecialToken, Tokenizer
 from .trainer import ResumeFlags, Trainer, TrainerConfig, TrainStats
@@ -85,9 +85,9 @@ __all__ = [
     "InvalidArgumentError", "LatentPrediction", "LatentSampler", "LatentSchedule",
     "LatentStage", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
     "NumericError", "PosEncoding",
-    "RateLoss", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
+    "RateLoss", "Remask", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
     "Schedule", "ScheduleConfig", "ScheduleKind", "SpecialToken", "Split", "StateError",
-    "Status", "Strategy", "TextStats", "TextdiffError", "Tokenizer", "TrainStats", "Trainer",
+    "Status", "Strategy", "TextStats", "TextdiffError", "TokenList", "Tokenizer", "TrainStats", "Trainer",
     "TrainerConfig", "UnsupportedError", "VersionError", "VersionInfo", "abi_version",
     "eval_gen_perplexity", "eval_nelbo", "eval_rates", "library_path", "runtime_info",
     "status_string", "text_stats", "version", "version_info",

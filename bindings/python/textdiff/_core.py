@@ -212,6 +212,7 @@ def new_handle(pointer_type, create, *args):
 # --- argument checks (ctypes silently wraps out-of-range integers) --------
 _INT_RANGES = {
     ctypes.c_int32: (-2**31, 2**31 - 1, "int32_t"),
+    ctypes.c_uint8: (0, 2**8 - 1, "uint8_t"),
     ctypes.c_uint32: (0, 2**32 - 1, "uint32_t"),
     ctypes.c_int64: (-2**63, 2**63 - 1, "int64_t"),
     ctypes.c_uint64: (0, 2**64 - 1, "uint64_t"),

@@ -179,6 +179,14 @@ class td_sampler_config(ctypes.Structure):
         ("max_seq_len", ctypes.c_int32),
         ("cache", ctypes.c_int32),
         ("reserved0", ctypes.c_int32),
+        ("threshold", ctypes.c_float),
+        ("factor", ctypes.c_float),
+        ("remask", ctypes.c_int32),
+        ("eta", ctypes.c_float),
+        ("remask_t_on", ctypes.c_float),
+        ("remask_t_off", ctypes.c_float),
+        ("remask_alpha_on", ctypes.c_float),
+        ("guidance", ctypes.c_float),
     ]
 
 
@@ -192,6 +200,9 @@ class td_sample_stats(ctypes.Structure):
         ("steps", ctypes.c_int64),
         ("cached_steps", ctypes.c_int64),
         ("tokens_revealed", ctypes.c_int64),
+        ("tokens_generated", ctypes.c_int64),
+        ("tokens_remasked", ctypes.c_int64),
+        ("calls_per_token", ctypes.c_double),
     ]
 
 
@@ -356,6 +367,16 @@ SAMPLER_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.POINTER(ctypes.c_int32), ctypes.c_int32, ctypes.c_int32,
     ctypes.POINTER(ctypes.c_int32), ctypes.c_int32)
 
+# td_sampler_stream_fn
+SAMPLER_STREAM = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32),
+    ctypes.c_int32, ctypes.c_int32)
+
+# td_sampler_logits_fn
+SAMPLER_LOGITS = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_int32,
+    ctypes.POINTER(ctypes.c_float), ctypes.c_int32)
+
 _p = ctypes.POINTER
 _i32p = _p(ctypes.c_int32)
 _alloc = _p(td_allocator)
@@ -428,6 +449,8 @@ PROTOTYPES = {
     "td_trainer_free": (None, [P_trainer]),
     "td_trainer_errmsg": (_size, [P_trainer, _char, _size]),
     "td_trainer_step": (c_status, [P_trainer, _i32p, _p(td_train_stats)]),
+    "td_trainer_step_protected": (c_status, [P_trainer, _i32p, _p(ctypes.c_uint8),
+                                             _p(td_train_stats)]),
     "td_trainer_get_step": (c_status, [P_trainer, _p(ctypes.c_int64)]),
     "td_trainer_save": (c_status, [P_trainer, _char]),
     "td_trainer_resume": (c_status, [P_trainer, _char, ctypes.c_uint32]),
@@ -444,6 +467,9 @@ PROTOTYPES = {
     "td_sampler_generate": (c_status, [P_sampler, _i32p, ctypes.c_int32, ctypes.c_int32,
                                        SAMPLER_CALLBACK, ctypes.c_void_p,
                                        _p(td_sample_stats)]),
+    "td_sampler_set_stream": (c_status, [P_sampler, SAMPLER_STREAM, ctypes.c_void_p]),
+    "td_sampler_set_logits_hook": (c_status, [P_sampler, SAMPLER_LOGITS, ctypes.c_void_p]),
+    "td_sampler_set_tokens": (c_status, [P_sampler, ctypes.c_int32, _i32p, ctypes.c_int32]),
     # evaluation
     "td_eval_config_init": (c_status, [_p(td_eval_config), _size]),
     "td_eval_nelbo": (c_status, [P_model, _i32p, ctypes.c_int64, _p(td_eval_config),

@@ -21,15 +21,34 @@ class Strategy(enum.IntEnum):
     LEFT_TO_RIGHT = 4  #: causal models: one position at a time, with a key/value cache
 
 
+class Remask(enum.IntEnum):
+    """td_sampler_remask: ReMDM remasking of generated tokens."""
+
+    NONE = 0     #: no remasking
+    RESCALE = 1  #: sigma = eta * sigma_max
+    CAP = 2      #: sigma = min(eta, sigma_max)
+    LOOP = 3     #: alpha held at remask_alpha_on in (t_off, t_on], sigma = min(eta, sigma_max)
+
+
+class TokenList(enum.IntEnum):
+    """td_sampler_tokens: what set_tokens' list means."""
+
+    ALL = 0    #: every token may be drawn
+    BAN = 1    #: the listed ids are never drawn
+    ALLOW = 2  #: only the listed ids are drawn
+
+
 SamplerConfig = make_record("SamplerConfig", _lib.td_sampler_config, """\
 A sampler's configuration (td_sampler_config): strategy, steps,
 temperature, top_k, top_p, seed, block_len, n_threads, alg_temperature,
-pad_id, max_batch, max_seq_len, cache.""")
+pad_id, max_batch, max_seq_len, cache, threshold, factor, remask, eta,
+remask_t_on, remask_t_off, remask_alpha_on, guidance.""")
 
 SampleStats = make_record("SampleStats", _lib.td_sample_stats, """\
 What a generate() call did (td_sample_stats): model_calls (forward
 passes), steps (over all blocks), cached_steps (steps without a forward
-pass), tokens_revealed (positions written).""")
+pass), tokens_revealed (positions written), tokens_generated (positions
+that were [MASK]), tokens_remasked, calls_per_token.""")
 
 
 def _readonly_view(canvas, buf):
@@ -52,7 +71,8 @@ class Sampler(Handle):
     ``Sampler(model, schedule, **config)`` takes td_sampler_config fields
     (strategy — a Strategy or its name —, steps, temperature, top_k, top_p,
     seed, block_len, n_threads, alg_temperature, pad_id, max_batch,
-    max_seq_len, cache); the others keep the library's defaults. The sampler
+    max_seq_len, cache, threshold, factor, remask — a Remask or its name —,
+    eta, remask_t_on, remask_t_off, remask_alpha_on, guidance); the others keep the library's defaults. The sampler
     keeps its model alive and only reads it, so samplers on several threads
     may share one model; the schedule is copied. Use a sampler from one
     thread at a time.
@@ -69,7 +89,7 @@ class Sampler(Handle):
         max_batch sequences of max_seq_len tokens is allocated here."""
         cfg = _lib.td_sampler_config()
         check(lib.td_sampler_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
-        set_fields("sampler config", cfg, config, {"strategy": Strategy})
+        set_fields("sampler config", cfg, config, {"strategy": Strategy, "remask": Remask})
         typed("model", model, Model)
         typed("schedule", schedule, Schedule)
         with use(model, schedule) as (m, s):
@@ -77,6 +97,8 @@ class Sampler(Handle):
             super().__init__(ptr, parents=(model,))
         self.model = model  #: the Model this sampler reads
         self._cfg = cfg
+        self._stream = self._hook = None  # the ctypes callbacks, kept alive
+        self._hook_raised = []
 
     @property
     def config(self):
@@ -86,6 +108,51 @@ class Sampler(Handle):
     def set_seed(self, seed):
         """Restarts the random stream as if the sampler had been created with `seed`."""
         self._call(lib.td_sampler_set_seed, int_arg("seed", seed, ctypes.c_uint64))
+
+    def _guarded(self, fn):
+        """Calls fn; an exception is kept for generate() to re-raise and stops it."""
+        def run(*args):
+            try:
+                go_on = fn(*args)
+            except BaseException as e:  # noqa: B902 (re-raised by generate)
+                self._hook_raised.append(e)
+                return 1
+            return 1 if go_on is not None and not go_on else 0
+        return run
+
+    def set_stream(self, fn):
+        """After every step, `fn(b, prefix)` receives sequence b's stable
+        prefix (a list of ids that no later step can change) whenever it
+        grew; False stops generation. None removes it."""
+        cb = _lib.SAMPLER_STREAM()
+        if fn is not None:
+            run = self._guarded(fn)
+            cb = _lib.SAMPLER_STREAM(lambda user, b, prefix, n, n_new: run(b, prefix[:n]))
+        self._call(lib.td_sampler_set_stream, cb, None)
+        self._stream = cb
+
+    def set_logits_hook(self, fn):
+        """`fn(rows, logits)` sees the logits of the rows about to draw a
+        token (`logits` a ctypes float array of len(rows) * vocab_size, which
+        it may modify); False stops generation. None removes it."""
+        cb = _lib.SAMPLER_LOGITS()
+        if fn is not None:
+            run = self._guarded(fn)
+
+            def hook(user, rows, n_rows, logits, vocab):
+                arr = (ctypes.c_float * (n_rows * vocab)).from_address(
+                    ctypes.addressof(logits.contents))
+                return run(rows[:n_rows], arr)
+            cb = _lib.SAMPLER_LOGITS(hook)
+        self._call(lib.td_sampler_set_logits_hook, cb, None)
+        self._hook = cb
+
+    def set_tokens(self, mode, ids=()):
+        """Restricts the tokens drawn: TokenList.BAN or ALLOW with a list of
+        ids, or TokenList.ALL (no list)."""
+        ids = [int_arg("ids", i, ctypes.c_int32) for i in ids]
+        arr = (ctypes.c_int32 * len(ids))(*ids) if ids else None
+        self._call(lib.td_sampler_set_tokens, int(TokenList(mode)), arr, len(ids))
 
     def generate(self, canvas, callback=None, batch=None):
         """Fills every [MASK] of `canvas` in place and returns SampleStats.
@@ -100,7 +167,7 @@ class Sampler(Handle):
         every step: `canvas_view` is a read-only view of the canvas (numpy
         for a numpy canvas, else a memoryview; valid during the call only),
         `changed` the list of flat positions (b·seq_len + i) this step
-        revealed. Returning False stops generation with CancelledError; None
+        revealed (or, with remasking, masked again). Returning False stops generation with CancelledError; None
         or True continue. An exception raised by the callback also stops it
         and is re-raised here once the C call has returned. On
         CancelledError or NumericError the canvas holds the steps done so
@@ -139,6 +206,8 @@ class Sampler(Handle):
                 except BufferError:  # the callback kept an export of it
                     pass
         result = to_record(SampleStats, stats)
+        raised += self._hook_raised
+        self._hook_raised = []
         if raised:
             raise raised[0]
         if err is not None:

@@ -21,6 +21,15 @@ grad_norm (before clipping), lr (the rate applied), n_masked (scored
 positions).""")
 
 
+
+def _flatten(items):
+    """The scalars of nested iterables (a numpy array, lists of lists), in order."""
+    for x in items:
+        if hasattr(x, "__iter__"):
+            yield from _flatten(x)
+        else:
+            yield x
+
 class ResumeFlags(enum.IntFlag):
     """td_resume_flags: which differences Trainer.resume accepts."""
 
@@ -74,16 +83,27 @@ class Trainer(Handle):
         """batch_size · seq_len: the length of step()'s `tokens`."""
         return self._cfg.batch_size * self._cfg.seq_len
 
-    def step(self, tokens):
+    def step(self, tokens, protect=None):
         """One training step on batch_size·seq_len token ids (any shape with
         that many elements: a numpy int32 array or array.array('i') used in
         place, or lists; ids in [0, vocab_size), never [MASK]). Returns the
         step's TrainStats. A non-finite loss or gradient raises NumericError
-        and changes nothing."""
+        and changes nothing. `protect`, as many flags (any iterable),
+        marks positions never scored: 1 kept (a prompt), 2 masked (a
+        dropped prompt, for guidance), 0 trained as usual
+        (td_trainer_step_protected)."""
         self._check_open()
         buf = as_buffer("tokens", tokens, size=self.tokens_per_step)
         stats = new_struct(_lib.td_train_stats)
-        self._call(lib.td_trainer_step, buf.ptr, ctypes.byref(stats))
+        if protect is None:
+            self._call(lib.td_trainer_step, buf.ptr, ctypes.byref(stats))
+        else:
+            flags = [int_arg("protect", f, ctypes.c_uint8) for f in _flatten(protect)]
+            if len(flags) != self.tokens_per_step:
+                raise ValueError("protect has %d flags, the step takes %d"
+                                 % (len(flags), self.tokens_per_step))
+            arr = (ctypes.c_uint8 * len(flags))(*flags)
+            self._call(lib.td_trainer_step_protected, buf.ptr, arr, ctypes.byref(stats))
         return to_record(TrainStats, stats)
 
     @property
