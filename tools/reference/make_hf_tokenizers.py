@@ -9,6 +9,8 @@ text and the token ids the `tokenizers` library gives for it and for the
 first 200 KB of the corpus. Input bytes are decoded with errors="replace"
 (one U+FFFD per maximal ill-formed subpart, as the library does).
 
+Also writes the fuzz targets' seeds (tests/fuzz/corpus/hf_*).
+
 Usage: /work/venv/bin/python tools/reference/make_hf_tokenizers.py
 """
 import gzip
@@ -112,6 +114,41 @@ def main():
     tok = Tokenizer.from_str(json.dumps(tj))
     e = tok.encode(edge, add_special_tokens=False).ids
     write_ids(os.path.join(OUT, "wordpiece-cased-edge.ids"), e)
+    fuzz_seeds(corpus_bytes)
+
+
+def fuzz_seeds(corpus_bytes):
+    """Small seeds for the libFuzzer targets (tests/fuzz/corpus/hf_*), under
+    the targets' 4096-byte input limit."""
+    text = corpus_bytes[:20000].decode()
+    fz = os.path.join(ROOT, "tests", "fuzz", "corpus")
+    for d in ("hf_vocab_txt", "hf_vocab_json", "hf_tokenizer_json"):
+        os.makedirs(os.path.join(fz, d), exist_ok=True)
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator([text], vocab_size=120, min_frequency=2,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False)
+    vocab = sorted(wp.get_vocab().items(), key=lambda kv: kv[1])
+    with open(os.path.join(fz, "hf_vocab_txt/uncased.txt"), "w") as f:
+        f.write("".join(k + "\n" for k, _ in vocab))
+    with open(os.path.join(fz, "hf_vocab_txt/cased-config.txt"), "w") as f:
+        f.write("".join(k + "\n" for k, _ in vocab) + "\0" + '{"do_lower_case": false}')
+    j = json.loads(wp.to_str())
+    with open(os.path.join(fz, "hf_tokenizer_json/wordpiece.json"), "w") as f:
+        f.write(json.dumps(j, separators=(",", ":"), ensure_ascii=False))
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([text], vocab_size=300, min_frequency=2,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    j = json.loads(bpe.to_str())
+    with open(os.path.join(fz, "hf_tokenizer_json/bpe.json"), "w") as f:
+        f.write(json.dumps(j, separators=(",", ":"), ensure_ascii=False))
+    j["pre_tokenizer"]["add_prefix_space"] = True
+    j["model"]["merges"] = [" ".join(m) for m in j["model"]["merges"]]
+    with open(os.path.join(fz, "hf_tokenizer_json/bpe-prefix-old-merges.json"), "w") as f:
+        f.write(json.dumps(j, separators=(",", ":"), ensure_ascii=False))
+    v = json.dumps(j["model"]["vocab"], separators=(",", ":"), ensure_ascii=False)
+    m = "#version: 0.2\n" + "".join(x + "\n" for x in j["model"]["merges"])
+    with open(os.path.join(fz, "hf_vocab_json/bpe.txt"), "w") as f:
+        f.write(v + "\0" + m)
 
 
 if __name__ == "__main__":
