@@ -38,6 +38,9 @@ EDGE = (
     + b"invalid: \xff \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82 trunc \x80 lone \xc3\n"
     + "accents: ÀÉÎÕÜ àéîõü ñ ç ǅ ﬁ Ⅻ ß ẞ Σσς\n".encode()
     + b"unicode space:\xc2\xa0nbsp\xe3\x80\x80ideographic\xe2\x80\x83em\xe2\x80\xa8ls\n"
+    + "not space: \x1c\x1f\u180e\u200b; space: \u1680\u1680x \x85\x85y; "
+      "CJK edges \U0002B81D\U0002B820\U0002B920\U0002CEA1\U0002CEB0 \u3400\u4dbf\n".encode()
+    + b"final line without newline"
 )
 
 
