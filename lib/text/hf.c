@@ -383,13 +383,16 @@ static void emit(enc *e, int32_t id)
     e->n++;
 }
 
-static td_status grow(const td_allocator *a, void **p, size_t *cap, size_t need, size_t elem)
+td_status tdi_hf_grow(const td_allocator *a, void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return TD_OK;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need) {
+        if (c > ((size_t)-1 / 2) / elem) return tdi_nomem(__func__, need);
+        c *= 2;
+    }
     void *q = tdi_realloc(a, *p, c * elem);
-    if (q == NULL) return tdi_nomem("tdi_hf_encode", c * elem);
+    if (q == NULL) return tdi_nomem(__func__, c * elem);
     *p = q;
     *cap = c;
     return TD_OK;
@@ -402,7 +405,7 @@ static int item_less(const merge_item *x, const merge_item *y)
 
 static td_status heap_push(enc *e, merge_item it)
 {
-    TDI_TRY(grow(e->a, (void **)&e->heap, &e->heap_cap, e->heap_n + 1, sizeof *e->heap));
+    TDI_TRY(tdi_hf_grow(e->a, (void **)&e->heap, &e->heap_cap, e->heap_n + 1, sizeof *e->heap));
     size_t i = e->heap_n++;
     while (i > 0 && item_less(&it, &e->heap[(i - 1) / 2])) {
         e->heap[i] = e->heap[(i - 1) / 2];
@@ -437,7 +440,7 @@ static td_status bpe_word(enc *e, const unsigned char *p, size_t k)
         emit(e, h->byte_id[p[0]]);
         return TD_OK;
     }
-    TDI_TRY(grow(e->a, (void **)&e->syms, &e->sym_cap, k, sizeof *e->syms));
+    TDI_TRY(tdi_hf_grow(e->a, (void **)&e->syms, &e->sym_cap, k, sizeof *e->syms));
     sym *s = e->syms;
     for (size_t i = 0; i < k; i++) {
         s[i].id = h->byte_id[p[i]];
@@ -605,7 +608,7 @@ unk:
 
 static td_status word_add(enc *e, uint32_t cp)
 {
-    TDI_TRY(grow(e->a, (void **)&e->word, &e->word_cap, e->word_len + 4, 1));
+    TDI_TRY(tdi_hf_grow(e->a, (void **)&e->word, &e->word_cap, e->word_len + 4, 1));
     e->word_len += tdi_utf8_put(cp, e->word + e->word_len);
     e->word_chars++;
     return TD_OK;
@@ -714,7 +717,7 @@ typedef struct sink {
 
 static td_status put(sink *o, const void *p, size_t n)
 {
-    TDI_TRY(grow(o->a, (void **)&o->p, &o->cap, o->len + n + 1, 1));
+    TDI_TRY(tdi_hf_grow(o->a, (void **)&o->p, &o->cap, o->len + n + 1, 1));
     memcpy(o->p + o->len, p, n);
     o->len += n;
     return TD_OK;

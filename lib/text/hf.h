@@ -84,6 +84,10 @@ td_status tdi_hf_encode(const tdi_hf *h, const td_allocator *alloc, const char *
 td_status tdi_hf_decode(const tdi_hf *h, const td_allocator *alloc, const int32_t *ids,
                         size_t n, const char *mask_text, char *out, size_t cap, size_t *len);
 
+/* Grows *p (an array of *cap elements of `elem` bytes, through `a`) to hold
+ * at least `need`, doubling; TD_ERR_NOMEM leaves it as it was. */
+td_status tdi_hf_grow(const td_allocator *a, void **p, size_t *cap, size_t need, size_t elem);
+
 /* Loaders (lib/text/hf_load.c). Each reads the files with at most
  * TDI_HF_MAX_FILE_BYTES each; TD_ERR_IO when a file cannot be read,
  * TD_ERR_FORMAT when it is malformed, TD_ERR_UNSUPPORTED for a valid

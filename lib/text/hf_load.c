@@ -22,23 +22,11 @@ typedef struct toklist {
     size_t n, off_cap, byte_len, byte_cap;
 } toklist;
 
-static td_status grow(const td_allocator *a, void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return TD_OK;
-    size_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    void *q = tdi_realloc(a, *p, c * elem);
-    if (q == NULL) return tdi_nomem(__func__, c * elem);
-    *p = q;
-    *cap = c;
-    return TD_OK;
-}
-
 static td_status toklist_init(toklist *l, const td_allocator *a)
 {
     memset(l, 0, sizeof *l);
     l->a = a;
-    TDI_TRY(grow(a, (void **)&l->offsets, &l->off_cap, 1, sizeof *l->offsets));
+    TDI_TRY(tdi_hf_grow(a, (void **)&l->offsets, &l->off_cap, 1, sizeof *l->offsets));
     l->offsets[0] = 0;
     return TD_OK;
 }
@@ -51,8 +39,8 @@ static td_status toklist_add(toklist *l, const char *s, size_t n, const char *wh
     if (n > TDI_HF_MAX_TOKEN_BYTES)
         return tdi_fail(TD_ERR_FORMAT, "%s: token %zu is longer than %u bytes", what, l->n,
                         (unsigned)TDI_HF_MAX_TOKEN_BYTES);
-    TDI_TRY(grow(l->a, (void **)&l->offsets, &l->off_cap, l->n + 2, sizeof *l->offsets));
-    TDI_TRY(grow(l->a, (void **)&l->bytes, &l->byte_cap, l->byte_len + n + 1, 1));
+    TDI_TRY(tdi_hf_grow(l->a, (void **)&l->offsets, &l->off_cap, l->n + 2, sizeof *l->offsets));
+    TDI_TRY(tdi_hf_grow(l->a, (void **)&l->bytes, &l->byte_cap, l->byte_len + n + 1, 1));
     memcpy(l->bytes + l->byte_len, s, n);
     l->byte_len += n;
     l->offsets[++l->n] = (uint32_t)l->byte_len;
@@ -231,7 +219,7 @@ static td_status merges_from_text(const char *text, size_t len, const tdi_hf *vo
             return tdi_fail(TD_ERR_FORMAT, "%s: more than %u merges", what,
                             (unsigned)TDI_TOKENIZER_MAX_VOCAB);
         }
-        td_status st = grow(a, (void **)&m, &cap, 2 * n + 2, sizeof *m);
+        td_status st = tdi_hf_grow(a, (void **)&m, &cap, 2 * n + 2, sizeof *m);
         if (st != TD_OK) {
             tdi_free(a, m);
             return st;

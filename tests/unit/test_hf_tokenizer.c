@@ -620,7 +620,8 @@ static void test_bad_tokenizer_json(void **state)
                          "\"decoder\":{\"type\":\"ByteLevel\"}}", &h),
                 TD_ERR_UNSUPPORTED, "byte_fallback");
     expect_fail(parse_tj("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"<pad>\":0,\"<mask>\":1},"
-                         "\"merges\":[\"<pad> <mask>\"]},\"pre_tokenizer\":{\"type\":\"ByteLevel\"},"
+                         "\"merges\":[\"<pad> <mask>\"]},"
+                         "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},"
                          "\"decoder\":{\"type\":\"ByteLevel\"}}", &h),
                 TD_ERR_FORMAT, "no token for byte");
     char *bv = byte_vocab("");
