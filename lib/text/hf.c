@@ -804,15 +804,10 @@ td_status tdi_hf_decode(const tdi_hf *h, const td_allocator *a, const int32_t *i
     }
     if (st == TD_OK) {
         /* Byte-level output may cut a character: from_utf8_lossy, as HF. */
-        size_t need;
-        st = tdi_utf8_sanitize(o.p ? o.p : "", o.len, NULL, 0, &need);
-        *len = need;
-        if (st == TD_OK && out != NULL) {
-            st = tdi_utf8_sanitize(o.p ? o.p : "", o.len, out, cap, &need);
-            if (st != TD_OK)
-                st = tdi_fail(TD_ERR_INVALID_ARG, "td_tokenizer_decode: the result needs %zu "
-                              "bytes, the buffer holds %zu", need + 1, cap);
-        }
+        st = tdi_utf8_sanitize(o.p ? o.p : "", o.len, out, cap, len);
+        if (st != TD_OK)
+            st = tdi_fail(TD_ERR_INVALID_ARG, "td_tokenizer_decode: the result needs %zu bytes, "
+                          "the buffer holds %zu", *len + 1, cap);
     }
     tdi_free(a, o.p);
     return st;
