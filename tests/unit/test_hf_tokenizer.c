@@ -239,6 +239,57 @@ static void test_wordpiece_cased(void **state)
     td_tokenizer_free(t);
 }
 
+/* 400 random strings over many scripts, marks, controls and spaces
+ * (random.txt, NUL-separated), each encoded alone. */
+static void expect_random(const td_tokenizer *t, const char *ids_path)
+{
+    size_t len, ids_len;
+    char *texts = slurp(HF_DIR "/random.txt", 0, &len);
+    char *lines = slurp(ids_path, 0, &ids_len);
+    const char *p = texts, *end = texts + len, *line = lines;
+    size_t k = 0;
+    for (;; k++) {
+        const char *nul = memchr(p, '\0', (size_t)(end - p));
+        size_t n_text = nul ? (size_t)(nul - p) : (size_t)(end - p);
+        const char *eol = strchr(line, '\n');
+        assert_non_null(eol);
+        int32_t want[1024], got[1024];
+        size_t n_want = 0, n_got = 0;
+        for (char *q = (char *)line; q < eol;) {
+            char *next;
+            long v = strtol(q, &next, 10);
+            if (next == q) break;
+            want[n_want++] = (int32_t)v;
+            q = next;
+        }
+        assert_int_equal(td_tokenizer_encode(t, p, n_text, got, 1024, &n_got), TD_OK);
+        if (n_got != n_want || memcmp(got, want, n_got * sizeof *got) != 0)
+            fail_msg("%s: string %zu (\"%.*s\"): %zu ids, want %zu", ids_path, k, (int)n_text, p,
+                     n_got, n_want);
+        line = eol + 1;
+        if (nul == NULL) break;
+        p = nul + 1;
+    }
+    assert_int_equal(k + 1, 400);
+    free(lines);
+    free(texts);
+}
+
+static void test_random_strings(void **state)
+{
+    (void)state;
+    static const char *names[3] = { "bpe", "wordpiece", "wordpiece-multi" };
+    for (int i = 0; i < 3; i++) {
+        char dir[512], ids[512];
+        snprintf(dir, sizeof dir, HF_DIR "/%s", names[i]);
+        snprintf(ids, sizeof ids, HF_DIR "/%s-random.ids.gz", names[i]);
+        td_tokenizer *t = NULL;
+        assert_int_equal(td_tokenizer_load_hf(dir, NULL, &t), TD_OK);
+        expect_random(t, ids);
+        td_tokenizer_free(t);
+    }
+}
+
 /* ---- checkpoints ---------------------------------------------------------- */
 
 static void same_encoding(const td_tokenizer *a, const td_tokenizer *b)
@@ -693,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_wordpiece_tokenizer_json),
         cmocka_unit_test(test_wordpiece_vocab_txt),
         cmocka_unit_test(test_wordpiece_cased),
+        cmocka_unit_test(test_random_strings),
         cmocka_unit_test(test_description),
         cmocka_unit_test(test_model_tokenizer),
         cmocka_unit_test(test_corpus),

@@ -16,6 +16,7 @@ Usage: /work/venv/bin/python tools/reference/make_hf_tokenizers.py
 import gzip
 import json
 import os
+import random
 import sys
 
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, Tokenizer
@@ -117,7 +118,60 @@ def main():
     tok = Tokenizer.from_str(json.dumps(tj))
     e = tok.encode(edge, add_special_tokens=False).ids
     write_ids(os.path.join(OUT, "wordpiece-cased-edge.ids"), e)
+    multi = os.path.join(OUT, "wordpiece-multi")
+    train_multilingual(multi)
+    write_random([(n, Tokenizer.from_file(os.path.join(d, "tokenizer.json")))
+                  for n, d in (("bpe", bpe_dir), ("wordpiece", wp_dir),
+                               ("wordpiece-multi", multi))])
     fuzz_seeds(corpus_bytes)
+
+
+# Random strings over pools of characters that exercise the pre-tokenizers and
+# normalizers: letters of several scripts and cases, combining marks, digits,
+# punctuation and symbols, controls, Unicode spaces and non-spaces.
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " ", "  \t\n\r",
+    "'sStTmMdDrReEvVlL", ".,;:!?-()[]{}\"'`~^|\\/@#$%&*+=<>_",
+    "àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßẞİıǅǈǋ",
+    "αβγδεζηθΣσςΩωάέήίόύώΆΈΉΊΌΎΏ", "абвгдеёжзийАБВГДЕЁЖЗИЙ", "一二三中文字日本語漢字テキストひらがなカタカナ한국어텍스트",
+    "\u0300\u0301\u0308\u0327\u0303\u200b\u200c\u200d\u2060\ufeff\u00ad",
+    "\x01\x07\x0b\x0c\x1b\x1c\x1f\x7f\x85\xa0\u1680\u2000\u2003\u2028\u2029\u202f\u205f\u3000",
+    "😀👍🏽❤️🇫🇷👨‍👩‍👧✓★☆→←§¶©®™°±×÷€£¥¢",
+    "٠١٢٣٤٥٦٧٨٩ⅠⅡⅢⅫ½¼¾²³¹₀₁",
+    "،؛؟«»‹›„“”‘’—–…·•",
+    "अआइईउऊकखगघ्ािीुूेैोौंः", "กขคงจฉชซฌญั่้๊๋", "אבגדהוזחטיכלמנסעפצקרשת",
+    "ﬁﬂﬀﬃ①②③㈱㌔", "\U0001d400\U0001d401\U0001d7ce",
+]
+
+
+def random_texts(n, max_len, seed):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(rng.choice(POOLS)) for _ in range(rng.randint(0, max_len)))
+            for _ in range(n)]
+
+
+def write_random(tokenizers):
+    """random.txt (strings separated by NUL) and, per tokenizer, the ids of
+    each string, one line each."""
+    texts = random_texts(400, 120, 2)
+    with open(os.path.join(OUT, "random.txt"), "wb") as f:
+        f.write(b"\0".join(t.encode() for t in texts))
+    for name, tok in tokenizers:
+        with gzip.GzipFile(os.path.join(OUT, name + "-random.ids.gz"), "wb", mtime=0) as f:
+            for t in texts:
+                ids = tok.encode(t, add_special_tokens=False).ids
+                f.write((" ".join(str(i) for i in ids) + "\n").encode())
+
+
+def train_multilingual(path):
+    """A WordPiece vocabulary with tokens of many scripts, so that lowercasing
+    and accent stripping show in the ids (the corpus's vocabulary is ASCII)."""
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(random_texts(20000, 30, 7), vocab_size=1000, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                           show_progress=False)
+    os.makedirs(path, exist_ok=True)
+    wp.save(os.path.join(path, "tokenizer.json"))
 
 
 def fuzz_seeds(corpus_bytes):
