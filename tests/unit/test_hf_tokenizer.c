@@ -695,6 +695,58 @@ static void test_bad_tokenizer_json(void **state)
                 TD_ERR_IO, "has no tokenizer.json");
 }
 
+/* The directory loader's choice: tokenizer.json, else vocab.json +
+ * merges.txt, else vocab.txt (+ tokenizer_config.json). */
+static void test_directory_choice(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/td_hf_dir_XXXXXX", path[256], cmd[512];
+    assert_non_null(mkdtemp(dir));
+    td_tokenizer *t = NULL;
+    expect_fail(td_tokenizer_load_hf(dir, NULL, &t), TD_ERR_IO, "has no tokenizer.json");
+
+    /* vocab.txt alone: uncased by default; a config can make it cased. */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", HF_DIR "/wordpiece/vocab.txt", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(td_tokenizer_load_hf(dir, NULL, &t), TD_OK);
+    assert_int_equal(tdi_tokenizer_kind_of(t), TDI_TOKENIZER_WORDPIECE);
+    size_t len;
+    char *text = edge_text(&len);
+    expect_ids(t, text, len, HF_DIR "/wordpiece-edge.ids");
+    td_tokenizer_free(t);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"do_lower_case\": false, \"model_max_length\": 512}", f);
+    fclose(f);
+    assert_int_equal(td_tokenizer_load_hf(dir, NULL, &t), TD_OK);
+    expect_ids(t, text, len, HF_DIR "/wordpiece-cased-edge.ids");
+    td_tokenizer_free(t);
+
+    /* vocab.json + merges.txt win over vocab.txt; merges.txt is required. */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", HF_DIR "/bpe/vocab.json", dir);
+    assert_int_equal(system(cmd), 0);
+    expect_fail(td_tokenizer_load_hf(dir, NULL, &t), TD_ERR_IO, "merges.txt");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", HF_DIR "/bpe/merges.txt", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(td_tokenizer_load_hf(dir, NULL, &t), TD_OK);
+    assert_int_equal(tdi_tokenizer_kind_of(t), TDI_TOKENIZER_BPE);
+    expect_ids(t, text, len, HF_DIR "/bpe-edge.ids");
+    td_tokenizer_free(t);
+
+    /* tokenizer.json wins over both, and a bad one is not skipped. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"model\": {\"type\": \"Unigram\"}}", f);
+    fclose(f);
+    expect_fail(td_tokenizer_load_hf(dir, NULL, &t), TD_ERR_UNSUPPORTED, "Unigram");
+    assert_null(t);
+    free(text);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- allocation failures ---------------------------------------------------- */
 
 typedef struct load_ctx { const char *dir; td_allocator a; } load_ctx;
@@ -753,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_bad_vocab_txt),
         cmocka_unit_test(test_bad_vocab_json),
         cmocka_unit_test(test_bad_tokenizer_json),
+        cmocka_unit_test(test_directory_choice),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
