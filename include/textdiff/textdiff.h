@@ -290,7 +290,8 @@ TD_API td_status td_tokenizer_encode_framed(const td_tokenizer *t, const char *t
 /* Ids to NUL-terminated text; *len receives its length without the NUL (the
  * buffer needs *len + 1 bytes). Decoding stops at the first [PAD]. Each
  * [MASK] becomes mask_text (NULL: "_"). Byte-level output is raw bytes and
- * need not be valid UTF-8; character-level output always is. */
+ * need not be valid UTF-8; character-level and Hugging Face output always
+ * is (a byte-level BPE sequence that cuts a character gives U+FFFD). */
 TD_API td_status td_tokenizer_decode(const td_tokenizer *t, const int32_t *ids, size_t n,
                                      const char *mask_text, char *out, size_t cap, size_t *len);
 
