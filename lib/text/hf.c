@@ -608,6 +608,10 @@ unk:
 
 static td_status word_add(enc *e, uint32_t cp)
 {
+    if (e->word_chars >= e->h->max_chars) { /* [UNK] anyway: count, keep nothing */
+        e->word_chars++;
+        return TD_OK;
+    }
     TDI_TRY(tdi_hf_grow(e->a, (void **)&e->word, &e->word_cap, e->word_len + 4, 1));
     e->word_len += tdi_utf8_put(cp, e->word + e->word_len);
     e->word_chars++;

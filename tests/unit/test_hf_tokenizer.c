@@ -534,6 +534,46 @@ static void test_decode(void **state)
     td_tokenizer_free(t);
 }
 
+/* A word of a million letters: WordPiece's one [UNK] (without keeping the
+ * word), byte-level BPE (its merges in O(k log k)) with an exact round trip;
+ * 100 characters is still a word, 101 is [UNK]. */
+static void test_long_words(void **state)
+{
+    (void)state;
+    size_t big = 1000000, n, len;
+    char *text = malloc(big + 1);
+    memset(text, 'a', big);
+    text[big] = '\0';
+    td_tokenizer *wp = NULL, *bpe = NULL;
+    assert_int_equal(td_tokenizer_load_hf(HF_DIR "/wordpiece", NULL, &wp), TD_OK);
+    assert_int_equal(td_tokenizer_load_hf(HF_DIR "/bpe", NULL, &bpe), TD_OK);
+    int32_t id, unk;
+    assert_int_equal(td_tokenizer_special_id(wp, TD_TOKEN_UNK, &unk), TD_OK);
+    assert_int_equal(td_tokenizer_encode(wp, text, big, &id, 1, &n), TD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(id, unk);
+    int32_t ids[128];
+    assert_int_equal(td_tokenizer_encode(wp, text, 100, ids, 128, &n), TD_OK);
+    assert_true(n >= 1 && ids[0] != unk);
+    assert_int_equal(td_tokenizer_encode(wp, text, 101, ids, 128, &n), TD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], unk);
+
+    assert_int_equal(td_tokenizer_encode(bpe, text, big, NULL, 0, &n), TD_OK);
+    assert_true(n >= 1 && n <= big);
+    int32_t *many = malloc(n * sizeof *many);
+    assert_int_equal(td_tokenizer_encode(bpe, text, big, many, n, &n), TD_OK);
+    char *back = malloc(big + 1);
+    assert_int_equal(td_tokenizer_decode(bpe, many, n, NULL, back, big + 1, &len), TD_OK);
+    assert_int_equal(len, big);
+    assert_memory_equal(back, text, big);
+    free(back);
+    free(many);
+    td_tokenizer_free(bpe);
+    td_tokenizer_free(wp);
+    free(text);
+}
+
 /* ---- bad files ---------------------------------------------------------------- */
 
 static void expect_fail(td_status got, td_status want, const char *needle)
@@ -802,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_corpus),
         cmocka_unit_test(test_framed),
         cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_long_words),
         cmocka_unit_test(test_bad_vocab_txt),
         cmocka_unit_test(test_bad_vocab_json),
         cmocka_unit_test(test_bad_tokenizer_json),
