@@ -88,9 +88,8 @@ static int merge_find(const tdi_hf *h, int32_t a, int32_t b, uint32_t *rank, int
 
 /* ---- building ------------------------------------------------------------ */
 
-void tdi_hf_free(tdi_hf *h, const td_allocator *alloc)
+void tdi_hf_free(tdi_hf *h)
 {
-    (void)alloc;
     if (h == NULL) return;
     td_allocator a = h->alloc;
     tdi_free(&a, h->offsets);
@@ -284,7 +283,7 @@ td_status tdi_hf_build(const tdi_hf_spec *s, const td_allocator *alloc, tdi_hf *
     if (st == TD_OK) st = build_merges(h, &named);
     if (st == TD_OK) st = build_specials(h, &named);
     if (st != TD_OK) {
-        tdi_hf_free(h, &a);
+        tdi_hf_free(h);
         return st;
     }
     *out = h;

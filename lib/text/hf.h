@@ -63,7 +63,7 @@ typedef struct tdi_hf_spec {
 /* Failures: TD_ERR_FORMAT for a bad vocabulary (message names the token or
  * merge), TD_ERR_NOMEM. */
 td_status tdi_hf_build(const tdi_hf_spec *spec, const td_allocator *alloc, tdi_hf **out);
-void tdi_hf_free(tdi_hf *h, const td_allocator *alloc);
+void tdi_hf_free(tdi_hf *h); /* with the allocator it was built with */
 
 int tdi_hf_kind(const tdi_hf *h);
 uint32_t tdi_hf_flags(const tdi_hf *h);

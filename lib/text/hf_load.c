@@ -421,7 +421,7 @@ static td_status build_bpe(const toklist *l, uint32_t flags, const char *merges_
     td_status st = merges_json != NULL ? merges_from_json(merges_json, vocab, a, &m, &n)
                                        : merges_from_text(merges_text, merges_len, vocab, a, &m,
                                                           &n);
-    tdi_hf_free(vocab, a);
+    tdi_hf_free(vocab);
     if (st == TD_OK) st = build(l, TDI_TOKENIZER_BPE, flags, 0, m, n, what, a, out);
     tdi_free(a, m);
     return st;
@@ -485,7 +485,7 @@ td_status tdi_hf_parse_tokenizer_json(const char *json, size_t len, const td_all
     if (st == TD_OK) {
         st = check_added(root, *out);
         if (st != TD_OK) {
-            tdi_hf_free(*out, &a);
+            tdi_hf_free(*out);
             *out = NULL;
         }
     }

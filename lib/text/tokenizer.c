@@ -218,7 +218,7 @@ td_status tdi_tokenizer_from_hf(tdi_hf *hf, const td_allocator *alloc, tdi_token
     tdi_tokenizer *t;
     td_status st = tokenizer_alloc(alloc, (tdi_tokenizer_kind)tdi_hf_kind(hf), 0, 0, &t);
     if (st != TD_OK) {
-        tdi_hf_free(hf, alloc);
+        tdi_hf_free(hf);
         return st;
     }
     t->hf = hf;
@@ -235,7 +235,7 @@ const tdi_hf *tdi_tokenizer_hf(const tdi_tokenizer *t) { return t->hf; }
 void td_tokenizer_free(tdi_tokenizer *t)
 {
     if (t == NULL) return;
-    tdi_hf_free(t->hf, &t->alloc);
+    tdi_hf_free(t->hf);
     tdi_errslot_destroy(&t->err);
     td_allocator a = t->alloc;
     tdi_free(&a, t);

@@ -592,7 +592,7 @@ static void test_bad_vocab_txt(void **state)
 #define TXT(s, st, needle) \
     expect_fail(tdi_hf_parse_vocab_txt(s, strlen(s), NULL, 0, NULL, &h), st, needle)
     assert_int_equal(tdi_hf_parse_vocab_txt(vtxt, strlen(vtxt), NULL, 0, NULL, &h), TD_OK);
-    tdi_hf_free(h, NULL);
+    tdi_hf_free(h);
     TXT("[PAD]\n[UNK]\n[MASK]\na\nb\na\n", TD_ERR_FORMAT, "appears twice");
     TXT("[PAD]\n[UNK]\n[MASK]\na\xff\n", TD_ERR_FORMAT, "not valid UTF-8");
     TXT("[PAD]\n[UNK]\n[MASK]\n\xed\xa0\x80\n", TD_ERR_FORMAT, "not valid UTF-8");
@@ -644,7 +644,7 @@ static void test_bad_vocab_json(void **state)
     expect_fail(tdi_hf_parse_vocab_json(vv, strlen(vv), mm, strlen(mm), NULL, &h), st, needle)
     assert_int_equal(tdi_hf_parse_vocab_json(v, strlen(v), merges, strlen(merges), NULL, &h),
                      TD_OK);
-    tdi_hf_free(h, NULL);
+    tdi_hf_free(h);
     h = NULL;
     JS(v, "a b\nab zz\n", TD_ERR_FORMAT, "line 2 names \"zz\"");
     JS(v, "a b\nab\n", TD_ERR_FORMAT, "line 2 is not two tokens");
@@ -689,7 +689,7 @@ static void test_bad_tokenizer_json(void **state)
     assert_int_equal(tdi_hf_flags(h), TDI_HF_LOWERCASE | TDI_HF_STRIP_ACCENTS |
                                           TDI_HF_CLEAN_TEXT | TDI_HF_CHINESE_CHARS |
                                           TDI_HF_CLEANUP);
-    tdi_hf_free(h, NULL);
+    tdi_hf_free(h);
     h = NULL;
     snprintf(buf, sizeof buf, "{\"normalizer\":{\"type\":\"NFKC\"},%s", wp_tail);
     expect_fail(parse_tj(buf, &h), TD_ERR_UNSUPPORTED, "normalizer NFKC");
@@ -698,7 +698,7 @@ static void test_bad_tokenizer_json(void **state)
     snprintf(buf, sizeof buf, "{\"added_tokens\":[{\"id\":2,\"content\":\"[MASK]\"}],%s",
              wp_tail);
     assert_int_equal(parse_tj(buf, &h), TD_OK);
-    tdi_hf_free(h, NULL);
+    tdi_hf_free(h);
     h = NULL;
     expect_fail(parse_tj("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", &h),
                 TD_ERR_UNSUPPORTED, "model Unigram");
