@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <zlib.h>
 
 #include "common/test_alloc_hooks.h"
@@ -574,6 +575,56 @@ static void test_long_words(void **state)
     free(text);
 }
 
+/* One tokenizer shared by threads (it is immutable; scratch memory is per
+ * call): each thread's ids are the single-threaded ones. */
+typedef struct share_ctx {
+    const td_tokenizer *t;
+    const char *text;
+    size_t len, n;
+    int32_t *ids;
+    td_status st;
+} share_ctx;
+
+static void *share_run(void *p)
+{
+    share_ctx *c = p;
+    c->st = td_tokenizer_encode(c->t, c->text, c->len, c->ids, c->n, &c->n);
+    return NULL;
+}
+
+static void test_shared_across_threads(void **state)
+{
+    (void)state;
+    static const char *dirs[2] = { HF_DIR "/bpe", HF_DIR "/wordpiece" };
+    size_t len;
+    char *text = edge_text(&len);
+    for (int k = 0; k < 2; k++) {
+        td_tokenizer *t = NULL;
+        assert_int_equal(td_tokenizer_load_hf(dirs[k], NULL, &t), TD_OK);
+        size_t n;
+        assert_int_equal(td_tokenizer_encode(t, text, len, NULL, 0, &n), TD_OK);
+        int32_t *want = malloc(n * sizeof *want);
+        assert_int_equal(td_tokenizer_encode(t, text, len, want, n, &n), TD_OK);
+        enum { N_THREADS = 4 };
+        share_ctx c[N_THREADS];
+        pthread_t th[N_THREADS];
+        for (int i = 0; i < N_THREADS; i++) {
+            c[i] = (share_ctx){ t, text, len, n, malloc(n * sizeof(int32_t)), TD_OK };
+            assert_int_equal(pthread_create(&th[i], NULL, share_run, &c[i]), 0);
+        }
+        for (int i = 0; i < N_THREADS; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            assert_int_equal(c[i].st, TD_OK);
+            assert_int_equal(c[i].n, n);
+            assert_memory_equal(c[i].ids, want, n * sizeof *want);
+            free(c[i].ids);
+        }
+        free(want);
+        td_tokenizer_free(t);
+    }
+    free(text);
+}
+
 /* ---- bad files ---------------------------------------------------------------- */
 
 static void expect_fail(td_status got, td_status want, const char *needle)
@@ -843,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_framed),
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_long_words),
+        cmocka_unit_test(test_shared_across_threads),
         cmocka_unit_test(test_bad_vocab_txt),
         cmocka_unit_test(test_bad_vocab_json),
         cmocka_unit_test(test_bad_tokenizer_json),
