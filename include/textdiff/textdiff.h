@@ -277,7 +277,10 @@ TD_API td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_s
 TD_API td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
                                          int32_t *id);
 
-/* Text to ids: *n_ids receives the number of ids the whole text needs. */
+/* Text to ids: *n_ids receives the number of ids the whole text needs
+ * (byte-level BPE can need more than the text has bytes). The Hugging Face
+ * kinds read invalid UTF-8 as U+FFFD per maximal subpart, and special-token
+ * strings in the text as ordinary text. */
 TD_API td_status td_tokenizer_encode(const td_tokenizer *t, const char *text, size_t len,
                                      int32_t *ids, size_t cap, size_t *n_ids);
 
