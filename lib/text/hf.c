@@ -374,7 +374,27 @@ typedef struct enc {
     size_t sym_cap, heap_cap, heap_n;
     unsigned char *word; /* WordPiece: the current word's bytes */
     size_t word_len, word_cap, word_chars;
+    /* BPE: the ids of short pre-tokens already seen in this call */
+    struct cache_slot *slots;
+    unsigned char *keys;
+    int32_t *cached;
+    size_t n_slots_used, keys_len, keys_cap, cached_len, cached_cap;
+    int use_cache;
 } enc;
+
+/* Byte-level BPE's pre-token cache (per call: the tokenizer stays
+ * immutable). A text repeats its words: the corpus's 1.08 M pieces are a
+ * few thousand distinct ones, so most pieces are one hash probe instead of
+ * a merge loop. Only pieces of 2..CACHE_MAX_KEY bytes are cached, and the
+ * table stops taking entries at half full; the ids are the same either way.
+ * A text shorter than CACHE_MIN_TEXT bytes does without (the table is
+ * 768 KiB). */
+enum { CACHE_SLOTS = 1 << 15, CACHE_MAX_KEY = 32, CACHE_MIN_TEXT = 16384 };
+typedef struct cache_slot {
+    uint64_t hash; /* 0: empty */
+    uint32_t key_off, ids_off;
+    uint32_t key_len, n_ids;
+} cache_slot;
 
 static void emit(enc *e, int32_t id)
 {
@@ -394,6 +414,51 @@ td_status tdi_hf_grow(const td_allocator *a, void **p, size_t *cap, size_t need,
     if (q == NULL) return tdi_nomem(__func__, c * elem);
     *p = q;
     *cap = c;
+    return TD_OK;
+}
+
+static uint64_t cache_hash(const unsigned char *p, size_t k)
+{
+    uint64_t hv = fnv(FNV_SEED, p, k);
+    return hv ? hv : 1;
+}
+
+/* The cached ids of p[0..k), or NULL (and *slot: where they would go, or
+ * NULL when the table takes no more). */
+static const int32_t *cache_find(enc *e, const unsigned char *p, size_t k, uint64_t hv,
+                                 size_t *n, cache_slot **slot)
+{
+    *slot = NULL;
+    if (e->slots == NULL) return NULL;
+    for (size_t i = hv & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+        cache_slot *c = &e->slots[i];
+        if (c->hash == 0) {
+            if (e->n_slots_used < CACHE_SLOTS / 2) *slot = c;
+            return NULL;
+        }
+        if (c->hash == hv && c->key_len == k && memcmp(e->keys + c->key_off, p, k) == 0) {
+            *n = c->n_ids;
+            return e->cached + c->ids_off;
+        }
+    }
+}
+
+static td_status cache_put(enc *e, cache_slot *c, const unsigned char *p, size_t k, uint64_t hv,
+                           const sym *s)
+{
+    size_t n = 0;
+    for (int32_t i = 0; i >= 0; i = s[i].next) n++;
+    TDI_TRY(tdi_hf_grow(e->a, (void **)&e->keys, &e->keys_cap, e->keys_len + k, 1));
+    TDI_TRY(tdi_hf_grow(e->a, (void **)&e->cached, &e->cached_cap, e->cached_len + n,
+                        sizeof *e->cached));
+    memcpy(e->keys + e->keys_len, p, k);
+    size_t j = e->cached_len;
+    for (int32_t i = 0; i >= 0; i = s[i].next) e->cached[j++] = s[i].id;
+    *c = (cache_slot){ hv, (uint32_t)e->keys_len, (uint32_t)e->cached_len, (uint32_t)k,
+                       (uint32_t)n };
+    e->keys_len += k;
+    e->cached_len += n;
+    e->n_slots_used++;
     return TD_OK;
 }
 
@@ -439,6 +504,21 @@ static td_status bpe_word(enc *e, const unsigned char *p, size_t k)
         emit(e, h->byte_id[p[0]]);
         return TD_OK;
     }
+    cache_slot *slot = NULL;
+    uint64_t hv = 0;
+    if (e->use_cache && k <= CACHE_MAX_KEY) {
+        if (e->slots == NULL) {
+            e->slots = tdi_calloc(e->a, CACHE_SLOTS, sizeof *e->slots);
+            if (e->slots == NULL) return tdi_nomem("tdi_hf_encode", CACHE_SLOTS * sizeof *e->slots);
+        }
+        size_t n;
+        hv = cache_hash(p, k);
+        const int32_t *hit = cache_find(e, p, k, hv, &n, &slot);
+        if (hit != NULL) {
+            for (size_t i = 0; i < n; i++) emit(e, hit[i]);
+            return TD_OK;
+        }
+    }
     TDI_TRY(tdi_hf_grow(e->a, (void **)&e->syms, &e->sym_cap, k, sizeof *e->syms));
     sym *s = e->syms;
     for (size_t i = 0; i < k; i++) {
@@ -475,7 +555,7 @@ static td_status bpe_word(enc *e, const unsigned char *p, size_t k)
         }
     }
     for (int32_t i = 0; i >= 0; i = s[i].next) emit(e, s[i].id);
-    return TD_OK;
+    return slot != NULL ? cache_put(e, slot, p, k, hv, s) : TD_OK;
 }
 
 static size_t next_cp(const unsigned char *u, size_t m, size_t i, uint32_t *cp)
@@ -530,6 +610,7 @@ static size_t bpe_pretoken(const unsigned char *u, size_t m, size_t i)
 
 static td_status bpe_encode(enc *e, const unsigned char *u, size_t m)
 {
+    e->use_cache = m >= CACHE_MIN_TEXT;
     for (size_t i = 0; i < m;) {
         size_t j = bpe_pretoken(u, m, i);
         TDI_TRY(bpe_word(e, u + i, j - i));
@@ -702,6 +783,9 @@ td_status tdi_hf_encode(const tdi_hf *h, const td_allocator *a, const char *text
     tdi_free(a, e.syms);
     tdi_free(a, e.heap);
     tdi_free(a, e.word);
+    tdi_free(a, e.slots);
+    tdi_free(a, e.keys);
+    tdi_free(a, e.cached);
     if (st != TD_OK) return st;
     *n_ids = e.n;
     if (ids != NULL && e.n > cap)

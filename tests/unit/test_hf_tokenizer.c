@@ -241,7 +241,8 @@ static void test_wordpiece_cased(void **state)
 }
 
 /* 400 random strings over many scripts, marks, controls and spaces
- * (random.txt, NUL-separated), each encoded alone. */
+ * (random.txt, NUL-separated), each encoded alone; then the whole file as
+ * one text. */
 static void expect_random(const td_tokenizer *t, const char *ids_path)
 {
     size_t len, ids_len;
@@ -287,6 +288,11 @@ static void test_random_strings(void **state)
         td_tokenizer *t = NULL;
         assert_int_equal(td_tokenizer_load_hf(dir, NULL, &t), TD_OK);
         expect_random(t, ids);
+        size_t len;
+        char *whole = slurp(HF_DIR "/random.txt", 0, &len);
+        snprintf(ids, sizeof ids, HF_DIR "/%s-random-whole.ids.gz", names[i]);
+        expect_ids(t, whole, len, ids);
+        free(whole);
         td_tokenizer_free(t);
     }
 }
@@ -840,7 +846,12 @@ static void test_directory_choice(void **state)
 
 /* ---- allocation failures ---------------------------------------------------- */
 
-typedef struct load_ctx { const char *dir; td_allocator a; } load_ctx;
+typedef struct load_ctx {
+    const char *dir;
+    td_allocator a;
+    const char *corpus;
+    size_t corpus_len;
+} load_ctx;
 
 static td_status load_use(void *p)
 {
@@ -852,6 +863,9 @@ static td_status load_use(void *p)
     char out[512];
     static const char text[] = "In the be\xffginning  God's  Caf\xc3\xa9 \xe4\xb8\xad!";
     if (st == TD_OK) st = td_tokenizer_encode(t, text, sizeof text - 1, ids, 256, &n);
+    /* A text long enough for byte-level BPE's cache of pieces. */
+    size_t n_corpus;
+    if (st == TD_OK) st = td_tokenizer_encode(t, c->corpus, c->corpus_len, NULL, 0, &n_corpus);
     if (st == TD_OK) st = td_tokenizer_decode(t, ids, n, NULL, out, sizeof out, &len);
     unsigned char desc[300000];
     size_t size = 0;
@@ -871,10 +885,13 @@ static void test_alloc_failures(void **state)
     static const char *dirs[2] = { HF_DIR "/bpe", HF_DIR "/wordpiece" };
     for (int k = 0; k < 2; k++) {
         test_heap heap;
-        load_ctx c = { dirs[k], test_heap_allocator(&heap) };
+        size_t len;
+        char *corpus = slurp(TD_SOURCE_DIR "/data/kjv.txt.gz", 40000, &len);
+        load_ctx c = { dirs[k], test_heap_allocator(&heap), corpus, len };
         long failures = test_heap_fail_each(&heap, dirs[k], load_use, NULL, &c);
         assert_true(failures > 10);
         assert_int_equal(heap.live, 0);
+        free(corpus);
     }
 }
 

@@ -156,7 +156,12 @@ def write_random(tokenizers):
     texts = random_texts(400, 120, 2)
     with open(os.path.join(OUT, "random.txt"), "wb") as f:
         f.write(b"\0".join(t.encode() for t in texts))
+    # The whole file as one text too (with its NULs): a text long enough for
+    # the library's cache of byte-level BPE pieces.
+    whole = "\0".join(texts)
     for name, tok in tokenizers:
+        write_ids_gz(os.path.join(OUT, name + "-random-whole.ids.gz"),
+                     tok.encode(whole, add_special_tokens=False).ids)
         with gzip.GzipFile(os.path.join(OUT, name + "-random.ids.gz"), "wb", mtime=0) as f:
             for t in texts:
                 ids = tok.encode(t, add_special_tokens=False).ids
