@@ -123,11 +123,14 @@ int train_main(int argc, char **argv, int kind)
     int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
-    const char *init_path = NULL;
+    const char *init_path = NULL, *tokenizer_dir = NULL;
     const char *checkpoint = ar ? "ar.ckpt" : diffusion ? "diffusion.ckpt" : "mlm.ckpt";
     const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
     cli_flag flags[] = {
         { "corpus", CLI_STRING, &corpus_path, "text file, plain or .gz" },
+        { "tokenizer", CLI_STRING, &tokenizer_dir,
+          "Hugging Face tokenizer directory (tokenizer.json, vocab.json + merges.txt or "
+          "vocab.txt); default: bytes" },
         { "d-model", CLI_INT, &d_model, "model width" },
         { "layers", CLI_INT, &layers, "transformer blocks" },
         { "heads", CLI_INT, &heads, "attention heads" },
@@ -192,7 +195,10 @@ int train_main(int argc, char **argv, int kind)
     cli_check(td_schedule_create(&sc, NULL, &schedule), "schedule");
 
     td_tokenizer *tok;
-    cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+    if (tokenizer_dir != NULL)
+        cli_check(td_tokenizer_load_hf(tokenizer_dir, NULL, &tok), tokenizer_dir);
+    else
+        cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
     td_corpus *corpus;
     cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
 
@@ -208,6 +214,8 @@ int train_main(int argc, char **argv, int kind)
     mc.pos_encoding = parse_choice(pos, positions, 2, "pos");
     mc.norm_placement = parse_choice(norm, norms, 2, "norm");
     mc.causal = ar;
+    cli_check(td_tokenizer_vocab_size(tok, &mc.vocab_size), "tokenizer");
+    cli_check(td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mc.mask_id), "tokenizer");
     td_model *model;
     if (init_path != NULL) { /* a warm start: the trainer takes any model */
         cli_check(td_model_load(init_path, NULL, &model), init_path);

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages libtextdiff needs to build and test, when
 # they are missing. Usage: setup-debian.sh [extra packages...]
 set -eu
-pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev libblis-serial-dev zlib1g-dev libcjson-dev
+pkgs="build-essential cmake pkg-config libopenblas-dev libblas-dev libblis-serial-dev zlib1g-dev libcjson-dev libutf8proc-dev
       libcmocka-dev abigail-tools python3 python3-pip python3-venv binutils clang
       libclang-rt-14-dev valgrind libopenmpi-dev openmpi-bin procps $*"
 missing=""

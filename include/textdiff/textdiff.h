@@ -233,7 +233,9 @@ TD_API td_status td_schedule_weight(const td_schedule *s, double t, double *weig
  *
  * Byte-level (ids 0..255 are bytes, [MASK] = 256, [PAD] = 257) or
  * character-level (the code points of a corpus, sorted, then [MASK], [PAD]
- * and, with a cap, [UNK]). A tokenizer is immutable and may be shared
+ * and, with a cap, [UNK]), or a Hugging Face WordPiece or byte-level BPE
+ * vocabulary with that vocabulary's ids, giving the ids the Hugging Face
+ * `tokenizers` library gives. A tokenizer is immutable and may be shared
  * across threads. Encode and decode follow snprintf: the needed size is
  * always reported, a NULL buffer with capacity 0 asks for it, and a buffer
  * that is too small fails with TD_ERR_INVALID_ARG without truncating.
@@ -243,7 +245,10 @@ typedef struct td_tokenizer td_tokenizer;
 typedef enum td_special_token {
     TD_TOKEN_MASK = 0,  /* the absorbing [MASK] */
     TD_TOKEN_PAD  = 1,  /* [PAD]: ends variable-length output */
-    TD_TOKEN_UNK  = 2   /* [UNK]: capped character vocabularies only */
+    TD_TOKEN_UNK  = 2,  /* [UNK] (<unk>): capped character vocabularies, WordPiece,
+                           byte-level BPE vocabularies that have one */
+    TD_TOKEN_CLS  = 3,  /* [CLS] or <s>: a Hugging Face sequence start */
+    TD_TOKEN_SEP  = 4   /* [SEP] or </s>: a Hugging Face sequence end */
 } td_special_token;
 
 TD_API td_status td_tokenizer_create_byte(const td_allocator *alloc, td_tokenizer **out);
@@ -253,6 +258,16 @@ TD_API td_status td_tokenizer_create_byte(const td_allocator *alloc, td_tokenize
  * max_chars most frequent ones plus [UNK]. */
 TD_API td_status td_tokenizer_create_char(const char *text, size_t len, uint32_t max_chars,
                                           const td_allocator *alloc, td_tokenizer **out);
+/* A Hugging Face tokenizer from a directory (docs/tokenizer.md): its
+ * tokenizer.json when present (model WordPiece or BPE as BERT and RoBERTa/
+ * GPT-2 use them; anything else is TD_ERR_UNSUPPORTED), else vocab.json +
+ * merges.txt (byte-level BPE), else vocab.txt (+ tokenizer_config.json's
+ * do_lower_case; WordPiece). Ids are the vocabulary's; the vocabulary must
+ * hold [MASK] and [PAD] (<mask>, <pad>), and WordPiece also [UNK].
+ * TD_ERR_IO when none of the files can be read, TD_ERR_FORMAT for a
+ * malformed one. */
+TD_API td_status td_tokenizer_load_hf(const char *dir, const td_allocator *alloc,
+                                      td_tokenizer **out);
 TD_API void td_tokenizer_free(td_tokenizer *t);
 TD_API size_t td_tokenizer_errmsg(const td_tokenizer *t, char *buf, size_t cap);
 
@@ -262,14 +277,24 @@ TD_API td_status td_tokenizer_vocab_size(const td_tokenizer *t, int32_t *vocab_s
 TD_API td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
                                          int32_t *id);
 
-/* Text to ids: *n_ids receives the number of ids the whole text needs. */
+/* Text to ids: *n_ids receives the number of ids the whole text needs
+ * (byte-level BPE can need more than the text has bytes). The Hugging Face
+ * kinds read invalid UTF-8 as U+FFFD per maximal subpart, and special-token
+ * strings in the text as ordinary text. */
 TD_API td_status td_tokenizer_encode(const td_tokenizer *t, const char *text, size_t len,
                                      int32_t *ids, size_t cap, size_t *n_ids);
+
+/* The same framed as BERT and RoBERTa frame one sequence: [CLS] ids [SEP]
+ * or <s> ids </s>. TD_ERR_INVALID_ARG for a tokenizer without both. */
+TD_API td_status td_tokenizer_encode_framed(const td_tokenizer *t, const char *text,
+                                            size_t len, int32_t *ids, size_t cap,
+                                            size_t *n_ids);
 
 /* Ids to NUL-terminated text; *len receives its length without the NUL (the
  * buffer needs *len + 1 bytes). Decoding stops at the first [PAD]. Each
  * [MASK] becomes mask_text (NULL: "_"). Byte-level output is raw bytes and
- * need not be valid UTF-8; character-level output always is. */
+ * need not be valid UTF-8; character-level and Hugging Face output always
+ * is (a byte-level BPE sequence that cuts a character gives U+FFFD). */
 TD_API td_status td_tokenizer_decode(const td_tokenizer *t, const int32_t *ids, size_t n,
                                      const char *mask_text, char *out, size_t cap, size_t *len);
 

@@ -296,7 +296,9 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
     c->block_len = o.block_len;
     c->valid_every = o.valid_every;
     c->n = 0;
-    /* Every token consumes at least one byte: len ids always suffice. */
+    /* Nearly always every token consumes at least one byte, so len ids
+     * suffice; byte-level BPE can need more (an invalid byte reads as the
+     * three-byte U+FFFD, a space may be put in front), then it runs again. */
     size_t bytes;
     c->ids = tdi_mul_size(len, sizeof *c->ids, &bytes) ? tdi_malloc(&a, bytes) : NULL;
     if (c->ids == NULL) {
@@ -305,6 +307,16 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
         return tdi_nomem(__func__, len * sizeof *c->ids);
     }
     td_status st = td_tokenizer_encode(tok, text, len, c->ids, len, &c->n);
+    if (st == TD_ERR_INVALID_ARG && c->n > len) {
+        int32_t *more = tdi_mul_size(c->n, sizeof *c->ids, &bytes) ? tdi_realloc(&a, c->ids, bytes)
+                                                                   : NULL;
+        if (more == NULL) {
+            st = tdi_nomem(__func__, c->n * sizeof *c->ids);
+        } else {
+            c->ids = more;
+            st = td_tokenizer_encode(tok, text, len, c->ids, c->n, &c->n);
+        }
+    }
     if (st != TD_OK) {
         tdi_corpus_free(c);
         return st;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/hf.h"
 #include "text/utf8.h"
 #include "util/alloc.h"
 #include "util/crc32.h"
@@ -15,6 +16,7 @@ struct td_tokenizer {
     tdi_tokenizer_kind kind;
     uint32_t n_symbols;
     int32_t mask_id, pad_id, unk_id;
+    tdi_hf *hf;       /* the Hugging Face kinds' vocabulary, else NULL */
     int32_t low[256]; /* char kind: id of each code point below 256, or -1 */
     uint32_t cps[];   /* char kind: n_symbols code points, ascending */
 };
@@ -35,6 +37,7 @@ static td_status tokenizer_alloc(const td_allocator *alloc, tdi_tokenizer_kind k
     t->mask_id = (int32_t)n;
     t->pad_id = (int32_t)n + 1;
     t->unk_id = with_unk ? (int32_t)n + 2 : -1;
+    t->hf = NULL;
     for (int i = 0; i < 256; i++) t->low[i] = -1;
     *out = t;
     return TD_OK;
@@ -210,9 +213,29 @@ done:
     return st;
 }
 
+td_status tdi_tokenizer_from_hf(tdi_hf *hf, const td_allocator *alloc, tdi_tokenizer **out)
+{
+    tdi_tokenizer *t;
+    td_status st = tokenizer_alloc(alloc, (tdi_tokenizer_kind)tdi_hf_kind(hf), 0, 0, &t);
+    if (st != TD_OK) {
+        tdi_hf_free(hf);
+        return st;
+    }
+    t->hf = hf;
+    t->n_symbols = tdi_hf_n_tokens(hf);
+    t->mask_id = tdi_hf_special(hf, TDI_HF_MASK);
+    t->pad_id = tdi_hf_special(hf, TDI_HF_PAD);
+    t->unk_id = tdi_hf_special(hf, TDI_HF_UNK);
+    *out = t;
+    return TD_OK;
+}
+
+const tdi_hf *tdi_tokenizer_hf(const tdi_tokenizer *t) { return t->hf; }
+
 void td_tokenizer_free(tdi_tokenizer *t)
 {
     if (t == NULL) return;
+    tdi_hf_free(t->hf);
     tdi_errslot_destroy(&t->err);
     td_allocator a = t->alloc;
     tdi_free(&a, t);
@@ -231,6 +254,7 @@ int32_t tdi_tokenizer_unk_id(const tdi_tokenizer *t) { return t->unk_id; }
 
 uint32_t tdi_tokenizer_vocab_size(const tdi_tokenizer *t)
 {
+    if (t->hf != NULL) return t->n_symbols;
     return t->n_symbols + (t->unk_id >= 0 ? 3u : 2u);
 }
 
@@ -267,6 +291,7 @@ td_status td_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t l
     TDI_CHECK_ARG(ids != NULL || cap == 0, "%s: ids is NULL with cap %zu", __func__, cap);
     const unsigned char *s = (const unsigned char *)text;
 
+    if (t->hf != NULL) return tdi_hf_encode(t->hf, &t->alloc, text, len, ids, cap, n_ids);
     if (t->kind == TDI_TOKENIZER_BYTE) {
         *n_ids = len;
         if (ids == NULL) return TD_OK;
@@ -296,6 +321,30 @@ td_status td_tokenizer_encode(const tdi_tokenizer *t, const char *text, size_t l
     return TD_OK;
 }
 
+td_status td_tokenizer_encode_framed(const tdi_tokenizer *t, const char *text, size_t len,
+                                      int32_t *ids, size_t cap, size_t *n_ids)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(n_ids);
+    TDI_CHECK_ARG(ids != NULL || cap == 0, "%s: ids is NULL with cap %zu", __func__, cap);
+    int32_t cls = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_CLS) : -1;
+    int32_t sep = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_SEP) : -1;
+    TDI_CHECK_ARG(cls >= 0 && sep >= 0, "%s: this tokenizer has no [CLS]/[SEP] (<s>/</s>) to "
+                  "frame a sequence with", __func__);
+    TDI_CHECK_ARG(text != NULL || len == 0, "%s: text is NULL", __func__);
+    size_t n = 0;
+    td_status st = tdi_hf_encode(t->hf, &t->alloc, text, len, cap >= 1 ? ids + 1 : ids,
+                                 cap >= 1 ? cap - 1 : 0, &n);
+    if (st != TD_OK && !(st == TD_ERR_INVALID_ARG && ids != NULL && n + 2 > cap)) return st;
+    *n_ids = n + 2;
+    if (ids == NULL) return TD_OK;
+    if (n + 2 > cap) return too_small(__func__, n + 2, cap, "ids");
+    ids[0] = cls;
+    ids[n + 1] = sep;
+    return TD_OK;
+}
+
 /* Appends piece[0..k) at *pos, storing what fits before the NUL's place. */
 static void put_bytes(char *out, size_t cap, size_t *pos, const void *piece, size_t k)
 {
@@ -313,6 +362,7 @@ td_status td_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t
     TDI_CHECK_ARG(ids != NULL || n == 0, "%s: ids is NULL", __func__);
     TDI_CHECK_ARG(out != NULL || cap == 0, "%s: out is NULL with cap %zu", __func__, cap);
     if (mask_text == NULL) mask_text = TDI_TOKENIZER_DEFAULT_MASK_TEXT;
+    if (t->hf != NULL) return tdi_hf_decode(t->hf, &t->alloc, ids, n, mask_text, out, cap, len);
     size_t mask_len = strlen(mask_text);
     static const unsigned char replacement[3] = { 0xEF, 0xBF, 0xBD }; /* U+FFFD */
     uint32_t vocab = tdi_tokenizer_vocab_size(t);
@@ -347,6 +397,8 @@ td_status td_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t
 static const unsigned char tok_magic[4] = { 'T', 'D', 'T', 'K' };
 enum {
     TOK_FORMAT_VERSION = 1,
+    TOK_FORMAT_VERSION_HF = 2, /* the Hugging Face kinds */
+    TOK_HF_HEADER = 20,        /* + max_chars, n_merges */
     TOK_HEADER = 12,       /* magic, version, kind, flags, reserved, n_symbols */
     TOK_CRC = 4,
     TOK_FLAG_UNK = 1,
@@ -390,11 +442,122 @@ static size_t get_varint(const unsigned char *p, size_t n, uint32_t *v)
     return 0;
 }
 
+/* Version 2: the header's n is the token count; then max_chars, n_merges,
+ * each token as LEB128 length + bytes, each merge as two LEB128 ids. */
+static td_status hf_serialize(const tdi_hf *h, void *out, size_t cap, size_t *size)
+{
+    uint32_t n = tdi_hf_n_tokens(h), m = tdi_hf_n_merges(h);
+    const int32_t *merges = tdi_hf_merges(h);
+    size_t need = TOK_HF_HEADER + TOK_CRC;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        tdi_hf_token(h, (int32_t)i, &len);
+        need += varint_len((uint32_t)len) + len;
+    }
+    for (uint32_t r = 0; r < 2 * m; r++) need += varint_len((uint32_t)merges[r]);
+    *size = need;
+    if (out == NULL) return TD_OK;
+    if (need > cap) return too_small("tdi_tokenizer_serialize", need, cap, "bytes");
+    unsigned char *p = out;
+    memcpy(p, tok_magic, sizeof tok_magic);
+    p[4] = TOK_FORMAT_VERSION_HF;
+    p[5] = (unsigned char)tdi_hf_kind(h);
+    p[6] = (unsigned char)tdi_hf_flags(h);
+    p[7] = 0;
+    tdi_le_put32(p + 8, n);
+    tdi_le_put32(p + 12, tdi_hf_max_chars(h));
+    tdi_le_put32(p + 16, m);
+    size_t pos = TOK_HF_HEADER;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        const char *tok = tdi_hf_token(h, (int32_t)i, &len);
+        pos += put_varint(p + pos, (uint32_t)len);
+        memcpy(p + pos, tok, len);
+        pos += len;
+    }
+    for (uint32_t r = 0; r < 2 * m; r++) pos += put_varint(p + pos, (uint32_t)merges[r]);
+    tdi_le_put32(p + pos, tdi_crc32(0, p, pos));
+    return TD_OK;
+}
+
+static td_status hf_deserialize(const unsigned char *p, size_t body, const td_allocator *alloc,
+                                tdi_tokenizer **out)
+{
+    static const char *f = "tdi_tokenizer_deserialize";
+    unsigned kind = p[5];
+    if (body < TOK_HF_HEADER)
+        return tdi_fail(TD_ERR_CORRUPT, "%s: tokenizer description truncated", f);
+    if (kind != TDI_TOKENIZER_WORDPIECE && kind != TDI_TOKENIZER_BPE)
+        return tdi_fail(TD_ERR_CORRUPT, "%s: unknown tokenizer kind %u", f, kind);
+    uint32_t n = tdi_le_get32(p + 8), max_chars = tdi_le_get32(p + 12);
+    if (p[7] != 0 || (kind == TDI_TOKENIZER_BPE && max_chars != 0))
+        return tdi_fail(TD_ERR_CORRUPT, "%s: reserved byte 0x%02X, max_chars %u", f,
+                        (unsigned)p[7], (unsigned)max_chars);
+    uint32_t m = tdi_le_get32(p + 16);
+    size_t avail = body - TOK_HF_HEADER;
+    /* Each token takes at least 2 bytes and each merge 2: the allocations
+     * are bounded by the input's size, whatever the counts claim. */
+    if (n < 1 || n > TDI_TOKENIZER_MAX_VOCAB || n > avail / 2 || m > (avail - 2 * n) / 2)
+        return tdi_fail(TD_ERR_CORRUPT, "%s: %u tokens and %u merges in a %zu-byte "
+                        "description", f, (unsigned)n, (unsigned)m, body + TOK_CRC);
+    td_allocator a;
+    TDI_TRY(tdi_allocator_init(&a, alloc));
+    uint32_t *offsets = tdi_malloc(&a, ((size_t)n + 1) * sizeof *offsets);
+    char *bytes = tdi_malloc(&a, avail);
+    int32_t *merges = tdi_malloc(&a, (2 * (size_t)m + 1) * sizeof *merges);
+    td_status st = TD_OK;
+    if (offsets == NULL || bytes == NULL || merges == NULL) {
+        st = tdi_nomem(f, avail + (size_t)n * 4 + (size_t)m * 8);
+        goto done;
+    }
+    size_t pos = TOK_HF_HEADER, blen = 0;
+    offsets[0] = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        size_t k = get_varint(p + pos, body - pos, &len);
+        if (k == 0 || len > body - pos - k) {
+            st = tdi_fail(TD_ERR_CORRUPT, "%s: bad token %u at byte %zu", f, (unsigned)i, pos);
+            goto done;
+        }
+        memcpy(bytes + blen, p + pos + k, len);
+        blen += len;
+        offsets[i + 1] = (uint32_t)blen;
+        pos += k + len;
+    }
+    for (uint32_t r = 0; r < 2 * m; r++) {
+        uint32_t id;
+        size_t k = get_varint(p + pos, body - pos, &id);
+        if (k == 0) {
+            st = tdi_fail(TD_ERR_CORRUPT, "%s: bad merge %u at byte %zu", f, (unsigned)(r / 2),
+                          pos);
+            goto done;
+        }
+        merges[r] = (int32_t)id;
+        pos += k;
+    }
+    if (pos != body) {
+        st = tdi_fail(TD_ERR_CORRUPT, "%s: %zu stray bytes after the merges", f, body - pos);
+        goto done;
+    }
+    tdi_hf_spec spec = { (int)kind, p[6], max_chars, n, offsets, bytes, m, merges,
+                         "tokenizer description" };
+    tdi_hf *h;
+    st = tdi_hf_build(&spec, &a, &h);
+    if (st == TD_ERR_FORMAT) st = TD_ERR_CORRUPT; /* the message says why */
+    if (st == TD_OK) st = tdi_tokenizer_from_hf(h, &a, out);
+done:
+    tdi_free(&a, merges);
+    tdi_free(&a, bytes);
+    tdi_free(&a, offsets);
+    return st;
+}
+
 td_status tdi_tokenizer_serialize(const tdi_tokenizer *t, void *out, size_t cap, size_t *size)
 {
     TDI_CHECK_PTR(t);
     TDI_CHECK_PTR(size);
     TDI_CHECK_ARG(out != NULL || cap == 0, "%s: out is NULL with cap %zu", __func__, cap);
+    if (t->hf != NULL) return hf_serialize(t->hf, out, cap, size);
     size_t need = TOK_HEADER + TOK_CRC;
     if (t->kind == TDI_TOKENIZER_CHAR)
         for (uint32_t i = 0; i < t->n_symbols; i++)
@@ -430,15 +593,16 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
         return tdi_fail(TD_ERR_FORMAT, "%s: not a %s (bad magic)", __func__, what);
     if (size < TOK_HEADER + TOK_CRC)
         return tdi_fail(TD_ERR_CORRUPT, "%s: %s truncated at %zu bytes", __func__, what, size);
-    if (p[4] != TOK_FORMAT_VERSION)
-        return tdi_fail(TD_ERR_VERSION, "%s: %s format version %u, this library reads %u",
-                        __func__, what, (unsigned)p[4], (unsigned)TOK_FORMAT_VERSION);
+    if (p[4] != TOK_FORMAT_VERSION && p[4] != TOK_FORMAT_VERSION_HF)
+        return tdi_fail(TD_ERR_VERSION, "%s: %s format version %u, this library reads 1 and %u",
+                        __func__, what, (unsigned)p[4], (unsigned)TOK_FORMAT_VERSION_HF);
     size_t body = size - TOK_CRC;
     uint32_t stored = tdi_le_get32(p + body), actual = tdi_crc32(0, p, body);
     if (stored != actual)
         return tdi_fail(TD_ERR_CORRUPT, "%s: %s CRC-32 is %08X, expected %08X", __func__, what,
                         (unsigned)actual, (unsigned)stored);
 
+    if (p[4] == TOK_FORMAT_VERSION_HF) return hf_deserialize(p, body, alloc, out);
     unsigned kind = p[5], flags = p[6];
     uint32_t n = tdi_le_get32(p + 8);
     int with_unk = (flags & TOK_FLAG_UNK) != 0;
@@ -510,12 +674,17 @@ td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
     case TD_TOKEN_MASK: v = tdi_tokenizer_mask_id(t); break;
     case TD_TOKEN_PAD: v = tdi_tokenizer_pad_id(t); break;
     case TD_TOKEN_UNK: v = tdi_tokenizer_unk_id(t); break;
+    case TD_TOKEN_CLS: v = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_CLS) : -1; break;
+    case TD_TOKEN_SEP: v = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_SEP) : -1; break;
     default:
         return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown special token %d", __func__, (int)which);
     }
     if (v < 0)
-        return tdi_fail(TD_ERR_INVALID_ARG, "%s: this tokenizer has no [UNK] (no vocabulary cap)",
-                        __func__);
+        return tdi_fail(TD_ERR_INVALID_ARG, "%s: this tokenizer has no %s", __func__,
+                        which == TD_TOKEN_UNK && t->hf == NULL
+                            ? "[UNK] (no vocabulary cap)"
+                            : which == TD_TOKEN_UNK ? "[UNK]"
+                            : which == TD_TOKEN_CLS ? "[CLS] or <s>" : "[SEP] or </s>");
     *id = v;
     return TD_OK;
 }

@@ -1,6 +1,9 @@
 /* Tokenizers: text <-> token ids.
  *
- * Two kinds, both with the same id layout: the n "symbols" come first
+ * The Hugging Face kinds (WordPiece, byte-level BPE) are described in
+ * text/hf.h: their ids are the vocabulary's, special tokens included.
+ *
+ * The library's own two kinds, both with the same id layout: the n "symbols" come first
  * (ids 0..n-1), then the special tokens [MASK] = n, [PAD] = n + 1 and, when
  * present, [UNK] = n + 2. The vocabulary size is n + 2 or n + 3.
  *
@@ -44,7 +47,9 @@
 
 typedef enum tdi_tokenizer_kind {
     TDI_TOKENIZER_BYTE = 1,
-    TDI_TOKENIZER_CHAR = 2
+    TDI_TOKENIZER_CHAR = 2,
+    TDI_TOKENIZER_WORDPIECE = 3, /* Hugging Face WordPiece (text/hf.h) */
+    TDI_TOKENIZER_BPE = 4        /* Hugging Face byte-level BPE (text/hf.h) */
 } tdi_tokenizer_kind;
 
 /* The model's limit on the vocabulary (docs/model.md). */
@@ -53,9 +58,16 @@ typedef enum tdi_tokenizer_kind {
 #define TDI_TOKENIZER_DEFAULT_MASK_TEXT "_"
 
 typedef struct td_tokenizer tdi_tokenizer;
+struct tdi_hf;
 
 /* td_tokenizer_create_byte, td_tokenizer_create_char, td_tokenizer_free,
  * td_tokenizer_encode and td_tokenizer_decode are public: see textdiff.h. */
+
+/* A tokenizer of a Hugging Face vocabulary; takes `hf` (also on failure). */
+td_status tdi_tokenizer_from_hf(struct tdi_hf *hf, const td_allocator *alloc,
+                                tdi_tokenizer **out);
+/* Its vocabulary, or NULL for the byte and character kinds. */
+const struct tdi_hf *tdi_tokenizer_hf(const tdi_tokenizer *t);
 
 /* Character-level tokenizer from an explicit list of code points, which must
  * be Unicode scalar values in strictly ascending order; n >= 1. */

@@ -229,6 +229,20 @@ static td_status workflow(const td_allocator *a)
     static const char text[] = "and god said, let there be light: and there was light. "
                                "and god saw the light, that it was good.";
     td_status st = td_schedule_create(&schc, a, &sch);
+    /* A Hugging Face tokenizer: loaded, encoding and decoding. (Not a corpus:
+     * giving a corpus's slack back is a realloc whose failure is no error,
+     * test_hf_tokenizer covers it.) */
+    td_tokenizer *hf = NULL;
+    int32_t hf_ids[sizeof text];
+    size_t hf_n = 0, hf_len = 0;
+    char hf_text[sizeof text + 16];
+    if (st == TD_OK) st = td_tokenizer_load_hf(TD_SOURCE_DIR "/tests/golden/hf-tok/wordpiece", a,
+                                               &hf);
+    if (st == TD_OK) st = td_tokenizer_encode(hf, text, sizeof text - 1, hf_ids, sizeof text,
+                                              &hf_n);
+    if (st == TD_OK)
+        st = td_tokenizer_decode(hf, hf_ids, hf_n, NULL, hf_text, sizeof hf_text, &hf_len);
+    td_tokenizer_free(hf);
     if (st == TD_OK) st = td_tokenizer_create_char(text, sizeof text - 1, 0, a, &tok);
     if (st == TD_OK) st = td_corpus_create(text, sizeof text - 1, tok, a, &corpus);
     int32_t vocab = 0, mask = 0;

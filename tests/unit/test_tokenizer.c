@@ -595,7 +595,8 @@ static void test_deserialize_rejects_corruption(void **state)
     /* Well-checksummed but invalid content. */
     static const struct { const char *what; unsigned char bytes[24]; size_t body; td_status st; }
     cases[] = {
-        { "version 2", { 'T','D','T','K', 2, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_VERSION },
+        { "version 3", { 'T','D','T','K', 3, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_VERSION },
+        { "version 2, byte kind", { 'T','D','T','K', 2, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_CORRUPT },
         { "kind 3", { 'T','D','T','K', 1, 3, 0, 0, 1,0,0,0, 'a' }, 13, TD_ERR_CORRUPT },
         { "unknown flag", { 'T','D','T','K', 1, 2, 2, 0, 1,0,0,0, 'a' }, 13, TD_ERR_CORRUPT },
         { "reserved", { 'T','D','T','K', 1, 2, 0, 9, 1,0,0,0, 'a' }, 13, TD_ERR_CORRUPT },

@@ -1,9 +1,11 @@
 """Tokenizer: byte and character vocabularies, encode, decode, specials."""
 
 import array
+import gzip
+import os
 import unittest
 
-from support import TEXT, td
+from support import SOURCE_DIR, TEXT, td
 
 
 class TestByte(unittest.TestCase):
@@ -67,3 +69,34 @@ class TestChar(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+HF_DIR = os.path.join(SOURCE_DIR, "tests", "golden", "hf-tok")
+
+
+class TestHuggingFace(unittest.TestCase):
+    def test_bpe(self):
+        tok = td.Tokenizer.load_hf(os.path.join(HF_DIR, "bpe"))
+        self.assertEqual(tok.vocab_size, 3000)
+        self.assertEqual((tok.mask_id, tok.pad_id, tok.unk_id), (4, 1, 3))
+        self.assertEqual((tok.special_id("cls"), tok.special_id(td.SpecialToken.SEP)), (0, 2))
+        with gzip.open(os.path.join(HF_DIR, "bpe-corpus.ids.gz"), "rt") as f:
+            want = [int(x) for x in f.read().split()[1:]]
+        text = "In the beginning God created the heaven and the earth."
+        ids = tok.encode(text)
+        self.assertEqual(ids, want[:len(ids)])
+        self.assertEqual(tok.decode(ids), text)
+        self.assertEqual(tok.encode(text, framed=True), [0] + ids + [2])
+        self.assertEqual(tok.encode(b"\xff"), tok.encode("\ufffd"))
+
+    def test_wordpiece(self):
+        tok = td.Tokenizer.load_hf(os.path.join(HF_DIR, "wordpiece"))
+        ids = tok.encode("And God SAID, Let there be light.")
+        self.assertEqual(tok.decode(ids), "and god said, let there be light.")
+        self.assertEqual(tok.encode("x", framed=True)[0], tok.special_id("cls"))
+
+    def test_errors(self):
+        with self.assertRaises(td.InputOutputError):
+            td.Tokenizer.load_hf("/nonexistent-directory")
+        with self.assertRaises(td.InvalidArgumentError):
+            td.Tokenizer.byte().encode("ab", framed=True)

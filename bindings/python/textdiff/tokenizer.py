@@ -1,4 +1,5 @@
-"""Tokenizers: byte-level and character-level."""
+"""Tokenizers: byte-level, character-level, Hugging Face WordPiece and
+byte-level BPE."""
 
 import ctypes
 import enum
@@ -13,7 +14,9 @@ class SpecialToken(enum.IntEnum):
 
     MASK = 0  #: the absorbing [MASK]
     PAD = 1   #: [PAD]: ends variable-length output
-    UNK = 2   #: [UNK]: capped character vocabularies only
+    UNK = 2   #: [UNK] (<unk>): capped character vocabularies, WordPiece, some BPE
+    CLS = 3   #: [CLS] or <s>: a Hugging Face sequence start
+    SEP = 4   #: [SEP] or </s>: a Hugging Face sequence end
 
 
 class Tokenizer(Handle):
@@ -21,8 +24,10 @@ class Tokenizer(Handle):
     across threads.
 
     Make one with ``Tokenizer.byte()`` (ids 0..255 are bytes, [MASK] = 256,
-    [PAD] = 257) or ``Tokenizer.char(text, max_chars=0)``, or get the one a
-    model was saved with from ``Model.get_tokenizer()``.
+    [PAD] = 257), ``Tokenizer.char(text, max_chars=0)`` or
+    ``Tokenizer.load_hf(directory)`` (a Hugging Face WordPiece or byte-level
+    BPE vocabulary), or get the one a model was saved with from
+    ``Model.get_tokenizer()``.
     """
 
     _kind = "tokenizer"
@@ -46,6 +51,14 @@ class Tokenizer(Handle):
         data = text_arg("text", text)
         return cls._wrap(new_handle(_lib.P_tokenizer, lib.td_tokenizer_create_char, data, len(data),
                               int_arg("max_chars", max_chars, ctypes.c_uint32), None))
+
+    @classmethod
+    def load_hf(cls, directory):
+        """A Hugging Face tokenizer from `directory`: its tokenizer.json, else
+        vocab.json + merges.txt (byte-level BPE), else vocab.txt (WordPiece;
+        do_lower_case from tokenizer_config.json). Ids are the vocabulary's."""
+        path = text_arg("directory", directory)
+        return cls._wrap(new_handle(_lib.P_tokenizer, lib.td_tokenizer_load_hf, path, None))
 
     @property
     def vocab_size(self):
@@ -80,13 +93,16 @@ class Tokenizer(Handle):
         except InvalidArgumentError:
             return None
 
-    def encode(self, text):
-        """The ids of `text` (str, encoded as UTF-8, or bytes), as a list."""
+    def encode(self, text, framed=False):
+        """The ids of `text` (str, encoded as UTF-8, or bytes), as a list;
+        framed=True puts [CLS] ... [SEP] (<s> ... </s>) around them
+        (td_tokenizer_encode_framed)."""
         data = text_arg("text", text)
-        cap = len(data)  # never more ids than bytes
-        ids = (ctypes.c_int32 * max(cap, 1))()
+        fn = lib.td_tokenizer_encode_framed if framed else lib.td_tokenizer_encode
         n = ctypes.c_size_t()
-        self._call(lib.td_tokenizer_encode, data, len(data), ids, cap, ctypes.byref(n))
+        self._call(fn, data, len(data), None, 0, ctypes.byref(n))
+        ids = (ctypes.c_int32 * max(n.value, 1))()
+        self._call(fn, data, len(data), ids, n.value, ctypes.byref(n))
         return ids[:n.value]
 
     def decode_bytes(self, ids, mask_text="_"):
