@@ -99,16 +99,18 @@ static int parse_choice(const char *v, const char *const *names, int n, const ch
     exit(2);
 }
 
+/* The validation NELBO (AR: NLL) in bits per byte of the windows' text. */
 static double validation_nelbo(const td_model *m, const int32_t *valid, int64_t n_valid,
-                               int seq_len, int threads)
+                               int seq_len, int threads, double bytes_per_token)
 {
     td_eval_config ec;
     cli_check(td_eval_config_default(&ec), "eval config");
     ec.seq_len = seq_len;
     ec.n_threads = threads;
+    ec.bytes_per_token = bytes_per_token;
     td_eval_result r = { .struct_size = sizeof r };
     cli_check(td_eval_nelbo(m, valid, n_valid, &ec, &r), "validation NELBO");
-    return r.nelbo_bits;
+    return r.bits_per_byte;
 }
 
 int train_main(int argc, char **argv, int kind)
@@ -194,29 +196,12 @@ int train_main(int argc, char **argv, int kind)
     td_schedule *schedule;
     cli_check(td_schedule_create(&sc, NULL, &schedule), "schedule");
 
-    td_tokenizer *tok;
-    if (tokenizer_dir != NULL)
-        cli_check(td_tokenizer_load_hf(tokenizer_dir, NULL, &tok), tokenizer_dir);
-    else
-        cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
-    td_corpus *corpus;
-    cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
-
     static const char *const positions[] = { "rope", "learned" };
     static const char *const norms[] = { "pre", "post" };
     td_model_config mc;
     cli_check(td_model_config_default(&mc), "model config");
-    mc.d_model = d_model;
-    mc.n_layers = layers;
-    mc.n_heads = heads;
-    mc.d_ff = d_ff > 0 ? d_ff : 4 * d_model;
-    mc.max_seq_len = seq_len;
-    mc.pos_encoding = parse_choice(pos, positions, 2, "pos");
-    mc.norm_placement = parse_choice(norm, norms, 2, "norm");
-    mc.causal = ar;
-    cli_check(td_tokenizer_vocab_size(tok, &mc.vocab_size), "tokenizer");
-    cli_check(td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mc.mask_id), "tokenizer");
-    td_model *model;
+    td_model *model = NULL;
+    td_tokenizer *tok = NULL;
     if (init_path != NULL) { /* a warm start: the trainer takes any model */
         cli_check(td_model_load(init_path, NULL, &model), init_path);
         cli_check(td_model_get_config(model, &mc), init_path);
@@ -226,10 +211,32 @@ int train_main(int argc, char **argv, int kind)
                                                                 : "by masking");
             return 2;
         }
-    } else {
+        /* its own tokenizer, if it brings one */
+        if (td_model_get_tokenizer(model, NULL, &tok) == TD_OK && tokenizer_dir != NULL)
+            fprintf(stderr, "--tokenizer ignored: %s brings its own\n", init_path);
+    }
+    if (tok == NULL) {
+        if (tokenizer_dir != NULL)
+            cli_check(td_tokenizer_load_hf(tokenizer_dir, NULL, &tok), tokenizer_dir);
+        else
+            cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+    }
+    if (model == NULL) {
+        mc.d_model = d_model;
+        mc.n_layers = layers;
+        mc.n_heads = heads;
+        mc.d_ff = d_ff > 0 ? d_ff : 4 * d_model;
+        mc.max_seq_len = seq_len;
+        mc.pos_encoding = parse_choice(pos, positions, 2, "pos");
+        mc.norm_placement = parse_choice(norm, norms, 2, "norm");
+        mc.causal = ar;
+        cli_check(td_tokenizer_vocab_size(tok, &mc.vocab_size), "tokenizer");
+        cli_check(td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mc.mask_id), "tokenizer");
         cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
     }
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
+    td_corpus *corpus;
+    cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
 
     td_trainer_config tc;
     cli_check(td_trainer_config_default(&tc), "trainer config");
@@ -269,6 +276,12 @@ int train_main(int argc, char **argv, int kind)
     for (uint64_t w = 0; w < n_windows; w++)
         cli_check(td_corpus_window(corpus, TD_SPLIT_VALID, seq_len, w, valid + w * seq_len),
                   "validation window");
+    double bytes_per_token = 1.0; /* of the validation text, for bits per byte */
+    if (n_valid > 0) {
+        size_t bytes;
+        free(cli_decode(tok, valid, (size_t)n_valid, &bytes));
+        bytes_per_token = (double)bytes / (double)n_valid;
+    }
 
     FILE *csv = NULL;
     if (log_path && leader) {
@@ -278,7 +291,7 @@ int train_main(int argc, char **argv, int kind)
             return 1;
         }
         if (step == 0)
-            fprintf(csv, "step,loss_nats,loss_bits,grad_norm,lr,tokens_per_s,valid_nelbo_bits\n");
+            fprintf(csv, "step,loss_nats,loss_bits,grad_norm,lr,tokens_per_s,valid_bits_per_byte\n");
     }
     uint64_t n_params;
     td_model_num_params(model, &n_params);
@@ -312,7 +325,8 @@ int train_main(int argc, char **argv, int kind)
         ema = isnan(ema) ? st.loss : 0.98 * ema + 0.02 * st.loss;
         double valid_bits = NAN;
         if (leader && eval_every > 0 && n_valid > 0 && (step % eval_every == 0 || step == steps)) {
-            valid_bits = validation_nelbo(model, valid, n_valid, seq_len, threads);
+            valid_bits = validation_nelbo(model, valid, n_valid, seq_len, threads,
+                                          bytes_per_token);
             if (progress.tty) fputc('\n', stderr);
             fprintf(stderr, "step %lld: validation %s %.4f bits/byte\n", (long long)step,
                     ar ? "NLL" : "NELBO", valid_bits);
