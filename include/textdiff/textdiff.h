@@ -652,6 +652,16 @@ typedef enum td_sampler_remask {
                                       σ_max) there and 0 outside   (ReMDM "loop") */
 } td_sampler_remask;
 
+/* Approximate key/value caching for block decoding (docs/sampling.md,
+ * "Approximate caching"). At a block's first forward pass the keys and
+ * values of every layer are kept; the block's later steps run the network
+ * on a window only, attending over the kept keys and values elsewhere. */
+typedef enum td_sampler_approx {
+    TD_SAMPLER_APPROX_OFF    = 0, /* every forward pass over the whole canvas (exact) */
+    TD_SAMPLER_APPROX_PREFIX = 1, /* window: the block and everything after it */
+    TD_SAMPLER_APPROX_DUAL   = 2  /* window: the block alone */
+} td_sampler_approx;
+
 typedef struct td_sampler_config {
     uint32_t struct_size;
     int32_t strategy;        /* td_sampler_strategy; default TD_SAMPLER_ANCESTRAL */
@@ -698,6 +708,14 @@ typedef struct td_sampler_config {
                                 with its fixed positions masked; 0 = l_c alone (one
                                 forward pass per step, bit for bit the unguided sampler);
                                 default 0 */
+    /* Appended later (the 96-byte struct is still accepted): */
+    int32_t approx_cache;    /* td_sampler_approx: keep the keys and values outside the
+                                current block, refreshed at each block's first forward
+                                pass (Fast-dLLM); approximate; needs block_len > 0, no
+                                guidance; default TD_SAMPLER_APPROX_OFF */
+    int32_t eos_id;          /* end of text: once a sequence holds it, what follows is
+                                [PAD] (never generated, not attended to, not decoded);
+                                -1 = none; default -1 */
 } td_sampler_config;
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;

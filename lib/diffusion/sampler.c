@@ -74,6 +74,7 @@ struct td_sampler {
     float *logits;              /* [chunk, V] */
     double *w;                  /* [chunk, V] draw weights */
     tdi_logit_rank *rank;       /* [chunk, V], when top-k or top-p rank tokens */
+    tdi_kv_buf approx;          /* approx_cache: keys, values [L, n_max, d] and scratch */
     uint8_t *free_row;          /* [n_max] 1: [MASK] when the call began (generated) */
     int32_t *remasked;          /* [n_max] rows masked again this step, ascending */
     int32_t *merged;            /* [n_max] scratch to merge `changed` and `remasked` */
@@ -91,6 +92,7 @@ struct td_sampler {
 /* What one generate call has done so far. */
 typedef struct run_state {
     int fresh;                  /* the workspace holds a forward of the canvas */
+    int kv_valid;               /* approx_cache: kept keys and values of this block */
     int32_t n_changed;
     int64_t model_calls, steps, cached_steps, revealed, generated, remasked;
 } run_state;
@@ -121,6 +123,8 @@ static td_sampler_config default_config(void)
     c.remask_t_on = 0.55f;
     c.remask_t_off = 0.05f;
     c.remask_alpha_on = 0.9f;
+    c.approx_cache = TD_SAMPLER_APPROX_OFF;
+    c.eos_id = -1;
     return c;
 }
 
@@ -172,6 +176,19 @@ static td_status check_toolbox(const td_sampler_config *c)
                                 c->guidance == 0.0f),
                   "%s: TD_SAMPLER_LEFT_TO_RIGHT takes no threshold, factor, remask or "
                   "guidance", f);
+    TDI_CHECK_ARG(c->approx_cache >= TD_SAMPLER_APPROX_OFF &&
+                      c->approx_cache <= TD_SAMPLER_APPROX_DUAL,
+                  "%s: cfg->approx_cache = %d is not a td_sampler_approx", f,
+                  (int)c->approx_cache);
+    if (c->approx_cache != TD_SAMPLER_APPROX_OFF) {
+        TDI_CHECK_ARG(diffusion, "%s: cfg->approx_cache is for the diffusion strategies, not "
+                      "TD_SAMPLER_LEFT_TO_RIGHT (which has an exact cache)", f);
+        TDI_CHECK_ARG(c->block_len > 0, "%s: cfg->approx_cache = %d keeps the keys and values "
+                      "outside the current block: it needs cfg->block_len > 0", f,
+                      (int)c->approx_cache);
+        TDI_CHECK_ARG(c->guidance == 0.0f, "%s: cfg->approx_cache does not combine with "
+                      "cfg->guidance", f);
+    }
     return TD_OK;
 }
 
@@ -275,6 +292,15 @@ static void layout(void *obj, tdi_carver *c)
     int guided = s->cfg.guidance != 0.0f;
     s->canvas_u = guided ? tdi_carve(c, n, sizeof *s->canvas_u) : NULL;
     s->logits_u = guided ? tdi_carve(c, cv, sizeof *s->logits_u) : NULL;
+    if (s->cfg.approx_cache != TD_SAMPLER_APPROX_OFF) {
+        size_t d = (size_t)s->model->cfg.d_model, L = (size_t)s->model->cfg.n_layers;
+        s->approx.k = tdi_carve(c, L * n * d, sizeof(float));
+        s->approx.v = tdi_carve(c, L * n * d, sizeof(float));
+        s->approx.hout = tdi_carve(c, n * d, sizeof(float));
+        s->approx.scores = tdi_carve(c, (size_t)s->cfg.n_threads * (size_t)s->cfg.max_seq_len,
+                                     sizeof(float));
+        s->approx.n_slices = s->cfg.n_threads;
+    }
 }
 
 static tdi_confidence confidence_of(int32_t strategy)
@@ -731,7 +757,19 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     rs->steps++;
     rs->n_changed = 0;
     int run = s->cfg.cache ? n > 0 && !rs->fresh : 1;
-    if (run) {
+    if (run && s->cfg.approx_cache != TD_SAMPLER_APPROX_OFF) {
+        if (rs->kv_valid) { /* the block's rows (dual) or the block and what follows */
+            int32_t w_hi = s->cfg.approx_cache == TD_SAMPLER_APPROX_DUAL ? hi : seq_len;
+            TDI_TRY(tdi_model_forward_window(s->model, s->ws, canvas, batch, seq_len, lo,
+                                             w_hi, key_mask, &s->approx, s->pool));
+        } else {
+            TDI_TRY(tdi_model_forward_kv(s->model, s->ws, canvas, batch, seq_len, key_mask,
+                                         &s->approx, s->pool));
+            rs->kv_valid = 1;
+        }
+        rs->model_calls++;
+        rs->fresh = 1;
+    } else if (run) {
         TDI_TRY(tdi_model_forward(s->model, s->ws, canvas, batch, seq_len, key_mask,
                                   s->pool));
         rs->model_calls++;
@@ -935,6 +973,8 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
     for (int32_t blk = 0; blk < n_blocks && st == TD_OK; blk++) {
         int32_t lo = block > 0 ? blk * block : 0;
         int32_t hi = block > 0 && seq_len - lo > block ? lo + block : seq_len;
+        if (s->cfg.approx_cache != TD_SAMPLER_APPROX_OFF) /* refreshed at every block */
+            rs.kv_valid = rs.fresh = 0;
         for (int32_t k = 0; k < steps && st == TD_OK; k++) {
             if (fast && block_filled(s, canvas, batch, seq_len, lo, hi)) break;
             st = step(s, canvas, batch, seq_len, key_mask, lo, hi, k, &rs);

@@ -204,6 +204,28 @@ void tdi_workspace_free(tdi_workspace *ws);
 td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
                             int32_t B, int32_t T, const uint8_t *key_mask, tdi_pool *pool);
 
+/* Approximate key/value caching for block decoding (docs/sampling.md,
+ * "Approximate caching"; Fast-dLLM): tdi_model_forward_kv is
+ * tdi_model_forward that also keeps every layer's (rotated) keys and values,
+ * k and v [L, B, T, d]; tdi_model_forward_window then runs only the rows
+ * [lo, hi) of each sequence, their queries attending over the kept keys and
+ * values of the other positions and their own fresh ones (which it stores).
+ * Its final hidden state is valid at those rows only (tdi_model_logits
+ * reads it). B and T must be the ones of the last forward_kv. An inference
+ * workspace of a bidirectional model only. scores holds n_slices x T floats;
+ * hout B x T x d. */
+typedef struct tdi_kv_buf {
+    float *k, *v, *hout, *scores;
+    int32_t n_slices;
+} tdi_kv_buf;
+td_status tdi_model_forward_kv(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
+                               int32_t B, int32_t T, const uint8_t *key_mask,
+                               const tdi_kv_buf *kv, tdi_pool *pool);
+td_status tdi_model_forward_window(const tdi_model *m, tdi_workspace *ws, const int32_t *ids,
+                                   int32_t B, int32_t T, int32_t lo, int32_t hi,
+                                   const uint8_t *key_mask, const tdi_kv_buf *kv,
+                                   tdi_pool *pool);
+
 /* logits [n_rows, V] for rows (indices into B·T, n_rows <= rows_max) of the
  * last forward; the [MASK] column is −∞. */
 void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows,

@@ -91,7 +91,9 @@
     F(td_sampler_config, remask_t_on, 80)        \
     F(td_sampler_config, remask_t_off, 84)       \
     F(td_sampler_config, remask_alpha_on, 88)    \
-    F(td_sampler_config, guidance, 92)
+    F(td_sampler_config, guidance, 92)           \
+    F(td_sampler_config, approx_cache, 96)       \
+    F(td_sampler_config, eos_id, 100)
 
 #define TD_LAYOUT_SAMPLE_STATS(F)                \
     F(td_sample_stats, struct_size, 0)           \

@@ -832,6 +832,148 @@ static void test_guidance(void **state)
     assert_int_equal(count(canvas, 4 * T, MASK), 0);
 }
 
+/* ---- approximate caching ------------------------------------------------------ */
+
+/* Every logit row the sampler drew from, in order. */
+typedef struct trace {
+    float *logits; /* [cap, V] */
+    int32_t *rows;
+    int32_t n, cap;
+} trace;
+
+static int32_t trace_hook(void *user, const int32_t *rows, int32_t n_rows, float *logits,
+                          int32_t vocab_size)
+{
+    trace *t = user;
+    assert_true(t->n + n_rows <= t->cap);
+    memcpy(t->logits + (size_t)t->n * vocab_size, logits,
+           (size_t)n_rows * vocab_size * sizeof *logits);
+    memcpy(t->rows + t->n, rows, (size_t)n_rows * sizeof *rows);
+    t->n += n_rows;
+    return 0;
+}
+
+static td_model *arch_model(int32_t n_layers, int32_t pos, int32_t norm)
+{
+    td_model_config c;
+    assert_int_equal(td_model_config_default(&c), TD_OK);
+    c.vocab_size = V;
+    c.mask_id = MASK;
+    c.max_seq_len = T;
+    c.d_model = D;
+    c.n_layers = n_layers;
+    c.n_heads = 2;
+    c.d_ff = 64;
+    c.pos_encoding = pos;
+    c.norm_placement = norm;
+    td_model *m = NULL;
+    assert_int_equal(td_model_create(&c, 7, NULL, &m), TD_OK);
+    return m;
+}
+
+/* Greedy max-prob decoding of the layout canvas in blocks of 4, its
+ * logits traced; returns the model calls. */
+static int64_t approx_run(const td_model *m, int32_t approx, int32_t steps, int32_t *canvas,
+                          trace *t)
+{
+    td_sampler_config c = config(TD_SAMPLER_MAX_PROB, steps);
+    c.temperature = 0.0f;
+    c.block_len = 4;
+    c.approx_cache = approx;
+    c.n_threads = 2;
+    td_sampler *s = sampler_of(m, &c);
+    assert_int_equal(td_sampler_set_logits_hook(s, trace_hook, t), TD_OK);
+    layout_canvas(canvas);
+    td_sample_stats st = { .struct_size = sizeof st };
+    assert_int_equal(td_sampler_generate(s, canvas, 4, T, NULL, NULL, &st), TD_OK);
+    td_sampler_free(s);
+    assert_int_equal(count(canvas, 4 * T, MASK), 0);
+    return st.model_calls;
+}
+
+static void trace_init(trace *t)
+{
+    t->cap = 4 * T * 8;
+    t->n = 0;
+    t->logits = malloc((size_t)t->cap * V * sizeof *t->logits);
+    t->rows = malloc((size_t)t->cap * sizeof *t->rows);
+    assert_non_null(t->logits);
+    assert_non_null(t->rows);
+}
+
+static void trace_free(trace *t)
+{
+    free(t->logits);
+    free(t->rows);
+}
+
+/* With one layer the keys and values outside the block depend on their own
+ * tokens only, which do not change during the block: the prefix and dual
+ * caches are exact there (to float rounding), for every architecture, with
+ * a padded sequence and fixed ids in the canvas. */
+static void test_approx_cache_exact_one_layer(void **state)
+{
+    (void)state;
+    for (int arch = 0; arch < 4; arch++) {
+        td_model *m = arch_model(1, arch & 1 ? TD_POS_LEARNED : TD_POS_ROPE,
+                                 arch & 2 ? TD_NORM_POST : TD_NORM_PRE);
+        trace ref, got;
+        trace_init(&ref);
+        int32_t want[4 * T], canvas[4 * T];
+        int64_t calls = approx_run(m, TD_SAMPLER_APPROX_OFF, 4, want, &ref);
+        for (int32_t mode = TD_SAMPLER_APPROX_PREFIX; mode <= TD_SAMPLER_APPROX_DUAL; mode++) {
+            trace_init(&got);
+            assert_int_equal(approx_run(m, mode, 4, canvas, &got), calls);
+            assert_memory_equal(canvas, want, sizeof want);
+            assert_int_equal(got.n, ref.n);
+            assert_memory_equal(got.rows, ref.rows, (size_t)ref.n * sizeof *ref.rows);
+            for (size_t i = 0; i < (size_t)ref.n * V; i++) {
+                float a = got.logits[i], b = ref.logits[i];
+                if (isinf(b)) assert_true(a == b);
+                else assert_true(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(b)));
+            }
+            trace_free(&got);
+        }
+        trace_free(&ref);
+        td_model_free(m);
+    }
+}
+
+/* Deeper models: approximate, but each block's first forward pass is a
+ * full one, so with one step per block the tokens and logits are those of
+ * the exact sampler bit for bit; with more steps later logits differ. */
+static void test_approx_cache_refresh(void **state)
+{
+    (void)state;
+    td_model *m = arch_model(3, TD_POS_ROPE, TD_NORM_PRE);
+    for (int32_t mode = TD_SAMPLER_APPROX_PREFIX; mode <= TD_SAMPLER_APPROX_DUAL; mode++) {
+        trace ref, got;
+        trace_init(&ref);
+        trace_init(&got);
+        int32_t want[4 * T], canvas[4 * T];
+        approx_run(m, TD_SAMPLER_APPROX_OFF, 1, want, &ref);
+        approx_run(m, mode, 1, canvas, &got);
+        assert_memory_equal(canvas, want, sizeof want);
+        assert_int_equal(got.n, ref.n);
+        assert_memory_equal(got.logits, ref.logits, (size_t)ref.n * V * sizeof *ref.logits);
+        ref.n = got.n = 0;
+        approx_run(m, TD_SAMPLER_APPROX_OFF, 4, want, &ref);
+        approx_run(m, mode, 4, canvas, &got);
+        /* the first step of the first block is a full pass: the same rows */
+        int32_t first = 0;
+        while (first < ref.n && ref.rows[first] / T == 0 && ref.rows[first] % T < 4) first++;
+        assert_true(first > 0);
+        double diff = 0.0;
+        for (size_t i = 0; i < (size_t)ref.n * V && i < (size_t)got.n * V; i++)
+            if (isfinite(ref.logits[i]) && isfinite(got.logits[i]))
+                diff = fmax(diff, fabs((double)ref.logits[i] - got.logits[i]));
+        assert_true(diff > 0.0); /* stale keys and values: approximate */
+        trace_free(&ref);
+        trace_free(&got);
+    }
+    td_model_free(m);
+}
+
 /* ---- failures ------------------------------------------------------------------ */
 
 static void expect_bad(td_sampler_config c, const char *field)
@@ -871,6 +1013,10 @@ static void test_invalid_configs(void **state)
     c = c0; c.guidance = NAN; expect_bad(c, "guidance");
     c = c0; c.guidance = INFINITY; expect_bad(c, "guidance");
     c = c0; c.guidance = -INFINITY; expect_bad(c, "guidance");
+    c = c0; c.approx_cache = 3; expect_bad(c, "approx_cache");
+    c = c0; c.approx_cache = -1; expect_bad(c, "approx_cache");
+    c = c0; c.approx_cache = TD_SAMPLER_APPROX_DUAL; expect_bad(c, "block_len");
+    c = c0; c.approx_cache = 1; c.block_len = 4; c.guidance = 1.0f; expect_bad(c, "guidance");
     /* the boundary values that are valid */
     td_sampler *s;
     c = c0; c.threshold = 1.0f; c.remask = TD_SAMPLER_REMASK_LOOP; c.eta = 1.0f;
@@ -878,6 +1024,12 @@ static void test_invalid_configs(void **state)
     assert_int_equal(td_sampler_create(g_model, g_loglin, &c, &s), TD_OK);
     td_sampler_free(s);
     c = c0; c.strategy = TD_SAMPLER_MARGIN; c.factor = 1e-3f;
+    assert_int_equal(td_sampler_create(g_model, g_loglin, &c, &s), TD_OK);
+    td_sampler_free(s);
+    /* a 96-byte config: approx_cache and eos_id keep their defaults */
+    c = c0;
+    c.struct_size = 96;
+    c.approx_cache = 7;
     assert_int_equal(td_sampler_create(g_model, g_loglin, &c, &s), TD_OK);
     td_sampler_free(s);
     /* a 1.0-sized config: the new fields keep their defaults */
@@ -909,7 +1061,7 @@ static void test_allocation_failures(void **state)
     td_allocator a = test_heap_allocator(&h);
     td_model *m = toy_model_create(V, MASK, T, 11, &a);
     long base = h.live;
-    for (int variant = 0; variant < 2; variant++) {
+    for (int variant = 0; variant < 3; variant++) {
         td_sampler_config c = config(TD_SAMPLER_MAX_PROB, 5);
         c.top_k = 3;
         c.guidance = 1.5f;
@@ -917,6 +1069,12 @@ static void test_allocation_failures(void **state)
         c.eta = 0.3f;
         c.threshold = variant ? 0.0f : 0.7f;
         c.factor = variant ? 1.0f : 0.0f;
+        if (variant == 2) { /* approximate caching (not with guidance) */
+            c.guidance = 0.0f;
+            c.approx_cache = TD_SAMPLER_APPROX_DUAL;
+            c.block_len = 4;
+            c.n_threads = 2;
+        }
         for (long k = 0;; k++) {
             h.fail_at = h.calls + k;
             td_sampler *s = (td_sampler *)&s;
@@ -964,6 +1122,8 @@ int main(void)
         cmocka_unit_test(test_bad_token_lists),
         cmocka_unit_test(test_logits_hook),
         cmocka_unit_test(test_guidance),
+        cmocka_unit_test(test_approx_cache_exact_one_layer),
+        cmocka_unit_test(test_approx_cache_refresh),
         cmocka_unit_test(test_invalid_configs),
         cmocka_unit_test(test_allocation_failures),
     };

@@ -38,7 +38,7 @@ from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_pe
 from .latent import LatentPrediction, LatentSampler, LatentSchedule, LatentStage
 from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
-from .sampler import Remask, SampleStats, Sampler, SamplerConfig, Strategy, TokenList
+from .sampler import Approx, Remask, SampleStats, Sampler, SamplerConfig, Strategy, TokenList
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
 from .tokenizer import SpecialToken, Tokenizer
 from .trainer import ResumeFlags, Trainer, TrainerConfig, TrainStats
@@ -85,7 +85,7 @@ __all__ = [
     "InvalidArgumentError", "LatentPrediction", "LatentSampler", "LatentSchedule",
     "LatentStage", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
     "NumericError", "PosEncoding",
-    "RateLoss", "Remask", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
+    "Approx", "RateLoss", "Remask", "ResumeFlags", "RuntimeInfo", "SampleStats", "Sampler", "SamplerConfig",
     "Schedule", "ScheduleConfig", "ScheduleKind", "SpecialToken", "Split", "StateError",
     "Status", "Strategy", "TextStats", "TextdiffError", "TokenList", "Tokenizer", "TrainStats", "Trainer",
     "TrainerConfig", "UnsupportedError", "VersionError", "VersionInfo", "abi_version",

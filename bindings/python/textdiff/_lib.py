@@ -187,6 +187,8 @@ class td_sampler_config(ctypes.Structure):
         ("remask_t_off", ctypes.c_float),
         ("remask_alpha_on", ctypes.c_float),
         ("guidance", ctypes.c_float),
+        ("approx_cache", ctypes.c_int32),
+        ("eos_id", ctypes.c_int32),
     ]
 
 

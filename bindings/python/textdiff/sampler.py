@@ -30,6 +30,14 @@ class Remask(enum.IntEnum):
     LOOP = 3     #: alpha held at remask_alpha_on in (t_off, t_on], sigma = min(eta, sigma_max)
 
 
+class Approx(enum.IntEnum):
+    """td_sampler_approx: approximate key/value caching for block decoding."""
+
+    OFF = 0     #: every forward pass over the whole canvas
+    PREFIX = 1  #: keep the keys and values before the block; run the block and what follows
+    DUAL = 2    #: keep them before and after the block; run the block alone
+
+
 class TokenList(enum.IntEnum):
     """td_sampler_tokens: what set_tokens' list means."""
 
@@ -42,7 +50,8 @@ SamplerConfig = make_record("SamplerConfig", _lib.td_sampler_config, """\
 A sampler's configuration (td_sampler_config): strategy, steps,
 temperature, top_k, top_p, seed, block_len, n_threads, alg_temperature,
 pad_id, max_batch, max_seq_len, cache, threshold, factor, remask, eta,
-remask_t_on, remask_t_off, remask_alpha_on, guidance.""")
+remask_t_on, remask_t_off, remask_alpha_on, guidance, approx_cache,
+eos_id.""")
 
 SampleStats = make_record("SampleStats", _lib.td_sample_stats, """\
 What a generate() call did (td_sample_stats): model_calls (forward
@@ -72,7 +81,8 @@ class Sampler(Handle):
     (strategy — a Strategy or its name —, steps, temperature, top_k, top_p,
     seed, block_len, n_threads, alg_temperature, pad_id, max_batch,
     max_seq_len, cache, threshold, factor, remask — a Remask or its name —,
-    eta, remask_t_on, remask_t_off, remask_alpha_on, guidance); the others keep the library's defaults. The sampler
+    eta, remask_t_on, remask_t_off, remask_alpha_on, guidance, approx_cache —
+    an Approx or its name —, eos_id); the others keep the library's defaults. The sampler
     keeps its model alive and only reads it, so samplers on several threads
     may share one model; the schedule is copied. Use a sampler from one
     thread at a time.
@@ -89,7 +99,8 @@ class Sampler(Handle):
         max_batch sequences of max_seq_len tokens is allocated here."""
         cfg = _lib.td_sampler_config()
         check(lib.td_sampler_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg)))
-        set_fields("sampler config", cfg, config, {"strategy": Strategy, "remask": Remask})
+        set_fields("sampler config", cfg, config, {"strategy": Strategy, "remask": Remask,
+                                                   "approx_cache": Approx})
         typed("model", model, Model)
         typed("schedule", schedule, Schedule)
         with use(model, schedule) as (m, s):
