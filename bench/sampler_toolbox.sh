@@ -32,6 +32,9 @@ threshold-0.3 --strategy maxprob --steps $len --threshold 0.3
 conf-64-loop-0.5 --strategy maxprob --steps 64 --remask loop --eta 0.5
 conf-64-rescale-1 --strategy maxprob --steps 64 --remask rescale --eta 1
 conf-128-loop-0.5 --strategy maxprob --steps 128 --remask loop --eta 0.5
+blocks-32 --strategy maxprob --steps 64 --block-len 32
+blocks-32-prefix --strategy maxprob --steps 64 --block-len 32 --approx-cache 1
+blocks-32-dual --strategy maxprob --steps 64 --block-len 32 --approx-cache 2
 EOF
 if [ -n "${ONLY:-}" ]; then
   grep -- "$ONLY" "$out/settings" > "$out/chosen" || true
@@ -42,14 +45,16 @@ echo "model $model, $len bytes, seeds: $seeds, load: $(cut -d' ' -f1-3 /proc/loa
 for seed in $seeds; do
   while read -r name flags; do
     # shellcheck disable=SC2086
-    "$build/bin/sample" --model "$model" --len $len --seed "$seed" --stats $flags \
+    /usr/bin/time -f '%U %S' -o "$out/time" \
+      "$build/bin/sample" --model "$model" --len $len --seed "$seed" --stats $flags \
       < /dev/null >> "$out/$name.txt" 2> "$out/err"
     grep 'model calls' "$out/err" >> "$out/$name.stats"
+    awk '{ print $1 + $2 }' "$out/time" >> "$out/$name.cpu"
   done < "$out/settings"
 done
 
-echo "| setting | calls/sample | calls/token | remasked/sample | tokens/s (median) | bytes words dist-1 dist-2 dist-3 rep-10 H/word known${scorer:+ NLL bits/byte} |"
-echo "|---|---|---|---|---|---|"
+echo "| setting | calls/sample | calls/token | remasked/sample | tokens/s (median) | CPU s/sample (median) | bytes words dist-1 dist-2 dist-3 rep-10 H/word known${scorer:+ NLL bits/byte} |"
+echo "|---|---|---|---|---|---|---|"
 while read -r name flags; do
   # "S steps, C model calls (K cached), X calls/token, R remasked, T s, N tokens/s"
   st=$out/$name.stats
@@ -59,6 +64,9 @@ while read -r name flags; do
   tps=$(awk '{ print $14 }' "$st" | sort -n |
         awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
                                    printf "%.0f", m }')
+  cpu=$(sort -n "$out/$name.cpu" |
+        awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+                                   printf "%.2f", m }')
   if [ -n "$scorer" ]; then
     score=$("$build/bin/score" --scorer "$scorer" "$out/$name.txt" 2>/dev/null)
   else
@@ -66,7 +74,7 @@ while read -r name flags; do
   fi
   row=$(printf '%s\n' "$score" | grep "^$out/$name.txt" | sed "s|^$out/$name.txt *||")
   printf '%s\n' "$score" | grep '^held-out text' | sed 's|^held-out text *||' > "$out/ref"
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$calls" "$cpt" "$rem" "$tps" "$row"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$calls" "$cpt" "$rem" "$tps" "$cpu" "$row"
 done < "$out/settings"
-echo "| held-out text | | | | | $(cat "$out/ref") |"
+echo "| held-out text | | | | | | $(cat "$out/ref") |"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -121,6 +121,7 @@ int main(int argc, char **argv)
     int stream = 0;
     int steps = 64, top_k = 0, block_len = 0, len = 128, n = 1, show_steps = 0, threads = 1;
     int delay = 40, stats_flag = 0;
+    int approx = 0;
     double temperature = 1.0, top_p = 1.0, alg_temp = 0.0;
     int64_t seed = 1;
     const char *latent = NULL;
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
         { "ban", CLI_STRING, &ban, "comma-separated token ids never to draw (bytes with the byte tokenizer)" },
         { "allow", CLI_STRING, &allow, "comma-separated token ids, the only ones to draw" },
         { "stream", CLI_SWITCH, &stream, "print the text as it becomes final (one sample)" },
+        { "approx-cache", CLI_INT, &approx, "with --block-len: keep keys and values outside the block, 1 prefix, 2 dual (0: off)" },
     };
     cli_parse(argc, argv, "usage: sample [options]", flags, (int)(sizeof flags / sizeof flags[0]),
               NULL, NULL);
@@ -235,6 +237,7 @@ int main(int argc, char **argv)
     sc.remask_t_off = (float)t_off;
     sc.remask_alpha_on = (float)alpha_on;
     sc.guidance = (float)guidance;
+    sc.approx_cache = approx;
     td_sampler *s;
     cli_check(td_sampler_create(m, sch, &sc, &s), "sampler");
     const char *lists[2] = { ban, allow };

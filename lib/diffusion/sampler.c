@@ -23,6 +23,7 @@
 #include "diffusion/draw.h"
 #include "diffusion/sampler_ar.h"
 #include "diffusion/schedule.h"
+#include "kernels/kernels.h"
 #include "model/model_api.h"
 #include "util/alloc.h"
 #include "util/config.h"
@@ -297,8 +298,9 @@ static void layout(void *obj, tdi_carver *c)
         s->approx.k = tdi_carve(c, L * n * d, sizeof(float));
         s->approx.v = tdi_carve(c, L * n * d, sizeof(float));
         s->approx.hout = tdi_carve(c, n * d, sizeof(float));
-        s->approx.scores = tdi_carve(c, (size_t)s->cfg.n_threads * (size_t)s->cfg.max_seq_len,
-                                     sizeof(float));
+        int32_t T = s->cfg.max_seq_len;
+        s->approx.scores = tdi_carve(c, (size_t)s->cfg.n_threads *
+                                            tdi_attention_window_floats(T, T), sizeof(float));
         s->approx.n_slices = s->cfg.n_threads;
     }
 }

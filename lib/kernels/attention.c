@@ -83,13 +83,13 @@ static void zero_row(float *row, int T)
     for (int j = 0; j < T; j++) row[j] = 0.0f;
 }
 
-/* s [T, T]: scores in, probabilities out; mx, inv [T] receive each row's
+/* s [n, T]: scores in, probabilities out; mx, inv [n] receive each row's
  * maximum and 1/Σe. A row with no attendable key (a padded-out sequence)
  * becomes all zeros and is recorded as mx = −∞, inv = 0. */
 TDI_TARGET_CLONES static void softmax_forward(float *s, float *mx_out, float *inv_out,
-                                              const uint8_t *m, int T, int causal)
+                                              const uint8_t *m, int n, int T, int causal)
 {
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < n; i++) {
         float *row = s + (size_t)i * T;
         mask_row(row, m, T, causal ? i + 1 : T);
         float mx = -INFINITY;
@@ -172,7 +172,7 @@ static void forward_pairs(void *ctx, long begin, long end, int tid)
         const float *v = a->qkv + (size_t)b * T * ld + 2 * (size_t)d + (size_t)h * hd;
         scores(p, a->qkv, b, h, T, d, hd, a->scale);
         softmax_forward(p, a->row_max + (size_t)bh * T, a->row_inv + (size_t)bh * T,
-                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T, a->causal);
+                        a->key_mask ? a->key_mask + (size_t)b * T : NULL, T, T, a->causal);
         /* Y [T, hd] = P [T, T] · V [T, hd], written into its head's columns */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
                     0.0f, a->out + (size_t)b * T * d + (size_t)h * hd, d);
@@ -190,6 +190,46 @@ void tdi_attention_forward(float *out, float *row_max, float *row_inv, const flo
                    T, H, hd, H * hd, causal != 0, tdi_attention_scratch_floats(T, 0),
                    (float)(1.0 / sqrt((double)hd)) };
     tdi_pool_run(pool, (long)B * H, callers(n_slices), forward_pairs, &a);
+}
+
+/* Window attention's operands (kernels.h). */
+typedef struct window_job {
+    float *out, *scratch;
+    const float *q, *k, *v;
+    const uint8_t *key_mask;
+    int W, T, H, hd, ldq;
+    size_t slice;
+    float scale;
+} window_job;
+
+static void window_pairs(void *ctx, long begin, long end, int tid)
+{
+    const window_job *a = ctx;
+    const int W = a->W, T = a->T, H = a->H, hd = a->hd, d = H * hd;
+    float *p = a->scratch + (size_t)tid * a->slice, *mx = p + (size_t)W * T, *inv = mx + W;
+    for (long bh = begin; bh < end; bh++) {
+        int b = (int)(bh / H), h = (int)(bh % H);
+        const float *q = a->q + (size_t)b * W * a->ldq + (size_t)h * hd;
+        const float *k = a->k + (size_t)b * T * d + (size_t)h * hd;
+        const float *v = a->v + (size_t)b * T * d + (size_t)h * hd;
+        /* S [W, T] = scale · Q [W, hd] · K [T, hd]ᵀ */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, W, T, hd, a->scale, q, a->ldq, k,
+                    d, 0.0f, p, T);
+        softmax_forward(p, mx, inv, a->key_mask ? a->key_mask + (size_t)b * T : NULL, W, T, 0);
+        /* Y [W, hd] = P [W, T] · V [T, hd] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, W, hd, T, 1.0f, p, T, v, d,
+                    0.0f, a->out + (size_t)b * W * d + (size_t)h * hd, d);
+    }
+}
+
+void tdi_attention_window_forward(float *out, const float *q, int ldq, const float *k,
+                                  const float *v, const uint8_t *key_mask, int B, int W, int T,
+                                  int H, int hd, float *scratch, int n_slices, tdi_pool *pool)
+{
+    assert(n_slices >= 1 && W >= 1 && W <= T);
+    window_job a = { out, scratch, q, k, v, key_mask, W, T, H, hd, ldq,
+                     tdi_attention_window_floats(W, T), (float)(1.0 / sqrt((double)hd)) };
+    tdi_pool_run(pool, (long)B * H, callers(n_slices), window_pairs, &a);
 }
 
 static void backward_pairs(void *ctx, long begin, long end, int tid)

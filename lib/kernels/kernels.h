@@ -139,6 +139,20 @@ void tdi_attention_forward(float *out, float *row_max, float *row_inv, const flo
                            const uint8_t *key_mask, int causal, int B, int T, int H, int hd,
                            float *scratch, int n_slices, tdi_pool *pool);
 
+/* Attention of W query rows per sequence over T keys kept apart (the
+ * approximate key/value cache of docs/sampling.md): q [B·W, ldq] (head h
+ * at columns h·hd, rotated), k and v [B·T, d] (rotated keys), key_mask
+ * [B·T] or NULL, bidirectional; out [B·W, d]. scratch: n_slices slices of
+ * tdi_attention_window_floats(W, T). Same sgemm-and-softmax as the forward
+ * above, so the result does not depend on the thread count either. */
+static inline size_t tdi_attention_window_floats(int W, int T)
+{
+    return ((size_t)W * (size_t)T + 2 * (size_t)W + 15) & ~(size_t)15;
+}
+void tdi_attention_window_forward(float *out, const float *q, int ldq, const float *k,
+                                  const float *v, const uint8_t *key_mask, int B, int W, int T,
+                                  int H, int hd, float *scratch, int n_slices, tdi_pool *pool);
+
 /* dqkv [B·T, 3d] is written (dq | dk | dv, before the RoPE transpose) from
  * dout [B·T, d]; qkv, row_max, row_inv and key_mask are the forward's. */
 void tdi_attention_backward(float *dqkv, const float *dout, const float *qkv,

@@ -36,56 +36,6 @@ static void kv_store(const kv_pass *p, const float *qkv, int32_t l, int B, int n
         }
 }
 
-typedef struct window_attn {
-    const kv_pass *p;
-    const float *qkv, *k, *v; /* the window's rows; this layer's cache */
-    float *out;
-    int B, H, hd, d;
-    float scale;
-} window_attn;
-
-/* Attention of the window's queries over all t cached keys, one (b, h)
- * pair per item: the math of tdi_attention_forward, in plain loops. */
-static void window_pairs(void *ctx, long begin, long end, int tid)
-{
-    const window_attn *a = ctx;
-    const kv_pass *p = a->p;
-    const int d = a->d, hd = a->hd, T = p->t, W = p->w;
-    float *s = p->kv->scores + (size_t)tid * (size_t)T;
-    for (long bh = begin; bh < end; bh++) {
-        int b = (int)(bh / a->H), h = (int)(bh % a->H);
-        const uint8_t *km = p->key_mask ? p->key_mask + (size_t)b * T : NULL;
-        const size_t base = (size_t)b * (size_t)T * d + (size_t)h * hd;
-        for (int i = 0; i < W; i++) {
-            const float *q = a->qkv + ((size_t)b * W + (size_t)i) * 3 * d + (size_t)h * hd;
-            float *y = a->out + ((size_t)b * W + (size_t)i) * d + (size_t)h * hd;
-            float mx = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                if (km != NULL && !km[j]) continue;
-                const float *kj = a->k + base + (size_t)j * d;
-                float dot = 0.0f;
-                for (int e = 0; e < hd; e++) dot += q[e] * kj[e];
-                s[j] = dot * a->scale;
-                if (s[j] > mx) mx = s[j];
-            }
-            for (int e = 0; e < hd; e++) y[e] = 0.0f;
-            if (mx == -INFINITY) continue; /* no attendable key: a zero row */
-            float sum = 0.0f;
-            for (int j = 0; j < T; j++) {
-                if (km != NULL && !km[j]) continue;
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
-            }
-            const float inv = 1.0f / sum;
-            for (int j = 0; j < T; j++) {
-                if (km != NULL && !km[j]) continue;
-                const float *vj = a->v + base + (size_t)j * d, pj = s[j] * inv;
-                for (int e = 0; e < hd; e++) y[e] += pj * vj[e];
-            }
-        }
-    }
-}
-
 /* Rotates q and k (2H consecutive heads of the qkv rows), then attends.
  * With a cache pass, stores the keys and values of layer l; a window pass
  * attends over the cache, its own keys and values fresh. */
@@ -104,10 +54,9 @@ static void attention_block(const tdi_model *m, tdi_workspace *ws, tdi_layer_act
                               B, T, H, hd, ws->attn_scratch, ws->n_threads, pool);
         return;
     }
-    window_attn wa = { kp, a->qkv, kv_layer(kp, kp->kv->k, l, B, d),
-                       kv_layer(kp, kp->kv->v, l, B, d), a->atty, B, H, hd, d,
-                       (float)(1.0 / sqrt((double)hd)) };
-    tdi_pool_run(pool, (long)B * H, kp->kv->n_slices, window_pairs, &wa);
+    tdi_attention_window_forward(a->atty, a->qkv, 3 * d, kv_layer(kp, kp->kv->k, l, B, d),
+                                 kv_layer(kp, kp->kv->v, l, B, d), kp->key_mask, B, T,
+                                 kp->t, H, hd, kp->kv->scores, kp->kv->n_slices, pool);
 }
 
 /* One block, x [N, d] -> y [N, d] (see tdi_layer_acts for the slots). */

@@ -212,8 +212,8 @@ td_status tdi_model_forward(const tdi_model *m, tdi_workspace *ws, const int32_t
  * values of the other positions and their own fresh ones (which it stores).
  * Its final hidden state is valid at those rows only (tdi_model_logits
  * reads it). B and T must be the ones of the last forward_kv. An inference
- * workspace of a bidirectional model only. scores holds n_slices x T floats;
- * hout B x T x d. */
+ * workspace of a bidirectional model only. scores holds n_slices x
+ * tdi_attention_window_floats(T, T) floats (kernels.h); hout B x T x d. */
 typedef struct tdi_kv_buf {
     float *k, *v, *hout, *scores;
     int32_t n_slices;
