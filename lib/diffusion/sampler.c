@@ -92,6 +92,7 @@ struct td_sampler {
 
 /* What one generate call has done so far. */
 typedef struct run_state {
+    const uint8_t *key_mask;    /* s->key_mask when the canvas has [PAD], else NULL */
     int fresh;                  /* the workspace holds a forward of the canvas */
     int kv_valid;               /* approx_cache: kept keys and values of this block */
     int32_t n_changed;
@@ -190,6 +191,15 @@ static td_status check_toolbox(const td_sampler_config *c)
         TDI_CHECK_ARG(c->guidance == 0.0f, "%s: cfg->approx_cache does not combine with "
                       "cfg->guidance", f);
     }
+    if (c->eos_id != -1) {
+        TDI_CHECK_ARG(c->pad_id >= 0, "%s: cfg->eos_id = %d needs cfg->pad_id: what follows "
+                      "the end becomes [PAD]", f, (int)c->eos_id);
+        TDI_CHECK_ARG(diffusion, "%s: cfg->eos_id is for the diffusion strategies, not "
+                      "TD_SAMPLER_LEFT_TO_RIGHT", f);
+        TDI_CHECK_ARG(c->remask == TD_SAMPLER_REMASK_NONE || c->eta == 0.0f,
+                      "%s: cfg->eos_id does not combine with remasking (an end once drawn "
+                      "is final)", f);
+    }
     return TD_OK;
 }
 
@@ -229,6 +239,12 @@ static td_status check_config(const td_sampler_config *c, const tdi_model_config
                   (int)c->pad_id, (int)mc->vocab_size);
     TDI_CHECK_ARG(c->pad_id != mc->mask_id, "%s: cfg->pad_id = %d is the model's mask_id", f,
                   (int)c->pad_id);
+    TDI_CHECK_ARG(c->eos_id == -1 || (c->eos_id >= 0 && c->eos_id < mc->vocab_size),
+                  "%s: cfg->eos_id = %d is neither -1 nor in [0, vocab_size = %d)", f,
+                  (int)c->eos_id, (int)mc->vocab_size);
+    TDI_CHECK_ARG(c->eos_id == -1 || (c->eos_id != mc->mask_id && c->eos_id != c->pad_id),
+                  "%s: cfg->eos_id = %d is the model's mask_id or cfg->pad_id", f,
+                  (int)c->eos_id);
     TDI_CHECK_ARG(mc->vocab_size - 1 - (c->pad_id >= 0) >= 1,
                   "%s: the vocabulary has no token besides [MASK] and [PAD] to generate", f);
     TDI_CHECK_ARG(c->max_batch >= 1 && c->max_batch <= MAX_BATCH,
@@ -723,14 +739,18 @@ static int32_t commit_confidence(td_sampler *s, int32_t *canvas, int32_t batch)
     return n;
 }
 
-/* Merges the step's remasked rows into `changed` (both ascending). */
-static void merge_changed(td_sampler *s, int32_t n_rev, int32_t n_rem)
+/* Merges the step's remasked (or padded) rows into `changed` (both
+ * ascending; a row in both is listed once); returns the merged count. */
+static int32_t merge_changed(td_sampler *s, int32_t n_rev, int32_t n_rem)
 {
     int32_t i = 0, j = 0, o = 0;
-    while (i < n_rev || j < n_rem)
+    while (i < n_rev || j < n_rem) {
+        if (i < n_rev && j < n_rem && s->changed[i] == s->remasked[j]) j++;
         s->merged[o++] = j >= n_rem || (i < n_rev && s->changed[i] < s->remasked[j])
                              ? s->changed[i++] : s->remasked[j++];
+    }
     memcpy(s->changed, s->merged, (size_t)o * sizeof *s->changed);
+    return o;
 }
 
 /* Guidance's canvas: the fixed positions (prompt, infill, not [PAD]) masked. */
@@ -741,12 +761,34 @@ static void uncond_canvas(td_sampler *s, const int32_t *canvas, int32_t n)
         s->canvas_u[i] = s->free_row[i] || canvas[i] == pad ? canvas[i] : mask;
 }
 
+/* End of text: in each sequence every generated position after the first
+ * eos_id becomes [PAD] (not attended to from then on). Lists the rows it
+ * writes in s->remasked (ascending); returns how many. */
+static int32_t end_at_eos(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
+                          run_state *rs)
+{
+    const int32_t eos = s->cfg.eos_id, pad = s->cfg.pad_id;
+    int32_t n = 0;
+    for (int32_t b = 0; b < batch; b++) {
+        int32_t r = b * seq_len, end = r + seq_len, i = r;
+        while (i < end && canvas[i] != eos) i++;
+        for (i++; i < end; i++) {
+            if (!s->free_row[i] || canvas[i] == pad) continue;
+            canvas[i] = pad;
+            s->key_mask[i] = 0;
+            s->remasked[n++] = i;
+        }
+    }
+    if (n > 0) rs->key_mask = s->key_mask;
+    return n;
+}
+
 /* Step k of `steps` over the block [lo, hi): from t = 1 − k/steps to
  * s = 1 − (k+1)/steps, exactly 0 at the last step. */
 static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq_len,
-                      const uint8_t *key_mask, int32_t lo, int32_t hi, int32_t k,
-                      run_state *rs)
+                      int32_t lo, int32_t hi, int32_t k, run_state *rs)
 {
+    const uint8_t *key_mask = rs->key_mask;
     const int32_t steps = s->cfg.steps;
     const int last = k + 1 == steps;
     const double t = 1.0 - (double)k / steps, sn = last ? 0.0 : 1.0 - (double)(k + 1) / steps;
@@ -801,11 +843,12 @@ static td_status step(td_sampler *s, int32_t *canvas, int32_t batch, int32_t seq
     }
     const int32_t mask = s->model->cfg.mask_id;
     for (int32_t j = 0; j < n_rem; j++) canvas[s->remasked[j]] = mask;
-    if (n_rem > 0) merge_changed(s, n_rev, n_rem);
-    rs->n_changed = n_rev + n_rem;
+    rs->remasked += n_rem;
+    /* the rows an end pads go where remasking's would (the two exclude each other) */
+    if (s->cfg.eos_id >= 0) n_rem = end_at_eos(s, canvas, batch, seq_len, rs);
+    rs->n_changed = n_rem > 0 ? merge_changed(s, n_rev, n_rem) : n_rev;
     if (rs->n_changed > 0) rs->fresh = 0;
     rs->revealed += n_rev;
-    rs->remasked += n_rem;
     return TD_OK;
 }
 
@@ -945,26 +988,26 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
     const int32_t n_blocks = block > 0 ? (seq_len - 1) / block + 1 : 1;
     const int32_t n_steps = n_blocks * steps;
 
-    const uint8_t *key_mask = NULL;
+    run_state rs;
+    memset(&rs, 0, sizeof rs);
     if (s->cfg.pad_id >= 0) {
         int any = 0;
         for (int32_t i = 0; i < n; i++) {
             s->key_mask[i] = canvas[i] != s->cfg.pad_id;
             any |= !s->key_mask[i];
         }
-        if (any) key_mask = s->key_mask;
+        if (any) rs.key_mask = s->key_mask;
     }
     uint64_t call_seed = tdi_rng_u64(&s->master);
     for (int32_t b = 0; b < batch; b++) tdi_rng_stream(&s->seq_rng[b], call_seed, (uint64_t)b);
 
-    run_state rs;
-    memset(&rs, 0, sizeof rs);
     const int32_t mask = s->model->cfg.mask_id;
     for (int32_t i = 0; i < n; i++) {
         s->free_row[i] = canvas[i] == mask;
         rs.generated += s->free_row[i];
     }
     memset(s->reported, 0, (size_t)batch * sizeof *s->reported);
+    if (s->cfg.eos_id >= 0) (void)end_at_eos(s, canvas, batch, seq_len, &rs); /* a given end */
     const int fast = s->cfg.threshold > 0.0f || s->cfg.factor > 0.0f;
     td_status st = TD_OK;
     if (s->kv != NULL) {
@@ -979,7 +1022,7 @@ td_status td_sampler_generate(td_sampler *s, int32_t *canvas, int32_t batch, int
             rs.kv_valid = rs.fresh = 0;
         for (int32_t k = 0; k < steps && st == TD_OK; k++) {
             if (fast && block_filled(s, canvas, batch, seq_len, lo, hi)) break;
-            st = step(s, canvas, batch, seq_len, key_mask, lo, hi, k, &rs);
+            st = step(s, canvas, batch, seq_len, lo, hi, k, &rs);
             if (st == TD_OK && s->stream != NULL) {
                 int open = remask_open_after(s, k) &&
                            !(fast && block_filled(s, canvas, batch, seq_len, lo, hi));

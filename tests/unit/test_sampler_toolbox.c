@@ -974,6 +974,100 @@ static void test_approx_cache_refresh(void **state)
     td_model_free(m);
 }
 
+/* ---- end of text ---------------------------------------------------------------- */
+
+enum { EOS = 9 };
+
+/* Forces the end token at position `at` of every sequence and forbids it
+ * elsewhere; records the rows it saw. */
+typedef struct eos_state {
+    int32_t at;
+    int32_t seen_after; /* rows after `at` asked for a token once the end was drawn */
+    int drawn[BMAX];
+} eos_state;
+
+static int32_t force_eos(void *user, const int32_t *rows, int32_t n_rows, float *logits,
+                         int32_t vocab_size)
+{
+    eos_state *e = user;
+    for (int32_t j = 0; j < n_rows; j++) {
+        int32_t b = rows[j] / T, i = rows[j] % T;
+        float *z = logits + (size_t)j * vocab_size;
+        if (i > e->at && e->drawn[b]) e->seen_after++;
+        if (i == e->at) {
+            for (int v = 0; v < vocab_size; v++) z[v] = v == EOS ? 0.0f : -INFINITY;
+        } else {
+            z[EOS] = -INFINITY;
+        }
+    }
+    return 0;
+}
+
+static int32_t eos_cb(void *user, int32_t step, int32_t n_steps, const int32_t *canvas,
+                      int32_t batch, int32_t seq_len, const int32_t *changed, int32_t n_changed)
+{
+    eos_state *e = user;
+    (void)step; (void)n_steps;
+    for (int32_t j = 0; j < n_changed; j++) {
+        if (j > 0) assert_true(changed[j] > changed[j - 1]); /* ascending, no repeat */
+        (void)canvas;
+    }
+    for (int32_t b = 0; b < batch; b++)
+        for (int32_t i = 0; i < seq_len; i++)
+            if (canvas[b * seq_len + i] == EOS) e->drawn[b] = 1;
+    return 0;
+}
+
+/* Generation stops at the end token: what follows it is [PAD], nothing
+ * after it draws a token once it is there, the blocks after it need no
+ * model call, and decoding-style trimming (the first [PAD]) ends the text
+ * right after it. */
+static void test_eos_stops_generation(void **state)
+{
+    (void)state;
+    for (int si = 0; si < 4; si++) {
+        for (int blocks = 0; blocks < 2; blocks++) {
+            eos_state e = { .at = 5 };
+            td_sampler_config c = config(strategies[si], 4);
+            c.eos_id = EOS;
+            c.block_len = blocks ? 4 : 0;
+            td_sampler *s = sampler_of(g_model, &c);
+            assert_int_equal(td_sampler_set_logits_hook(s, force_eos, &e), TD_OK);
+            int32_t canvas[3 * T];
+            all_masks(canvas, 3 * T);
+            canvas[T + 0] = 3; /* a prompt */
+            canvas[2 * T + T - 1] = 7; /* a fixed id after the end stays */
+            td_sample_stats st = { .struct_size = sizeof st };
+            assert_int_equal(td_sampler_generate(s, canvas, 3, T, eos_cb, &e, &st), TD_OK);
+            td_sampler_free(s);
+            for (int b = 0; b < 3; b++) {
+                const int32_t *row = canvas + b * T;
+                for (int i = 0; i < 5; i++) assert_true(row[i] >= 0 && row[i] < EOS);
+                assert_int_equal(row[5], EOS);
+                for (int i = 6; i < T; i++)
+                    assert_int_equal(row[i], b == 2 && i == T - 1 ? 7 : PAD);
+            }
+            assert_int_equal(count(canvas, 3 * T, MASK), 0);
+            if (blocks) {
+                /* blocks 2 and 3 hold no [MASK] once the end is drawn in block 1 */
+                assert_int_equal(e.seen_after, 0);
+                assert_true(st.model_calls <= 2 * 4);
+            }
+        }
+    }
+    /* an end in the prompt: everything generated after it is [PAD] at once */
+    td_sampler_config c = config(TD_SAMPLER_MAX_PROB, 4);
+    c.eos_id = EOS;
+    td_sampler *s = sampler_of(g_model, &c);
+    int32_t canvas[T];
+    all_masks(canvas, T);
+    canvas[2] = EOS;
+    assert_int_equal(td_sampler_generate(s, canvas, 1, T, NULL, NULL, NULL), TD_OK);
+    td_sampler_free(s);
+    for (int i = 3; i < T; i++) assert_int_equal(canvas[i], PAD);
+    assert_true(canvas[0] != MASK && canvas[1] != MASK);
+}
+
 /* ---- failures ------------------------------------------------------------------ */
 
 static void expect_bad(td_sampler_config c, const char *field)
@@ -1013,6 +1107,12 @@ static void test_invalid_configs(void **state)
     c = c0; c.guidance = NAN; expect_bad(c, "guidance");
     c = c0; c.guidance = INFINITY; expect_bad(c, "guidance");
     c = c0; c.guidance = -INFINITY; expect_bad(c, "guidance");
+    c = c0; c.eos_id = V; expect_bad(c, "eos_id");
+    c = c0; c.eos_id = -2; expect_bad(c, "eos_id");
+    c = c0; c.eos_id = MASK; expect_bad(c, "eos_id");
+    c = c0; c.eos_id = PAD; expect_bad(c, "eos_id");
+    c = c0; c.eos_id = 3; c.pad_id = -1; expect_bad(c, "pad_id");
+    c = c0; c.eos_id = 3; c.remask = 1; c.eta = 0.5f; expect_bad(c, "remask");
     c = c0; c.approx_cache = 3; expect_bad(c, "approx_cache");
     c = c0; c.approx_cache = -1; expect_bad(c, "approx_cache");
     c = c0; c.approx_cache = TD_SAMPLER_APPROX_DUAL; expect_bad(c, "block_len");
@@ -1074,6 +1174,9 @@ static void test_allocation_failures(void **state)
             c.approx_cache = TD_SAMPLER_APPROX_DUAL;
             c.block_len = 4;
             c.n_threads = 2;
+            c.remask = TD_SAMPLER_REMASK_NONE;
+            c.eta = 0.0f;
+            c.eos_id = 9;
         }
         for (long k = 0;; k++) {
             h.fail_at = h.calls + k;
@@ -1122,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_bad_token_lists),
         cmocka_unit_test(test_logits_hook),
         cmocka_unit_test(test_guidance),
+        cmocka_unit_test(test_eos_stops_generation),
         cmocka_unit_test(test_approx_cache_exact_one_layer),
         cmocka_unit_test(test_approx_cache_refresh),
         cmocka_unit_test(test_invalid_configs),
