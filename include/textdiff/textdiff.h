@@ -248,10 +248,17 @@ typedef enum td_special_token {
     TD_TOKEN_UNK  = 2,  /* [UNK] (<unk>): capped character vocabularies, WordPiece,
                            byte-level BPE vocabularies that have one */
     TD_TOKEN_CLS  = 3,  /* [CLS] or <s>: a Hugging Face sequence start */
-    TD_TOKEN_SEP  = 4   /* [SEP] or </s>: a Hugging Face sequence end */
+    TD_TOKEN_SEP  = 4,  /* [SEP] or </s>: a Hugging Face sequence end */
+    TD_TOKEN_EOS  = 5   /* end of text: [EOS] (258) of td_tokenizer_create_byte_eos; a
+                           Hugging Face vocabulary's [SEP] or </s> */
 } td_special_token;
 
 TD_API td_status td_tokenizer_create_byte(const td_allocator *alloc, td_tokenizer **out);
+/* The byte tokenizer with an end of text: ids 0..255 bytes, [MASK] = 256,
+ * [PAD] = 257, [EOS] = 258 (vocabulary 259). Text never encodes to [EOS];
+ * decoding stops at it as at [PAD]. Its description is format version 3
+ * (docs/tokenizer.md), which older libraries refuse with TD_ERR_VERSION. */
+TD_API td_status td_tokenizer_create_byte_eos(const td_allocator *alloc, td_tokenizer **out);
 
 /* The character vocabulary of text[0..len) (UTF-8; each invalid sequence
  * counts as U+FFFD): every code point it holds, or with max_chars > 0 the
@@ -291,7 +298,8 @@ TD_API td_status td_tokenizer_encode_framed(const td_tokenizer *t, const char *t
                                             size_t *n_ids);
 
 /* Ids to NUL-terminated text; *len receives its length without the NUL (the
- * buffer needs *len + 1 bytes). Decoding stops at the first [PAD]. Each
+ * buffer needs *len + 1 bytes). Decoding stops at the first [PAD] (or [EOS]
+ * of a byte tokenizer that has one). Each
  * [MASK] becomes mask_text (NULL: "_"). Byte-level output is raw bytes and
  * need not be valid UTF-8; character-level and Hugging Face output always
  * is (a byte-level BPE sequence that cuts a character gives U+FFFD). */

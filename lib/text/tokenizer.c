@@ -16,6 +16,7 @@ struct td_tokenizer {
     tdi_tokenizer_kind kind;
     uint32_t n_symbols;
     int32_t mask_id, pad_id, unk_id;
+    int32_t eos_id;   /* byte kind with an end of text: 258, else -1 */
     tdi_hf *hf;       /* the Hugging Face kinds' vocabulary, else NULL */
     int32_t low[256]; /* char kind: id of each code point below 256, or -1 */
     uint32_t cps[];   /* char kind: n_symbols code points, ascending */
@@ -37,6 +38,7 @@ static td_status tokenizer_alloc(const td_allocator *alloc, tdi_tokenizer_kind k
     t->mask_id = (int32_t)n;
     t->pad_id = (int32_t)n + 1;
     t->unk_id = with_unk ? (int32_t)n + 2 : -1;
+    t->eos_id = -1;
     t->hf = NULL;
     for (int i = 0; i < 256; i++) t->low[i] = -1;
     *out = t;
@@ -71,6 +73,16 @@ td_status td_tokenizer_create_byte(const td_allocator *alloc, tdi_tokenizer **ou
     TDI_CHECK_PTR(out);
     *out = NULL;
     return tokenizer_alloc(alloc, TDI_TOKENIZER_BYTE, 256, 0, out);
+}
+
+td_status td_tokenizer_create_byte_eos(const td_allocator *alloc, tdi_tokenizer **out)
+{
+    TDI_ENTER_NONE();
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_TRY(tokenizer_alloc(alloc, TDI_TOKENIZER_BYTE, 256, 0, out));
+    (*out)->eos_id = 258;
+    return TD_OK;
 }
 
 td_status tdi_tokenizer_create_char_from_code_points(const uint32_t *code_points, size_t n,
@@ -255,7 +267,7 @@ int32_t tdi_tokenizer_unk_id(const tdi_tokenizer *t) { return t->unk_id; }
 uint32_t tdi_tokenizer_vocab_size(const tdi_tokenizer *t)
 {
     if (t->hf != NULL) return t->n_symbols;
-    return t->n_symbols + (t->unk_id >= 0 ? 3u : 2u);
+    return t->n_symbols + (t->unk_id >= 0 || t->eos_id >= 0 ? 3u : 2u);
 }
 
 const uint32_t *tdi_tokenizer_code_points(const tdi_tokenizer *t)
@@ -373,7 +385,7 @@ td_status td_tokenizer_decode(const tdi_tokenizer *t, const int32_t *ids, size_t
         if (id < 0 || (uint32_t)id >= vocab)
             return tdi_fail(TD_ERR_INVALID_ARG, "%s: ids[%zu] = %ld is outside [0, %u)", __func__,
                             i, (long)id, (unsigned)vocab);
-        if (id == t->pad_id) break;
+        if (id == t->pad_id || id == t->eos_id) break;
         if (id == t->mask_id) {
             put_bytes(out, cap, &pos, mask_text, mask_len);
         } else if (id == t->unk_id) {
@@ -398,10 +410,12 @@ static const unsigned char tok_magic[4] = { 'T', 'D', 'T', 'K' };
 enum {
     TOK_FORMAT_VERSION = 1,
     TOK_FORMAT_VERSION_HF = 2, /* the Hugging Face kinds */
+    TOK_FORMAT_VERSION_EOS = 3, /* version 1 with flag TOK_FLAG_EOS (byte kind) */
     TOK_HF_HEADER = 20,        /* + max_chars, n_merges */
     TOK_HEADER = 12,       /* magic, version, kind, flags, reserved, n_symbols */
     TOK_CRC = 4,
     TOK_FLAG_UNK = 1,
+    TOK_FLAG_EOS = 2,
     VARINT_MAX_BYTES = 3   /* 21 bits cover U+10FFFF */
 };
 
@@ -568,9 +582,9 @@ td_status tdi_tokenizer_serialize(const tdi_tokenizer *t, void *out, size_t cap,
 
     unsigned char *p = out;
     memcpy(p, tok_magic, sizeof tok_magic);
-    p[4] = TOK_FORMAT_VERSION;
+    p[4] = t->eos_id >= 0 ? TOK_FORMAT_VERSION_EOS : TOK_FORMAT_VERSION;
     p[5] = (unsigned char)t->kind;
-    p[6] = t->unk_id >= 0 ? TOK_FLAG_UNK : 0;
+    p[6] = t->unk_id >= 0 ? TOK_FLAG_UNK : t->eos_id >= 0 ? TOK_FLAG_EOS : 0;
     p[7] = 0;
     tdi_le_put32(p + 8, t->n_symbols);
     size_t pos = TOK_HEADER;
@@ -593,9 +607,10 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
         return tdi_fail(TD_ERR_FORMAT, "%s: not a %s (bad magic)", __func__, what);
     if (size < TOK_HEADER + TOK_CRC)
         return tdi_fail(TD_ERR_CORRUPT, "%s: %s truncated at %zu bytes", __func__, what, size);
-    if (p[4] != TOK_FORMAT_VERSION && p[4] != TOK_FORMAT_VERSION_HF)
-        return tdi_fail(TD_ERR_VERSION, "%s: %s format version %u, this library reads 1 and %u",
-                        __func__, what, (unsigned)p[4], (unsigned)TOK_FORMAT_VERSION_HF);
+    if (p[4] != TOK_FORMAT_VERSION && p[4] != TOK_FORMAT_VERSION_HF &&
+        p[4] != TOK_FORMAT_VERSION_EOS)
+        return tdi_fail(TD_ERR_VERSION, "%s: %s format version %u, this library reads 1 to %u",
+                        __func__, what, (unsigned)p[4], (unsigned)TOK_FORMAT_VERSION_EOS);
     size_t body = size - TOK_CRC;
     uint32_t stored = tdi_le_get32(p + body), actual = tdi_crc32(0, p, body);
     if (stored != actual)
@@ -608,15 +623,19 @@ td_status tdi_tokenizer_deserialize(const void *data, size_t size, const td_allo
     int with_unk = (flags & TOK_FLAG_UNK) != 0;
     if (kind != TDI_TOKENIZER_BYTE && kind != TDI_TOKENIZER_CHAR)
         return tdi_fail(TD_ERR_CORRUPT, "%s: unknown tokenizer kind %u", __func__, kind);
-    if ((flags & ~(unsigned)TOK_FLAG_UNK) != 0 || p[7] != 0 ||
-        (kind == TDI_TOKENIZER_BYTE && flags != 0))
+    /* version 1: flags UNK (char kind) or none; version 3: flag EOS (byte kind) */
+    unsigned allowed = p[4] == TOK_FORMAT_VERSION_EOS ? TOK_FLAG_EOS
+                       : kind == TDI_TOKENIZER_CHAR   ? TOK_FLAG_UNK : 0;
+    if ((flags & ~allowed) != 0 || p[7] != 0 ||
+        (p[4] == TOK_FORMAT_VERSION_EOS && (kind != TDI_TOKENIZER_BYTE || flags == 0)))
         return tdi_fail(TD_ERR_CORRUPT, "%s: invalid flags 0x%02X / reserved byte 0x%02X",
                         __func__, flags, (unsigned)p[7]);
     if (kind == TDI_TOKENIZER_BYTE) {
         if (n != 256 || body != TOK_HEADER)
             return tdi_fail(TD_ERR_CORRUPT, "%s: byte tokenizer with %u symbols and %zu bytes",
                             __func__, (unsigned)n, size);
-        return td_tokenizer_create_byte(alloc, out);
+        return flags & TOK_FLAG_EOS ? td_tokenizer_create_byte_eos(alloc, out)
+                                    : td_tokenizer_create_byte(alloc, out);
     }
     /* Every symbol takes at least one byte: this bounds the allocation by the
      * input's size, whatever n claims. */
@@ -676,6 +695,9 @@ td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
     case TD_TOKEN_UNK: v = tdi_tokenizer_unk_id(t); break;
     case TD_TOKEN_CLS: v = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_CLS) : -1; break;
     case TD_TOKEN_SEP: v = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_SEP) : -1; break;
+    case TD_TOKEN_EOS: /* a Hugging Face vocabulary's sequence end ([SEP], </s>) */
+        v = t->hf != NULL ? tdi_hf_special(t->hf, TDI_HF_SEP) : t->eos_id;
+        break;
     default:
         return tdi_fail(TD_ERR_INVALID_ARG, "%s: unknown special token %d", __func__, (int)which);
     }
@@ -684,7 +706,10 @@ td_status td_tokenizer_special_id(const td_tokenizer *t, td_special_token which,
                         which == TD_TOKEN_UNK && t->hf == NULL
                             ? "[UNK] (no vocabulary cap)"
                             : which == TD_TOKEN_UNK ? "[UNK]"
-                            : which == TD_TOKEN_CLS ? "[CLS] or <s>" : "[SEP] or </s>");
+                            : which == TD_TOKEN_CLS ? "[CLS] or <s>"
+                            : which == TD_TOKEN_EOS && t->hf == NULL
+                                ? "[EOS] (td_tokenizer_create_byte_eos makes one)"
+                                : "[SEP] or </s>");
     *id = v;
     return TD_OK;
 }

@@ -489,6 +489,9 @@ static void test_framed(void **state)
         assert_int_equal(framed[0], cls);
         assert_memory_equal(framed + 1, plain, n * sizeof *plain);
         assert_int_equal(framed[n + 1], sep);
+        int32_t eos = -1; /* the vocabulary's own end: [SEP] or </s> */
+        assert_int_equal(td_tokenizer_special_id(t, TD_TOKEN_EOS, &eos), TD_OK);
+        assert_int_equal(eos, sep);
         assert_int_equal(td_tokenizer_encode_framed(t, "", 0, framed, 2, &nf), TD_OK);
         assert_int_equal(nf, 2);
         td_tokenizer_free(t);
@@ -500,7 +503,8 @@ static void test_framed(void **state)
     assert_int_equal(td_tokenizer_encode_framed(b, "ab", 2, ids, 8, &n), TD_ERR_INVALID_ARG);
     assert_int_equal(td_tokenizer_special_id(b, TD_TOKEN_CLS, &id), TD_ERR_INVALID_ARG);
     assert_int_equal(td_tokenizer_special_id(b, TD_TOKEN_SEP, &id), TD_ERR_INVALID_ARG);
-    assert_int_equal(td_tokenizer_special_id(b, (td_special_token)5, &id), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_special_id(b, TD_TOKEN_EOS, &id), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_tokenizer_special_id(b, (td_special_token)6, &id), TD_ERR_INVALID_ARG);
     td_tokenizer_free(b);
 }
 

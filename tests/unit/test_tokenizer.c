@@ -210,6 +210,61 @@ static void test_byte_vocabulary(void **state)
     td_tokenizer_free(NULL);
 }
 
+/* The byte tokenizer with an end of text: [EOS] = 258 after the old ids,
+ * decoding stops there, text never encodes to it; its description is
+ * version 3, and a version 1 byte description still means no end. */
+static void test_byte_eos(void **state)
+{
+    (void)state;
+    tdi_tokenizer *t = NULL, *plain = NULL, *u = NULL;
+    assert_int_equal(td_tokenizer_create_byte_eos(NULL, &t), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &plain), TD_OK);
+    int32_t v = 0, id = 0;
+    assert_int_equal(td_tokenizer_vocab_size(t, &v), TD_OK);
+    assert_int_equal(v, 259);
+    assert_int_equal(td_tokenizer_special_id(t, TD_TOKEN_EOS, &id), TD_OK);
+    assert_int_equal(id, 258);
+    assert_int_equal(td_tokenizer_special_id(t, TD_TOKEN_MASK, &id), TD_OK);
+    assert_int_equal(id, 256);
+    assert_int_equal(td_tokenizer_special_id(t, TD_TOKEN_PAD, &id), TD_OK);
+    assert_int_equal(id, 257);
+    assert_int_equal(td_tokenizer_special_id(plain, TD_TOKEN_EOS, &id), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "[EOS]"));
+    assert_int_equal(td_tokenizer_special_id(t, (td_special_token)6, &id), TD_ERR_INVALID_ARG);
+    const int32_t ids[5] = { 'h', 'i', 258, 'x', 257 };
+    char out[16];
+    size_t n = 0;
+    assert_int_equal(td_tokenizer_decode(t, ids, 5, NULL, out, sizeof out, &n), TD_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out, "hi");
+    /* 258 is outside the plain byte vocabulary */
+    assert_int_equal(td_tokenizer_decode(plain, ids, 5, NULL, out, sizeof out, &n),
+                     TD_ERR_INVALID_ARG);
+    int32_t enc[4];
+    assert_int_equal(td_tokenizer_encode(t, "\x02\xff", 2, enc, 4, &n), TD_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(enc[1], 255);
+    unsigned char buf[32];
+    size_t size = 0;
+    assert_int_equal(tdi_tokenizer_serialize(t, buf, sizeof buf, &size), TD_OK);
+    assert_int_equal(size, 16);
+    assert_memory_equal(buf, "TDTK\x03\x01\x02\x00\x00\x01\x00\x00", 12);
+    assert_int_equal(tdi_tokenizer_deserialize(buf, size, NULL, &u), TD_OK);
+    assert_int_equal(td_tokenizer_vocab_size(u, &v), TD_OK);
+    assert_int_equal(v, 259);
+    assert_int_equal(td_tokenizer_special_id(u, TD_TOKEN_EOS, &id), TD_OK);
+    assert_int_equal(id, 258);
+    td_tokenizer_free(u);
+    assert_int_equal(tdi_tokenizer_serialize(plain, buf, sizeof buf, &size), TD_OK);
+    assert_int_equal(buf[4], 1);
+    assert_int_equal(tdi_tokenizer_deserialize(buf, size, NULL, &u), TD_OK);
+    assert_int_equal(td_tokenizer_special_id(u, TD_TOKEN_EOS, &id), TD_ERR_INVALID_ARG);
+    td_tokenizer_free(u);
+    td_tokenizer_free(plain);
+    td_tokenizer_free(t);
+    assert_int_equal(td_tokenizer_create_byte_eos(NULL, NULL), TD_ERR_INVALID_ARG);
+}
+
 static void roundtrip(const tdi_tokenizer *t, const char *text, size_t len, int32_t *ids,
                       size_t n_expect)
 {
@@ -582,6 +637,7 @@ static void test_deserialize_rejects_corruption(void **state)
             buf[i] ^= (unsigned char)(1u << bit);
             td_status st = load(buf, size);
             if (i < 4) assert_int_equal(st, TD_ERR_FORMAT);
+            else if (i == 4 && buf[4] == 3) assert_int_equal(st, TD_ERR_CORRUPT); /* EOS's */
             else if (i == 4) assert_int_equal(st, TD_ERR_VERSION);
             else assert_int_equal(st, TD_ERR_CORRUPT);
         }
@@ -595,7 +651,12 @@ static void test_deserialize_rejects_corruption(void **state)
     /* Well-checksummed but invalid content. */
     static const struct { const char *what; unsigned char bytes[24]; size_t body; td_status st; }
     cases[] = {
-        { "version 3", { 'T','D','T','K', 3, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_VERSION },
+        { "version 4", { 'T','D','T','K', 4, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_VERSION },
+        { "version 3, no EOS", { 'T','D','T','K', 3, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_CORRUPT },
+        { "version 3, char kind", { 'T','D','T','K', 3, 2, 2, 0, 1,0,0,0, 'a' }, 13,
+          TD_ERR_CORRUPT },
+        { "version 3, unk", { 'T','D','T','K', 3, 1, 3, 0, 0,1,0,0 }, 12, TD_ERR_CORRUPT },
+        { "EOS in version 1", { 'T','D','T','K', 1, 1, 2, 0, 0,1,0,0 }, 12, TD_ERR_CORRUPT },
         { "version 2, byte kind", { 'T','D','T','K', 2, 1, 0, 0, 0,1,0,0 }, 12, TD_ERR_CORRUPT },
         { "kind 3", { 'T','D','T','K', 1, 3, 0, 0, 1,0,0,0, 'a' }, 13, TD_ERR_CORRUPT },
         { "unknown flag", { 'T','D','T','K', 1, 2, 2, 0, 1,0,0,0, 'a' }, 13, TD_ERR_CORRUPT },
@@ -711,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_char_cap_and_unk),
         cmocka_unit_test(test_char_from_code_points_validates),
         cmocka_unit_test(test_serialize_roundtrip),
+        cmocka_unit_test(test_byte_eos),
         cmocka_unit_test(test_deserialize_rejects_corruption),
         cmocka_unit_test(test_allocation_failures),
     };

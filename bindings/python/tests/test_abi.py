@@ -147,6 +147,7 @@ class TestHeader(unittest.TestCase):
             "td_activation": (td.Activation, "TD_ACT_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_sampler_remask": (td.Remask, "TD_SAMPLER_REMASK_"),
+            "td_sampler_approx": (td.Approx, "TD_SAMPLER_APPROX_"),
             "td_sampler_tokens": (td.TokenList, "TD_SAMPLER_TOKENS_"),
             "td_resume_flags": (td.ResumeFlags, "TD_RESUME_"),
             "td_blas_threading": (td.BlasThreading, "TD_BLAS_"),

@@ -20,6 +20,14 @@ class TestByte(unittest.TestCase):
         with self.assertRaises(td.InvalidArgumentError):
             self.tok.special_id(td.SpecialToken.UNK)
 
+    def test_end_of_text(self):
+        tok = td.Tokenizer.byte(eos=True)
+        self.assertEqual(tok.vocab_size, 259)
+        self.assertEqual(tok.special_id(td.SpecialToken.EOS), 258)
+        self.assertEqual(tok.decode(tok.encode("ab") + [258, 65]), "ab")  # stops at [EOS]
+        with self.assertRaises(td.InvalidArgumentError):
+            self.tok.special_id("eos")
+
     def test_round_trip(self):
         text = "naïve café — ok"
         ids = self.tok.encode(text)

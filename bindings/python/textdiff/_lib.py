@@ -405,6 +405,7 @@ PROTOTYPES = {
     "td_schedule_weight": (c_status, [P_schedule, ctypes.c_double, _p(ctypes.c_double)]),
     # tokenizer
     "td_tokenizer_create_byte": (c_status, [_alloc, _p(P_tokenizer)]),
+    "td_tokenizer_create_byte_eos": (c_status, [_alloc, _p(P_tokenizer)]),
     "td_tokenizer_create_char": (c_status, [_char, _size, ctypes.c_uint32, _alloc,
                                             _p(P_tokenizer)]),
     "td_tokenizer_load_hf": (c_status, [_char, _alloc, _p(P_tokenizer)]),

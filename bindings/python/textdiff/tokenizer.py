@@ -17,6 +17,7 @@ class SpecialToken(enum.IntEnum):
     UNK = 2   #: [UNK] (<unk>): capped character vocabularies, WordPiece, some BPE
     CLS = 3   #: [CLS] or <s>: a Hugging Face sequence start
     SEP = 4   #: [SEP] or </s>: a Hugging Face sequence end
+    EOS = 5   #: end of text: [EOS] (258) of Tokenizer.byte(eos=True); a Hugging Face [SEP] or </s>
 
 
 class Tokenizer(Handle):
@@ -39,9 +40,12 @@ class Tokenizer(Handle):
         raise TypeError("use Tokenizer.byte() or Tokenizer.char(text)")
 
     @classmethod
-    def byte(cls):
-        """The byte-level tokenizer: every byte string round-trips exactly."""
-        return cls._wrap(new_handle(_lib.P_tokenizer, lib.td_tokenizer_create_byte, None))
+    def byte(cls, eos=False):
+        """The byte-level tokenizer: every byte string round-trips exactly.
+        With eos=True it has an end of text, [EOS] = 258 (vocabulary 259;
+        td_tokenizer_create_byte_eos), at which decoding stops."""
+        fn = lib.td_tokenizer_create_byte_eos if eos else lib.td_tokenizer_create_byte
+        return cls._wrap(new_handle(_lib.P_tokenizer, fn, None))
 
     @classmethod
     def char(cls, text, max_chars=0):
