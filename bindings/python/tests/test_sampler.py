@@ -9,6 +9,7 @@ import support
 from support import T, td
 
 MASK = 256
+PAD = 257
 
 
 class Boom(Exception):
@@ -187,6 +188,21 @@ class TestSampler(unittest.TestCase):
         self.assertAlmostEqual(stats.calls_per_token, stats.model_calls / (T - 2))
         self.assertEqual(stats.tokens_revealed, T - 2 + stats.tokens_remasked)
         for bad in (dict(threshold=1.5), dict(eta=-1.0, remask="CAP"), dict(guidance=float("nan"))):
+            with self.assertRaises(td.InvalidArgumentError):
+                self.sampler(strategy="MAX_PROB", **bad)
+
+    def test_approx_cache_and_end(self):
+        s = self.sampler(strategy="MAX_PROB", steps=4, block_len=4, approx_cache="dual",
+                         eos_id=66, pad_id=PAD)
+        self.assertEqual(s.config.approx_cache, td.Approx.DUAL)
+        self.assertEqual(s.config.eos_id, 66)
+        canvas = [MASK] * T
+        s.generate(canvas)
+        self.assertNotIn(MASK, canvas)
+        if 66 in canvas:  # after the end only [PAD]
+            self.assertTrue(all(x == PAD for x in canvas[canvas.index(66) + 1:]))
+        for bad in (dict(approx_cache="prefix"), dict(eos_id=100000, pad_id=PAD),
+                    dict(eos_id=66)):
             with self.assertRaises(td.InvalidArgumentError):
                 self.sampler(strategy="MAX_PROB", **bad)
 
