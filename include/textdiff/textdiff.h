@@ -325,6 +325,19 @@ TD_API td_status td_corpus_load(const char *path, const td_tokenizer *tok,
 /* The same for text already in memory (copied; need not outlive the call). */
 TD_API td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok,
                                   const td_allocator *alloc, td_corpus **out);
+/* The same with an end of text (docs/corpus.md "End of text"): the text is
+ * cut into documents after each occurrence of `separator` (non-empty; "\n"
+ * for lines, "\n\n" for paragraphs; it stays at the end of its document),
+ * each document is tokenised on its own and followed by the tokenizer's
+ * TD_TOKEN_EOS, so a model trained on it sees where texts end. The split
+ * rule is the same, on the packed tokens. TD_ERR_INVALID_ARG for a
+ * tokenizer without an end token or an empty separator. */
+TD_API td_status td_corpus_create_docs(const char *text, size_t len, const char *separator,
+                                       const td_tokenizer *tok, const td_allocator *alloc,
+                                       td_corpus **out);
+TD_API td_status td_corpus_load_docs(const char *path, const char *separator,
+                                     const td_tokenizer *tok, const td_allocator *alloc,
+                                     td_corpus **out);
 TD_API void td_corpus_free(td_corpus *c);
 TD_API size_t td_corpus_errmsg(const td_corpus *c, char *buf, size_t cap);
 

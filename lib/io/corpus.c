@@ -266,8 +266,45 @@ struct td_corpus {
 
 tdi_split_opts tdi_split_opts_default(void)
 {
-    tdi_split_opts o = { TDI_SPLIT_DEFAULT_BLOCK_LEN, TDI_SPLIT_DEFAULT_VALID_EVERY };
+    tdi_split_opts o = { TDI_SPLIT_DEFAULT_BLOCK_LEN, TDI_SPLIT_DEFAULT_VALID_EVERY, NULL };
     return o;
+}
+
+/* The next document of text[0..len): up to and including the next
+ * occurrence of sep, or the rest. */
+static size_t doc_len(const char *text, size_t len, const char *sep, size_t sep_len)
+{
+    for (size_t i = 0; i + sep_len <= len; i++)
+        if (memcmp(text + i, sep, sep_len) == 0) return i + sep_len;
+    return len;
+}
+
+/* Packed documents (docs/corpus.md "End of text"): each one encoded on its
+ * own and followed by the end token. Two passes: sizes, then ids. */
+static td_status encode_docs(tdi_corpus *c, const char *text, size_t len, const char *sep,
+                             const tdi_tokenizer *tok)
+{
+    int32_t eos;
+    TDI_TRY(td_tokenizer_special_id(tok, TD_TOKEN_EOS, &eos));
+    const size_t sep_len = strlen(sep);
+    size_t total = 0, k, n;
+    for (size_t at = 0; at < len; at += k) {
+        k = doc_len(text + at, len - at, sep, sep_len);
+        TDI_TRY(td_tokenizer_encode(tok, text + at, k, NULL, 0, &n));
+        TDI_CHECK_ARG(n <= SIZE_MAX / sizeof *c->ids - 1 - total, "%s: too many tokens",
+                      __func__);
+        total += n + 1;
+    }
+    c->ids = tdi_malloc(&c->alloc, total * sizeof *c->ids);
+    if (c->ids == NULL) return tdi_nomem(__func__, total * sizeof *c->ids);
+    c->n = 0;
+    for (size_t at = 0; at < len; at += k) {
+        k = doc_len(text + at, len - at, sep, sep_len);
+        TDI_TRY(td_tokenizer_encode(tok, text + at, k, c->ids + c->n, total - c->n, &n));
+        c->n += n;
+        c->ids[c->n++] = eos;
+    }
+    return TD_OK;
 }
 
 td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *tok,
@@ -296,6 +333,19 @@ td_status tdi_corpus_create(const char *text, size_t len, const tdi_tokenizer *t
     c->block_len = o.block_len;
     c->valid_every = o.valid_every;
     c->n = 0;
+    if (o.doc_sep != NULL) {
+        c->ids = NULL;
+        td_status st = o.doc_sep[0] != '\0'
+                           ? encode_docs(c, text, len, o.doc_sep, tok)
+                           : tdi_fail(TD_ERR_INVALID_ARG, "%s: the document separator is empty",
+                                      __func__);
+        if (st != TD_OK) {
+            tdi_corpus_free(c);
+            return st;
+        }
+        *out = c;
+        return TD_OK;
+    }
     /* Nearly always every token consumes at least one byte, so len ids
      * suffice; byte-level BPE can need more (an invalid byte reads as the
      * three-byte U+FFFD, a space may be put in front), then it runs again. */
@@ -521,6 +571,35 @@ td_status td_corpus_create(const char *text, size_t len, const td_tokenizer *tok
     TDI_CHECK_PTR(text);
     TDI_CHECK_PTR(tok);
     return tdi_corpus_create(text, len, tok, NULL, alloc, out);
+}
+
+td_status td_corpus_create_docs(const char *text, size_t len, const char *separator,
+                                const td_tokenizer *tok, const td_allocator *alloc,
+                                td_corpus **out)
+{
+    TDI_ENTER_NONE();
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(text);
+    TDI_CHECK_PTR(separator);
+    TDI_CHECK_PTR(tok);
+    tdi_split_opts o = tdi_split_opts_default();
+    o.doc_sep = separator;
+    return tdi_corpus_create(text, len, tok, &o, alloc, out);
+}
+
+td_status td_corpus_load_docs(const char *path, const char *separator, const td_tokenizer *tok,
+                              const td_allocator *alloc, td_corpus **out)
+{
+    TDI_ENTER_NONE();
+    TDI_CHECK_PTR(out);
+    *out = NULL;
+    TDI_CHECK_PTR(path);
+    TDI_CHECK_PTR(separator);
+    TDI_CHECK_PTR(tok);
+    tdi_split_opts o = tdi_split_opts_default();
+    o.doc_sep = separator;
+    return tdi_corpus_load(path, TDI_CORPUS_DEFAULT_MAX_BYTES, tok, &o, alloc, out);
 }
 
 void td_corpus_free(td_corpus *c) { tdi_corpus_free(c); }

@@ -54,6 +54,8 @@ typedef enum tdi_split { TDI_SPLIT_TRAIN = 0, TDI_SPLIT_VALID = 1 } tdi_split;
 typedef struct tdi_split_opts {
     size_t block_len;     /* tokens per block, >= 1 */
     uint32_t valid_every; /* every k-th block is validation; 0: no validation; not 1 */
+    const char *doc_sep;  /* NULL: one text; else documents end after each occurrence of
+                             this (non-empty) string, each followed by the end token */
 } tdi_split_opts;
 
 /* block_len 8192, valid_every 20. */

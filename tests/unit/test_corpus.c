@@ -366,7 +366,7 @@ static tdi_corpus *byte_corpus(const char *text, size_t n, size_t block_len, uin
     tdi_tokenizer *tok;
     tdi_corpus *c;
     assert_int_equal(td_tokenizer_create_byte(NULL, &tok), TD_OK);
-    tdi_split_opts o = { block_len, every };
+    tdi_split_opts o = { block_len, every, NULL };
     assert_int_equal(tdi_corpus_create(text, n, tok, &o, NULL, &c), TD_OK);
     td_tokenizer_free(tok); /* the corpus does not need it */
     return c;
@@ -564,7 +564,8 @@ static void test_create_errors_and_char_corpus(void **state)
     tdi_tokenizer *byte, *chr;
     tdi_corpus *c = (tdi_corpus *)1;
     assert_int_equal(td_tokenizer_create_byte(NULL, &byte), TD_OK);
-    tdi_split_opts bad_every = { 10, 1 }, bad_block = { 0, 5 }, overflow = { SIZE_MAX / 2, 3 };
+    tdi_split_opts bad_every = { 10, 1, NULL }, bad_block = { 0, 5, NULL },
+                   overflow = { SIZE_MAX / 2, 3, NULL };
     assert_int_equal(tdi_corpus_create("abc", 3, byte, &bad_every, NULL, &c), TD_ERR_INVALID_ARG);
     assert_null(c);
     assert_int_equal(tdi_corpus_create("abc", 3, byte, &bad_block, NULL, &c), TD_ERR_INVALID_ARG);

@@ -72,11 +72,67 @@ static void test_load_errors(void **state)
     td_tokenizer_free(tok);
 }
 
+/* Documents with an end of text: each document (up to and including its
+ * separator) encoded, then [EOS]; a last document without a separator too. */
+static void test_documents_end_with_eos(void **state)
+{
+    (void)state;
+    td_tokenizer *tok, *plain;
+    td_corpus *c = (td_corpus *)&c;
+    assert_int_equal(td_tokenizer_create_byte_eos(NULL, &tok), TD_OK);
+    assert_int_equal(td_tokenizer_create_byte(NULL, &plain), TD_OK);
+    static const struct { const char *text, *sep; int32_t want[16]; int n; } cases[] = {
+        { "ab\ncd\nef", "\n", { 'a', 'b', '\n', 258, 'c', 'd', '\n', 258, 'e', 'f', 258 }, 11 },
+        { "p1\n\np2\n\n", "\n\n", { 'p', '1', '\n', '\n', 258, 'p', '2', '\n', '\n', 258 }, 10 },
+        { "x\ny\n", "\n\n", { 'x', '\n', 'y', '\n', 258 }, 5 },
+        { "\n\n", "\n", { '\n', 258, '\n', 258 }, 4 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        assert_int_equal(td_corpus_create_docs(cases[k].text, strlen(cases[k].text), cases[k].sep,
+                                               tok, NULL, &c), TD_OK);
+        uint64_t n;
+        assert_int_equal(td_corpus_num_tokens(c, TD_SPLIT_TRAIN, &n), TD_OK);
+        assert_int_equal(n, cases[k].n);
+        int32_t got[16];
+        assert_int_equal(td_corpus_window(c, TD_SPLIT_TRAIN, cases[k].n, 0, got), TD_OK);
+        assert_memory_equal(got, cases[k].want, (size_t)cases[k].n * sizeof *got);
+        td_corpus_free(c);
+    }
+    /* the bundled corpus, one document per verse line: one [EOS] per line */
+    assert_int_equal(td_corpus_load_docs(KJV, "\n", tok, NULL, &c), TD_OK);
+    uint64_t ntrain, nvalid;
+    assert_int_equal(td_corpus_num_tokens(c, TD_SPLIT_TRAIN, &ntrain), TD_OK);
+    assert_int_equal(td_corpus_num_tokens(c, TD_SPLIT_VALID, &nvalid), TD_OK);
+    assert_int_equal(ntrain + nvalid, 4137847 + 31102);
+    int32_t w[256];
+    assert_int_equal(td_corpus_window(c, TD_SPLIT_TRAIN, 256, 0, w), TD_OK);
+    int first = -1;
+    for (int i = 0; i < 256 && first < 0; i++)
+        if (w[i] == 258) first = i;
+    assert_true(first > 0);
+    assert_int_equal(w[first - 1], '\n');
+    assert_int_equal(w[first - 2], '.'); /* "... the heaven and the earth." */
+    td_corpus_free(c);
+    /* refused: no end token, empty or missing separator */
+    c = (td_corpus *)&c;
+    assert_int_equal(td_corpus_create_docs("ab", 2, "\n", plain, NULL, &c), TD_ERR_INVALID_ARG);
+    assert_null(c);
+    assert_non_null(strstr(td_last_error_message(), "[EOS]"));
+    assert_int_equal(td_corpus_create_docs("ab", 2, "", tok, NULL, &c), TD_ERR_INVALID_ARG);
+    assert_non_null(strstr(td_last_error_message(), "separator"));
+    assert_int_equal(td_corpus_create_docs("ab", 2, NULL, tok, NULL, &c), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_corpus_load_docs(KJV, NULL, tok, NULL, &c), TD_ERR_INVALID_ARG);
+    assert_int_equal(td_corpus_load_docs("/nonexistent", "\n", tok, NULL, &c), TD_ERR_IO);
+    td_tokenizer_free(plain);
+    td_tokenizer_free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kjv_batches_and_windows),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_documents_end_with_eos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -309,6 +309,32 @@ static td_status workflow(const td_allocator *a)
         for (int i = 0; i < 2 * T; i++) canvas[i] = i < 3 ? 1 + i : mask;
         if (st == TD_OK) st = td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL);
     }
+    if (st == TD_OK) { /* approximate caching and an end of text */
+        td_sampler_free(smp);
+        smp = NULL;
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.strategy = TD_SAMPLER_MAX_PROB;
+        sc.steps = 4;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        sc.block_len = 4;
+        sc.approx_cache = TD_SAMPLER_APPROX_DUAL;
+        td_tokenizer_special_id(tok, TD_TOKEN_PAD, &sc.pad_id);
+        sc.eos_id = 0;
+        st = td_sampler_create(m, sch, &sc, &smp);
+        int32_t canvas[2 * T];
+        for (int i = 0; i < 2 * T; i++) canvas[i] = mask;
+        if (st == TD_OK) st = td_sampler_generate(smp, canvas, 2, T, NULL, NULL, NULL);
+    }
+    if (st == TD_OK) { /* documents packed with [EOS] */
+        td_tokenizer *be = NULL;
+        td_corpus *docs = NULL;
+        st = td_tokenizer_create_byte_eos(a, &be);
+        if (st == TD_OK) st = td_corpus_create_docs(text, sizeof text - 1, ", ", be, a, &docs);
+        td_corpus_free(docs);
+        td_tokenizer_free(be);
+    }
     if (st == TD_OK) {
         td_eval_config ec;
         td_eval_config_default(&ec);

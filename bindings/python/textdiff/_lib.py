@@ -421,6 +421,9 @@ PROTOTYPES = {
     # corpus
     "td_corpus_load": (c_status, [_char, P_tokenizer, _alloc, _p(P_corpus)]),
     "td_corpus_create": (c_status, [_char, _size, P_tokenizer, _alloc, _p(P_corpus)]),
+    "td_corpus_create_docs": (c_status, [_char, _size, _char, P_tokenizer, _alloc,
+                                         _p(P_corpus)]),
+    "td_corpus_load_docs": (c_status, [_char, _char, P_tokenizer, _alloc, _p(P_corpus)]),
     "td_corpus_free": (None, [P_corpus]),
     "td_corpus_errmsg": (_size, [P_corpus, _char, _size]),
     "td_corpus_num_tokens": (c_status, [P_corpus, c_enum, _p(ctypes.c_uint64)]),

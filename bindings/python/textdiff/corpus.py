@@ -53,19 +53,31 @@ class Corpus(Handle):
         return obj
 
     @classmethod
-    def load(cls, path, tokenizer):
-        """Reads and tokenises a file (plain or gzip, at most 1 GiB of text)."""
+    def load(cls, path, tokenizer, separator=None):
+        """Reads and tokenises a file (plain or gzip, at most 1 GiB of text).
+        With a separator (e.g. "\\n"), documents end after each occurrence
+        and each is followed by the tokenizer's end token
+        (td_corpus_load_docs)."""
         typed("tokenizer", tokenizer, Tokenizer)
         with use(tokenizer) as tok:
+            if separator is not None:
+                return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_load_docs,
+                                            path_arg(path), text_arg("separator", separator),
+                                            tok, None), tokenizer)
             return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_load, path_arg(path), tok,
                                         None), tokenizer)
 
     @classmethod
-    def from_text(cls, text, tokenizer):
-        """Tokenises `text` (str as UTF-8, or bytes), which is copied."""
+    def from_text(cls, text, tokenizer, separator=None):
+        """Tokenises `text` (str as UTF-8, or bytes), which is copied; with a
+        separator as in load() (td_corpus_create_docs)."""
         data = text_arg("text", text)
         typed("tokenizer", tokenizer, Tokenizer)
         with use(tokenizer) as tok:
+            if separator is not None:
+                return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_create_docs, data,
+                                            len(data), text_arg("separator", separator), tok,
+                                            None), tokenizer)
             return cls._make(new_handle(_lib.P_corpus, lib.td_corpus_create, data, len(data),
                                         tok, None), tokenizer)
 
