@@ -30,6 +30,15 @@ class TestCorpus(unittest.TestCase):
         with self.assertRaises(td.InvalidArgumentError):
             c.num_tokens(7)
 
+    def test_documents_with_end_token(self):
+        tok = td.Tokenizer.byte(eos=True)
+        c = td.Corpus.from_text("ab\ncd", tok, separator="\n")
+        self.assertEqual(list(c.window(6, 0, split=td.Split.TRAIN)),
+                         [97, 98, 10, 258, 99, 100][:6])
+        self.assertEqual(c.num_tokens(), 7)
+        with self.assertRaises(td.InvalidArgumentError):
+            td.Corpus.from_text("ab", self.tok, separator="\n")  # no end token
+
     def test_batch(self):
         c = self.corpus
         a = c.batch(4, 32, index=3, seed=9)
