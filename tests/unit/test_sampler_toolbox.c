@@ -1068,6 +1068,76 @@ static void test_eos_stops_generation(void **state)
     assert_true(canvas[0] != MASK && canvas[1] != MASK);
 }
 
+/* Learning to stop: a small model trained briefly on a corpus of short lines
+ * packed with [EOS] (td_corpus_create_docs) ends its text after a line: given
+ * a line as the prompt it writes [EOS] next, and the sampler pads the rest. */
+static void test_eos_learned_from_packed_lines(void **state)
+{
+    (void)state;
+    enum { TT = 16, BB = 16 };
+    td_tokenizer *tok;
+    assert_int_equal(td_tokenizer_create_byte_eos(NULL, &tok), TD_OK);
+    int32_t vocab, mask, pad, eos;
+    assert_int_equal(td_tokenizer_vocab_size(tok, &vocab), TD_OK);
+    assert_int_equal(td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mask), TD_OK);
+    assert_int_equal(td_tokenizer_special_id(tok, TD_TOKEN_PAD, &pad), TD_OK);
+    assert_int_equal(td_tokenizer_special_id(tok, TD_TOKEN_EOS, &eos), TD_OK);
+    static char text[4000];
+    size_t len = 0;
+    for (int i = 0; i < 200; i++) len += (size_t)sprintf(text + len, "%s\n", i % 2 ? "dog" : "cat");
+    td_corpus *corpus;
+    assert_int_equal(td_corpus_create_docs(text, len, "\n", tok, NULL, &corpus), TD_OK);
+    td_model *m = toy_model_sized(vocab, mask, TT, 32, 2, 2, 64, 3, NULL);
+    td_trainer_config c;
+    td_trainer_config_default(&c);
+    c.batch_size = BB;
+    c.seq_len = TT;
+    c.lr = 1e-2f;
+    c.min_lr = 1e-3f;
+    c.warmup_steps = 10;
+    c.total_steps = 300;
+    td_trainer *tr;
+    assert_int_equal(td_trainer_create(m, g_loglin, &c, &tr), TD_OK);
+    int32_t tokens[BB * TT];
+    for (int k = 0; k < 300; k++) {
+        assert_int_equal(td_corpus_batch(corpus, TD_SPLIT_TRAIN, 1, (uint64_t)k, BB, TT, tokens),
+                         TD_OK);
+        assert_int_equal(td_trainer_step(tr, tokens, NULL), TD_OK);
+    }
+    td_trainer_free(tr);
+    td_sampler_config sc;
+    assert_int_equal(td_sampler_config_default(&sc), TD_OK);
+    sc.strategy = TD_SAMPLER_MAX_PROB;
+    sc.temperature = 0.0f;
+    sc.steps = 4;
+    sc.block_len = 4;
+    sc.pad_id = pad;
+    sc.eos_id = eos;
+    sc.max_batch = 2;
+    td_sampler *s = sampler_of(m, &sc);
+    int32_t canvas[2 * TT];
+    for (int i = 0; i < 2 * TT; i++) canvas[i] = mask;
+    const char *prompts[2] = { "cat\n", "dog\n" };
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < 4; i++) canvas[b * TT + i] = (unsigned char)prompts[b][i];
+    td_sample_stats st = { .struct_size = sizeof st };
+    assert_int_equal(td_sampler_generate(s, canvas, 2, TT, NULL, NULL, &st), TD_OK);
+    for (int b = 0; b < 2; b++) {
+        assert_int_equal(canvas[b * TT + 4], eos);
+        for (int i = 5; i < TT; i++) assert_int_equal(canvas[b * TT + i], pad);
+        char out[64];
+        size_t n;
+        assert_int_equal(td_tokenizer_decode(tok, canvas + b * TT, TT, NULL, out, sizeof out, &n),
+                         TD_OK);
+        assert_string_equal(out, prompts[b]); /* the text ends at [EOS] */
+    }
+    assert_int_equal(st.model_calls, 1); /* one block; the later ones are [PAD] */
+    td_sampler_free(s);
+    td_model_free(m);
+    td_corpus_free(corpus);
+    td_tokenizer_free(tok);
+}
+
 /* ---- failures ------------------------------------------------------------------ */
 
 static void expect_bad(td_sampler_config c, const char *field)
@@ -1226,6 +1296,7 @@ int main(void)
         cmocka_unit_test(test_logits_hook),
         cmocka_unit_test(test_guidance),
         cmocka_unit_test(test_eos_stops_generation),
+        cmocka_unit_test(test_eos_learned_from_packed_lines),
         cmocka_unit_test(test_approx_cache_exact_one_layer),
         cmocka_unit_test(test_approx_cache_refresh),
         cmocka_unit_test(test_invalid_configs),
