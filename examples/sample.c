@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     int stream = 0;
     int steps = 64, top_k = 0, block_len = 0, len = 128, n = 1, show_steps = 0, threads = 1;
     int delay = 40, stats_flag = 0;
-    int approx = 0;
+    int approx = 0, eos = 0;
     double temperature = 1.0, top_p = 1.0, alg_temp = 0.0;
     int64_t seed = 1;
     const char *latent = NULL;
@@ -159,6 +159,7 @@ int main(int argc, char **argv)
         { "allow", CLI_STRING, &allow, "comma-separated token ids, the only ones to draw" },
         { "stream", CLI_SWITCH, &stream, "print the text as it becomes final (one sample)" },
         { "approx-cache", CLI_INT, &approx, "with --block-len: keep keys and values outside the block, 1 prefix, 2 dual (0: off)" },
+        { "eos", CLI_SWITCH, &eos, "end the text at the model's end token (a model trained with --docs)" },
     };
     cli_parse(argc, argv, "usage: sample [options]", flags, (int)(sizeof flags / sizeof flags[0]),
               NULL, NULL);
@@ -238,6 +239,7 @@ int main(int argc, char **argv)
     sc.remask_alpha_on = (float)alpha_on;
     sc.guidance = (float)guidance;
     sc.approx_cache = approx;
+    if (eos) cli_check(td_tokenizer_special_id(tok, TD_TOKEN_EOS, &sc.eos_id), "--eos");
     td_sampler *s;
     cli_check(td_sampler_create(m, sch, &sc, &s), "sampler");
     const char *lists[2] = { ban, allow };

@@ -125,7 +125,7 @@ int train_main(int argc, char **argv, int kind)
     int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
-    const char *init_path = NULL, *tokenizer_dir = NULL;
+    const char *init_path = NULL, *tokenizer_dir = NULL, *docs = NULL;
     const char *checkpoint = ar ? "ar.ckpt" : diffusion ? "diffusion.ckpt" : "mlm.ckpt";
     const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
     cli_flag flags[] = {
@@ -158,6 +158,8 @@ int train_main(int argc, char **argv, int kind)
         { "save-every", CLI_I64, &save_every, "steps between checkpoints" },
         { "eval-every", CLI_I64, &eval_every, "steps between validation NELBO (0: off)" },
         { "eval-windows", CLI_INT, &eval_windows, "validation sequences per evaluation" },
+        { "docs", CLI_STRING, &docs, "end every line (lines) or paragraph (paragraphs) with "
+          "the tokenizer's end token; bytes: the byte tokenizer with [EOS]" },
         { "log", CLI_STRING, &log_path, "CSV log path" },
         { "export", CLI_STRING, &export_path, "also write the final model alone here" },
         { diffusion ? "schedule" : "rate", diffusion ? CLI_STRING : CLI_FLOAT,
@@ -218,6 +220,8 @@ int train_main(int argc, char **argv, int kind)
     if (tok == NULL) {
         if (tokenizer_dir != NULL)
             cli_check(td_tokenizer_load_hf(tokenizer_dir, NULL, &tok), tokenizer_dir);
+        else if (docs != NULL)
+            cli_check(td_tokenizer_create_byte_eos(NULL, &tok), "tokenizer");
         else
             cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
     }
@@ -236,7 +240,16 @@ int train_main(int argc, char **argv, int kind)
     }
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
     td_corpus *corpus;
-    cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
+    const char *sep = docs == NULL ? NULL : strcmp(docs, "lines") == 0 ? "\n"
+                    : strcmp(docs, "paragraphs") == 0 ? "\n\n" : "";
+    if (sep != NULL && *sep == '\0') {
+        fprintf(stderr, "--docs takes lines or paragraphs\n");
+        return 2;
+    }
+    if (sep != NULL)
+        cli_check(td_corpus_load_docs(corpus_path, sep, tok, NULL, &corpus), corpus_path);
+    else
+        cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
 
     td_trainer_config tc;
     cli_check(td_trainer_config_default(&tc), "trainer config");
@@ -277,9 +290,15 @@ int train_main(int argc, char **argv, int kind)
         cli_check(td_corpus_window(corpus, TD_SPLIT_VALID, seq_len, w, valid + w * seq_len),
                   "validation window");
     double bytes_per_token = 1.0; /* of the validation text, for bits per byte */
-    if (n_valid > 0) {
-        size_t bytes;
-        free(cli_decode(tok, valid, (size_t)n_valid, &bytes));
+    if (n_valid > 0) { /* decoding stops at an end token: the text between them */
+        int32_t eos = -1;
+        if (docs != NULL) cli_check(td_tokenizer_special_id(tok, TD_TOKEN_EOS, &eos), "[EOS]");
+        size_t bytes = 0, part;
+        for (int64_t i = 0, j; i < n_valid; i = j + 1) {
+            for (j = i; j < n_valid && valid[j] != eos; j++) continue;
+            free(cli_decode(tok, valid + i, (size_t)(j - i), &part));
+            bytes += part;
+        }
         bytes_per_token = (double)bytes / (double)n_valid;
     }
 
