@@ -45,11 +45,12 @@ echo "model $model, $len bytes, seeds: $seeds, load: $(cut -d' ' -f1-3 /proc/loa
 for seed in $seeds; do
   while read -r name flags; do
     # shellcheck disable=SC2086
-    /usr/bin/time -f '%U %S' -o "$out/time" \
-      "$build/bin/sample" --model "$model" --len $len --seed "$seed" --stats $flags \
-      < /dev/null >> "$out/$name.txt" 2> "$out/err"
+    # the shell's `times` gives the CPU time (user, system) of the subshell's children
+    ( "$build/bin/sample" --model "$model" --len $len --seed "$seed" --stats $flags \
+        < /dev/null >> "$out/$name.txt" 2> "$out/err"; times > "$out/time" )
     grep 'model calls' "$out/err" >> "$out/$name.stats"
-    awk '{ print $1 + $2 }' "$out/time" >> "$out/$name.cpu"
+    tail -n 1 "$out/time" | tr 'ms' '  ' |
+      awk '{ print $1 * 60 + $2 + $3 * 60 + $4 }' >> "$out/$name.cpu"
   done < "$out/settings"
 done
 

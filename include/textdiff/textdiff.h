@@ -734,9 +734,10 @@ typedef struct td_sampler_config {
                                 current block, refreshed at each block's first forward
                                 pass (Fast-dLLM); approximate; needs block_len > 0, no
                                 guidance; default TD_SAMPLER_APPROX_OFF */
-    int32_t eos_id;          /* end of text: once a sequence holds it, what follows is
-                                [PAD] (never generated, not attended to, not decoded);
-                                -1 = none; default -1 */
+    int32_t eos_id;          /* end of text: once a sequence holds it, every generated
+                                position after it becomes pad_id (not drawn, not attended
+                                to, not decoded); needs pad_id, no remasking; -1 = none;
+                                default -1 */
 } td_sampler_config;
 
 /* Called after every step. `canvas` [batch · seq_len] is the current state;
