@@ -35,7 +35,7 @@ from .errors import CancelledError, CorruptError, FormatError, InputOutputError,
     TextdiffError, UnsupportedError, VersionError
 from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
     eval_nelbo, eval_rates, text_stats
-from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
+from .model import Activation, DType, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
 from .sampler import SampleStats, Sampler, SamplerConfig, Strategy
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
@@ -80,6 +80,7 @@ def status_string(status):
 
 __all__ = [
     "ABI_VERSION", "Activation", "BlasThreading", "CancelledError", "Corpus", "CorruptError",
+    "DType",
     "EvalConfig", "EvalResult", "FormatError", "InputOutputError", "InternalError",
     "InvalidArgumentError", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",
     "NumericError", "PosEncoding",

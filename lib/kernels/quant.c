@@ -1,0 +1,231 @@
+/* Reduced-precision weights for inference (docs/quantization.md): bf16, and
+ * q8_0 — blocks of 32 weights, each an f32 scale d and 32 int8 q with
+ * weight ≈ d·q (llama.cpp's Q8_0 with an f32 instead of an f16 scale, so
+ * that a block is 36 bytes and its scale stays 4-byte aligned).
+ *
+ * The products y = x · Wᵀ with such weights are this file's own kernels, not
+ * BLAS calls:
+ *  - q8_0: each row of x is quantised the same way (32-value blocks, one
+ *    scale each), the 32 int8 products of a block are summed exactly in
+ *    int32, and the blocks' contributions (float)isum · (d_w · d_x) are
+ *    added one by one in block order;
+ *  - bf16: each weight widens to f32 exactly (a shift) and the products are
+ *    summed in 16 independent f32 lanes (lane l takes columns ≡ l mod 16),
+ *    the lanes then added in order.
+ * Both orders are fixed by the shapes alone, so the results are the same
+ * bits for every thread count and for every instruction set the loops are
+ * compiled for (TDI_TARGET_CLONES: the int32 sums are exact, the f32 lanes
+ * are independent, and the library builds with -ffp-contract=off).
+ *
+ * Work is split into tiles of TILE_ROWS rows of x by TILE_COLS weight rows;
+ * a tile quantises its rows of x a chunk of CHUNK columns at a time into
+ * stack scratch (recomputed by every column tile: 1/TILE_COLS of the
+ * multiply-adds), so the kernels need no workspace. */
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/fastmath.h"
+
+#define TILE_ROWS 4
+#define TILE_COLS 64
+#define CHUNK 2048 /* columns of x quantised at a time (64 blocks) */
+
+const char *tdi_wt_name(int dtype)
+{
+    switch (dtype) {
+    case TDI_WT_F32: return "f32";
+    case TDI_WT_BF16: return "bf16";
+    case TDI_WT_Q8_0: return "q8_0";
+    default: return "?";
+    }
+}
+
+size_t tdi_wt_bytes(int dtype, size_t count)
+{
+    switch (dtype) {
+    case TDI_WT_F32: return count * sizeof(float);
+    case TDI_WT_BF16: return count * sizeof(uint16_t);
+    case TDI_WT_Q8_0: return count / TDI_Q8_BLOCK * sizeof(tdi_block_q8_0);
+    default: return 0;
+    }
+}
+
+static inline uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+static inline float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* One block of 32 values: d = max|x| / 127, q = round(x / d). */
+static void quantize_block(tdi_block_q8_0 *b, const float *x)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < TDI_Q8_BLOCK; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = d;
+    for (int i = 0; i < TDI_Q8_BLOCK; i++) b->qs[i] = (int8_t)roundf(x[i] * id);
+}
+
+int tdi_quantize(int dtype, void *dst, const float *src, size_t count)
+{
+    if (dtype == TDI_WT_BF16) {
+        uint16_t *h = dst;
+        for (size_t i = 0; i < count; i++) {
+            h[i] = to_bf16(src[i]);
+            if (!isfinite(from_bf16(h[i]))) return 0;
+        }
+        return 1;
+    }
+    tdi_block_q8_0 *b = dst;
+    for (size_t k = 0; k < count / TDI_Q8_BLOCK; k++)
+        quantize_block(&b[k], src + k * TDI_Q8_BLOCK);
+    return 1;
+}
+
+void tdi_dequantize(int dtype, float *dst, const void *src, size_t first, size_t count)
+{
+    if (dtype == TDI_WT_F32) {
+        memcpy(dst, (const float *)src + first, count * sizeof(float));
+    } else if (dtype == TDI_WT_BF16) {
+        const uint16_t *h = (const uint16_t *)src + first;
+        for (size_t i = 0; i < count; i++) dst[i] = from_bf16(h[i]);
+    } else { /* first and count are multiples of the block */
+        const tdi_block_q8_0 *b = (const tdi_block_q8_0 *)src + first / TDI_Q8_BLOCK;
+        for (size_t k = 0; k < count / TDI_Q8_BLOCK; k++)
+            for (int i = 0; i < TDI_Q8_BLOCK; i++)
+                dst[k * TDI_Q8_BLOCK + i] = b[k].d * (float)b[k].qs[i];
+    }
+}
+
+/* Σ over nb blocks, in order, of (float)(Σ_i w.qs[i]·x.qs[i]) · (w.d · x.d). */
+TDI_TARGET_CLONES static float dot_q8(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x,
+                                      int nb)
+{
+    float s = 0.0f;
+    for (int k = 0; k < nb; k++) {
+        int32_t isum = 0;
+        for (int i = 0; i < TDI_Q8_BLOCK; i++) isum += (int32_t)w[k].qs[i] * x[k].qs[i];
+        s += (float)isum * (w[k].d * x[k].d);
+    }
+    return s;
+}
+
+/* Lane l of acc += Σ over columns ≡ l (mod 16) of x · w, over n columns
+ * (a multiple of 16; the caller pads). */
+#define LANES 16
+TDI_TARGET_CLONES static void dot_bf16(float acc[LANES], const uint16_t *w, const float *x,
+                                       int n)
+{
+    for (int k = 0; k < n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            uint32_t u = (uint32_t)w[k + l] << 16;
+            float f;
+            memcpy(&f, &u, sizeof f);
+            acc[l] += x[k + l] * f;
+        }
+}
+
+typedef struct qlin_job {
+    float *y;
+    const float *x, *b, *add;
+    const void *w;
+    int dtype, n, in, out, col_tiles;
+} qlin_job;
+
+static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
+                    float acc[TILE_ROWS][TILE_COLS])
+{
+    tdi_block_q8_0 xq[TILE_ROWS][CHUNK / TDI_Q8_BLOCK];
+    const tdi_block_q8_0 *w = j->w;
+    const int nb_row = j->in / TDI_Q8_BLOCK;
+    for (int k0 = 0; k0 < j->in; k0 += CHUNK) {
+        int kn = j->in - k0 < CHUNK ? j->in - k0 : CHUNK, nb = kn / TDI_Q8_BLOCK;
+        for (int r = 0; r < nr; r++)
+            for (int k = 0; k < nb; k++)
+                quantize_block(&xq[r][k],
+                               j->x + (size_t)(r0 + r) * j->in + k0 + k * TDI_Q8_BLOCK);
+        for (int c = 0; c < nc; c++) {
+            const tdi_block_q8_0 *wr = w + (size_t)(c0 + c) * nb_row + k0 / TDI_Q8_BLOCK;
+            for (int r = 0; r < nr; r++) acc[r][c] += dot_q8(wr, xq[r], nb);
+        }
+    }
+}
+
+static void bf16_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
+                      float acc[TILE_ROWS][TILE_COLS])
+{
+    const uint16_t *w = j->w;
+    int main = j->in / LANES * LANES;
+    for (int c = 0; c < nc; c++) {
+        const uint16_t *wr = w + (size_t)(c0 + c) * j->in;
+        for (int r = 0; r < nr; r++) {
+            const float *xr = j->x + (size_t)(r0 + r) * j->in;
+            float lanes[LANES] = { 0 };
+            dot_bf16(lanes, wr, xr, main);
+            for (int i = main; i < j->in; i++) lanes[i - main] += xr[i] * from_bf16(wr[i]);
+            float s = 0.0f;
+            for (int l = 0; l < LANES; l++) s += lanes[l];
+            acc[r][c] = s;
+        }
+    }
+}
+
+static void qlin_tiles(void *ctx, long begin, long end, int tid)
+{
+    const qlin_job *j = ctx;
+    (void)tid;
+    for (long t = begin; t < end; t++) {
+        int r0 = (int)(t / j->col_tiles) * TILE_ROWS, c0 = (int)(t % j->col_tiles) * TILE_COLS;
+        int nr = j->n - r0 < TILE_ROWS ? j->n - r0 : TILE_ROWS;
+        int nc = j->out - c0 < TILE_COLS ? j->out - c0 : TILE_COLS;
+        float acc[TILE_ROWS][TILE_COLS] = { { 0 } };
+        if (j->dtype == TDI_WT_Q8_0)
+            q8_tile(j, r0, nr, c0, nc, acc);
+        else
+            bf16_tile(j, r0, nr, c0, nc, acc);
+        for (int r = 0; r < nr; r++) {
+            float *yr = j->y + (size_t)(r0 + r) * j->out + c0;
+            const float *ar = j->add ? j->add + (size_t)(r0 + r) * j->out + c0 : NULL;
+            for (int c = 0; c < nc; c++) {
+                float v = 0.0f; /* the f32 path's order: (add + b) + x·wᵀ */
+                if (ar && j->b)
+                    v = ar[c] + j->b[c0 + c];
+                else if (ar)
+                    v = ar[c];
+                else if (j->b)
+                    v = j->b[c0 + c];
+                yr[c] = v + acc[r][c];
+            }
+        }
+    }
+}
+
+/* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add), w stored as dtype. */
+void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
+                          const float *add, int n, int in, int out, tdi_pool *pool)
+{
+    if (dtype == TDI_WT_F32) {
+        tdi_linear_forward(y, x, w, b, add, n, in, out, pool);
+        return;
+    }
+    if (n <= 0 || out <= 0) return;
+    qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS };
+    long tiles = (long)((n + TILE_ROWS - 1) / TILE_ROWS) * j.col_tiles;
+    tdi_pool_for(pool, tiles, qlin_tiles, &j);
+}
