@@ -6,16 +6,18 @@
  * The products y = x · Wᵀ with such weights are this file's own kernels, not
  * BLAS calls:
  *  - q8_0: each row of x is quantised the same way (32-value blocks, one
- *    scale each), the 32 int8 products of a block are summed exactly in
- *    int32, and the blocks' contributions (float)isum · (d_w · d_x) are
- *    added one by one in block order;
+ *    scale each, as ggml quantises activations for its q8_0 products); a
+ *    block's products are summed exactly in int32, four at a time into
+ *    eight lanes, and scaled into eight f32 lanes (dot_q8_portable says
+ *    exactly how); AVX2 does the same with maddubs/madd when the CPU has
+ *    it (picked at run time), else portable C;
  *  - bf16: each weight widens to f32 exactly (a shift) and the products are
  *    summed in 16 independent f32 lanes (lane l takes columns ≡ l mod 16),
  *    the lanes then added in order.
  * Both orders are fixed by the shapes alone, so the results are the same
- * bits for every thread count and for every instruction set the loops are
- * compiled for (TDI_TARGET_CLONES: the int32 sums are exact, the f32 lanes
- * are independent, and the library builds with -ffp-contract=off).
+ * bits for every thread count and on every x86-64 CPU (the int32 sums are
+ * exact, the f32 lanes independent, and the library builds with
+ * -ffp-contract=off).
  *
  * Work is split into tiles of TILE_ROWS rows of x by TILE_COLS weight rows;
  * a tile quantises its rows of x a chunk of CHUNK columns at a time into
@@ -113,32 +115,84 @@ void tdi_dequantize(int dtype, float *dst, const void *src, size_t first, size_t
     }
 }
 
-/* Σ over nb blocks, in order, of (float)(Σ_i w.qs[i]·x.qs[i]) · (w.d · x.d). */
-TDI_TARGET_CLONES static float dot_q8(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x,
-                                      int nb)
+/* The q8_0 dot product of nb blocks, as every implementation computes it:
+ * eight f32 lanes; block k adds to lane l the exact int32 sum of its
+ * products 4l..4l+3 (what AVX2's maddubs + madd and VNNI's dpbusd give),
+ * converted to float and times d_w · d_x (a product, then a sum: no fused
+ * multiply-add); the lanes are added pairwise at the end. Quantised values
+ * lie in −127..127 (the sign trick below needs it; loading checks it). */
+#define Q8_LANES 8
+
+static float sum_lanes(const float a[Q8_LANES])
 {
-    float s = 0.0f;
-    for (int k = 0; k < nb; k++) {
-        int32_t isum = 0;
-        for (int i = 0; i < TDI_Q8_BLOCK; i++) isum += (int32_t)w[k].qs[i] * x[k].qs[i];
-        s += (float)isum * (w[k].d * x[k].d);
-    }
-    return s;
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-/* Lane l of acc += Σ over columns ≡ l (mod 16) of x · w, over n columns
- * (a multiple of 16; the caller pads). */
-#define LANES 16
-TDI_TARGET_CLONES static void dot_bf16(float acc[LANES], const uint16_t *w, const float *x,
-                                       int n)
+static float dot_q8_portable(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int nb)
 {
+    float acc[Q8_LANES] = { 0 };
+    for (int k = 0; k < nb; k++) {
+        float sc = w[k].d * x[k].d;
+        for (int l = 0; l < Q8_LANES; l++) {
+            int32_t s = 0;
+            for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)w[k].qs[i] * x[k].qs[i];
+            acc[l] += (float)s * sc;
+        }
+    }
+    return sum_lanes(acc);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(TD_NO_TARGET_CLONES)
+#  include <immintrin.h>
+#  define TDI_HAVE_AVX2_Q8 1
+__attribute__((target("avx2"))) static float dot_q8_avx2(const tdi_block_q8_0 *w,
+                                                         const tdi_block_q8_0 *x, int nb)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int k = 0; k < nb; k++) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)w[k].qs);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)x[k].qs);
+        /* |x| (unsigned) times w with x's sign: the products, two per int16 */
+        __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qw, qx));
+        __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(s, _mm256_set1_ps(w[k].d * x[k].d)));
+    }
+    float a[Q8_LANES];
+    _mm256_storeu_ps(a, acc);
+    return sum_lanes(a);
+}
+#endif
+
+typedef float (*dot_q8_fn)(const tdi_block_q8_0 *, const tdi_block_q8_0 *, int);
+
+static dot_q8_fn pick_dot_q8(int portable)
+{
+#ifdef TDI_HAVE_AVX2_Q8
+    if (!portable && __builtin_cpu_supports("avx2")) return dot_q8_avx2;
+#endif
+    (void)portable;
+    return dot_q8_portable;
+}
+
+/* The bf16 dot product: lane l (of 16) sums the products of the columns
+ * ≡ l (mod 16), in order; the caller adds the lanes. Lanes are independent,
+ * so every vector width gives the same bits. n is a multiple of 16. */
+#define LANES 16
+TDI_TARGET_CLONES static void dot_bf16(float acc[LANES], const uint16_t *restrict w,
+                                       const float *restrict x, int n)
+{
+    float a[LANES];
+    for (int l = 0; l < LANES; l++) a[l] = acc[l];
     for (int k = 0; k < n; k += LANES)
         for (int l = 0; l < LANES; l++) {
             uint32_t u = (uint32_t)w[k + l] << 16;
             float f;
             memcpy(&f, &u, sizeof f);
-            acc[l] += x[k + l] * f;
+            a[l] += x[k + l] * f;
         }
+    for (int l = 0; l < LANES; l++) acc[l] = a[l];
 }
 
 typedef struct qlin_job {
@@ -146,6 +200,7 @@ typedef struct qlin_job {
     const float *x, *b, *add;
     const void *w;
     int dtype, n, in, out, col_tiles;
+    dot_q8_fn dot_q8;
 } qlin_job;
 
 static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
@@ -162,7 +217,7 @@ static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
                                j->x + (size_t)(r0 + r) * j->in + k0 + k * TDI_Q8_BLOCK);
         for (int c = 0; c < nc; c++) {
             const tdi_block_q8_0 *wr = w + (size_t)(c0 + c) * nb_row + k0 / TDI_Q8_BLOCK;
-            for (int r = 0; r < nr; r++) acc[r][c] += dot_q8(wr, xq[r], nb);
+            for (int r = 0; r < nr; r++) acc[r][c] += j->dot_q8(wr, xq[r], nb);
         }
     }
 }
@@ -216,16 +271,24 @@ static void qlin_tiles(void *ctx, long begin, long end, int tid)
     }
 }
 
-/* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add), w stored as dtype. */
 void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
                           const float *add, int n, int in, int out, tdi_pool *pool)
+{
+    tdi_linear_forward_q_impl(y, x, w, dtype, b, add, n, in, out, 0, pool);
+}
+
+/* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add), w stored as dtype. */
+void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtype,
+                               const float *b, const float *add, int n, int in, int out,
+                               int portable, tdi_pool *pool)
 {
     if (dtype == TDI_WT_F32) {
         tdi_linear_forward(y, x, w, b, add, n, in, out, pool);
         return;
     }
     if (n <= 0 || out <= 0) return;
-    qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS };
+    qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS,
+                   pick_dot_q8(portable) };
     long tiles = (long)((n + TILE_ROWS - 1) / TILE_ROWS) * j.col_tiles;
     tdi_pool_for(pool, tiles, qlin_tiles, &j);
 }

@@ -106,13 +106,17 @@ td_status tdi_model_read_dtype(const tdi_ckpt *ck, int32_t *dtype)
 }
 
 /* The first element of ct (f32, bf16, or the scales of q8_0) that is not
- * finite, or ct->count when all are. */
-static uint64_t first_non_finite(const tdi_ckpt_tensor *ct)
+ * finite — or for q8_0 whose value is −128, outside the −127..127 that the
+ * kernels assume — or ct->count when all are valid. */
+static uint64_t first_invalid(const tdi_ckpt_tensor *ct)
 {
     if (ct->dtype == TDI_DTYPE_Q8_0) {
         const tdi_block_q8_0 *b = ct->data;
-        for (uint64_t k = 0; k < ct->count / TDI_Q8_BLOCK; k++)
+        for (uint64_t k = 0; k < ct->count / TDI_Q8_BLOCK; k++) {
             if (!isfinite(b[k].d)) return k * TDI_Q8_BLOCK;
+            for (int i = 0; i < TDI_Q8_BLOCK; i++)
+                if (b[k].qs[i] == -128) return k * TDI_Q8_BLOCK + (uint64_t)i;
+        }
         return ct->count;
     }
     float v[64];
@@ -138,11 +142,12 @@ td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m)
         if (ct->ndim != ndim || ct->dims[0] != dims[0] || (ndim == 2 && ct->dims[1] != dims[1]))
             return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor %s has the wrong shape",
                             t->name);
-        uint64_t k = first_non_finite(ct);
+        uint64_t k = first_invalid(ct);
         if (k < ct->count)
             return tdi_fail(TD_ERR_CORRUPT,
-                            "model checkpoint: tensor %s holds a non-finite value at %llu",
-                            t->name, (unsigned long long)k);
+                            "model checkpoint: tensor %s holds a non-finite value%s at %llu",
+                            t->name, ct->dtype == TDI_DTYPE_Q8_0 ? " or a q8_0 value of -128" : "",
+                            (unsigned long long)k);
     }
     return TD_OK;
 }

@@ -143,13 +143,17 @@ static void check_product(int dtype, int n, int in, int out, int with_add)
     assert_true(yr && mag && y1 && y3);
     reference(dtype, x, w, b, add, n, in, out, yr, mag);
     tdi_linear_forward_q(y1, x, w, dtype, b, add, n, in, out, NULL);
+    /* the portable C and the vector code (AVX2 where the CPU has it) agree */
+    tdi_linear_forward_q_impl(y3, x, w, dtype, b, add, n, in, out, 1, NULL);
+    assert_memory_equal(y1, y3, (size_t)n * out * sizeof *y1);
     tdi_pool *pool;
     assert_int_equal(tdi_pool_create(NULL, 3, &pool), TD_OK);
     if (add) memcpy(y3, add, (size_t)n * out * sizeof *y3); /* the in-place residual */
     tdi_linear_forward_q(y3, x, w, dtype, b, add ? y3 : NULL, n, in, out, pool);
     tdi_pool_free(pool);
     assert_memory_equal(y1, y3, (size_t)n * out * sizeof *y1); /* any pool size, in place */
-    /* Float sums of `in` terms: each partial sum rounds once per addition. */
+    /* Float sums of `in` terms: each partial sum rounds once per addition
+     * (a generous bound: the lanes make the chains shorter). */
     double bound = (in + 2) * 0x1p-24 * 1.01;
     for (size_t i = 0; i < (size_t)n * out; i++)
         if (fabs(y1[i] - yr[i]) > bound * mag[i] + 1e-30)
