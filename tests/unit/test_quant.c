@@ -407,6 +407,42 @@ static void test_save_load_round_trip_is_exact(void **state)
     free(b);
 }
 
+/* Files whose containers are sound (every CRC right) but whose contents are
+ * not: a q8_0 value of −128, a non-finite scale, a dtype key that the
+ * tensors contradict. */
+static void test_invalid_quantised_files_are_refused(void **state)
+{
+    (void)state;
+    snprintf(tmp_path, sizeof tmp_path, "/tmp/td_test_quant_bad_%ld.tdm", (long)getpid());
+    td_model *m = make_model(0), *q, *r = (td_model *)1;
+    assert_int_equal(td_model_convert(m, TD_DTYPE_Q8_0, NULL, &q), TD_OK);
+    const tdi_tensor *t = tdi_model_find(q->m, "0.fc.w");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, TDI_WT_Q8_0);
+    tdi_block_q8_0 *blk = (tdi_block_q8_0 *)(void *)(q->m->params + t->offset);
+    int8_t keep = blk[3].qs[5];
+    blk[3].qs[5] = -128;
+    assert_int_equal(td_model_save(q, tmp_path), TD_OK);
+    assert_int_equal(td_model_load(tmp_path, NULL, &r), TD_ERR_CORRUPT);
+    assert_null(r);
+    assert_non_null(strstr(td_last_error_message(), "-128"));
+    assert_non_null(strstr(td_last_error_message(), "0.fc.w"));
+    blk[3].qs[5] = keep;
+    blk[7].d = NAN;
+    assert_int_equal(td_model_save(q, tmp_path), TD_OK);
+    assert_int_equal(td_model_load(tmp_path, NULL, &r), TD_ERR_CORRUPT);
+    assert_non_null(strstr(td_last_error_message(), "non-finite"));
+    /* a float32 model whose key says q8_0 */
+    m->m->dtype = TDI_WT_Q8_0;
+    assert_int_equal(td_model_save(m, tmp_path), TD_OK);
+    m->m->dtype = TDI_WT_F32;
+    assert_int_equal(td_model_load(tmp_path, NULL, &r), TD_ERR_FORMAT);
+    assert_non_null(strstr(td_last_error_message(), "tok_emb"));
+    unlink(tmp_path);
+    td_model_free(q);
+    td_model_free(m);
+}
+
 /* ---- errors -------------------------------------------------------------- */
 
 static void test_bad_requests_are_refused_with_a_message(void **state)
@@ -461,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_converted_logits_stay_near_float32),
         cmocka_unit_test(test_causal_steps_match_the_full_forward),
         cmocka_unit_test(test_save_load_round_trip_is_exact),
+        cmocka_unit_test(test_invalid_quantised_files_are_refused),
         cmocka_unit_test(test_bad_requests_are_refused_with_a_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
