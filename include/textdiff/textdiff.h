@@ -314,7 +314,8 @@ TD_API td_status td_corpus_window(const td_corpus *c, td_split split, int32_t se
 /* ---------------------------------------------------------------------------
  * Model (docs/model.md): a bidirectional transformer encoder with a tied
  * output head; RoPE and pre-LN by default, BERT's learned positions and
- * post-LN as options. Its parameters are one contiguous float32 buffer.
+ * post-LN as options. Its parameters are one contiguous float32 buffer
+ * (partly bf16 or q8_0 in a model made by td_model_convert).
  * A model is not modified by sampling or evaluation and may then be shared
  * read-only across threads; a trainer updates it in place.
  * ------------------------------------------------------------------------- */
