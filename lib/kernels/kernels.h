@@ -203,12 +203,15 @@ void tdi_dequantize(int dtype, float *dst, const void *src, size_t first, size_t
  * for bf16 the products are in f32. Same bits for any pool size. */
 void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
                           const float *add, int n, int in, int out, tdi_pool *pool);
-/* The same with the int8 dot product picked at run time (AVX2 when the CPU
- * has it) or, portable = 1, the portable C one (for tests: both give the
- * same bits). */
+/* The same with the q8_0 dot product of `impl`: AUTO picks the best the CPU
+ * has (VNNI, AVX2, portable C); the others force one, for tests (all give
+ * the same bits); one the CPU lacks runs the portable C. */
+enum { TDI_Q8_AUTO = 0, TDI_Q8_PORTABLE = 1, TDI_Q8_AVX2 = 2, TDI_Q8_VNNI = 3 };
 void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtype,
                                const float *b, const float *add, int n, int in, int out,
-                               int portable, tdi_pool *pool);
+                               int impl, tdi_pool *pool);
+/* 1 when this build and CPU run `impl`'s code. */
+int tdi_q8_impl_available(int impl);
 
 /* tdi_embedding_forward with the token table stored as tok_dtype (rows
  * dequantised as they are looked up; q8_0: d a multiple of 32). */

@@ -9,8 +9,8 @@
  *    scale each, as ggml quantises activations for its q8_0 products); a
  *    block's products are summed exactly in int32, four at a time into
  *    eight lanes, and scaled into eight f32 lanes (dot_q8_portable says
- *    exactly how); AVX2 does the same with maddubs/madd when the CPU has
- *    it (picked at run time), else portable C;
+ *    exactly how); AVX512-VNNI (dpbusd) or AVX2 (maddubs/madd) do the same
+ *    when the CPU has them (picked at run time), else portable C;
  *  - bf16: each weight widens to f32 exactly (a shift) and the products are
  *    summed in 16 independent f32 lanes (lane l takes columns ≡ l mod 16),
  *    the lanes then added in order.
@@ -163,17 +163,42 @@ __attribute__((target("avx2"))) static float dot_q8_avx2(const tdi_block_q8_0 *w
     _mm256_storeu_ps(a, acc);
     return sum_lanes(a);
 }
+
+/* The same lanes with AVX512-VNNI: one vpdpbusd sums each group of four. */
+__attribute__((target("avx2,avx512vl,avx512vnni"))) static float
+dot_q8_vnni(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int k = 0; k < nb; k++) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)w[k].qs);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)x[k].qs);
+        __m256i s32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qx, qx),
+                                          _mm256_sign_epi8(qw, qx));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s32),
+                                               _mm256_set1_ps(w[k].d * x[k].d)));
+    }
+    float a[Q8_LANES];
+    _mm256_storeu_ps(a, acc);
+    return sum_lanes(a);
+}
 #endif
 
 typedef float (*dot_q8_fn)(const tdi_block_q8_0 *, const tdi_block_q8_0 *, int);
 
-static dot_q8_fn pick_dot_q8(int portable)
+static dot_q8_fn pick_dot_q8(int impl)
 {
 #ifdef TDI_HAVE_AVX2_Q8
-    if (!portable && __builtin_cpu_supports("avx2")) return dot_q8_avx2;
+    int vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    int avx2 = __builtin_cpu_supports("avx2");
+    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_VNNI) && vnni && avx2) return dot_q8_vnni;
+    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_AVX2) && avx2) return dot_q8_avx2;
 #endif
-    (void)portable;
-    return dot_q8_portable;
+    return impl == TDI_Q8_AUTO || impl == TDI_Q8_PORTABLE ? dot_q8_portable : NULL;
+}
+
+int tdi_q8_impl_available(int impl)
+{
+    return pick_dot_q8(impl) != NULL;
 }
 
 /* The bf16 dot product: lane l (of 16) sums the products of the columns
@@ -274,13 +299,13 @@ static void qlin_tiles(void *ctx, long begin, long end, int tid)
 void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
                           const float *add, int n, int in, int out, tdi_pool *pool)
 {
-    tdi_linear_forward_q_impl(y, x, w, dtype, b, add, n, in, out, 0, pool);
+    tdi_linear_forward_q_impl(y, x, w, dtype, b, add, n, in, out, TDI_Q8_AUTO, pool);
 }
 
 /* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add), w stored as dtype. */
 void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtype,
                                const float *b, const float *add, int n, int in, int out,
-                               int portable, tdi_pool *pool)
+                               int impl, tdi_pool *pool)
 {
     if (dtype == TDI_WT_F32) {
         tdi_linear_forward(y, x, w, b, add, n, in, out, pool);
@@ -288,7 +313,8 @@ void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtyp
     }
     if (n <= 0 || out <= 0) return;
     qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS,
-                   pick_dot_q8(portable) };
+                   pick_dot_q8(impl) };
+    if (j.dot_q8 == NULL) j.dot_q8 = dot_q8_portable; /* not on this CPU */
     long tiles = (long)((n + TILE_ROWS - 1) / TILE_ROWS) * j.col_tiles;
     tdi_pool_for(pool, tiles, qlin_tiles, &j);
 }

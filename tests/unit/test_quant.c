@@ -143,9 +143,12 @@ static void check_product(int dtype, int n, int in, int out, int with_add)
     assert_true(yr && mag && y1 && y3);
     reference(dtype, x, w, b, add, n, in, out, yr, mag);
     tdi_linear_forward_q(y1, x, w, dtype, b, add, n, in, out, NULL);
-    /* the portable C and the vector code (AVX2 where the CPU has it) agree */
-    tdi_linear_forward_q_impl(y3, x, w, dtype, b, add, n, in, out, 1, NULL);
-    assert_memory_equal(y1, y3, (size_t)n * out * sizeof *y1);
+    /* the portable C and the vector code (AVX2, VNNI where the CPU has them) agree */
+    for (int impl = TDI_Q8_PORTABLE; impl <= TDI_Q8_VNNI; impl++) {
+        if (!tdi_q8_impl_available(impl)) continue;
+        tdi_linear_forward_q_impl(y3, x, w, dtype, b, add, n, in, out, impl, NULL);
+        assert_memory_equal(y1, y3, (size_t)n * out * sizeof *y1);
+    }
     tdi_pool *pool;
     assert_int_equal(tdi_pool_create(NULL, 3, &pool), TD_OK);
     if (add) memcpy(y3, add, (size_t)n * out * sizeof *y3); /* the in-place residual */
