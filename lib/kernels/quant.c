@@ -71,17 +71,26 @@ static inline float from_bf16(uint16_t h)
     return f;
 }
 
-/* One block of 32 values: d = max|x| / 127, q = round(x / d). */
-static void quantize_block(tdi_block_q8_0 *b, const float *x)
+/* One block of 32 values: d = max|x| / 127, q = x / d rounded to nearest,
+ * ties to even (|x / d| <= 127 < 2^22, where adding and subtracting 1.5·2^23
+ * rounds exactly so: no libm call, and the loop vectorises). A non-finite
+ * value makes d NaN (and its q 0), so that it reaches the logits as NaN,
+ * where the sampler and the evaluation report it. */
+TDI_TARGET_CLONES static void quantize_block(tdi_block_q8_0 *b, const float *x)
 {
-    float amax = 0.0f;
+    float amax = 0.0f, nan = 0.0f;
     for (int i = 0; i < TDI_Q8_BLOCK; i++) {
         float a = fabsf(x[i]);
-        if (a > amax) amax = a;
+        amax = a > amax ? a : amax;
+        nan += x[i] * 0.0f; /* NaN if any x is infinite or NaN */
     }
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = d;
-    for (int i = 0; i < TDI_Q8_BLOCK; i++) b->qs[i] = (int8_t)roundf(x[i] * id);
+    b->d = d + nan;
+    for (int i = 0; i < TDI_Q8_BLOCK; i++) {
+        float r = (x[i] * id + 12582912.0f) - 12582912.0f;
+        r = r >= -127.0f && r <= 127.0f ? r : 0.0f;
+        b->qs[i] = (int8_t)(int32_t)r;
+    }
 }
 
 int tdi_quantize(int dtype, void *dst, const float *src, size_t count)
@@ -128,62 +137,84 @@ static float sum_lanes(const float a[Q8_LANES])
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-static float dot_q8_portable(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int nb)
+/* out[r] = the dot product of weight row w with row r of x (rows xs blocks
+ * apart), r < nr <= TILE_ROWS, over nb blocks: each weight block is loaded
+ * once for all the rows. */
+static void dot_q8_portable(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int xs, int nr,
+                            int nb, float out[TILE_ROWS])
 {
-    float acc[Q8_LANES] = { 0 };
-    for (int k = 0; k < nb; k++) {
-        float sc = w[k].d * x[k].d;
-        for (int l = 0; l < Q8_LANES; l++) {
-            int32_t s = 0;
-            for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)w[k].qs[i] * x[k].qs[i];
-            acc[l] += (float)s * sc;
+    for (int r = 0; r < nr; r++) {
+        const tdi_block_q8_0 *xr = x + (size_t)r * xs;
+        float acc[Q8_LANES] = { 0 };
+        for (int k = 0; k < nb; k++) {
+            float sc = w[k].d * xr[k].d;
+            for (int l = 0; l < Q8_LANES; l++) {
+                int32_t s = 0;
+                for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)w[k].qs[i] * xr[k].qs[i];
+                acc[l] += (float)s * sc;
+            }
         }
+        out[r] = sum_lanes(acc);
     }
-    return sum_lanes(acc);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(TD_NO_TARGET_CLONES)
 #  include <immintrin.h>
 #  define TDI_HAVE_AVX2_Q8 1
-__attribute__((target("avx2"))) static float dot_q8_avx2(const tdi_block_q8_0 *w,
-                                                         const tdi_block_q8_0 *x, int nb)
-{
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int k = 0; k < nb; k++) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)w[k].qs);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)x[k].qs);
-        /* |x| (unsigned) times w with x's sign: the products, two per int16 */
-        __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qw, qx));
-        __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(s, _mm256_set1_ps(w[k].d * x[k].d)));
+
+/* The four-row loop around one block's int32 lanes, `LANES4(qw, qx)`. */
+#define DOT_Q8_X4(LANES4)                                                                   \
+    __m256 acc[TILE_ROWS];                                                                  \
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();                              \
+    for (int k = 0; k < nb; k++) {                                                          \
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)w[k].qs);            \
+        for (int r = 0; r < nr; r++) {                                                      \
+            const tdi_block_q8_0 *xb = x + (size_t)r * xs + k;                              \
+            __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)xb->qs);         \
+            __m256 s = _mm256_cvtepi32_ps(LANES4(qw, qx));                                  \
+            acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(s, _mm256_set1_ps(w[k].d * xb->d))); \
+        }                                                                                   \
+    }                                                                                       \
+    for (int r = 0; r < nr; r++) {                                                          \
+        float a[Q8_LANES];                                                                  \
+        _mm256_storeu_ps(a, acc[r]);                                                        \
+        out[r] = sum_lanes(a);                                                              \
     }
-    float a[Q8_LANES];
-    _mm256_storeu_ps(a, acc);
-    return sum_lanes(a);
+
+/* |x| (unsigned) times w with x's sign: the products, two per int16, then
+ * four per int32. */
+__attribute__((target("avx2"))) static inline __m256i lanes_avx2(__m256i qw, __m256i qx)
+{
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qw, qx));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+__attribute__((target("avx2"))) static void dot_q8_avx2(const tdi_block_q8_0 *w,
+                                                        const tdi_block_q8_0 *x, int xs,
+                                                        int nr, int nb, float out[TILE_ROWS])
+{
+    DOT_Q8_X4(lanes_avx2)
 }
 
 /* The same lanes with AVX512-VNNI: one vpdpbusd sums each group of four. */
-__attribute__((target("avx2,avx512vl,avx512vnni"))) static float
-dot_q8_vnni(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int nb)
+__attribute__((target("avx2,avx512vl,avx512vnni"))) static inline __m256i
+lanes_vnni(__m256i qw, __m256i qx)
 {
-    __m256 acc = _mm256_setzero_ps();
-    for (int k = 0; k < nb; k++) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)w[k].qs);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)x[k].qs);
-        __m256i s32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qx, qx),
-                                          _mm256_sign_epi8(qw, qx));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s32),
-                                               _mm256_set1_ps(w[k].d * x[k].d)));
-    }
-    float a[Q8_LANES];
-    _mm256_storeu_ps(a, acc);
-    return sum_lanes(a);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qx, qx),
+                               _mm256_sign_epi8(qw, qx));
+}
+
+__attribute__((target("avx2,avx512vl,avx512vnni"))) static void
+dot_q8_vnni(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int xs, int nr, int nb,
+            float out[TILE_ROWS])
+{
+    DOT_Q8_X4(lanes_vnni)
 }
 #endif
 
-typedef float (*dot_q8_fn)(const tdi_block_q8_0 *, const tdi_block_q8_0 *, int);
+typedef void (*dot_q8_fn)(const tdi_block_q8_0 *, const tdi_block_q8_0 *, int, int, int,
+                          float *);
 
 static dot_q8_fn pick_dot_q8(int impl)
 {
@@ -201,23 +232,29 @@ int tdi_q8_impl_available(int impl)
     return pick_dot_q8(impl) != NULL;
 }
 
-/* The bf16 dot product: lane l (of 16) sums the products of the columns
- * ≡ l (mod 16), in order; the caller adds the lanes. Lanes are independent,
- * so every vector width gives the same bits. n is a multiple of 16. */
+/* The bf16 dot products of one weight row with TILE_ROWS rows of x: lane l
+ * (of 16) of row r sums the products of the columns ≡ l (mod 16), in order;
+ * the caller adds the lanes. Each weight is widened once for all rows.
+ * Lanes are independent, so every vector width gives the same bits. n is a
+ * multiple of 16. */
 #define LANES 16
-TDI_TARGET_CLONES static void dot_bf16(float acc[LANES], const uint16_t *restrict w,
-                                       const float *restrict x, int n)
+TDI_TARGET_CLONES static void dot_bf16(float acc[TILE_ROWS][LANES], const uint16_t *restrict w,
+                                       const float *const x[TILE_ROWS], int n)
 {
-    float a[LANES];
-    for (int l = 0; l < LANES; l++) a[l] = acc[l];
+    float a[TILE_ROWS][LANES] = { { 0 } };
+    const float *restrict x0 = x[0], *restrict x1 = x[1], *restrict x2 = x[2];
+    const float *restrict x3 = x[3];
     for (int k = 0; k < n; k += LANES)
         for (int l = 0; l < LANES; l++) {
             uint32_t u = (uint32_t)w[k + l] << 16;
             float f;
             memcpy(&f, &u, sizeof f);
-            a[l] += x[k + l] * f;
+            a[0][l] += x0[k + l] * f;
+            a[1][l] += x1[k + l] * f;
+            a[2][l] += x2[k + l] * f;
+            a[3][l] += x3[k + l] * f;
         }
-    for (int l = 0; l < LANES; l++) acc[l] = a[l];
+    memcpy(acc, a, sizeof a);
 }
 
 typedef struct qlin_job {
@@ -231,7 +268,8 @@ typedef struct qlin_job {
 static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
                     float acc[TILE_ROWS][TILE_COLS])
 {
-    tdi_block_q8_0 xq[TILE_ROWS][CHUNK / TDI_Q8_BLOCK];
+    enum { XS = CHUNK / TDI_Q8_BLOCK };
+    tdi_block_q8_0 xq[TILE_ROWS][XS];
     const tdi_block_q8_0 *w = j->w;
     const int nb_row = j->in / TDI_Q8_BLOCK;
     for (int k0 = 0; k0 < j->in; k0 += CHUNK) {
@@ -242,7 +280,9 @@ static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
                                j->x + (size_t)(r0 + r) * j->in + k0 + k * TDI_Q8_BLOCK);
         for (int c = 0; c < nc; c++) {
             const tdi_block_q8_0 *wr = w + (size_t)(c0 + c) * nb_row + k0 / TDI_Q8_BLOCK;
-            for (int r = 0; r < nr; r++) acc[r][c] += j->dot_q8(wr, xq[r], nb);
+            float d[TILE_ROWS];
+            j->dot_q8(wr, &xq[0][0], XS, nr, nb, d);
+            for (int r = 0; r < nr; r++) acc[r][c] += d[r];
         }
     }
 }
@@ -250,17 +290,20 @@ static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
 static void bf16_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
                       float acc[TILE_ROWS][TILE_COLS])
 {
+    _Static_assert(TILE_ROWS == 4, "dot_bf16 takes four rows");
     const uint16_t *w = j->w;
     int main = j->in / LANES * LANES;
+    const float *xr[TILE_ROWS];
+    for (int r = 0; r < TILE_ROWS; r++) /* missing rows repeat the last one */
+        xr[r] = j->x + (size_t)(r0 + (r < nr ? r : nr - 1)) * j->in;
     for (int c = 0; c < nc; c++) {
         const uint16_t *wr = w + (size_t)(c0 + c) * j->in;
+        float lanes[TILE_ROWS][LANES];
+        dot_bf16(lanes, wr, xr, main);
         for (int r = 0; r < nr; r++) {
-            const float *xr = j->x + (size_t)(r0 + r) * j->in;
-            float lanes[LANES] = { 0 };
-            dot_bf16(lanes, wr, xr, main);
-            for (int i = main; i < j->in; i++) lanes[i - main] += xr[i] * from_bf16(wr[i]);
+            for (int i = main; i < j->in; i++) lanes[r][i - main] += xr[r][i] * from_bf16(wr[i]);
             float s = 0.0f;
-            for (int l = 0; l < LANES; l++) s += lanes[l];
+            for (int l = 0; l < LANES; l++) s += lanes[r][l];
             acc[r][c] = s;
         }
     }

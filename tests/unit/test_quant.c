@@ -68,6 +68,11 @@ static void test_q8_blocks_round_to_the_nearest_step(void **state)
         }
     }
     for (int i = 2 * TDI_Q8_BLOCK; i < 3 * TDI_Q8_BLOCK; i++) assert_true(back[i] == 0.0f);
+    /* a non-finite value makes its block's scale NaN, never an undefined cast */
+    float bad[TDI_Q8_BLOCK] = { 1.0f, INFINITY, -2.0f, NAN };
+    tdi_block_q8_0 nb;
+    assert_true(tdi_quantize(TDI_WT_Q8_0, &nb, bad, TDI_Q8_BLOCK));
+    assert_true(isnan(nb.d));
     /* a row from the middle */
     float mid[TDI_Q8_BLOCK];
     tdi_dequantize(TDI_WT_Q8_0, mid, b, TDI_Q8_BLOCK, TDI_Q8_BLOCK);
