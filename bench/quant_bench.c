@@ -275,6 +275,7 @@ static void run_model(const char *path, const char *corpus_path, const char *tmp
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected */
     opts o = { 64, 8, 5, 128, 1, 64 };
     const char *corpus = TD_SOURCE_DIR "/data/kjv.txt.gz", *tmpdir = "/tmp";
     const char *models[8];
