@@ -490,6 +490,19 @@ static void test_bad_requests_are_refused_with_a_message(void **state)
     td_model_errmsg(q, msg, sizeof msg);
     assert_non_null(strstr(msg, "inference only"));
     assert_int_equal(td_model_save_hf(q, "/tmp/td_test_quant_never", 0), TD_ERR_UNSUPPORTED);
+
+    /* a trainer checkpoint whose model.dtype key is not f32 does not resume */
+    assert_int_equal(td_trainer_create(m, s, &tc, &tr), TD_OK);
+    snprintf(tmp_path, sizeof tmp_path, "/tmp/td_test_quant_tr_%ld.tdc", (long)getpid());
+    m->m->dtype = TDI_WT_Q8_0;
+    td_status saved = td_trainer_save(tr, tmp_path);
+    m->m->dtype = TDI_WT_F32;
+    assert_int_equal(saved, TD_OK);
+    assert_int_equal(td_trainer_resume(tr, tmp_path, TD_RESUME_STRICT), TD_ERR_FORMAT);
+    td_trainer_errmsg(tr, msg, sizeof msg);
+    assert_non_null(strstr(msg, "model.dtype"));
+    unlink(tmp_path);
+    td_trainer_free(tr);
     td_schedule_free(s);
     td_model_free(q);
     td_model_free(m);
