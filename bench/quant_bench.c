@@ -279,10 +279,11 @@ int main(int argc, char **argv)
     opts o = { 64, 8, 5, 128, 1, 64 };
     const char *corpus = TD_SOURCE_DIR "/data/kjv.txt.gz", *tmpdir = "/tmp";
     const char *models[8];
-    int n_models = 0, quick = 0;
+    int n_models = 0, quick = 0, kernels_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quick")) { quick = 1; continue; }
+        if (!strcmp(a, "--kernels")) { kernels_only = 1; continue; }
         if (!v) { fprintf(stderr, "quant_bench: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--model") && n_models < 8) models[n_models++] = v;
@@ -318,7 +319,7 @@ int main(int argc, char **argv)
            ri.cpu_features & TD_CPU_AMX_TILE ? "yes" : "no", load[0], load[1], load[2]);
     /* The products alone, on the shapes of one sampling forward pass. */
     static const int shapes[][3] = { { 128, 256, 768 }, { 128, 256, 1024 }, { 128, 1024, 256 },
-                                     { 1, 256, 1024 } };
+                                     { 16, 256, 1024 }, { 1, 256, 1024 } };
     printf("products, 1 thread, GMAC/s (n x in -> out):  sgemm   bf16   q8_0\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         double g[N_DT];
@@ -326,6 +327,6 @@ int main(int argc, char **argv)
         printf("  %4d x %4d -> %4d %25.1f %6.1f %6.1f\n", shapes[i][0], shapes[i][1],
                shapes[i][2], g[0], g[1], g[2]);
     }
-    for (int i = 0; i < n_models; i++) run_model(models[i], corpus, tmpdir, &o);
+    for (int i = 0; !kernels_only && i < n_models; i++) run_model(models[i], corpus, tmpdir, &o);
     return 0;
 }

@@ -169,6 +169,12 @@ double tdi_crossentropy_forward_backward(float *dlogits, double *row_loss, const
                                          const int32_t *targets, const float *weights, int n,
                                          int V, tdi_pool *pool);
 
+/* y [n, out] = add + b, add, or b (either may be NULL; add may equal y):
+ * what a product then adds to. Returns 0, touching nothing, when both are
+ * NULL, else 1. */
+int tdi_linear_prefill(float *y, const float *b, const float *add, int n, int out,
+                       tdi_pool *pool);
+
 /* ---- reduced-precision weights (quant.c, docs/quantization.md) ---------- */
 
 /* How a weight tensor is stored; the values are the public td_dtype's. */
@@ -198,9 +204,13 @@ int tdi_quantize(int dtype, void *dst, const float *src, size_t count);
  * first and count multiples of 32). */
 void tdi_dequantize(int dtype, float *dst, const void *src, size_t first, size_t count);
 
-/* tdi_linear_forward with w stored as dtype (TDI_WT_F32 calls it). For
- * q8_0, in is a multiple of 32 and each row of x is quantised to q8_0 too;
- * for bf16 the products are in f32. Same bits for any pool size. */
+/* tdi_linear_forward with w stored as dtype (TDI_WT_F32 calls it). From
+ * TDI_Q_BLAS_MIN_ROWS rows of x on, the weights are dequantised block by
+ * block and multiplied by the BLAS in f32 (x stays f32). Below, the
+ * library's own kernels: for q8_0 (in a multiple of 32) each row of x is
+ * quantised to q8_0 too and the products are int8; for bf16 they are f32.
+ * Same bits for any pool size. */
+#define TDI_Q_BLAS_MIN_ROWS 32
 void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
                           const float *add, int n, int in, int out, tdi_pool *pool);
 /* The same with the q8_0 dot product of `impl`: AUTO picks the best the CPU

@@ -25,6 +25,7 @@
  * multiply-adds), so the kernels need no workspace. */
 #include "kernels/kernels.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -345,6 +346,37 @@ void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, co
     tdi_linear_forward_q_impl(y, x, w, dtype, b, add, n, in, out, TDI_Q8_AUTO, pool);
 }
 
+/* The wide path: blocks of WB_COLS weight rows by WB_K columns dequantised
+ * into stack scratch (64 KiB), each block one cblas_sgemm over all n rows
+ * adding into y; a column block's k blocks run in order on one thread. */
+#define WB_COLS 32
+#define WB_K 512
+
+typedef struct wide_job {
+    float *y;
+    const float *x;
+    const void *w;
+    int dtype, n, in, out, beta0;
+} wide_job;
+
+static void wide_blocks(void *ctx, long begin, long end, int tid)
+{
+    const wide_job *j = ctx;
+    float wt[WB_COLS * WB_K];
+    (void)tid;
+    for (long cb = begin; cb < end; cb++) {
+        int c0 = (int)cb * WB_COLS, nc = j->out - c0 < WB_COLS ? j->out - c0 : WB_COLS;
+        for (int k0 = 0; k0 < j->in; k0 += WB_K) {
+            int kn = j->in - k0 < WB_K ? j->in - k0 : WB_K;
+            for (int c = 0; c < nc; c++)
+                tdi_dequantize(j->dtype, wt + (size_t)c * kn, j->w,
+                               (size_t)(c0 + c) * j->in + k0, (size_t)kn);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nc, kn, 1.0f, j->x + k0,
+                        j->in, wt, kn, k0 == 0 ? (float)j->beta0 : 1.0f, j->y + c0, j->out);
+        }
+    }
+}
+
 /* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add), w stored as dtype. */
 void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtype,
                                const float *b, const float *add, int n, int in, int out,
@@ -355,6 +387,11 @@ void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtyp
         return;
     }
     if (n <= 0 || out <= 0) return;
+    if (n >= TDI_Q_BLAS_MIN_ROWS) {
+        wide_job wj = { y, x, w, dtype, n, in, out, tdi_linear_prefill(y, b, add, n, out, pool) };
+        tdi_pool_run(pool, (out + WB_COLS - 1) / WB_COLS, tdi_blas_callers(), wide_blocks, &wj);
+        return;
+    }
     qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS,
                    pick_dot_q8(impl) };
     if (j.dot_q8 == NULL) j.dot_q8 = dot_q8_portable; /* not on this CPU */

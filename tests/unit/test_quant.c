@@ -112,7 +112,7 @@ static void reference(int dtype, const float *x, const void *w, const float *b,
     assert_true(wf && xf);
     tdi_dequantize(dtype, wf, w, 0, (size_t)out * in);
     tdi_block_q8_0 *xq = malloc((size_t)n * in / TDI_Q8_BLOCK * sizeof *xq + 1);
-    if (dtype == TDI_WT_Q8_0) { /* the activations are quantised the same way */
+    if (dtype == TDI_WT_Q8_0 && n < TDI_Q_BLAS_MIN_ROWS) { /* x quantised the same way */
         assert_true(tdi_quantize(TDI_WT_Q8_0, xq, x, (size_t)n * in));
         tdi_dequantize(TDI_WT_Q8_0, xf, xq, 0, (size_t)n * in);
     } else {
@@ -177,6 +177,8 @@ static void test_q8_product_matches_double_reference(void **state)
     check_product(TDI_WT_Q8_0, 7, 96, 70, 1);    /* partial tiles both ways */
     check_product(TDI_WT_Q8_0, 9, 4160, 5, 1);   /* more than one chunk of x */
     check_product(TDI_WT_Q8_0, 16, 64, 130, 0);
+    check_product(TDI_WT_Q8_0, TDI_Q_BLAS_MIN_ROWS, 96, 70, 1); /* dequantised, the BLAS */
+    check_product(TDI_WT_Q8_0, 45, 1088, 33, 0);
 }
 
 static void test_bf16_product_matches_double_reference(void **state)
@@ -185,6 +187,7 @@ static void test_bf16_product_matches_double_reference(void **state)
     check_product(TDI_WT_BF16, 1, 1, 1, 0);
     check_product(TDI_WT_BF16, 7, 37, 70, 1);    /* a tail after the 16 lanes */
     check_product(TDI_WT_BF16, 5, 300, 65, 1);
+    check_product(TDI_WT_BF16, 40, 600, 35, 1);   /* dequantised, the BLAS */
 }
 
 /* ---- whole models -------------------------------------------------------- */
@@ -269,11 +272,16 @@ static void test_converted_logits_stay_near_float32(void **state)
             td_model_num_params(q, &np);
             td_model_num_params(m, &np32);
             assert_int_equal(np, np32);
-            logits_of(q, ids, T, lq);
-            double e = rel_err(lq, l32, n);
-            if (!(e <= tol[dt] && e > 0))
-                fail_msg("variant %d, %s: logits differ by %.3g of their range (limit %.3g)",
-                         variant, dt == TD_DTYPE_BF16 ? "bf16" : "q8_0", e, tol[dt]);
+            /* 2 x 16 rows: the dequantised weights and the BLAS; 16 rows: the
+             * library's int8 (q8_0) or bf16 kernels */
+            for (int batch = 2; batch >= 1; batch--) {
+                assert_int_equal(td_model_logits(q, ids, batch, T, 2, lq), TD_OK);
+                double e = rel_err(lq, l32, (size_t)batch * T * 40);
+                if (!(e <= tol[dt] && e > 0))
+                    fail_msg("variant %d, %s, %d rows: logits differ by %.3g of their range "
+                             "(limit %.3g)", variant, dt == TD_DTYPE_BF16 ? "bf16" : "q8_0",
+                             batch * T, e, tol[dt]);
+            }
             td_model_free(q);
         }
         td_model_free(m);
