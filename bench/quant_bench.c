@@ -12,7 +12,10 @@
  *   - quality: NELBO and the per-rate losses on the validation windows of
  *     the corpus (the same masks for every dtype), and how many sampled
  *     tokens differ from the float32 model's with the same seed.
- * The output is plain text and one JSON line per model. */
+ * The output is plain text and one JSON line per model. Run it with
+ * OPENBLAS_NUM_THREADS=1: OpenBLAS's own threads spin on a busy machine and
+ * their CPU time counts. --kernels: the products only; --quick: a smoke
+ * run. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -312,8 +315,9 @@ int main(int argc, char **argv)
         if (fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
         fclose(f);
     }
-    printf("BLAS %s (%s), CPU features 0x%x (AVX512-VNNI %s, AVX512-BF16 %s, AMX %s); "
-           "load average %.2f %.2f %.2f\n", ri.blas_name, ri.blas_core, ri.cpu_features,
+    printf("BLAS %s (%s, %d threads), CPU features 0x%x (AVX512-VNNI %s, AVX512-BF16 %s, AMX %s); "
+           "load average %.2f %.2f %.2f\n", ri.blas_name, ri.blas_core, ri.blas_threads,
+           ri.cpu_features,
            ri.cpu_features & TD_CPU_AVX512_VNNI ? "yes" : "no",
            ri.cpu_features & TD_CPU_AVX512_BF16 ? "yes" : "no",
            ri.cpu_features & TD_CPU_AMX_TILE ? "yes" : "no", load[0], load[1], load[2]);
