@@ -200,9 +200,10 @@ static td_status give_params(tdi_ckpt *ck, tdi_model *m, tdi_mapping *map)
         float *p = tdi_ckpt_take_data(ck);
         for (int32_t i = 0; i < m->n_tensors; i++) { /* the gaps: zero, like the file's */
             const tdi_tensor *t = &m->tensors[i];
-            size_t end = t->offset + tdi_tensor_floats(t);
+            size_t end = t->offset * sizeof(float) +
+                         tdi_wt_bytes(t->dtype, (size_t)t->rows * (size_t)t->cols);
             size_t next = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
-            memset(p + end, 0, (next - end) * sizeof(float));
+            memset((unsigned char *)p + end, 0, next * sizeof(float) - end);
         }
         float *cut = tdi_realloc(&m->alloc, p, bytes); /* the tokenizer, a trainer's moments */
         m->params = cut ? cut : p;
