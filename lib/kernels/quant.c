@@ -159,6 +159,15 @@ static void dot_q8_portable(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, in
     }
 }
 
+/* out[c] = the dot product of weight row c (rows ws blocks apart), c < 4,
+ * with one row x: the same arithmetic per column as dot_q8_portable, the
+ * four columns' chains interleaved (one activation row: decoding). */
+static void dot_q8_cols_portable(const tdi_block_q8_0 *w, int ws, const tdi_block_q8_0 *x,
+                                 int nb, float out[4])
+{
+    for (int c = 0; c < 4; c++) dot_q8_portable(w + (size_t)c * ws, x, 0, 1, nb, out + c);
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(TD_NO_TARGET_CLONES)
 #  include <immintrin.h>
@@ -183,6 +192,25 @@ static void dot_q8_portable(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, in
         out[r] = sum_lanes(a);                                                              \
     }
 
+/* The one-row, four-column loop around `LANES4(qw, qx)`. */
+#define DOT_Q8_COLS(LANES4)                                                                 \
+    __m256 acc[4];                                                                          \
+    for (int c = 0; c < 4; c++) acc[c] = _mm256_setzero_ps();                               \
+    for (int k = 0; k < nb; k++) {                                                          \
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)x[k].qs);            \
+        for (int c = 0; c < 4; c++) {                                                       \
+            const tdi_block_q8_0 *wb = w + (size_t)c * ws + k;                              \
+            __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)wb->qs);         \
+            __m256 s = _mm256_cvtepi32_ps(LANES4(qw, qx));                                  \
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(s, _mm256_set1_ps(wb->d * x[k].d))); \
+        }                                                                                   \
+    }                                                                                       \
+    for (int c = 0; c < 4; c++) {                                                           \
+        float a[Q8_LANES];                                                                  \
+        _mm256_storeu_ps(a, acc[c]);                                                        \
+        out[c] = sum_lanes(a);                                                              \
+    }
+
 /* |x| (unsigned) times w with x's sign: the products, two per int16, then
  * four per int32. */
 __attribute__((target("avx2"))) static inline __m256i lanes_avx2(__m256i qw, __m256i qx)
@@ -196,6 +224,13 @@ __attribute__((target("avx2"))) static void dot_q8_avx2(const tdi_block_q8_0 *w,
                                                         int nr, int nb, float out[TILE_ROWS])
 {
     DOT_Q8_X4(lanes_avx2)
+}
+
+__attribute__((target("avx2"))) static void dot_q8_cols_avx2(const tdi_block_q8_0 *w, int ws,
+                                                             const tdi_block_q8_0 *x, int nb,
+                                                             float out[4])
+{
+    DOT_Q8_COLS(lanes_avx2)
 }
 
 /* The same lanes with AVX512-VNNI: one vpdpbusd sums each group of four. */
@@ -212,48 +247,86 @@ dot_q8_vnni(const tdi_block_q8_0 *w, const tdi_block_q8_0 *x, int xs, int nr, in
 {
     DOT_Q8_X4(lanes_vnni)
 }
+
+__attribute__((target("avx2,avx512vl,avx512vnni"))) static void
+dot_q8_cols_vnni(const tdi_block_q8_0 *w, int ws, const tdi_block_q8_0 *x, int nb, float out[4])
+{
+    DOT_Q8_COLS(lanes_vnni)
+}
 #endif
 
 typedef void (*dot_q8_fn)(const tdi_block_q8_0 *, const tdi_block_q8_0 *, int, int, int,
                           float *);
+typedef void (*dot_q8_cols_fn)(const tdi_block_q8_0 *, int, const tdi_block_q8_0 *, int,
+                               float *);
 
-static dot_q8_fn pick_dot_q8(int impl)
+/* The implementation of `impl` (TDI_Q8_AUTO: the best this CPU runs), or 0
+ * when this build or CPU lacks it; *rows and *cols get its two kernels. */
+static int pick_dot_q8(int impl, dot_q8_fn *rows, dot_q8_cols_fn *cols)
 {
+    *rows = dot_q8_portable;
+    *cols = dot_q8_cols_portable;
 #ifdef TDI_HAVE_AVX2_Q8
     int vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
     int avx2 = __builtin_cpu_supports("avx2");
-    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_VNNI) && vnni && avx2) return dot_q8_vnni;
-    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_AVX2) && avx2) return dot_q8_avx2;
+    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_VNNI) && vnni && avx2) {
+        *rows = dot_q8_vnni;
+        *cols = dot_q8_cols_vnni;
+        return 1;
+    }
+    if ((impl == TDI_Q8_AUTO || impl == TDI_Q8_AVX2) && avx2) {
+        *rows = dot_q8_avx2;
+        *cols = dot_q8_cols_avx2;
+        return 1;
+    }
 #endif
-    return impl == TDI_Q8_AUTO || impl == TDI_Q8_PORTABLE ? dot_q8_portable : NULL;
+    return impl == TDI_Q8_AUTO || impl == TDI_Q8_PORTABLE;
 }
 
 int tdi_q8_impl_available(int impl)
 {
-    return pick_dot_q8(impl) != NULL;
+    dot_q8_fn rows;
+    dot_q8_cols_fn cols;
+    return pick_dot_q8(impl, &rows, &cols);
 }
 
-/* The bf16 dot products of one weight row with TILE_ROWS rows of x: lane l
- * (of 16) of row r sums the products of the columns ≡ l (mod 16), in order;
- * the caller adds the lanes. Each weight is widened once for all rows.
- * Lanes are independent, so every vector width gives the same bits. n is a
- * multiple of 16. */
+/* Four bf16 dot products: lane l (of 16) of product i sums the products of
+ * the columns ≡ l (mod 16), in order; the caller adds the lanes. Lanes are
+ * independent, so every vector width gives the same bits. n is a multiple
+ * of 16. dot_bf16_rows: weight row w with rows x[i] of x, each weight
+ * widened once for the four; dot_bf16_cols: weight rows w[i] with row x
+ * (decoding). */
 #define LANES 16
-TDI_TARGET_CLONES static void dot_bf16(float acc[TILE_ROWS][LANES], const uint16_t *restrict w,
-                                       const float *const x[TILE_ROWS], int n)
+TDI_TARGET_CLONES static void dot_bf16_rows(float acc[4][LANES], const uint16_t *restrict w,
+                                            const float *const x[4], int n)
 {
-    float a[TILE_ROWS][LANES] = { { 0 } };
+    float a[4][LANES] = { { 0 } };
     const float *restrict x0 = x[0], *restrict x1 = x[1], *restrict x2 = x[2];
     const float *restrict x3 = x[3];
     for (int k = 0; k < n; k += LANES)
         for (int l = 0; l < LANES; l++) {
-            uint32_t u = (uint32_t)w[k + l] << 16;
-            float f;
-            memcpy(&f, &u, sizeof f);
+            float f = from_bf16(w[k + l]);
             a[0][l] += x0[k + l] * f;
             a[1][l] += x1[k + l] * f;
             a[2][l] += x2[k + l] * f;
             a[3][l] += x3[k + l] * f;
+        }
+    memcpy(acc, a, sizeof a);
+}
+
+TDI_TARGET_CLONES static void dot_bf16_cols(float acc[4][LANES], const uint16_t *const w[4],
+                                            const float *restrict x, int n)
+{
+    float a[4][LANES] = { { 0 } };
+    const uint16_t *restrict w0 = w[0], *restrict w1 = w[1], *restrict w2 = w[2];
+    const uint16_t *restrict w3 = w[3];
+    for (int k = 0; k < n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float xv = x[k + l];
+            a[0][l] += xv * from_bf16(w0[k + l]);
+            a[1][l] += xv * from_bf16(w1[k + l]);
+            a[2][l] += xv * from_bf16(w2[k + l]);
+            a[3][l] += xv * from_bf16(w3[k + l]);
         }
     memcpy(acc, a, sizeof a);
 }
@@ -264,6 +337,7 @@ typedef struct qlin_job {
     const void *w;
     int dtype, n, in, out, col_tiles;
     dot_q8_fn dot_q8;
+    dot_q8_cols_fn dot_q8_cols;
 } qlin_job;
 
 static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
@@ -279,34 +353,60 @@ static void q8_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
             for (int k = 0; k < nb; k++)
                 quantize_block(&xq[r][k],
                                j->x + (size_t)(r0 + r) * j->in + k0 + k * TDI_Q8_BLOCK);
-        for (int c = 0; c < nc; c++) {
+        for (int c = 0; c < nc;) {
             const tdi_block_q8_0 *wr = w + (size_t)(c0 + c) * nb_row + k0 / TDI_Q8_BLOCK;
             float d[TILE_ROWS];
+            if (nr == 1 && c + 4 <= nc) { /* one row: four columns at a time */
+                j->dot_q8_cols(wr, nb_row, &xq[0][0], nb, d);
+                for (int i = 0; i < 4; i++) acc[0][c + i] += d[i];
+                c += 4;
+                continue;
+            }
             j->dot_q8(wr, &xq[0][0], XS, nr, nb, d);
             for (int r = 0; r < nr; r++) acc[r][c] += d[r];
+            c++;
         }
     }
+}
+
+/* The tail columns, the lanes and the product of weight row w with row x. */
+static float bf16_finish(float lanes[LANES], const uint16_t *w, const float *x, int main,
+                         int in)
+{
+    for (int i = main; i < in; i++) lanes[i - main] += x[i] * from_bf16(w[i]);
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += lanes[l];
+    return s;
 }
 
 static void bf16_tile(const qlin_job *j, int r0, int nr, int c0, int nc,
                       float acc[TILE_ROWS][TILE_COLS])
 {
-    _Static_assert(TILE_ROWS == 4, "dot_bf16 takes four rows");
+    _Static_assert(TILE_ROWS == 4, "dot_bf16_rows takes four rows");
     const uint16_t *w = j->w;
-    int main = j->in / LANES * LANES;
-    const float *xr[TILE_ROWS];
-    for (int r = 0; r < TILE_ROWS; r++) /* missing rows repeat the last one */
-        xr[r] = j->x + (size_t)(r0 + (r < nr ? r : nr - 1)) * j->in;
-    for (int c = 0; c < nc; c++) {
-        const uint16_t *wr = w + (size_t)(c0 + c) * j->in;
-        float lanes[TILE_ROWS][LANES];
-        dot_bf16(lanes, wr, xr, main);
-        for (int r = 0; r < nr; r++) {
-            for (int i = main; i < j->in; i++) lanes[r][i - main] += xr[r][i] * from_bf16(wr[i]);
-            float s = 0.0f;
-            for (int l = 0; l < LANES; l++) s += lanes[r][l];
-            acc[r][c] = s;
+    const int in = j->in, main = in / LANES * LANES;
+    const float *xr[4];
+    const uint16_t *wr[4];
+    float lanes[4][LANES];
+    for (int c = 0; c < nc;) {
+        if (nr == 1 && c + 4 <= nc) { /* one row: four columns at a time */
+            for (int i = 0; i < 4; i++) {
+                wr[i] = w + (size_t)(c0 + c + i) * in;
+                xr[i] = j->x + (size_t)r0 * in;
+            }
+            dot_bf16_cols(lanes, wr, xr[0], main);
+            for (int i = 0; i < 4; i++)
+                acc[0][c + i] = bf16_finish(lanes[i], wr[i], xr[i], main, in);
+            c += 4;
+            continue;
         }
+        for (int r = 0; r < 4; r++) { /* missing rows repeat the last one */
+            wr[r] = w + (size_t)(c0 + c) * in;
+            xr[r] = j->x + (size_t)(r0 + (r < nr ? r : nr - 1)) * in;
+        }
+        dot_bf16_rows(lanes, wr[0], xr, main);
+        for (int r = 0; r < nr; r++) acc[r][c] = bf16_finish(lanes[r], wr[r], xr[r], main, in);
+        c++;
     }
 }
 
@@ -393,8 +493,8 @@ void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtyp
         return;
     }
     qlin_job j = { y, x, b, add, w, dtype, n, in, out, (out + TILE_COLS - 1) / TILE_COLS,
-                   pick_dot_q8(impl) };
-    if (j.dot_q8 == NULL) j.dot_q8 = dot_q8_portable; /* not on this CPU */
+                   NULL, NULL };
+    pick_dot_q8(impl, &j.dot_q8, &j.dot_q8_cols); /* the portable C if impl is missing */
     long tiles = (long)((n + TILE_ROWS - 1) / TILE_ROWS) * j.col_tiles;
     tdi_pool_for(pool, tiles, qlin_tiles, &j);
 }

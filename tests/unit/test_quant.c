@@ -174,6 +174,8 @@ static void test_q8_product_matches_double_reference(void **state)
 {
     (void)state;
     check_product(TDI_WT_Q8_0, 1, 32, 1, 0);
+    check_product(TDI_WT_Q8_0, 1, 96, 70, 1);    /* one row: four columns at a time, a tail */
+    check_product(TDI_WT_Q8_0, 1, 4160, 9, 0);
     check_product(TDI_WT_Q8_0, 7, 96, 70, 1);    /* partial tiles both ways */
     check_product(TDI_WT_Q8_0, 9, 4160, 5, 1);   /* more than one chunk of x */
     check_product(TDI_WT_Q8_0, 16, 64, 130, 0);
@@ -185,6 +187,7 @@ static void test_bf16_product_matches_double_reference(void **state)
 {
     (void)state;
     check_product(TDI_WT_BF16, 1, 1, 1, 0);
+    check_product(TDI_WT_BF16, 1, 70, 71, 1);    /* one row: four columns at a time */
     check_product(TDI_WT_BF16, 7, 37, 70, 1);    /* a tail after the 16 lanes */
     check_product(TDI_WT_BF16, 5, 300, 65, 1);
     check_product(TDI_WT_BF16, 40, 600, 35, 1);   /* dequantised, the BLAS */
