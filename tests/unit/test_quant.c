@@ -382,6 +382,7 @@ static void test_save_load_round_trip_is_exact(void **state)
             /* (variant 2 keeps its fc2.w, whose rows of 72 are no multiple of 32, as f32) */
             assert_true(size < (dt == TD_DTYPE_BF16 ? 0.55 : 0.45) * f32_size);
             assert_int_equal(td_model_load(tmp_path, NULL, &r), TD_OK);
+            assert_non_null(r->m->map.addr); /* mapped, like a float32 file */
             long len;
             unsigned char *bytes = read_all(tmp_path, &len);
             assert_int_equal(bytes[8], 2); /* major 2: the file has bf16 or q8_0 tensors */
