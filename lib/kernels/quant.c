@@ -3,8 +3,10 @@
  * weight ≈ d·q (llama.cpp's Q8_0 with an f32 instead of an f16 scale, so
  * that a block is 36 bytes and its scale stays 4-byte aligned).
  *
- * The products y = x · Wᵀ with such weights are this file's own kernels, not
- * BLAS calls:
+ * The products y = x · Wᵀ with such weights: from TDI_Q_BLAS_MIN_ROWS rows of
+ * x on, blocks of the weights are dequantised into stack scratch and
+ * multiplied by cblas_sgemm (wide_blocks; x stays f32, as ggml does with a
+ * BLAS for large batches). Below, this file's own kernels:
  *  - q8_0: each row of x is quantised the same way (32-value blocks, one
  *    scale each, as ggml quantises activations for its q8_0 products); a
  *    block's products are summed exactly in int32, four at a time into
@@ -14,7 +16,7 @@
  *  - bf16: each weight widens to f32 exactly (a shift) and the products are
  *    summed in 16 independent f32 lanes (lane l takes columns ≡ l mod 16),
  *    the lanes then added in order.
- * Both orders are fixed by the shapes alone, so the results are the same
+ * Both orders are fixed by the shapes alone, so their results are the same
  * bits for every thread count and on every x86-64 CPU (the int32 sums are
  * exact, the f32 lanes independent, and the library builds with
  * -ffp-contract=off).
