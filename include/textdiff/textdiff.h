@@ -360,7 +360,8 @@ TD_API td_status td_corpus_window(const td_corpus *c, td_split split, int32_t se
 /* ---------------------------------------------------------------------------
  * Model (docs/model.md): a bidirectional transformer encoder with a tied
  * output head; RoPE and pre-LN by default, BERT's learned positions and
- * post-LN as options. Its parameters are one contiguous float32 buffer.
+ * post-LN as options. Its parameters are one contiguous float32 buffer
+ * (partly bf16 or q8_0 in a model made by td_model_convert).
  * A model is not modified by sampling or evaluation and may then be shared
  * read-only across threads; a trainer updates it in place.
  * ------------------------------------------------------------------------- */
@@ -473,6 +474,28 @@ TD_API td_status td_model_load_memory(const void *data, size_t size, const td_al
 TD_API td_status td_model_load_hf(const char *dir, int32_t mask_id, uint32_t flags,
                                   const td_allocator *alloc, td_model **out);
 TD_API td_status td_model_save_hf(const td_model *m, const char *dir, uint32_t flags);
+
+/* Reduced-precision weights for inference (docs/quantization.md).
+ * td_model_convert makes a new model from a float32 one whose weight
+ * matrices and token embedding are stored as bf16 or q8_0 (blocks of 32
+ * int8 weights with one float32 scale; a matrix whose rows are not a
+ * multiple of 32 long stays float32); LayerNorm, biases and position
+ * tables stay float32. The new model samples, evaluates, saves and loads
+ * like any other (its checkpoint is smaller, and maps the same way), but is
+ * for inference only: td_trainer_create and td_model_save_hf refuse it with
+ * TD_ERR_UNSUPPORTED. TD_ERR_STATE when m is not float32 (converted
+ * already); TD_ERR_NUMERIC when a weight is beyond bf16's range. alloc:
+ * NULL for m's allocator. td_model_get_dtype says how a model's weights are
+ * stored (TD_DTYPE_F32 for every model not converted). */
+typedef enum td_dtype {
+    TD_DTYPE_F32  = 0, /* float32: every model that td_model_convert did not make */
+    TD_DTYPE_BF16 = 1, /* bfloat16 weights, float32 arithmetic */
+    TD_DTYPE_Q8_0 = 2  /* 8-bit weights in blocks of 32 with a float32 scale */
+} td_dtype;
+
+TD_API td_status td_model_convert(const td_model *m, int32_t dtype, const td_allocator *alloc,
+                                  td_model **out);
+TD_API td_status td_model_get_dtype(const td_model *m, int32_t *dtype);
 
 /* The tokenizer travels with the model in its checkpoints. set copies its
  * description (its vocabulary size and [MASK] id must match the model's);

@@ -22,6 +22,9 @@
 /* Format version this code writes and fully understands. */
 #define TDI_CKPT_MAJOR 1
 #define TDI_CKPT_MINOR 0
+/* A file with a bf16 or q8_0 tensor is written as major 2 (docs/format.md
+ * "Versions"): the same layout, two more dtypes. This reader reads both. */
+#define TDI_CKPT_MAJOR_QUANT 2
 
 /* Limits (docs/format.md#limits). */
 #define TDI_CKPT_MAX_DIMS 4
@@ -41,7 +44,9 @@ typedef enum tdi_dtype {
     TDI_DTYPE_I32 = 3,
     TDI_DTYPE_I64 = 4,
     TDI_DTYPE_U8 = 5,
-    TDI_DTYPE_U64 = 6
+    TDI_DTYPE_U64 = 6,
+    TDI_DTYPE_BF16 = 7, /* major 2 */
+    TDI_DTYPE_Q8_0 = 8  /* major 2: blocks of 32 elements, each an f32 scale and 32 i8 */
 } tdi_dtype;
 
 typedef enum tdi_meta_type {
@@ -54,8 +59,12 @@ typedef enum tdi_meta_type {
     TDI_META_F64_ARRAY = 7
 } tdi_meta_type;
 
-/* Bytes per element; 0 for a value that is not a tdi_dtype. */
+/* Bytes per element — per block of tdi_dtype_block elements for q8_0 —;
+ * 0 for a value that is not a tdi_dtype. */
 size_t tdi_dtype_size(uint32_t dtype);
+/* Elements per block: 32 for q8_0 (a tensor's last dimension must be a
+ * multiple of it), 1 for the others. */
+uint32_t tdi_dtype_block(uint32_t dtype);
 /* "f32", ...; "unknown" otherwise. Likewise for metadata types. */
 const char *tdi_dtype_name(uint32_t dtype);
 const char *tdi_meta_type_name(uint32_t type);

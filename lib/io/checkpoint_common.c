@@ -7,7 +7,8 @@
 
 _Static_assert(sizeof(float) == 4 && sizeof(double) == 8,
                "checkpoint tensors assume IEEE 754 binary32 and binary64");
-_Static_assert(TDI_CKPT_CHUNK % 8 == 0, "chunks hold whole elements");
+_Static_assert(TDI_CKPT_CHUNK % 8 == 0 && TDI_CKPT_CHUNK % 36 == 0,
+               "chunks hold whole elements and q8_0 blocks");
 
 size_t tdi_dtype_size(uint32_t dtype)
 {
@@ -18,8 +19,15 @@ size_t tdi_dtype_size(uint32_t dtype)
     case TDI_DTYPE_I64: return 8;
     case TDI_DTYPE_U8:  return 1;
     case TDI_DTYPE_U64: return 8;
+    case TDI_DTYPE_BF16: return 2;
+    case TDI_DTYPE_Q8_0: return 36;
     }
     return 0;
+}
+
+uint32_t tdi_dtype_block(uint32_t dtype)
+{
+    return dtype == TDI_DTYPE_Q8_0 ? 32 : 1;
 }
 
 const char *tdi_dtype_name(uint32_t dtype)
@@ -31,6 +39,8 @@ const char *tdi_dtype_name(uint32_t dtype)
     case TDI_DTYPE_I64: return "i64";
     case TDI_DTYPE_U8:  return "u8";
     case TDI_DTYPE_U64: return "u64";
+    case TDI_DTYPE_BF16: return "bf16";
+    case TDI_DTYPE_Q8_0: return "q8_0";
     }
     return "unknown";
 }

@@ -58,8 +58,9 @@
 #define TDI_CODEC_NONE 0
 #define TDI_CODEC_ZLIB 1
 
-/* Streaming granularity of both directions: a multiple of every dtype size. */
-#define TDI_CKPT_CHUNK (64u << 10)
+/* Streaming granularity of both directions: a multiple of every dtype size
+ * (q8_0's 36-byte block included). */
+#define TDI_CKPT_CHUNK (72u << 10)
 
 static inline uint64_t tdi_align64(uint64_t x)
 {

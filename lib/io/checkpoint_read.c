@@ -63,7 +63,7 @@ typedef struct rd {
     const unsigned char *mem;  /* memory source, or NULL */
     int fd;                    /* file source, or -1 */
     uint64_t size;
-    uint32_t minor;
+    uint32_t major, minor;
     int borrow;                /* memory source that outlives the reader */
     unsigned char *chunk;      /* file source: TDI_CKPT_CHUNK */
     z_stream zs;
@@ -300,10 +300,10 @@ static td_status read_prefix(rd *r, header *h)
     h->major = tdi_le_get16(p + TDI_H_MAJOR);
     h->minor = tdi_le_get16(p + TDI_H_MINOR);
     h->header_size = tdi_le_get32(p + TDI_H_HEADER_SIZE);
-    if (h->major != TDI_CKPT_MAJOR)
+    if (h->major != TDI_CKPT_MAJOR && h->major != TDI_CKPT_MAJOR_QUANT)
         return rd_fail(r, TD_ERR_VERSION, "format version %u.%u: this reader reads major "
-                       "version %d only", (unsigned)h->major, (unsigned)h->minor,
-                       TDI_CKPT_MAJOR);
+                       "versions %d and %d only", (unsigned)h->major, (unsigned)h->minor,
+                       TDI_CKPT_MAJOR, TDI_CKPT_MAJOR_QUANT);
     uint32_t hs = h->header_size;
     if (h->minor <= TDI_CKPT_MINOR ? hs != TDI_CKPT_HEADER_SIZE
                                    : (hs < TDI_CKPT_HEADER_SIZE || hs > TDI_CKPT_MAX_HEADER ||
@@ -329,6 +329,7 @@ static td_status read_header(rd *r, header *h)
     h->tensor_count = tdi_le_get32(p + TDI_H_TENSOR_COUNT);
     h->meta = get_section(p + TDI_H_META);
     h->dir = get_section(p + TDI_H_DIR);
+    r->major = h->major;
     r->minor = h->minor;
 
     if (h->file_size > TDI_CKPT_MAX_FILE_BYTES)
@@ -576,9 +577,14 @@ static td_status decode_dir_entry(const rd *r, const unsigned char *p, uint32_t 
     snprintf(what, sizeof what, "tensor %u '%.*s'", (unsigned)i, (int)name_len,
              (const char *)p + TDI_D_FIXED);
     uint32_t dtype = p[TDI_D_DTYPE], ndim = p[TDI_D_NDIM];
-    uint64_t esize = tdi_dtype_size(dtype);
-    if (esize == 0)
-        return rd_fail(r, TD_ERR_FORMAT, "%s: unknown dtype %u", what, (unsigned)dtype);
+    uint64_t esize = tdi_dtype_size(dtype), block = tdi_dtype_block(dtype);
+    if (esize == 0 || (dtype >= TDI_DTYPE_BF16 && r->major < TDI_CKPT_MAJOR_QUANT))
+        return rd_fail(r, TD_ERR_FORMAT, "%s: unknown dtype %u in a version %u file", what,
+                       (unsigned)dtype, (unsigned)r->major);
+    if (block > 1 && (ndim == 0 || ndim > TDI_CKPT_MAX_DIMS ||
+                      tdi_le_get64(p + TDI_D_DIMS + 8 * (ndim - 1)) % block != 0))
+        return rd_fail(r, TD_ERR_FORMAT, "%s: a %s tensor's last dimension must be a multiple "
+                       "of %u", what, tdi_dtype_name(dtype), (unsigned)block);
     if (ndim > TDI_CKPT_MAX_DIMS)
         return rd_fail(r, TD_ERR_FORMAT, "%s: ndim %u is over %d", what, (unsigned)ndim,
                        TDI_CKPT_MAX_DIMS);
@@ -605,10 +611,10 @@ static td_status decode_dir_entry(const rd *r, const unsigned char *p, uint32_t 
     s->raw = tdi_le_get64(p + TDI_D_RAW);
     s->crc = tdi_le_get32(p + TDI_D_CRC);
     s->codec = p[TDI_D_CODEC];
-    if (s->raw != count * esize)
+    if (s->raw != count / block * esize)
         return rd_fail(r, TD_ERR_CORRUPT, "%s: raw_size %llu, but %llu elements of %s take "
                        "%llu", what, (unsigned long long)s->raw, (unsigned long long)count,
-                       tdi_dtype_name(dtype), (unsigned long long)(count * esize));
+                       tdi_dtype_name(dtype), (unsigned long long)(count / block * esize));
     TDI_TRY(check_region(r, what, s->offset, s->stored, s->raw, s->codec));
     uint64_t expect = tdi_align64(*end);
     if (s->offset != expect)

@@ -205,6 +205,10 @@ td_status tdi_ckpt_add_tensor(tdi_ckpt_writer *w, const char *name, tdi_dtype dt
                   name, (unsigned)ndim, TDI_CKPT_MAX_DIMS);
     TDI_CHECK_ARG(ndim == 0 || dims != NULL, "%s: tensor '%s': dims is NULL", __func__, name);
     TDI_CHECK_ARG(data != NULL, "%s: tensor '%s': data is NULL", __func__, name);
+    uint32_t block = tdi_dtype_block((uint32_t)dtype);
+    TDI_CHECK_ARG(block == 1 || (ndim >= 1 && dims[ndim - 1] % block == 0),
+                  "%s: tensor '%s': a %s tensor's last dimension must be a multiple of %u",
+                  __func__, name, tdi_dtype_name((uint32_t)dtype), (unsigned)block);
     TDI_CHECK_ARG((flags & ~TDI_CKPT_COMPRESS) == 0, "%s: tensor '%s': unknown flags 0x%x",
                   __func__, name, (unsigned)flags);
     TDI_CHECK_ARG(w->n_tensors < TDI_CKPT_MAX_TENSORS, "%s: more than %u tensors", __func__,
@@ -217,6 +221,7 @@ td_status tdi_ckpt_add_tensor(tdi_ckpt_writer *w, const char *name, tdi_dtype dt
                       (unsigned long long)TDI_CKPT_MAX_DATA_BYTES);
         bytes *= dims[i];
     }
+    bytes /= block;
     /* Each tensor may be padded by up to 63 bytes in the file. */
     TDI_CHECK_ARG(bytes <= TDI_CKPT_MAX_DATA_BYTES - w->data_bytes,
                   "%s: tensor '%s': all tensors together would exceed %llu bytes", __func__,
@@ -555,7 +560,10 @@ static td_status write_body(tdi_ckpt_writer *w, sink *s)
     if ((st = emit_section(&x, dir, dir_len, &dsec)) != TD_OK) goto done;
 
     memcpy(header, TDI_CKPT_MAGIC, TDI_CKPT_MAGIC_LEN);
-    tdi_le_put16(header + TDI_H_MAJOR, TDI_CKPT_MAJOR);
+    uint32_t major = TDI_CKPT_MAJOR;
+    for (uint32_t i = 0; i < w->n_tensors; i++)
+        if (w->tensors[i].dtype >= TDI_DTYPE_BF16) major = TDI_CKPT_MAJOR_QUANT;
+    tdi_le_put16(header + TDI_H_MAJOR, (uint16_t)major);
     tdi_le_put16(header + TDI_H_MINOR, TDI_CKPT_MINOR);
     tdi_le_put32(header + TDI_H_HEADER_SIZE, TDI_CKPT_HEADER_SIZE);
     tdi_le_put64(header + TDI_H_FILE_SIZE, s->pos);

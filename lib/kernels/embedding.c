@@ -14,8 +14,9 @@
 typedef struct emb_job {
     float *out, *dtok, *dpos;
     const float *tok, *type, *pos, *dout;
+    const void *tokq; /* tok stored as tok_dtype, when not f32 */
     const int32_t *ids;
-    int B, T, d;
+    int B, T, d, tok_dtype;
 } emb_job;
 
 static void lookup_rows(void *ctx, long begin, long end, int tid)
@@ -26,6 +27,10 @@ static void lookup_rows(void *ctx, long begin, long end, int tid)
     for (long r = begin; r < end; r++) {
         float *o = a->out + (size_t)r * d;
         const float *e = a->tok + (size_t)a->ids[r] * d;
+        if (a->tokq) {
+            tdi_dequantize(a->tok_dtype, o, a->tokq, (size_t)a->ids[r] * d, (size_t)d);
+            e = o;
+        }
         if (a->type) {
             const float *t = a->type;
             TDI_SIMD()
@@ -46,7 +51,19 @@ static void lookup_rows(void *ctx, long begin, long end, int tid)
 void tdi_embedding_forward(float *out, const int32_t *ids, const float *tok, const float *type,
                            const float *pos, int B, int T, int d, tdi_pool *pool)
 {
-    emb_job a = { out, NULL, NULL, tok, type, pos, NULL, ids, B, T, d };
+    emb_job a = { out, NULL, NULL, tok, type, pos, NULL, NULL, ids, B, T, d, TDI_WT_F32 };
+    tdi_pool_for(pool, (long)B * T, lookup_rows, &a);
+}
+
+void tdi_embedding_forward_q(float *out, const int32_t *ids, const void *tok, int tok_dtype,
+                             const float *type, const float *pos, int B, int T, int d,
+                             tdi_pool *pool)
+{
+    if (tok_dtype == TDI_WT_F32) {
+        tdi_embedding_forward(out, ids, tok, type, pos, B, T, d, pool);
+        return;
+    }
+    emb_job a = { out, NULL, NULL, NULL, type, pos, NULL, tok, ids, B, T, d, tok_dtype };
     tdi_pool_for(pool, (long)B * T, lookup_rows, &a);
 }
 
@@ -85,6 +102,6 @@ static void scatter_blocks(void *ctx, long begin, long end, int tid)
 void tdi_embedding_backward(float *dtok, float *dpos, const float *dout, const int32_t *ids,
                             int B, int T, int d, tdi_pool *pool)
 {
-    emb_job a = { NULL, dtok, dpos, NULL, NULL, NULL, dout, ids, B, T, d };
+    emb_job a = { NULL, dtok, dpos, NULL, NULL, NULL, dout, NULL, ids, B, T, d, TDI_WT_F32 };
     tdi_pool_for(pool, (d + COL_BLOCK - 1) / COL_BLOCK, scatter_blocks, &a);
 }

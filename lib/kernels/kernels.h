@@ -183,4 +183,64 @@ double tdi_crossentropy_forward_backward(float *dlogits, double *row_loss, const
                                          const int32_t *targets, const float *weights, int n,
                                          int V, tdi_pool *pool);
 
+/* y [n, out] = add + b, add, or b (either may be NULL; add may equal y):
+ * what a product then adds to. Returns 0, touching nothing, when both are
+ * NULL, else 1. */
+int tdi_linear_prefill(float *y, const float *b, const float *add, int n, int out,
+                       tdi_pool *pool);
+
+/* ---- reduced-precision weights (quant.c, docs/quantization.md) ---------- */
+
+/* How a weight tensor is stored; the values are the public td_dtype's. */
+enum { TDI_WT_F32 = 0, TDI_WT_BF16 = 1, TDI_WT_Q8_0 = 2 };
+
+#define TDI_Q8_BLOCK 32
+
+/* 32 weights ≈ d · qs[i]. */
+typedef struct tdi_block_q8_0 {
+    float d;
+    int8_t qs[TDI_Q8_BLOCK];
+} tdi_block_q8_0;
+
+/* "f32", "bf16", "q8_0", or "?" for another value. */
+const char *tdi_wt_name(int dtype);
+
+/* Bytes of count values stored as dtype (q8_0: count a multiple of 32);
+ * 0 for an unknown dtype. */
+size_t tdi_wt_bytes(int dtype, size_t count);
+
+/* dst (tdi_wt_bytes(dtype, count) bytes) = src [count] in dtype (BF16 or
+ * Q8_0; q8_0: count a multiple of 32). Returns 0 when a value does not fit
+ * (bf16 overflows to infinity), 1 otherwise. */
+int tdi_quantize(int dtype, void *dst, const float *src, size_t count);
+
+/* dst [count] = values first..first+count-1 of src stored as dtype (q8_0:
+ * first and count multiples of 32). */
+void tdi_dequantize(int dtype, float *dst, const void *src, size_t first, size_t count);
+
+/* tdi_linear_forward with w stored as dtype (TDI_WT_F32 calls it). From
+ * TDI_Q_BLAS_MIN_ROWS rows of x on, the weights are dequantised block by
+ * block and multiplied by the BLAS in f32 (x stays f32). Below, the
+ * library's own kernels: for q8_0 (in a multiple of 32) each row of x is
+ * quantised to q8_0 too and the products are int8; for bf16 they are f32.
+ * Same bits for any pool size. */
+#define TDI_Q_BLAS_MIN_ROWS 32
+void tdi_linear_forward_q(float *y, const float *x, const void *w, int dtype, const float *b,
+                          const float *add, int n, int in, int out, tdi_pool *pool);
+/* The same with the q8_0 dot product of `impl`: AUTO picks the best the CPU
+ * has (VNNI, AVX2, portable C); the others force one, for tests (all give
+ * the same bits); one the CPU lacks runs the portable C. */
+enum { TDI_Q8_AUTO = 0, TDI_Q8_PORTABLE = 1, TDI_Q8_AVX2 = 2, TDI_Q8_VNNI = 3 };
+void tdi_linear_forward_q_impl(float *y, const float *x, const void *w, int dtype,
+                               const float *b, const float *add, int n, int in, int out,
+                               int impl, tdi_pool *pool);
+/* 1 when this build and CPU run `impl`'s code. */
+int tdi_q8_impl_available(int impl);
+
+/* tdi_embedding_forward with the token table stored as tok_dtype (rows
+ * dequantised as they are looked up; q8_0: d a multiple of 32). */
+void tdi_embedding_forward_q(float *out, const int32_t *ids, const void *tok, int tok_dtype,
+                             const float *type, const float *pos, int B, int T, int d,
+                             tdi_pool *pool);
+
 #endif

@@ -44,16 +44,20 @@ static void prefill_rows(void *ctx, long begin, long end, int tid)
     }
 }
 
+int tdi_linear_prefill(float *y, const float *b, const float *add, int n, int out,
+                       tdi_pool *pool)
+{
+    if (b == NULL && add == NULL) return 0;
+    prefill_job p = { y, b, add, out };
+    tdi_pool_for(pool, n, prefill_rows, &p);
+    return 1;
+}
+
 /* y [n, out] = x [n, in] · w [out, in]ᵀ + b (+ add) */
 void tdi_linear_forward(float *y, const float *x, const float *w, const float *b,
                         const float *add, int n, int in, int out, tdi_pool *pool)
 {
-    float beta = 0.0f;
-    if (b != NULL || add != NULL) {
-        beta = 1.0f;
-        prefill_job p = { y, b, add, out };
-        tdi_pool_for(pool, n, prefill_rows, &p);
-    }
+    float beta = tdi_linear_prefill(y, b, add, n, out, pool) ? 1.0f : 0.0f;
     tdi_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, beta, y, out, pool);
 }
 

@@ -75,39 +75,39 @@ static void block_forward(const tdi_model *m, tdi_workspace *ws, int32_t l, cons
         tdi_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p + o->ln1_w, p + o->ln1_b,
                               N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->qkv, a->ln1, p + o->qkv_w, p + o->qkv_b, NULL, N,
+                      tdi_model_linear(m, a->qkv, a->ln1, o->qkv_w, o->qkv_b, NULL, N,
                                          d, 3 * d, pool));
         TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
                       attention_block(m, ws, a, l, key_mask, B, T, kp, pool));
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->res1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
+                      tdi_model_linear(m, a->res1, a->atty, o->proj_w, o->proj_b, x, N,
                                          d, d, pool));
         tdi_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p + o->ln2_w,
                               p + o->ln2_b, N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->fch, a->ln2, p + o->fc_w, p + o->fc_b, NULL, N, d,
+                      tdi_model_linear(m, a->fch, a->ln2, o->fc_w, o->fc_b, NULL, N, d,
                                          ff, pool));
         tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, act, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(y, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1, N,
+                      tdi_model_linear(m, y, a->fchg, o->fc2_w, o->fc2_b, a->res1, N,
                                          ff, d, pool));
     } else {
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->qkv, x, p + o->qkv_w, p + o->qkv_b, NULL, N, d,
+                      tdi_model_linear(m, a->qkv, x, o->qkv_w, o->qkv_b, NULL, N, d,
                                          3 * d, pool));
         TDI_PROF_TIME(pr, TDI_PROF_ATTENTION,
                       attention_block(m, ws, a, l, key_mask, B, T, kp, pool));
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->ln1, a->atty, p + o->proj_w, p + o->proj_b, x, N,
+                      tdi_model_linear(m, a->ln1, a->atty, o->proj_w, o->proj_b, x, N,
                                          d, d, pool));
         tdi_layernorm_forward(a->res1, a->ln1_mean, a->ln1_rstd, a->ln1, p + o->ln1_w,
                               p + o->ln1_b, N, d, eps, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->fch, a->res1, p + o->fc_w, p + o->fc_b, NULL, N,
+                      tdi_model_linear(m, a->fch, a->res1, o->fc_w, o->fc_b, NULL, N,
                                          d, ff, pool));
         tdi_gelu_forward(a->fchg, a->fch, (size_t)N * ff, act, pool);
         TDI_PROF_TIME(pr, TDI_PROF_MATMUL,
-                      tdi_linear_forward(a->ln2, a->fchg, p + o->fc2_w, p + o->fc2_b, a->res1,
+                      tdi_model_linear(m, a->ln2, a->fchg, o->fc2_w, o->fc2_b, a->res1,
                                          N, ff, d, pool));
         tdi_layernorm_forward(y, a->ln2_mean, a->ln2_rstd, a->ln2, p + o->ln2_w, p + o->ln2_b,
                               N, d, eps, pool);
@@ -151,9 +151,11 @@ static void forward_rows(const tdi_model *m, tdi_workspace *ws, const int32_t *i
     const float *type = c->type_vocab_size > 0 ? p + m->type_emb : NULL;
     float *x = tdi_ws_res(ws, 0);
     if (c->norm_placement == TDI_NORM_PRE) {
-        tdi_embedding_forward(x, ids, p + m->tok_emb, type, pos, B, T, d, pool);
+        tdi_embedding_forward_q(x, ids, p + m->tok_emb, tdi_model_wt(m, d),
+                                type, pos, B, T, d, pool);
     } else { /* BERT normalises the embeddings, here with lnf */
-        tdi_embedding_forward(ws->emb, ids, p + m->tok_emb, type, pos, B, T, d, pool);
+        tdi_embedding_forward_q(ws->emb, ids, p + m->tok_emb, tdi_model_wt(m, d),
+                                type, pos, B, T, d, pool);
         tdi_layernorm_forward(x, ws->lnf_mean, ws->lnf_rstd, ws->emb, p + m->lnf_w,
                               p + m->lnf_b, N, d, eps, pool);
     }
@@ -264,7 +266,7 @@ static const float *head_forward(const tdi_model *m, tdi_workspace *ws, int32_t 
     int d = m->cfg.d_model;
     if (!m->cfg.head_transform) return ws->hsel;
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
-                  tdi_linear_forward(ws->head_pre, ws->hsel, p + m->head_w, p + m->head_b, NULL,
+                  tdi_model_linear(m, ws->head_pre, ws->hsel, m->head_w, m->head_b, NULL,
                                      n, d, d, pool));
     tdi_gelu_forward(ws->head_act, ws->head_pre, (size_t)n * d, m->cfg.activation, pool);
     tdi_layernorm_forward(ws->head_out, ws->head_mean, ws->head_rstd, ws->head_act,
@@ -280,7 +282,6 @@ void tdi_model_logits(const tdi_model *m, tdi_workspace *ws, const int32_t *rows
     tdi_model_gather_rows(m, ws, rows, n_rows, pool);
     const float *h = head_forward(m, ws, n_rows, pool);
     TDI_PROF_TIME(ws->prof, TDI_PROF_MATMUL,
-                  tdi_linear_forward(logits, h, m->params + m->out_w,
-                                     m->params + m->out_b, NULL, n_rows, d, V, pool));
+                  tdi_model_linear(m, logits, h, m->out_w, m->out_b, NULL, n_rows, d, V, pool));
     for (int i = 0; i < n_rows; i++) logits[(size_t)i * V + m->cfg.mask_id] = -INFINITY;
 }

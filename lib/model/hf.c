@@ -323,7 +323,7 @@ static td_status load_hf(const char *dir, int32_t mask_id, const td_allocator *a
         snprintf(path, n, "%s/model.safetensors", dir);
         st = tdi_st_open(path, a, &sf);
     }
-    if (st == TD_OK) st = tdi_model_create_bare(&c, a, &inner);
+    if (st == TD_OK) st = tdi_model_create_bare(&c, TDI_WT_F32, a, &inner);
     if (st == TD_OK) st = map_tensors(inner, kind, sf, NULL);
     if (st == TD_OK) st = tdi_model_alloc_params(inner);
     if (st == TD_OK) st = map_tensors(inner, kind, sf, inner->params);
@@ -466,6 +466,9 @@ td_status td_model_save_hf(const td_model *model, const char *dir, uint32_t flag
     TDI_CHECK_ARG(dir[0] != '\0', "%s: dir is empty", __func__);
     TDI_CHECK_ARG(flags == 0, "%s: flags = %lu must be 0", __func__, (unsigned long)flags);
     const tdi_model *m = model->m;
+    if (m->dtype != TDI_WT_F32)
+        return tdi_fail(TD_ERR_UNSUPPORTED, "%s: the model's weights are %s; only float32 "
+                        "models are written as safetensors", __func__, tdi_wt_name(m->dtype));
     hf_kind k = HF_BERT;
     TDI_TRY(kind_of(&m->cfg, &k));
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {

@@ -157,23 +157,23 @@ static void block_step(const tdi_model *m, tdi_kv_cache *c, int32_t l, int B, in
     if (m->cfg.norm_placement == TDI_NORM_PRE) {
         tdi_layernorm_forward(c->ln, c->mean, c->rstd, c->x, p + o->ln1_w, p + o->ln1_b, B, d,
                               eps, pool);
-        tdi_linear_forward(c->qkv, c->ln, p + o->qkv_w, p + o->qkv_b, NULL, B, d, 3 * d, pool);
+        tdi_model_linear(m, c->qkv, c->ln, o->qkv_w, o->qkv_b, NULL, B, d, 3 * d, pool);
         attention_step(m, c, l, B, pos, pool);
-        tdi_linear_forward(c->res1, c->att, p + o->proj_w, p + o->proj_b, c->x, B, d, d, pool);
+        tdi_model_linear(m, c->res1, c->att, o->proj_w, o->proj_b, c->x, B, d, d, pool);
         tdi_layernorm_forward(c->ln, c->mean, c->rstd, c->res1, p + o->ln2_w, p + o->ln2_b, B,
                               d, eps, pool);
-        tdi_linear_forward(c->fch, c->ln, p + o->fc_w, p + o->fc_b, NULL, B, d, ff, pool);
+        tdi_model_linear(m, c->fch, c->ln, o->fc_w, o->fc_b, NULL, B, d, ff, pool);
         tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, act, pool);
-        tdi_linear_forward(c->x, c->fch, p + o->fc2_w, p + o->fc2_b, c->res1, B, ff, d, pool);
+        tdi_model_linear(m, c->x, c->fch, o->fc2_w, o->fc2_b, c->res1, B, ff, d, pool);
     } else {
-        tdi_linear_forward(c->qkv, c->x, p + o->qkv_w, p + o->qkv_b, NULL, B, d, 3 * d, pool);
+        tdi_model_linear(m, c->qkv, c->x, o->qkv_w, o->qkv_b, NULL, B, d, 3 * d, pool);
         attention_step(m, c, l, B, pos, pool);
-        tdi_linear_forward(c->tmp, c->att, p + o->proj_w, p + o->proj_b, c->x, B, d, d, pool);
+        tdi_model_linear(m, c->tmp, c->att, o->proj_w, o->proj_b, c->x, B, d, d, pool);
         tdi_layernorm_forward(c->res1, c->mean, c->rstd, c->tmp, p + o->ln1_w, p + o->ln1_b, B,
                               d, eps, pool);
-        tdi_linear_forward(c->fch, c->res1, p + o->fc_w, p + o->fc_b, NULL, B, d, ff, pool);
+        tdi_model_linear(m, c->fch, c->res1, o->fc_w, o->fc_b, NULL, B, d, ff, pool);
         tdi_gelu_forward(c->fch, c->fch, (size_t)B * ff, act, pool);
-        tdi_linear_forward(c->tmp, c->fch, p + o->fc2_w, p + o->fc2_b, c->res1, B, ff, d, pool);
+        tdi_model_linear(m, c->tmp, c->fch, o->fc2_w, o->fc2_b, c->res1, B, ff, d, pool);
         tdi_layernorm_forward(c->x, c->mean, c->rstd, c->tmp, p + o->ln2_w, p + o->ln2_b, B, d,
                               eps, pool);
     }
@@ -192,9 +192,11 @@ void tdi_model_step(const tdi_model *m, tdi_kv_cache *c, const int32_t *ids, int
     const float *pe = pos0 != TDI_NO_TENSOR ? p + pos0 + (size_t)pos * d : NULL;
     const float *type = mc->type_vocab_size > 0 ? p + m->type_emb : NULL;
     if (mc->norm_placement == TDI_NORM_PRE) {
-        tdi_embedding_forward(c->x, ids, p + m->tok_emb, type, pe, B, 1, d, pool);
+        tdi_embedding_forward_q(c->x, ids, p + m->tok_emb, tdi_model_wt(m, d),
+                                type, pe, B, 1, d, pool);
     } else {
-        tdi_embedding_forward(c->tmp, ids, p + m->tok_emb, type, pe, B, 1, d, pool);
+        tdi_embedding_forward_q(c->tmp, ids, p + m->tok_emb, tdi_model_wt(m, d),
+                                type, pe, B, 1, d, pool);
         tdi_layernorm_forward(c->x, c->mean, c->rstd, c->tmp, p + m->lnf_w, p + m->lnf_b, B, d,
                               eps, pool);
     }
@@ -205,6 +207,6 @@ void tdi_model_step(const tdi_model *m, tdi_kv_cache *c, const int32_t *ids, int
                               eps, pool);
         h = c->ln;
     }
-    tdi_linear_forward(logits, h, p + m->out_w, p + m->out_b, NULL, B, d, V, pool);
+    tdi_model_linear(m, logits, h, m->out_w, m->out_b, NULL, B, d, V, pool);
     for (int32_t b = 0; b < B; b++) logits[(size_t)b * V + mc->mask_id] = -INFINITY;
 }

@@ -138,14 +138,26 @@ size_t tdi_model_config_n_params(const tdi_model_config *c)
     return (size_t)count_params(c);
 }
 
+int32_t tdi_tensor_dtype(int32_t model_dtype, tdi_tensor_kind kind, const char *name,
+                         int32_t cols)
+{
+    if (model_dtype == TDI_WT_F32) return TDI_WT_F32;
+    if (kind != TDI_TENSOR_MATRIX && strcmp(name, "tok_emb") != 0) return TDI_WT_F32;
+    if (model_dtype == TDI_WT_Q8_0 && cols % TDI_Q8_BLOCK != 0) return TDI_WT_F32;
+    return model_dtype;
+}
+
 /* Appends a tensor to the directory (when m->tensors is set) at the next
  * multiple of TDI_PARAM_ALIGN and returns its offset; run once to count,
- * once to fill. */
+ * once to fill. A tensor stored in a reduced precision takes the floats its
+ * bytes fill, rounded up. */
 static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *name,
                          tdi_tensor_kind kind, int32_t rows, int32_t cols)
 {
     size_t at = (*off + TDI_PARAM_ALIGN - 1) / TDI_PARAM_ALIGN * TDI_PARAM_ALIGN;
-    m->n_params += (size_t)rows * (size_t)cols;
+    size_t n = (size_t)rows * (size_t)cols;
+    int32_t dtype = tdi_tensor_dtype(m->dtype, kind, name, cols);
+    m->n_params += n;
     if (m->tensors) {
         tdi_tensor *t = &m->tensors[*count];
         snprintf(t->name, sizeof t->name, "%s", name);
@@ -153,9 +165,10 @@ static size_t add_tensor(tdi_model *m, size_t *off, int32_t *count, const char *
         t->rows = rows;
         t->cols = cols;
         t->kind = kind;
+        t->dtype = dtype;
     }
     (*count)++;
-    *off = at + (size_t)rows * (size_t)cols;
+    *off = at + (tdi_wt_bytes(dtype, n) + sizeof(float) - 1) / sizeof(float);
     return at;
 }
 
@@ -213,8 +226,8 @@ static void build_directory(tdi_model *m)
     m->n_floats = off;
 }
 
-static td_status model_new(const tdi_model_config *c, const td_allocator *a, int with_params,
-                           tdi_model **out)
+static td_status model_new(const tdi_model_config *c, int32_t dtype, const td_allocator *a,
+                           int with_params, tdi_model **out)
 {
     TDI_CHECK_PTR(out);
     *out = NULL;
@@ -227,6 +240,7 @@ static td_status model_new(const tdi_model_config *c, const td_allocator *a, int
     memset(m, 0, sizeof *m);
     m->alloc = alloc;
     m->cfg = *c;
+    m->dtype = dtype;
     build_directory(m); /* counts tensors and parameters */
 
     size_t tensor_bytes = (size_t)m->n_tensors * sizeof *m->tensors;
@@ -252,13 +266,13 @@ static td_status model_new(const tdi_model_config *c, const td_allocator *a, int
 
 td_status tdi_model_create(const tdi_model_config *c, const td_allocator *a, tdi_model **out)
 {
-    return model_new(c, a, 1, out);
+    return model_new(c, TDI_WT_F32, a, 1, out);
 }
 
-td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
-                                tdi_model **out)
+td_status tdi_model_create_bare(const tdi_model_config *c, int32_t dtype,
+                                const td_allocator *a, tdi_model **out)
 {
-    return model_new(c, a, 0, out);
+    return model_new(c, dtype, a, 0, out);
 }
 
 td_status tdi_model_alloc_params(tdi_model *m)

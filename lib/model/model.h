@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "textdiff/textdiff.h"
 #include "util/mmap.h"
 #include "util/pool.h"
@@ -106,7 +107,22 @@ typedef struct tdi_tensor {
     size_t offset;
     int32_t rows, cols;
     tdi_tensor_kind kind;
+    int32_t dtype; /* TDI_WT_*: how its values are stored */
 } tdi_tensor;
+
+/* How a model of model_dtype (TDI_WT_*) stores a tensor (docs/quantization.md):
+ * the weight matrices and the token embedding in the model's dtype — q8_0
+ * only when cols is a multiple of 32 — and everything else (LayerNorm,
+ * biases, position and type tables) as f32. */
+int32_t tdi_tensor_dtype(int32_t model_dtype, tdi_tensor_kind kind, const char *name,
+                         int32_t cols);
+
+/* Size in floats of a tensor's storage in the buffer (without the gap). */
+static inline size_t tdi_tensor_floats(const tdi_tensor *t)
+{
+    size_t bytes = tdi_wt_bytes(t->dtype, (size_t)t->rows * (size_t)t->cols);
+    return (bytes + sizeof(float) - 1) / sizeof(float);
+}
 
 /* The checkpoint key of layer_norm_eps (f64; absent: TDI_LN_EPS). */
 #define TDI_MODEL_EPS_KEY "model.layer_norm_eps"
@@ -127,6 +143,8 @@ typedef struct tdi_layer_offsets {
 typedef struct tdi_model {
     td_allocator alloc;
     tdi_model_config cfg;
+    int32_t dtype;       /* TDI_WT_*: F32, or the reduced precision of an inference-only
+                            model (td_model_convert); see tdi_tensor_dtype */
     float *params;       /* [n_floats]; inside `map` when mapped (read-only) */
     tdi_mapping map;     /* the model file, when params point into it */
     size_t n_params;     /* parameters: the tensors' elements */
@@ -151,8 +169,25 @@ void tdi_model_free(tdi_model *m);
 /* The same without a parameter buffer (params NULL), for a loader that
  * gives it one: tdi_model_alloc_params (zeroed; TD_ERR_NOMEM on failure,
  * the model unchanged) or a mapped file. */
-td_status tdi_model_create_bare(const tdi_model_config *c, const td_allocator *a,
-                                tdi_model **out);
+td_status tdi_model_create_bare(const tdi_model_config *c, int32_t dtype,
+                                const td_allocator *a, tdi_model **out);
+
+/* The storage dtype of a weight matrix with `in` columns (every linear map's
+ * weight is a matrix or the token embedding: tdi_tensor_dtype agrees). */
+static inline int32_t tdi_model_wt(const tdi_model *m, int32_t in)
+{
+    return tdi_tensor_dtype(m->dtype, TDI_TENSOR_MATRIX, "", in);
+}
+
+/* tdi_linear_forward with the weight and bias at offsets w and b of the
+ * parameters, the weight in the dtype the model stores it in. */
+static inline void tdi_model_linear(const tdi_model *m, float *y, const float *x, size_t w,
+                                    size_t b, const float *add, int n, int in, int out,
+                                    tdi_pool *pool)
+{
+    tdi_linear_forward_q(y, x, m->params + w, tdi_model_wt(m, in), m->params + b, add, n, in,
+                         out, pool);
+}
 td_status tdi_model_alloc_params(tdi_model *m);
 
 /* Make `params` (n_floats, laid out as the directory says, the gaps zero,

@@ -17,6 +17,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The checkpoint dtype of a tensor stored as `wt` (TDI_WT_*). */
+static tdi_dtype ckpt_dtype(int32_t wt)
+{
+    return wt == TDI_WT_BF16 ? TDI_DTYPE_BF16 : wt == TDI_WT_Q8_0 ? TDI_DTYPE_Q8_0
+                                                                  : TDI_DTYPE_F32;
+}
+
 static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
 {
     if (t->rows == 1) {
@@ -39,12 +46,13 @@ td_status tdi_model_write(const td_model *model, tdi_ckpt_writer *w, const char 
         TDI_TRY(tdi_ckpt_put_i64(w, f->key, tdi_model_field_get(&m->cfg, f)));
     }
     TDI_TRY(tdi_ckpt_put_f64(w, TDI_MODEL_EPS_KEY, m->cfg.layer_norm_eps));
+    if (m->dtype != TDI_WT_F32) TDI_TRY(tdi_ckpt_put_i64(w, TDI_MODEL_DTYPE_KEY, m->dtype));
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         uint32_t ndim;
         uint64_t dims[2];
         tensor_dims(t, &ndim, dims);
-        TDI_TRY(tdi_ckpt_add_tensor(w, t->name, TDI_DTYPE_F32, ndim, dims,
+        TDI_TRY(tdi_ckpt_add_tensor(w, t->name, ckpt_dtype(t->dtype), ndim, dims,
                                     m->params + t->offset, tensor_flags));
     }
     if (model->tokenizer != NULL) {
@@ -85,24 +93,61 @@ td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c)
     return TD_OK;
 }
 
+td_status tdi_model_read_dtype(const tdi_ckpt *ck, int32_t *dtype)
+{
+    int64_t v = TDI_WT_F32;
+    if (tdi_ckpt_meta_type(ck, TDI_MODEL_DTYPE_KEY) != 0)
+        TDI_TRY(tdi_ckpt_get_i64(ck, TDI_MODEL_DTYPE_KEY, &v));
+    if (v != TDI_WT_F32 && v != TDI_WT_BF16 && v != TDI_WT_Q8_0)
+        return tdi_fail(TD_ERR_FORMAT, "model checkpoint: %s = %lld is not 0 (f32), 1 (bf16) "
+                        "or 2 (q8_0)", TDI_MODEL_DTYPE_KEY, (long long)v);
+    *dtype = (int32_t)v;
+    return TD_OK;
+}
+
+/* The first element of ct (f32, bf16, or the scales of q8_0) that is not
+ * finite — or for q8_0 whose value is −128, outside the −127..127 that the
+ * kernels assume — or ct->count when all are valid. */
+static uint64_t first_invalid(const tdi_ckpt_tensor *ct)
+{
+    if (ct->dtype == TDI_DTYPE_Q8_0) {
+        const tdi_block_q8_0 *b = ct->data;
+        for (uint64_t k = 0; k < ct->count / TDI_Q8_BLOCK; k++) {
+            if (!isfinite(b[k].d)) return k * TDI_Q8_BLOCK;
+            for (int i = 0; i < TDI_Q8_BLOCK; i++)
+                if (b[k].qs[i] == -128) return k * TDI_Q8_BLOCK + (uint64_t)i;
+        }
+        return ct->count;
+    }
+    float v[64];
+    for (uint64_t k = 0; k < ct->count; k += 64) {
+        size_t n = ct->count - k < 64 ? (size_t)(ct->count - k) : 64;
+        tdi_dequantize(ct->dtype == TDI_DTYPE_BF16 ? TDI_WT_BF16 : TDI_WT_F32, v, ct->data, k,
+                       n);
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(v[i])) return k + i;
+    }
+    return ct->count;
+}
+
 td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m)
 {
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const tdi_tensor *t = &m->tensors[i];
         const tdi_ckpt_tensor *ct;
-        TDI_TRY(tdi_ckpt_tensor_get(ck, t->name, TDI_DTYPE_F32, &ct));
+        TDI_TRY(tdi_ckpt_tensor_get(ck, t->name, ckpt_dtype(t->dtype), &ct));
         uint32_t ndim;
         uint64_t dims[2];
         tensor_dims(t, &ndim, dims);
         if (ct->ndim != ndim || ct->dims[0] != dims[0] || (ndim == 2 && ct->dims[1] != dims[1]))
             return tdi_fail(TD_ERR_FORMAT, "model checkpoint: tensor %s has the wrong shape",
                             t->name);
-        const float *src = ct->data;
-        for (uint64_t k = 0; k < ct->count; k++)
-            if (!isfinite(src[k]))
-                return tdi_fail(TD_ERR_CORRUPT,
-                                "model checkpoint: tensor %s holds a non-finite value at %llu",
-                                t->name, (unsigned long long)k);
+        uint64_t k = first_invalid(ct);
+        if (k < ct->count)
+            return tdi_fail(TD_ERR_CORRUPT,
+                            "model checkpoint: tensor %s holds a non-finite value%s at %llu",
+                            t->name, ct->dtype == TDI_DTYPE_Q8_0 ? " or a q8_0 value of -128" : "",
+                            (unsigned long long)k);
     }
     return TD_OK;
 }
@@ -155,9 +200,10 @@ static td_status give_params(tdi_ckpt *ck, tdi_model *m, tdi_mapping *map)
         float *p = tdi_ckpt_take_data(ck);
         for (int32_t i = 0; i < m->n_tensors; i++) { /* the gaps: zero, like the file's */
             const tdi_tensor *t = &m->tensors[i];
-            size_t end = t->offset + (size_t)t->rows * (size_t)t->cols;
+            size_t end = t->offset * sizeof(float) +
+                         tdi_wt_bytes(t->dtype, (size_t)t->rows * (size_t)t->cols);
             size_t next = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_floats;
-            memset(p + end, 0, (next - end) * sizeof(float));
+            memset((unsigned char *)p + end, 0, next * sizeof(float) - end);
         }
         float *cut = tdi_realloc(&m->alloc, p, bytes); /* the tokenizer, a trainer's moments */
         m->params = cut ? cut : p;
@@ -217,9 +263,11 @@ td_status tdi_model_read(tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *m
                          td_model **out)
 {
     tdi_model_config c;
+    int32_t dtype;
     TDI_TRY(tdi_model_read_config(ck, &c));
+    TDI_TRY(tdi_model_read_dtype(ck, &dtype));
     tdi_model *inner;
-    TDI_TRY(tdi_model_create_bare(&c, alloc, &inner));
+    TDI_TRY(tdi_model_create_bare(&c, dtype, alloc, &inner));
     td_model *model = NULL;
     td_status st = tdi_model_check_params(ck, inner);
     if (st == TD_OK) st = tdi_model_wrap(inner, &model);

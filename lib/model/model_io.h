@@ -31,11 +31,18 @@ td_status tdi_model_read(tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *m
 td_status tdi_model_load_file(const char *path, const td_allocator *alloc, int try_map,
                               td_model **out);
 
+/* The key of a reduced-precision model's dtype (i64, TDI_WT_*; absent:
+ * f32), docs/format.md "Model checkpoints". */
+#define TDI_MODEL_DTYPE_KEY "model.dtype"
+
+/* The dtype a checkpoint's model is stored in (TD_ERR_FORMAT if invalid). */
+td_status tdi_model_read_dtype(const tdi_ckpt *ck, int32_t *dtype);
+
 /* The model configuration stored in a checkpoint, validated. */
 td_status tdi_model_read_config(const tdi_ckpt *ck, tdi_model_config *c);
 
-/* The checkpoint holds every tensor of `m` as f32 of the right shape, all
- * values finite (TD_ERR_FORMAT or TD_ERR_CORRUPT naming the tensor). */
+/* The checkpoint holds every tensor of `m` in its dtype (tdi_tensor.dtype:
+ * f32, bf16 or q8_0) and of the right shape, all values (q8_0: scales) finite (TD_ERR_FORMAT or TD_ERR_CORRUPT naming the tensor). */
 td_status tdi_model_check_params(const tdi_ckpt *ck, const tdi_model *m);
 
 /* The checkpoint's tokenizer, if it has one, is valid and matches `c`

@@ -174,6 +174,10 @@ td_status td_trainer_create(td_model *model, const td_schedule *s, const td_trai
     TDI_TRY(tdi_struct_in(&c, sizeof c, cfg, TRAINER_CONFIG_V1, __func__, "cfg"));
     TDI_TRY(check_config(&c, model->m));
     const tdi_model *m = model->m;
+    if (m->dtype != TDI_WT_F32)
+        return tdi_fail(TD_ERR_UNSUPPORTED, "%s: the model's weights are %s (td_model_convert): "
+                        "such a model is for inference only; train the float32 model",
+                        __func__, tdi_wt_name(m->dtype));
     if (tdi_schedule_of(s)->bert_corrupt && m->cfg.mask_id == 0)
         return tdi_fail(TD_ERR_INVALID_ARG,
                         "%s: BERT corruption draws random tokens below mask_id, which is 0",

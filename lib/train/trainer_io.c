@@ -157,6 +157,11 @@ static td_status read_state(const tdi_ckpt *ck, saved_state *s)
                    "not '%s'; td_trainer_save writes those)", format ? format : "",
                    TDI_FORMAT_TRAINER);
     TDI_TRY(tdi_model_read_config(ck, &s->model));
+    int32_t dtype;
+    TDI_TRY(tdi_model_read_dtype(ck, &dtype));
+    if (dtype != TDI_WT_F32)
+        return BAD("%s = %ld: a trainer checkpoint holds float32 weights", TDI_MODEL_DTYPE_KEY,
+                   (long)dtype);
     TDI_TRY(get_int(ck, "trainer.step", 0, INT64_MAX, &s->step));
     size_t n_rng;
     TDI_TRY(tdi_ckpt_get_u64_array(ck, "trainer.rng", &s->rng, &n_rng));

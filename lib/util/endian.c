@@ -14,6 +14,19 @@ void tdi_le_convert(void *dst, const void *src, size_t n, size_t elem)
             memcpy(&v, s + i, 4);
             tdi_le_put32(d + i, v);
         }
+    } else if (elem == 2) {
+        for (size_t i = 0; i + 2 <= n; i += 2) {
+            uint16_t v;
+            memcpy(&v, s + i, 2);
+            tdi_le_put16(d + i, v);
+        }
+    } else if (elem == 36) { /* q8_0 block: an f32 scale, then 32 bytes */
+        for (size_t i = 0; i + 36 <= n; i += 36) {
+            uint32_t v;
+            memcpy(&v, s + i, 4);
+            if (d != s) memmove(d + i + 4, s + i + 4, 32);
+            tdi_le_put32(d + i, v);
+        }
     } else if (elem == 8) {
         for (size_t i = 0; i + 8 <= n; i += 8) {
             uint64_t v;

@@ -10,7 +10,7 @@
 #define TRY(x) do { if ((x) != TD_OK) { fprintf(stderr, "failed: %s\n", #x); return 1; } } while (0)
 
 static int one(const char *dir, const char *name, int32_t pos, int32_t norm, int32_t tie,
-               int32_t causal, int train)
+               int32_t causal, int train, int32_t dtype)
 {
     static const char text[] = "abcab";
     char path[1024];
@@ -25,10 +25,10 @@ static int one(const char *dir, const char *name, int32_t pos, int32_t norm, int
     c.vocab_size = v;
     c.mask_id = mask;
     c.max_seq_len = 4;
-    c.d_model = 4;
+    c.d_model = dtype == TD_DTYPE_Q8_0 ? 32 : 4; /* q8_0 blocks: rows of 32 */
     c.n_layers = 1;
     c.n_heads = 2;
-    c.d_ff = 8;
+    c.d_ff = dtype == TD_DTYPE_Q8_0 ? 32 : 8;
     c.pos_encoding = pos;
     c.norm_placement = norm;
     c.tie_embeddings = tie;
@@ -36,7 +36,12 @@ static int one(const char *dir, const char *name, int32_t pos, int32_t norm, int
     TRY(td_model_create(&c, 7, NULL, &m));
     TRY(td_model_set_tokenizer(m, tok));
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!train) {
+    if (dtype != TD_DTYPE_F32) {
+        td_model *q = NULL;
+        TRY(td_model_convert(m, dtype, NULL, &q));
+        TRY(td_model_save(q, path));
+        td_model_free(q);
+    } else if (!train) {
         TRY(td_model_save(m, path));
     } else {
         td_schedule_config sc;
@@ -67,9 +72,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *d = argv[1];
-    return one(d, "rope-pre-tied.tdm", TD_POS_ROPE, TD_NORM_PRE, 1, 0, 0) ||
-           one(d, "learned-post-untied.tdm", TD_POS_LEARNED, TD_NORM_POST, 0, 0, 0) ||
-           one(d, "causal.tdm", TD_POS_ROPE, TD_NORM_PRE, 1, 1, 0) ||
-           one(d, "trainer.tdc", TD_POS_ROPE, TD_NORM_PRE, 1, 0, 1) ||
-           one(d, "trainer-causal.tdc", TD_POS_LEARNED, TD_NORM_POST, 0, 1, 1);
+    const int32_t f32 = TD_DTYPE_F32;
+    return one(d, "rope-pre-tied.tdm", TD_POS_ROPE, TD_NORM_PRE, 1, 0, 0, f32) ||
+           one(d, "learned-post-untied.tdm", TD_POS_LEARNED, TD_NORM_POST, 0, 0, 0, f32) ||
+           one(d, "causal.tdm", TD_POS_ROPE, TD_NORM_PRE, 1, 1, 0, f32) ||
+           one(d, "trainer.tdc", TD_POS_ROPE, TD_NORM_PRE, 1, 0, 1, f32) ||
+           one(d, "trainer-causal.tdc", TD_POS_LEARNED, TD_NORM_POST, 0, 1, 1, f32) ||
+           one(d, "bf16.tdm", TD_POS_LEARNED, TD_NORM_POST, 0, 0, 0, TD_DTYPE_BF16) ||
+           one(d, "q8_0.tdm", TD_POS_ROPE, TD_NORM_PRE, 1, 0, 0, TD_DTYPE_Q8_0);
 }

@@ -470,6 +470,127 @@ static void test_every_allocation_failure_is_nomem_hf(void **state)
     rmdir(hf_tmp);
 }
 
+/* The reduced-precision workflow: convert (q8_0 and bf16), save, load
+ * (mapped), sample and evaluate. (Loading from memory ends with an optional
+ * shrinking realloc whose failure is no error: it is covered apart.) */
+static char quant_path[256];
+
+static td_status quant_workflow(const td_allocator *a)
+{
+    td_model *m = NULL, *q = NULL, *b = NULL, *r = NULL;
+    td_schedule *sch = NULL;
+    td_sampler *smp = NULL;
+    td_model_config mc;
+    td_model_config_default(&mc);
+    mc.vocab_size = 40;
+    mc.mask_id = 39;
+    mc.max_seq_len = 8;
+    mc.d_model = 32;
+    mc.n_layers = 1;
+    mc.n_heads = 2;
+    mc.d_ff = 64;
+    td_status st = td_model_create(&mc, 1, a, &m);
+    if (st == TD_OK) st = td_model_convert(m, TD_DTYPE_Q8_0, a, &q);
+    if (st == TD_OK) st = td_model_convert(m, TD_DTYPE_BF16, a, &b);
+    if (st == TD_OK) st = td_model_save(q, quant_path);
+    if (st == TD_OK) st = td_model_load(quant_path, a, &r);
+    if (st == TD_OK) {
+        td_schedule_config schc;
+        td_schedule_config_default(&schc, TD_SCHEDULE_LOGLINEAR);
+        st = td_schedule_create(&schc, a, &sch);
+    }
+    if (st == TD_OK) {
+        td_sampler_config sc;
+        td_sampler_config_default(&sc);
+        sc.steps = 4;
+        sc.n_threads = 2;
+        sc.max_batch = 2;
+        st = td_sampler_create(r, sch, &sc, &smp);
+    }
+    if (st == TD_OK) {
+        int32_t canvas[2 * 8];
+        for (int i = 0; i < 16; i++) canvas[i] = 39;
+        st = td_sampler_generate(smp, canvas, 2, 8, NULL, NULL, NULL);
+    }
+    if (st == TD_OK) {
+        int32_t tokens[16];
+        for (int i = 0; i < 16; i++) tokens[i] = (5 + 7 * i) % 39;
+        td_eval_config ec;
+        td_eval_config_default(&ec);
+        ec.seq_len = 8;
+        ec.n_threads = 2;
+        ec.n_times = 2;
+        td_eval_result res = { .struct_size = sizeof res };
+        st = td_eval_nelbo(r, tokens, 16, &ec, &res);
+        if (st == TD_OK) st = td_eval_nelbo(b, tokens, 16, &ec, &res);
+    }
+    td_sampler_free(smp);
+    td_schedule_free(sch);
+    td_model_free(r);
+    td_model_free(b);
+    td_model_free(q);
+    td_model_free(m);
+    return st;
+}
+
+typedef struct quant_buf {
+    td_allocator alloc;
+    unsigned char *data;
+    size_t size;
+} quant_buf;
+
+static td_status load_quant_buf(void *ctx)
+{
+    quant_buf *b = ctx;
+    td_model *m = NULL;
+    td_status st = td_model_load_memory(b->data, b->size, &b->alloc, &m);
+    int32_t dt = -1;
+    if (st == TD_OK && (td_model_get_dtype(m, &dt) != TD_OK || dt != TD_DTYPE_Q8_0))
+        st = TD_ERR_INTERNAL;
+    td_model_free(m);
+    return st;
+}
+
+static void test_every_allocation_failure_is_nomem_quant(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(quant_path, sizeof quant_path, "%s/td-quant-err-%ld.tdm",
+             base && *base ? base : "/tmp", (long)getpid());
+    test_heap h;
+    td_allocator a = test_heap_allocator(&h);
+    if (quant_workflow(&a) != TD_OK) fail_msg("%s", td_last_error_message());
+    assert_int_equal(h.live, 0);
+    const long n_calls = h.calls;
+    assert_true(n_calls > 10);
+    for (long k = 0; k < n_calls; k++) {
+        a = test_heap_allocator(&h);
+        h.fail_at = k;
+        td_status st = quant_workflow(&a);
+        if (st != TD_ERR_NOMEM)
+            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
+                     td_status_string(st), td_last_error_message());
+        assert_int_equal(h.live, 0); /* nothing leaked */
+    }
+    /* the q8_0 file from memory: every allocation up to the first success */
+    FILE *f = fopen(quant_path, "rb");
+    assert_non_null(f);
+    quant_buf qb = { { 0 }, NULL, 0 };
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    qb.size = (size_t)ftell(f);
+    qb.data = malloc(qb.size);
+    assert_non_null(qb.data);
+    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+    assert_int_equal(fread(qb.data, 1, qb.size, f), qb.size);
+    fclose(f);
+    h = (test_heap){ 0, 0, -1 };
+    qb.alloc = test_heap_allocator(&h);
+    assert_true(test_heap_fail_each(&h, "td_model_load_memory (q8_0)", load_quant_buf, NULL,
+                                    &qb) > 3);
+    free(qb.data);
+    unlink(quant_path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_callback_may_not_reenter_its_sampler),
         cmocka_unit_test(test_every_allocation_failure_is_nomem),
         cmocka_unit_test(test_every_allocation_failure_is_nomem_hf),
+        cmocka_unit_test(test_every_allocation_failure_is_nomem_quant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,6 +145,7 @@ class TestHeader(unittest.TestCase):
             "td_pos_encoding": (td.PosEncoding, "TD_POS_"),
             "td_norm_placement": (td.NormPlacement, "TD_NORM_"),
             "td_activation": (td.Activation, "TD_ACT_"),
+            "td_dtype": (td.DType, "TD_DTYPE_"),
             "td_sampler_strategy": (td.Strategy, "TD_SAMPLER_"),
             "td_sampler_remask": (td.Remask, "TD_SAMPLER_REMASK_"),
             "td_sampler_approx": (td.Approx, "TD_SAMPLER_APPROX_"),

@@ -86,6 +86,33 @@ class TestModel(unittest.TestCase):
                                head_transform=1, layer_norm_eps=1e-12)
         self.assertEqual(b.config.type_vocab_size, 2)
 
+    def test_convert(self):
+        m = support.tiny_model(d_model=32, n_heads=2, d_ff=64)
+        self.assertEqual(m.dtype, td.DType.F32)
+        ids = support.td.Tokenizer.byte().encode("In the beginnin")[:T]
+        ref = m.logits(ids)
+        for dtype in (td.DType.BF16, td.DType.Q8_0):
+            q = m.convert(dtype)
+            self.assertEqual(q.dtype, dtype)
+            self.assertEqual(q.num_params, m.num_params)
+            out = q.logits(ids)
+            self.assertNotEqual(out, ref)
+            spread = max(v for v in ref if v > -math.inf) - min(ref)
+            worst = max(abs(a - b) for a, b in zip(out, ref) if b > -math.inf)
+            self.assertLess(worst, 0.02 * spread)
+            with self.assertRaises(td.StateError):
+                q.convert(td.DType.Q8_0)
+            with self.assertRaises(td.UnsupportedError):
+                td.Trainer(q, td.Schedule.diffusion(), batch_size=2, seq_len=T)
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "q.tdm")
+                q.save(path)
+                back = td.Model.load(path)
+                self.assertEqual(back.dtype, dtype)
+                self.assertEqual(back.logits(ids), out)
+        with self.assertRaises(td.InvalidArgumentError):
+            m.convert(7)
+
     def test_save_and_load(self):
         m = support.tiny_model(seed=5)
         ids = list(range(60, 60 + T))

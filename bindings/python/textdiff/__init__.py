@@ -36,7 +36,7 @@ from .errors import CancelledError, CorruptError, FormatError, InputOutputError,
 from .evaluation import EvalConfig, EvalResult, RateLoss, TextStats, eval_gen_perplexity, \
     eval_nelbo, eval_rates, text_stats
 from .latent import LatentPrediction, LatentSampler, LatentSchedule, LatentStage
-from .model import Activation, Model, ModelConfig, NormPlacement, PosEncoding
+from .model import Activation, DType, Model, ModelConfig, NormPlacement, PosEncoding
 from .runtime import BlasThreading, RuntimeInfo, runtime_info
 from .sampler import Approx, Remask, SampleStats, Sampler, SamplerConfig, Strategy, TokenList
 from .schedule import Schedule, ScheduleConfig, ScheduleKind
@@ -81,6 +81,7 @@ def status_string(status):
 
 __all__ = [
     "ABI_VERSION", "Activation", "BlasThreading", "CancelledError", "Corpus", "CorruptError",
+    "DType",
     "EvalConfig", "EvalResult", "FormatError", "InputOutputError", "InternalError",
     "InvalidArgumentError", "LatentPrediction", "LatentSampler", "LatentSchedule",
     "LatentStage", "Model", "ModelConfig", "NoMemoryError", "NormPlacement",

@@ -449,6 +449,8 @@ PROTOTYPES = {
     "td_model_load_hf": (c_status, [_char, ctypes.c_int32, ctypes.c_uint32, _alloc,
                                     _p(P_model)]),
     "td_model_save_hf": (c_status, [P_model, _char, ctypes.c_uint32]),
+    "td_model_convert": (c_status, [P_model, ctypes.c_int32, _alloc, _p(P_model)]),
+    "td_model_get_dtype": (c_status, [P_model, _p(ctypes.c_int32)]),
     "td_model_set_tokenizer": (c_status, [P_model, P_tokenizer]),
     "td_model_get_tokenizer": (c_status, [P_model, _alloc, _p(P_tokenizer)]),
     # trainer

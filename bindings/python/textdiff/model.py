@@ -30,6 +30,14 @@ class NormPlacement(enum.IntEnum):
     POST = 1  #: LayerNorm after each residual sum (BERT)
 
 
+class DType(enum.IntEnum):
+    """td_dtype: how a model's weights are stored (Model.convert)."""
+
+    F32 = 0   #: float32: every model that convert() did not make
+    BF16 = 1  #: bfloat16 weights, float32 arithmetic
+    Q8_0 = 2  #: 8-bit weights in blocks of 32 with a float32 scale
+
+
 ModelConfig = make_record("ModelConfig", _lib.td_model_config, """\
 A model's configuration (td_model_config): vocab_size, mask_id,
 max_seq_len, d_model, n_layers, n_heads, d_ff, pos_encoding,
@@ -117,6 +125,23 @@ class Model(Handle):
     def save(self, path):
         """Writes a checkpoint atomically (temporary file, fsync, rename)."""
         self._call(lib.td_model_save, path_arg(path))
+
+    def convert(self, dtype):
+        """A new inference-only Model whose weight matrices and token
+        embedding are stored as `dtype` (DType.BF16 or DType.Q8_0;
+        docs/quantization.md). It samples, evaluates and saves like any
+        model; Trainer and save_hf refuse it (UnsupportedError). StateError
+        when this model is converted already."""
+        out = _lib.P_model()
+        self._call(lib.td_model_convert, int_arg("dtype", dtype), None, ctypes.byref(out))
+        return Model._wrap(out)
+
+    @property
+    def dtype(self):
+        """The DType its weights are stored in."""
+        d = ctypes.c_int32()
+        self._call(lib.td_model_get_dtype, ctypes.byref(d))
+        return DType(d.value)
 
     def save_hf(self, directory):
         """Writes config.json and model.safetensors (F32) of the matching
