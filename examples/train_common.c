@@ -246,6 +246,15 @@ int train_main(int argc, char **argv, int kind)
         cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
     }
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
+    cli_check(td_model_get_config(model, &mc), "model config");
+    if (export_hf != NULL && (mc.pos_encoding != TD_POS_LEARNED ||
+                              mc.norm_placement != TD_NORM_POST || !mc.head_transform ||
+                              mc.causal)) { /* say so before training, not after */
+        fprintf(stderr, "--export-hf: a Hugging Face BERT/RoBERTa/DistilBERT has learned "
+                        "positions, post-LN and the head transform, and is bidirectional; "
+                        "this model is not (docs/hf.md \"Export\")\n");
+        return 2;
+    }
     td_corpus *corpus;
     cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
 
