@@ -24,13 +24,12 @@ while [ $r -lt "$repeat" ]; do
         c "$models/bert-base" sample --threads $t
         p "$models/bert-base" sample --threads $t
     done
+    c "$models/bert-base" train --threads 1
+    p "$models/bert-base" train --threads 1
     echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 c "$models/roberta-base" sample --threads 1
 p "$models/roberta-base" sample --threads 1
 c "$models/bert-base" sample --threads 1 --strategy maxprob
 c "$models/bert-base" sample --threads 1 --strategy maxprob --top-k 50 --top-p 0.9
-c "$models/roberta-base" sample --threads 1 --strategy maxprob --top-k 50 --top-p 0.9
-c "$models/bert-base" train --threads 2
-p "$models/bert-base" train --threads 2
 echo "# $(date -u) load: $(cut -d' ' -f1-3 /proc/loadavg)"
