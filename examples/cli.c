@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage_exit(const char *usage, const cli_flag *flags, int n, int code)
@@ -92,6 +93,80 @@ void cli_check(td_status st, const char *what)
     if (st == TD_OK) return;
     fprintf(stderr, "error: %s: %s (%s)\n", what, td_last_error_message(), td_status_string(st));
     exit(1);
+}
+
+int cli_is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* dir/name into buf (exits when it does not fit). */
+static const char *join(char *buf, size_t cap, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap) {
+        fprintf(stderr, "error: %s: path too long\n", dir);
+        exit(1);
+    }
+    return buf;
+}
+
+void cli_load_hf(const char *dir, td_model **m, td_tokenizer **tok)
+{
+    char path[4096];
+    if (access(join(path, sizeof path, dir, "config.json"), R_OK) != 0) {
+        fprintf(stderr,
+                "error: %s: no config.json: not a Hugging Face model directory "
+                "(config.json, model.safetensors and the tokenizer's files)\n",
+                dir);
+        exit(1);
+    }
+    cli_check(td_tokenizer_load_hf(dir, NULL, tok), dir);
+    int32_t mask, n_tok, n_model;
+    cli_check(td_tokenizer_special_id(*tok, TD_TOKEN_MASK, &mask), dir);
+    cli_check(td_tokenizer_vocab_size(*tok, &n_tok), dir);
+    cli_check(td_model_load_hf(dir, mask, 0, NULL, m), dir);
+    td_model_config mc;
+    cli_check(td_model_config_default(&mc), "model config");
+    cli_check(td_model_get_config(*m, &mc), dir);
+    n_model = mc.vocab_size;
+    if (n_tok != n_model) {
+        fprintf(stderr,
+                "error: %s: the tokenizer has %d tokens but the model's vocab_size is %d: "
+                "they do not belong together\n",
+                dir, (int)n_tok, (int)n_model);
+        exit(1);
+    }
+    cli_check(td_model_set_tokenizer(*m, *tok), dir);
+}
+
+int cli_copy_hf_tokenizer(const char *from, const char *to)
+{
+    static const char *const files[] = { "tokenizer.json", "tokenizer_config.json",
+                                         "special_tokens_map.json", "vocab.txt", "vocab.json",
+                                         "merges.txt" };
+    int n = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[4096], dst[4096], tmp[4200], buf[65536];
+        FILE *in = fopen(join(src, sizeof src, from, files[i]), "rb");
+        if (in == NULL) continue;
+        join(dst, sizeof dst, to, files[i]);
+        snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+        FILE *out = fopen(tmp, "wb");
+        int ok = out != NULL;
+        size_t got;
+        while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, got, out) == got;
+        ok = ok && !ferror(in);
+        if (out != NULL && fclose(out) != 0) ok = 0;
+        fclose(in);
+        if (!ok || rename(tmp, dst) != 0) {
+            perror(dst);
+            remove(tmp);
+            exit(1);
+        }
+        n++;
+    }
+    return n;
 }
 
 double cli_now(void)

@@ -38,6 +38,23 @@ char *cli_decode(const td_tokenizer *tok, const int32_t *ids, size_t n, size_t *
  * tail is left out), decoded with tok; malloc'd. */
 char *cli_split_text(const td_corpus *c, const td_tokenizer *tok, td_split split, size_t *len);
 
+/* A Hugging Face model directory (docs/bert-is-a-sampler.md): its tokenizer
+ * (td_tokenizer_load_hf), then its model (td_model_load_hf with the
+ * tokenizer's [MASK] id), with the tokenizer attached to the model
+ * (td_model_set_tokenizer) so that the library's checkpoints carry it.
+ * Exits with a message for a directory without config.json or a tokenizer
+ * whose vocabulary size is not the model's. */
+void cli_load_hf(const char *dir, td_model **m, td_tokenizer **tok);
+
+/* Whether path names a directory. */
+int cli_is_dir(const char *path);
+
+/* Copies the tokenizer files of Hugging Face directory `from` (tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json, vocab.txt, vocab.json,
+ * merges.txt: those present) into directory `to`; returns how many, or exits
+ * with a message when one cannot be copied. */
+int cli_copy_hf_tokenizer(const char *from, const char *to);
+
 /* Wall-clock seconds. */
 double cli_now(void);
 

@@ -1,6 +1,8 @@
 /* eval: score one or more checkpoints side by side on the validation split —
  * the NELBO bound (bits per byte, perplexity bound) and the loss at each
- * masking rate, with the same masks for every model. */
+ * masking rate, with the same masks for every model. A model is scored in
+ * its own tokens (its checkpoint's tokenizer, or a Hugging Face directory's)
+ * and the NELBO is in bits per byte of the same text for every tokenizer. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@ int main(int argc, char **argv)
     };
     char **paths;
     int n_models;
-    cli_parse(argc, argv, "usage: eval [options] CHECKPOINT...", flags,
+    cli_parse(argc, argv, "usage: eval [options] CHECKPOINT|HF_DIR...", flags,
               (int)(sizeof flags / sizeof flags[0]), &paths, &n_models);
     if (n_models == 0) {
         fprintf(stderr, "eval: give at least one checkpoint (--help for usage)\n");
@@ -39,7 +41,6 @@ int main(int argc, char **argv)
     ec.n_times = times;
     ec.seed = (uint64_t)seed;
     ec.max_sequences = windows;
-    ec.bytes_per_token = 1.0; /* byte tokenizer */
     cli_print_runtime(stderr, threads, 1);
 
     double rates[N_RATES];
@@ -49,23 +50,34 @@ int main(int argc, char **argv)
     td_eval_result *res = calloc((size_t)n_models, sizeof *res);
     int *causal = calloc((size_t)n_models, sizeof *causal);
 
-    td_tokenizer *byte_tok;
-    cli_check(td_tokenizer_create_byte(NULL, &byte_tok), "tokenizer");
-    td_corpus *corpus;
-    cli_check(td_corpus_load(corpus_path, byte_tok, NULL, &corpus), corpus_path);
-    uint64_t n_windows;
-    cli_check(td_corpus_num_windows(corpus, TD_SPLIT_VALID, seq_len, &n_windows), "windows");
-    int32_t *valid = malloc(sizeof *valid * (size_t)(n_windows * (uint64_t)seq_len));
-    for (uint64_t w = 0; w < n_windows; w++)
-        cli_check(td_corpus_window(corpus, TD_SPLIT_VALID, seq_len, w, valid + w * seq_len),
-                  "window");
-
     for (int i = 0; i < n_models; i++) {
+        /* a Hugging Face directory or a checkpoint, scored on the corpus in
+         * its own tokens (bits per byte of the same text either way) */
         td_model *m;
-        cli_check(td_model_load(paths[i], NULL, &m), paths[i]);
+        td_tokenizer *tok = NULL;
+        if (cli_is_dir(paths[i])) {
+            cli_load_hf(paths[i], &m, &tok);
+        } else {
+            cli_check(td_model_load(paths[i], NULL, &m), paths[i]);
+            if (td_model_get_tokenizer(m, NULL, &tok) != TD_OK)
+                cli_check(td_tokenizer_create_byte(NULL, &tok), "tokenizer");
+        }
+        td_corpus *corpus;
+        cli_check(td_corpus_load(corpus_path, tok, NULL, &corpus), corpus_path);
+        uint64_t n_windows;
+        cli_check(td_corpus_num_windows(corpus, TD_SPLIT_VALID, seq_len, &n_windows), "windows");
+        if (windows > 0 && n_windows > (uint64_t)windows) n_windows = (uint64_t)windows;
+        const int64_t n_valid = (int64_t)(n_windows * (uint64_t)seq_len);
+        int32_t *valid = malloc(sizeof *valid * (size_t)(n_valid > 0 ? n_valid : 1));
+        for (uint64_t w = 0; w < n_windows; w++)
+            cli_check(td_corpus_window(corpus, TD_SPLIT_VALID, seq_len, w, valid + w * seq_len),
+                      "window");
+        size_t bytes = 0;
+        if (n_valid > 0) free(cli_decode(tok, valid, (size_t)n_valid, &bytes));
+        ec.bytes_per_token = n_valid > 0 ? (double)bytes / (double)n_valid : 1.0;
         double t0 = cli_now();
         res[i].struct_size = sizeof res[i];
-        cli_check(td_eval_nelbo(m, valid, (int64_t)(n_windows * (uint64_t)seq_len), &ec, &res[i]),
+        cli_check(td_eval_nelbo(m, valid, n_valid, &ec, &res[i]),
                   "NELBO");
         td_model_config mc = { .struct_size = sizeof mc };
         cli_check(td_model_get_config(m, &mc), paths[i]);
@@ -73,14 +85,17 @@ int main(int argc, char **argv)
         if (causal[i]) /* an AR model: its NELBO column is the exact NLL, no rates */
             for (int j = 0; j < N_RATES; j++) loss[i][j] = acc[i][j] = NAN;
         else
-            cli_check(td_eval_rates(m, valid, (int64_t)(n_windows * (uint64_t)seq_len), rates,
+            cli_check(td_eval_rates(m, valid, n_valid, rates,
                                     N_RATES, &ec, loss[i], acc[i]),
                       "per-rate loss");
         fprintf(stderr, "%s: evaluated in %.1f s\n", paths[i], cli_now() - t0);
         td_model_free(m);
+        free(valid);
+        td_corpus_free(corpus);
+        td_tokenizer_free(tok);
     }
 
-    printf("validation: %lld windows of %d bytes, masks seeded %lld\n\n",
+    printf("validation: %lld windows of %d tokens, masks seeded %lld\n\n",
            (long long)res[0].n_sequences, seq_len, (long long)seed);
     printf("%-28s %14s %12s %12s %12s\n", "checkpoint", "NELBO bits/B", "+-", "ppl bound",
            "acc@15%");
@@ -88,7 +103,8 @@ int main(int argc, char **argv)
         printf("%-28s %14.4f %12.4f %12.3f %11.1f%%%s\n", paths[i], res[i].bits_per_byte,
                res[i].std_error_nats / log(2.0), res[i].perplexity_bound, 100 * acc[i][2],
                causal[i] ? "  (causal: exact NLL, no masking rates)" : "");
-    printf("\nloss at each masking rate, bits per masked byte (accuracy)\n%-6s", "rate");
+    printf("\nloss at each masking rate, bits per masked token (a byte with the byte "
+           "tokenizer; accuracy)\n%-6s", "rate");
     for (int i = 0; i < n_models; i++) printf(" %22.22s", paths[i]);
     printf("\n");
     for (int j = 0; j < N_RATES; j++) {
@@ -114,13 +130,10 @@ int main(int argc, char **argv)
         }
         fclose(f);
     }
-    free(valid);
     free(loss);
     free(acc);
     free(res);
     free(causal);
     free(paths);
-    td_corpus_free(corpus);
-    td_tokenizer_free(byte_tok);
     return 0;
 }

@@ -1,7 +1,9 @@
 /* sample: generate text with a trained model — from an empty canvas, after a
  * prompt, or into the gaps of a template — with any strategy and knobs
  * (thresholds, remasking, guidance, token lists), and optionally watch the
- * canvas being unmasked step by step or stream the text as it settles. */
+ * canvas being unmasked step by step or stream the text as it settles.
+ * --hf DIR samples from a Hugging Face BERT/RoBERTa/DistilBERT directory as
+ * it is, in its own tokens (docs/bert-is-a-sampler.md). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +126,13 @@ int main(int argc, char **argv)
     int approx = 0, eos = 0;
     double temperature = 1.0, top_p = 1.0, alg_temp = 0.0;
     int64_t seed = 1;
-    const char *latent = NULL;
+    const char *latent = NULL, *hf = NULL;
     cli_flag flags[] = {
         { "model", CLI_STRING, &model_path, "checkpoint (with --latent: the frozen encoder; "
           "default models/mlm.tdm)" },
+        { "hf", CLI_STRING, &hf, "Hugging Face model directory (config.json, model.safetensors, "
+          "tokenizer files) instead of --model: the canvas is framed by [CLS] ... [SEP] "
+          "(<s> ... </s>) and special tokens are never drawn" },
         { "latent", CLI_STRING, &latent, "latent diffusion model (train_latent); --strategy "
           "ddim (default) or ddpm, --steps, --n, --seed, --threads apply" },
         { "strategy", CLI_STRING, &strategy, "ancestral, maxprob, margin, entropy, or ltr (left to right: a causal model's)" },
@@ -138,7 +143,8 @@ int main(int argc, char **argv)
         { "top-p", CLI_FLOAT, &top_p, "nucleus sampling mass" },
         { "alg-temp", CLI_FLOAT, &alg_temp, "randomness of the confidence order" },
         { "block-len", CLI_INT, &block_len, "semi-autoregressive block length (0: off)" },
-        { "len", CLI_INT, &len, "canvas length in bytes" },
+        { "len", CLI_INT, &len, "canvas length in tokens (bytes with the byte tokenizer; with --hf "
+          "counting [CLS] and [SEP])" },
         { "prompt", CLI_STRING, &prompt, "text kept at the start of the canvas" },
         { "infill", CLI_STRING, &infill, "template: '_' marks each byte to generate" },
         { "n", CLI_INT, &n, "number of samples" },
@@ -166,9 +172,17 @@ int main(int argc, char **argv)
     if (latent != NULL && strcmp(model_path, TD_DATA_DIR "/../models/diffusion.tdm") == 0)
         model_path = TD_DATA_DIR "/../models/mlm.tdm";
     td_model *m;
-    cli_check(td_model_load(model_path, NULL, &m), model_path);
     td_tokenizer *tok;
-    cli_check(td_model_get_tokenizer(m, NULL, &tok), "tokenizer");
+    if (hf != NULL && latent != NULL) {
+        fprintf(stderr, "sample: --hf and --latent do not go together\n");
+        return 2;
+    }
+    if (hf != NULL) {
+        cli_load_hf(hf, &m, &tok);
+    } else {
+        cli_check(td_model_load(model_path, NULL, &m), model_path);
+        cli_check(td_model_get_tokenizer(m, NULL, &tok), "tokenizer");
+    }
     if (latent != NULL) {
         int rc = sample_latent(m, tok, latent, strategy, steps, n, seed, threads);
         td_tokenizer_free(tok);
@@ -182,7 +196,9 @@ int main(int argc, char **argv)
     /* The canvas: a template with '_' holes, or a prompt followed by masks. */
     const char *text = infill ? infill : prompt, *why;
     int32_t *row, len32 = len;
-    td_status cst = canvas_row(tok, text, strlen(text), infill != NULL, &len32, &row, &why);
+    td_status cst = canvas_row(tok, text, strlen(text),
+                               (infill ? CANVAS_TEMPLATE : 0) | (hf ? CANVAS_FRAMED : 0), &len32,
+                               &row, &why);
     if (why != NULL) {
         fprintf(stderr, "sample: %s (--len %d)\n", why, len);
         return 2;
@@ -244,13 +260,20 @@ int main(int argc, char **argv)
     cli_check(td_sampler_create(m, sch, &sc, &s), "sampler");
     const char *lists[2] = { ban, allow };
     for (int k = 0; k < 2; k++) {
-        if (lists[k] == NULL) continue;
-        int32_t ids[1024];
-        int n_ids = parse_ids(lists[k], ids, 1024);
-        if (n_ids <= 0) {
+        /* --hf: the special tokens ([UNK], [CLS], [SEP]; the model never
+         * predicts [MASK], the sampler never draws [PAD]) join the ban list */
+        const int specials = hf != NULL && k == 0 && allow == NULL;
+        if (lists[k] == NULL && !specials) continue;
+        int32_t ids[1024 + 3];
+        int n_ids = lists[k] ? parse_ids(lists[k], ids, 1024) : 0;
+        if (n_ids < 0 || (n_ids == 0 && lists[k] != NULL)) {
             fprintf(stderr, "sample: --%s takes comma-separated ids\n", k ? "allow" : "ban");
             return 2;
         }
+        static const td_special_token banned[] = { TD_TOKEN_UNK, TD_TOKEN_CLS, TD_TOKEN_SEP };
+        for (int i = 0; specials && i < 3; i++)
+            if (td_tokenizer_special_id(tok, banned[i], &ids[n_ids]) == TD_OK) n_ids++;
+        if (n_ids == 0) continue;
         cli_check(td_sampler_set_tokens(s, k ? TD_SAMPLER_TOKENS_ALLOW : TD_SAMPLER_TOKENS_BAN,
                                         ids, n_ids),
                   k ? "--allow" : "--ban");

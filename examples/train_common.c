@@ -125,7 +125,7 @@ int train_main(int argc, char **argv, int kind)
     int eval_windows = 200, resume = 0, allow_changes = 0, bert = 0;
     double lr = 1e-3, min_lr = 1e-4, rate = 0.15, weight_decay = 0.1;
     const char *corpus_path = TD_DEFAULT_CORPUS, *log_path = NULL, *export_path = NULL;
-    const char *init_path = NULL, *tokenizer_dir = NULL, *docs = NULL;
+    const char *init_path = NULL, *tokenizer_dir = NULL, *docs = NULL, *export_hf = NULL;
     const char *checkpoint = ar ? "ar.ckpt" : diffusion ? "diffusion.ckpt" : "mlm.ckpt";
     const char *schedule_name = "loglinear", *pos = "rope", *norm = "pre";
     cli_flag flags[] = {
@@ -149,8 +149,9 @@ int train_main(int argc, char **argv, int kind)
         { "threads", CLI_INT, &threads, "threads the library computes with" },
         { "seed", CLI_I64, &seed, "seed of initialisation, batches and masks" },
         { "init", CLI_STRING, &init_path,
-          "start from this model file's weights (its shape replaces the model flags), e.g. "
-          "an MLM model continued as a diffusion model" },
+          "start from this model file's weights, or a Hugging Face BERT/RoBERTa/DistilBERT "
+          "directory with its tokenizer (the shape replaces the model flags), e.g. an MLM "
+          "model continued as a diffusion model" },
         { "checkpoint", CLI_STRING, &checkpoint, "resumable checkpoint path" },
         { "resume", CLI_SWITCH, &resume, "continue from --checkpoint if it exists" },
         { "allow-changes", CLI_SWITCH, &allow_changes,
@@ -162,6 +163,9 @@ int train_main(int argc, char **argv, int kind)
           "the tokenizer's end token; bytes: the byte tokenizer with [EOS]" },
         { "log", CLI_STRING, &log_path, "CSV log path" },
         { "export", CLI_STRING, &export_path, "also write the final model alone here" },
+        { "export-hf", CLI_STRING, &export_hf, "also write the final model as a Hugging Face "
+          "directory (config.json, model.safetensors and the tokenizer files of --init DIR or "
+          "--tokenizer DIR)" },
         { diffusion ? "schedule" : "rate", diffusion ? CLI_STRING : CLI_FLOAT,
           diffusion ? (void *)&schedule_name : (void *)&rate,
           diffusion ? "linear, loglinear, cosine or polynomial"
@@ -204,8 +208,14 @@ int train_main(int argc, char **argv, int kind)
     cli_check(td_model_config_default(&mc), "model config");
     td_model *model = NULL;
     td_tokenizer *tok = NULL;
+    const int init_hf = init_path != NULL && cli_is_dir(init_path);
+    if (init_hf && tokenizer_dir != NULL)
+        fprintf(stderr, "--tokenizer ignored: %s brings its own\n", init_path);
     if (init_path != NULL) { /* a warm start: the trainer takes any model */
-        cli_check(td_model_load(init_path, NULL, &model), init_path);
+        if (init_hf) /* its tokenizer is attached: td_model_get_tokenizer below */
+            cli_load_hf(init_path, &model, &tok);
+        else
+            cli_check(td_model_load(init_path, NULL, &model), init_path);
         cli_check(td_model_get_config(model, &mc), init_path);
         if (mc.causal != ar) {
             fprintf(stderr, "--init %s: a %s model cannot be trained %s\n", init_path,
@@ -214,7 +224,8 @@ int train_main(int argc, char **argv, int kind)
             return 2;
         }
         /* its own tokenizer, if it brings one */
-        if (td_model_get_tokenizer(model, NULL, &tok) == TD_OK && tokenizer_dir != NULL)
+        if (!init_hf && td_model_get_tokenizer(model, NULL, &tok) == TD_OK &&
+            tokenizer_dir != NULL)
             fprintf(stderr, "--tokenizer ignored: %s brings its own\n", init_path);
     }
     if (tok == NULL) {
@@ -239,6 +250,15 @@ int train_main(int argc, char **argv, int kind)
         cli_check(td_model_create(&mc, (uint64_t)seed, NULL, &model), "model");
     }
     cli_check(td_model_set_tokenizer(model, tok), "tokenizer");
+    cli_check(td_model_get_config(model, &mc), "model config");
+    if (export_hf != NULL && (mc.pos_encoding != TD_POS_LEARNED ||
+                              mc.norm_placement != TD_NORM_POST || !mc.head_transform ||
+                              mc.causal)) { /* say so before training, not after */
+        fprintf(stderr, "--export-hf: a Hugging Face BERT/RoBERTa/DistilBERT has learned "
+                        "positions, post-LN and the head transform, and is bidirectional; "
+                        "this model is not (docs/hf.md \"Export\")\n");
+        return 2;
+    }
     td_corpus *corpus;
     const char *sep = docs == NULL ? NULL : strcmp(docs, "lines") == 0 ? "\n"
                     : strcmp(docs, "paragraphs") == 0 ? "\n\n" : "";
@@ -316,7 +336,7 @@ int train_main(int argc, char **argv, int kind)
     td_model_num_params(model, &n_params);
     if (leader) {
         fprintf(stderr, "%s: %llu parameters, d=%d L=%d H=%d, batch %d x %d, %lld steps, %s\n",
-                names[kind], (unsigned long long)n_params, d_model, layers, heads,
+                names[kind], (unsigned long long)n_params, mc.d_model, mc.n_layers, mc.n_heads,
                 batch, seq_len, (long long)steps,
                 diffusion ? schedule_name : ar ? "next token" : "fixed rate");
         if (jb.size > 1)
@@ -365,6 +385,14 @@ int train_main(int argc, char **argv, int kind)
     if (export_path && leader) {
         cli_check(td_model_save(model, export_path), export_path);
         fprintf(stderr, "wrote %s\n", export_path);
+    }
+    if (export_hf && leader) {
+        cli_check(td_model_save_hf(model, export_hf, 0), export_hf);
+        /* the tokenizer files of the directory the tokenizer came from */
+        const char *tok_from = init_hf ? init_path : tokenizer_dir;
+        int n_files = tok_from ? cli_copy_hf_tokenizer(tok_from, export_hf) : 0;
+        fprintf(stderr, "wrote %s (Hugging Face; %d tokenizer files%s)\n", export_hf, n_files,
+                n_files ? "" : ": none to copy, the tokenizer is only in --export's file");
     }
     if (csv) fclose(csv);
     free(tokens);

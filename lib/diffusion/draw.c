@@ -14,6 +14,37 @@ static int rank_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Restores the heap below i (its root the worst entry in rank_cmp order). */
+static void sift_worst(tdi_logit_rank *h, int32_t k, int32_t i)
+{
+    for (;;) {
+        int32_t w = i;
+        const int32_t l = 2 * i + 1, r = l + 1;
+        if (l < k && rank_cmp(&h[l], &h[w]) > 0) w = l;
+        if (r < k && rank_cmp(&h[r], &h[w]) > 0) w = r;
+        if (w == i) return;
+        const tdi_logit_rank t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* The k first of rank[0..n) in rank_cmp order (a strict order: ties go to
+ * the lower id) into rank[0..k), sorted: what sorting all n and keeping k
+ * gives, in O(n log k) — a vocabulary of 50,000 is not sorted per row for
+ * a top-k of 50. */
+static void select_first(tdi_logit_rank *rank, int32_t n, int32_t k)
+{
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_worst(rank, k, i);
+    for (int32_t j = k; j < n; j++)
+        if (rank_cmp(&rank[j], &rank[0]) < 0) {
+            rank[0] = rank[j];
+            sift_worst(rank, k, 0);
+        }
+    qsort(rank, (size_t)k, sizeof *rank, rank_cmp);
+}
+
 int tdi_draw_ranks(const tdi_draw_config *c) { return c->top_k > 0 || c->top_p < 1.0; }
 
 /* Σ p log p of the kept distribution, from the weights and their logits. */
@@ -54,8 +85,12 @@ int tdi_draw_token(const tdi_draw_config *c, const float *logits, int32_t V, dou
                 rank[n].id = i;
                 n++;
             }
-        qsort(rank, (size_t)n, sizeof *rank, rank_cmp);
-        if (c->top_k > 0 && c->top_k < n) n = c->top_k;
+        if (c->top_k > 0 && c->top_k < n) {
+            select_first(rank, n, c->top_k);
+            n = c->top_k;
+        } else {
+            qsort(rank, (size_t)n, sizeof *rank, rank_cmp);
+        }
         for (int32_t j = 0; j < n; j++) {
             w[j] = exp(((double)rank[j].z - mx) / tau);
             total += w[j];

@@ -205,6 +205,75 @@ static void test_tail_is_reachable(void **state)
     assert_int_equal(tok, V - 2);
 }
 
+/* A large vocabulary with many tied logits: top-k (which selects the k
+ * first without sorting the vocabulary) draws the inverse CDF of the k
+ * first of a full sort by (logit descending, id ascending). */
+static const float *big_z;
+static int big_cmp(const void *a, const void *b)
+{
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (big_z[x] != big_z[y]) return big_z[x] > big_z[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static void test_top_k_large_vocabulary(void **state)
+{
+    (void)state;
+    enum { BV = 3000 };
+    static float z[BV];
+    static double w[BV];
+    static tdi_logit_rank rank[BV];
+    static int32_t ids[BV];
+    uint64_t x = 12345;
+    for (int32_t i = 0; i < BV; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        z[i] = (float)((x >> 33) % 40) * 0.25f - 5.0f; /* 40 values: ties everywhere */
+    }
+    z[7] = -INFINITY;
+    big_z = z;
+    const int32_t ks[] = { 1, 2, 3, 17, 50, 256, BV - 2 };
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        tdi_draw_config c = config(0.8, ks[ki], ki % 2 ? 0.9 : 1.0, 11);
+        int32_t n = 0;
+        for (int32_t i = 0; i < BV; i++)
+            if (i != c.exclude && isfinite(z[i])) ids[n++] = i;
+        qsort(ids, (size_t)n, sizeof *ids, big_cmp);
+        if (c.top_k < n) n = c.top_k;
+        long double q[BV], total = 0;
+        for (int32_t j = 0; j < n; j++)
+            total += q[j] = expl(((long double)z[ids[j]] - z[ids[0]]) / 0.8L);
+        if (c.top_p < 1.0) {
+            long double cum = 0;
+            int32_t j = 0;
+            while (j < n) {
+                cum += q[j++];
+                if (cum >= (long double)c.top_p * total) break;
+            }
+            n = j;
+            total = cum;
+        }
+        for (int g = 0; g < 500; g++) {
+            const double u = (g + 0.5) / 500;
+            long double cum = 0;
+            int32_t want = -1, near = 0;
+            for (int32_t j = 0; j < n; j++) {
+                cum += q[j] / total;
+                if (fabsl(cum - u) < 1e-9L) near = 1;
+                if (want < 0 && (long double)u < cum) want = ids[j];
+            }
+            if (near) continue;
+            int32_t tok = -1;
+            assert_int_equal(tdi_draw_token(&c, z, BV, u, w, rank, &tok, NULL), 0);
+            assert_int_equal(tok, want);
+        }
+        /* greedy: the first of the ranking */
+        c.temperature = 0.0;
+        int32_t tok = -1;
+        assert_int_equal(tdi_draw_token(&c, z, BV, 0.5, w, rank, &tok, NULL), 0);
+        assert_int_equal(tok, ids[0]);
+    }
+}
+
 static void test_confidences(void **state)
 {
     (void)state;
@@ -278,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_filters_keep_the_right_set),
         cmocka_unit_test(test_greedy_is_first_maximum),
         cmocka_unit_test(test_tail_is_reachable),
+        cmocka_unit_test(test_top_k_large_vocabulary),
         cmocka_unit_test(test_confidences),
         cmocka_unit_test(test_bad_rows),
     };

@@ -382,7 +382,8 @@ static void test_every_allocation_failure_is_nomem(void **state)
 }
 
 /* The Hugging Face workflow: load (F32 and BF16 files), export, reload,
- * one fine-tuning step, sampling. */
+ * one fine-tuning step, sampling; a directory's model and tokenizer
+ * together. */
 static char hf_tmp[256];
 
 static td_status hf_workflow(const td_allocator *a)
@@ -430,6 +431,20 @@ static td_status hf_workflow(const td_allocator *a)
         for (int i = 0; st == TD_OK && i < 16; i++)
             if (canvas[i] == 3 || canvas[i] < 0 || canvas[i] >= 99) st = TD_ERR_INTERNAL;
     }
+    /* a directory with its tokenizer, as sample --hf loads it: the
+     * tokenizer, the model with its [MASK], the tokenizer attached */
+    td_tokenizer *tok = NULL, *tok2 = NULL;
+    td_model *m4 = NULL;
+    int32_t mask = -1;
+    if (st == TD_OK) st = td_tokenizer_load_hf(TD_SOURCE_DIR "/tests/golden/hf-lm/roberta", a, &tok);
+    if (st == TD_OK) st = td_tokenizer_special_id(tok, TD_TOKEN_MASK, &mask);
+    if (st == TD_OK) st = td_model_load_hf(TD_SOURCE_DIR "/tests/golden/hf-lm/roberta", mask, 0, a,
+                                           &m4);
+    if (st == TD_OK) st = td_model_set_tokenizer(m4, tok);
+    if (st == TD_OK) st = td_model_get_tokenizer(m4, a, &tok2);
+    td_tokenizer_free(tok2);
+    td_model_free(m4);
+    td_tokenizer_free(tok);
     td_sampler_free(smp);
     td_trainer_free(tr);
     td_schedule_free(sch);
