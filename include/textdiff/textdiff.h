@@ -984,13 +984,15 @@ TD_API td_status td_latent_model_load(const char *path, const td_model *encoder,
 
 /* tokens [batch · seq_len] (ids in [0, vocab_size)) -> latents
  * [batch · n_latents · d_latent]: the encoder's features, compressed, without
- * augmentation. Allocates its scratch for the call; n_threads >= 1. */
+ * augmentation. Allocates its scratch for the call; n_threads >= 1.
+ * TD_ERR_NUMERIC when a latent is not finite (weights that overflow). */
 TD_API td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *tokens,
                                         int32_t batch, int32_t n_threads, float *latents);
 
 /* latents [batch · n_latents · d_latent] (finite) -> ids [batch · seq_len],
  * each the most likely token (never [MASK]); logits [batch · seq_len ·
- * vocab_size] receives the logits when not NULL ([MASK] column −∞). */
+ * vocab_size] receives the logits when not NULL ([MASK] column −∞).
+ * TD_ERR_NUMERIC when a logit is not finite (the outputs are still written). */
 TD_API td_status td_latent_model_decode(const td_latent_model *lm, const float *latents,
                                         int32_t batch, int32_t n_threads, int32_t *ids,
                                         float *logits);

@@ -161,6 +161,15 @@ static void build_dir(tdi_latent_ae *ae)
     ae->n_floats = b.off;
 }
 
+size_t tdi_latent_num_params(const tdi_latent_config *c)
+{
+    tdi_latent_ae ae;
+    memset(&ae, 0, sizeof ae);
+    ae.cfg = *c;
+    build_dir(&ae); /* counts */
+    return ae.n_params;
+}
+
 void tdi_latent_ae_free(tdi_latent_ae *ae)
 {
     if (ae == NULL) return;

@@ -102,6 +102,9 @@ typedef struct tdi_latent_ae {
 /* w = ⌈L/N⌉: the most positions one latent's chunk holds. */
 int32_t tdi_latent_chunk_width(const tdi_latent_config *c);
 
+/* The parameter count of a valid configuration, without allocating. */
+size_t tdi_latent_num_params(const tdi_latent_config *c);
+
 /* Validates c and allocates an autoencoder with zeroed parameters. */
 td_status tdi_latent_ae_create(const tdi_latent_config *c, const td_allocator *a,
                                tdi_latent_ae **out);

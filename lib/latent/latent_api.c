@@ -288,6 +288,16 @@ td_status td_latent_model_load(const char *path, const td_model *encoder,
     if (st == TD_OK && c.seq_len > e->max_seq_len)
         st = tdi_fail(TD_ERR_INVALID_ARG, "%s: seq_len %d is above the encoder's max_seq_len %d",
                       __func__, (int)c.seq_len, (int)e->max_seq_len);
+    if (st == TD_OK) { /* a small file cannot make the loader allocate a large model */
+        uint64_t have = 0;
+        for (size_t i = 0; i < tdi_ckpt_tensor_count(ck); i++)
+            have += tdi_ckpt_tensor_at(ck, i)->count;
+        size_t need = tdi_latent_num_params(&c);
+        if (need > have)
+            st = tdi_fail(TD_ERR_FORMAT, "latent checkpoint: its configuration has %zu "
+                          "parameters, its tensors hold %llu values", need,
+                          (unsigned long long)have);
+    }
     if (st == TD_OK) st = tdi_latent_ae_create(&c, &al, &ae);
     if (st == TD_OK) st = read_params(ck, ae);
     tdi_ckpt_free(ck);
@@ -341,8 +351,12 @@ td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *token
     if (st == TD_OK) st = tdi_latent_features(lm, ews, tokens, batch, pool, &feat);
     if (st == TD_OK) {
         tdi_latent_ae_compress(ae, ws, feat, batch, pool);
-        memcpy(latents, ws->lat,
-               (size_t)batch * ae->cfg.n_latents * ae->cfg.d_latent * sizeof(float));
+        size_t n = (size_t)batch * ae->cfg.n_latents * ae->cfg.d_latent;
+        memcpy(latents, ws->lat, n * sizeof(float));
+        for (size_t i = 0; i < n && st == TD_OK; i++)
+            if (!isfinite(ws->lat[i])) /* weights so large that the arithmetic overflows */
+                st = tdi_fail(TD_ERR_NUMERIC, "%s: latents[%zu] = %g is not finite", __func__,
+                              i, (double)ws->lat[i]);
     }
     tdi_pool_free(pool);
     tdi_latent_ws_free(ws);
@@ -370,6 +384,12 @@ td_status td_latent_model_decode(const td_latent_model *lm, const float *latents
     if (st == TD_OK) {
         tdi_latent_ae_decode(ae, ws, latents, NULL, batch, pool);
         tdi_latent_ae_argmax(ae, ws, ids);
+        size_t nz = (size_t)batch * ae->cfg.seq_len * ae->cfg.vocab_size;
+        size_t V = (size_t)ae->cfg.vocab_size, mask = (size_t)ae->cfg.mask_id;
+        for (size_t i = 0; i < nz && st == TD_OK; i++)
+            if (!isfinite(ws->logits[i]) && i % V != mask)
+                st = tdi_fail(TD_ERR_NUMERIC, "%s: logit %zu is %g", __func__, i,
+                              (double)ws->logits[i]);
         if (logits != NULL)
             memcpy(logits, ws->logits,
                    (size_t)batch * ae->cfg.seq_len * ae->cfg.vocab_size * sizeof(float));
