@@ -10,6 +10,9 @@
  *     the vocabulary;
  *   - saved and loaded again it is the same model: the same configuration
  *     and bit for bit the same latents.
+ *   - a trainer (autoencoder stage, batch 1, seed 1) over it either resumes
+ *     from the file and then takes a step (TD_OK or TD_ERR_NUMERIC), or
+ *     refuses it and then takes its first step.
  * Built with FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, so that mutated
  * inputs pass the CRCs. */
 #include <math.h>
@@ -71,6 +74,26 @@ static float *latents_of(const td_latent_model *lm, const td_latent_config *c)
     return lat;
 }
 
+static void check_resume(td_latent_model *lm, const char *path)
+{
+    td_latent_config c;
+    c.struct_size = sizeof c;
+    CHECK(td_latent_model_get_config(lm, &c) == TD_OK);
+    td_latent_train_config tc;
+    CHECK(td_latent_train_config_default(&tc) == TD_OK);
+    tc.batch_size = 1;
+    td_latent_trainer *t = NULL;
+    CHECK(td_latent_trainer_create(lm, &tc, &t) == TD_OK);
+    int resumed = td_latent_trainer_resume(t, path) == TD_OK;
+    int32_t ids[ENC_LEN];
+    for (int32_t i = 0; i < c.seq_len; i++) ids[i] = i % ENC_MASK;
+    td_latent_train_stats st = { .struct_size = sizeof st };
+    td_status s = td_latent_trainer_step(t, ids, &st);
+    CHECK(s == TD_OK || s == TD_ERR_NUMERIC);
+    if (!resumed && s == TD_OK) CHECK(st.step == 1);
+    td_latent_trainer_free(t);
+}
+
 static char *temp_path(const char *what)
 {
     static char path[2][64];
@@ -88,11 +111,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(fclose(f) == 0);
     td_latent_model *lm = (td_latent_model *)&lm; /* must be reset */
     td_status st = td_latent_model_load(in, encoder(), NULL, &lm);
-    unlink(in);
     if (st != TD_OK) {
+        unlink(in);
         CHECK(lm == NULL);
         return 0;
     }
+
     td_latent_config c;
     c.struct_size = sizeof c;
     CHECK(td_latent_model_get_config(lm, &c) == TD_OK);
@@ -115,6 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(a);
     free(b);
     td_latent_model_free(back);
+    check_resume(lm, in); /* last: it trains lm */
+    unlink(in);
     td_latent_model_free(lm);
     return 0;
 }

@@ -10,7 +10,7 @@
 #define TRY(x) do { if ((x) != TD_OK) { fprintf(stderr, "failed: %s\n", #x); return 1; } } while (0)
 
 static int one(const td_model *enc, const char *dir, const char *name, int32_t L, int32_t N,
-               int32_t schedule, int32_t prediction)
+               int32_t schedule, int32_t prediction, int train)
 {
     char path[1024];
     td_latent_config c;
@@ -27,6 +27,17 @@ static int one(const td_model *enc, const char *dir, const char *name, int32_t L
     TRY(td_latent_model_create(enc, &c, 3, NULL, &lm));
     snprintf(path, sizeof path, "%s/%s", dir, name);
     TRY(td_latent_model_save(lm, path));
+    if (train) { /* a trainer checkpoint after one step (batch 1, seed 1) */
+        td_latent_train_config tc;
+        td_latent_trainer *t = NULL;
+        int32_t ids[8] = { 0, 1, 2, 3, 4, 0, 1, 2 };
+        TRY(td_latent_train_config_default(&tc));
+        tc.batch_size = 1;
+        TRY(td_latent_trainer_create(lm, &tc, &t));
+        TRY(td_latent_trainer_step(t, ids, NULL));
+        TRY(td_latent_trainer_save(t, path));
+        td_latent_trainer_free(t);
+    }
     td_latent_model_free(lm);
     return 0;
 }
@@ -49,9 +60,11 @@ int main(int argc, char **argv)
     c.d_ff = 16;
     TRY(td_model_create(&c, 1, NULL, &enc));
     int bad = one(enc, argv[1], "latent-even.tdl", 4, 2, TD_LATENT_SCHEDULE_TAN_D,
-                  TD_LATENT_PREDICT_X0) ||
+                  TD_LATENT_PREDICT_X0, 0) ||
               one(enc, argv[1], "latent-uneven.tdl", 5, 2, TD_LATENT_SCHEDULE_COSINE,
-                  TD_LATENT_PREDICT_V);
+                  TD_LATENT_PREDICT_V, 0) ||
+              one(enc, argv[1], "latent-trainer.tdl", 4, 2, TD_LATENT_SCHEDULE_TAN_D,
+                  TD_LATENT_PREDICT_X0, 1);
     td_model_free(enc);
     return bad;
 }
