@@ -1047,13 +1047,15 @@ TD_API td_status td_latent_model_load(const char *path, const td_model *encoder,
 
 /* tokens [batch · seq_len] (ids in [0, vocab_size)) -> latents
  * [batch · n_latents · d_latent]: the encoder's features, compressed, without
- * augmentation. Allocates its scratch for the call; n_threads >= 1. */
+ * augmentation. Allocates its scratch for the call; n_threads >= 1.
+ * TD_ERR_NUMERIC when a latent is not finite (weights that overflow). */
 TD_API td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *tokens,
                                         int32_t batch, int32_t n_threads, float *latents);
 
 /* latents [batch · n_latents · d_latent] (finite) -> ids [batch · seq_len],
  * each the most likely token (never [MASK]); logits [batch · seq_len ·
- * vocab_size] receives the logits when not NULL ([MASK] column −∞). */
+ * vocab_size] receives the logits when not NULL ([MASK] column −∞).
+ * TD_ERR_NUMERIC when a logit is not finite (the outputs are still written). */
 TD_API td_status td_latent_model_decode(const td_latent_model *lm, const float *latents,
                                         int32_t batch, int32_t n_threads, int32_t *ids,
                                         float *logits);
@@ -1131,6 +1133,21 @@ TD_API size_t td_latent_trainer_errmsg(const td_latent_trainer *t, char *buf, si
  * untouched. */
 TD_API td_status td_latent_trainer_step(td_latent_trainer *t, const int32_t *tokens,
                                         td_latent_train_stats *stats);
+
+/* A resumable checkpoint (atomic): the latent model (it loads with
+ * td_latent_model_load), the optimizer's moments for the stage's
+ * parameters, the step count, the augmentation generator's state, and the
+ * stage, batch size and seed. */
+TD_API td_status td_latent_trainer_save(const td_latent_trainer *t, const char *path);
+
+/* Restores a td_latent_trainer_save checkpoint into a trainer whose model
+ * has the same configuration and whose stage, batch size and seed are the
+ * checkpoint's (TD_ERR_STATE naming the first that differs): the model's
+ * parameters, the moments, the step count and the generator, so that the
+ * run continues bit for bit as if uninterrupted. TD_ERR_FORMAT or
+ * TD_ERR_CORRUPT for a malformed file; on any error the trainer and its
+ * model are unchanged. */
+TD_API td_status td_latent_trainer_resume(td_latent_trainer *t, const char *path);
 
 /* Generation: Gaussian noise z_1 ~ noise_scale · N(0, I) on the latents,
  * `steps` denoising steps on the grid t_k = k/steps down to 0, the final

@@ -59,6 +59,8 @@ td_status tdi_latent_config_validate(const tdi_latent_config *c)
                    ((double)c->d_latent * (6.0 * c->d_latent + 2.0 * c->d_ff) +
                     2.0 * c->d_latent * c->d_enc) +
                (double)c->d_enc * (c->vocab_size + c->d_latent) +
+               (double)((c->seq_len + c->n_latents - 1) / c->n_latents) * c->d_latent *
+                   (c->d_enc + c->d_latent) +
                (double)c->seq_len * c->vocab_size;
     TDI_CHECK_ARG(n < 2147483647.0, "%s: the configuration needs %.0f parameters and "
                   "activations per sequence, more than 2^31 - 1", f, n);
@@ -124,9 +126,12 @@ static void build_dir(tdi_latent_ae *ae)
     tdi_xblock_offsets scratch;
     ae->n_params = 0;
     ae->enc_queries = add(&b, "enc.queries", c->n_latents, d, TDI_TENSOR_EMBEDDING);
+    int32_t w = tdi_latent_chunk_width(c);
+    ae->enc_pool_w = add(&b, "enc.pool.w", d, w * c->d_enc, TDI_TENSOR_MATRIX);
     for (int32_t l = 0; l < c->n_enc_layers; l++)
         block_dir(&b, "enc", l, d, c->d_enc, ff, ae->blocks ? &ae->blocks[l] : &scratch);
     ae->dec_queries = add(&b, "dec.queries", c->seq_len, d, TDI_TENSOR_EMBEDDING);
+    ae->dec_unpool_w = add(&b, "dec.unpool.w", w * d, d, TDI_TENSOR_MATRIX);
     for (int32_t l = 0; l < c->n_dec_layers; l++)
         block_dir(&b, "dec", l, d, d, ff,
                   ae->blocks ? &ae->blocks[c->n_enc_layers + l] : &scratch);
@@ -154,6 +159,15 @@ static void build_dir(tdi_latent_ae *ae)
     ae->den_out_b = add(&b, "den.out.b", 1, d, TDI_TENSOR_BIAS);
     ae->n_tensors = b.n;
     ae->n_floats = b.off;
+}
+
+size_t tdi_latent_num_params(const tdi_latent_config *c)
+{
+    tdi_latent_ae ae;
+    memset(&ae, 0, sizeof ae);
+    ae.cfg = *c;
+    build_dir(&ae); /* counts */
+    return ae.n_params;
 }
 
 void tdi_latent_ae_free(tdi_latent_ae *ae)
@@ -222,6 +236,10 @@ void tdi_latent_ae_init(tdi_latent_ae *ae, uint64_t seed)
         } else {
             int res = ends_with(t->name, ".o.w") || ends_with(t->name, ".fc2.w");
             double sd = !res ? 0.02 : i >= ae->n_ae_tensors ? std_den : std_res;
+            /* the chunk projections: outputs of unit variance from inputs of
+             * unit variance */
+            if (t->offset == ae->enc_pool_w || t->offset == ae->dec_unpool_w)
+                sd = 1.0 / sqrt((double)t->cols);
             for (size_t j = 0; j < n; j++) p[j] = (float)(sd * tdi_rng_normal(&r));
         }
     }
@@ -273,6 +291,9 @@ static void ws_layout(void *obj, tdi_carver *cv)
     ws->row_loss = tdi_carve(cv, B * L, sizeof(double));
     ws->pe = tdi_carve(cv, L * (size_t)c->d_enc, f);
     ws->ctx_c = tdi_carve(cv, B * L * (size_t)c->d_enc, f);
+    size_t w = (size_t)tdi_latent_chunk_width(c);
+    ws->patches = tdi_carve(cv, B * N * w * (size_t)c->d_enc, f);
+    ws->up = tdi_carve(cv, B * N * w * d, f);
     ws->zin = tdi_carve(cv, B * N * 2 * d, f);
     ws->temb_in = tdi_carve(cv, B * d, f);
     ws->t1 = tdi_carve(cv, B * d, f);
@@ -295,6 +316,7 @@ static void ws_layout(void *obj, tdi_carver *cv)
     ws->dp = tdi_carve(cv, B * H * N * L, f);
     ws->dlat = tdi_carve(cv, B * N * d, f);
     ws->dfhat = tdi_carve(cv, R * (size_t)c->d_enc, f);
+    ws->dup = tdi_carve(cv, B * N * w * d, f);
 }
 
 td_status tdi_latent_ws_create(const tdi_latent_ae *ae, int32_t b_max, int with_backward,
@@ -374,6 +396,38 @@ static void broadcast(float *dst, const float *src, int B, size_t n)
     for (int b = 0; b < B; b++) memcpy(dst + (size_t)b * n, src, n * sizeof *src);
 }
 
+int32_t tdi_latent_chunk_width(const tdi_latent_config *c)
+{
+    return (c->seq_len + c->n_latents - 1) / c->n_latents;
+}
+
+/* Position i's chunk ⌊i·N/L⌋ and its offset in the chunk, which starts at
+ * ⌈n·L/N⌉ (N <= L: every chunk has 1 .. ⌈L/N⌉ positions). */
+static void chunk_of(int i, int N, int L, int *n, int *r)
+{
+    *n = (int)((int64_t)i * N / L);
+    *r = i - (int)(((int64_t)*n * L + N - 1) / N);
+}
+
+/* Row i of [B·L, cols] <-> block (chunk(i), offset(i)) of [B·N, w·cols]:
+ * dir 0 gathers patches from rows (unused offsets are left zero), dir 1
+ * adds the blocks to the rows. */
+static void chunk_map(float *rows, float *blocks, int B, int N, int L, int w, int cols,
+                      int dir)
+{
+    if (dir == 0) memset(blocks, 0, (size_t)B * N * w * cols * sizeof *blocks);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++) {
+            int n, r;
+            chunk_of(i, N, L, &n, &r);
+            float *row = rows + ((size_t)b * L + i) * cols;
+            float *blk = blocks + (((size_t)b * N + n) * w + r) * cols;
+            if (dir == 0) memcpy(blk, row, (size_t)cols * sizeof *row);
+            else
+                for (int j = 0; j < cols; j++) row[j] += blk[j];
+        }
+}
+
 void tdi_latent_ae_compress(const tdi_latent_ae *ae, tdi_latent_ws *ws, const float *feat,
                             int32_t B, tdi_pool *pool)
 {
@@ -384,6 +438,10 @@ void tdi_latent_ae_compress(const tdi_latent_ae *ae, tdi_latent_ws *ws, const fl
         for (size_t i = 0; i < per; i++)
             ws->ctx_c[b * per + i] = feat[b * per + i] + ws->pe[i];
     broadcast(ws->res_c, ae->params + ae->enc_queries, B, (size_t)N * d);
+    int w = tdi_latent_chunk_width(c);
+    chunk_map(ws->ctx_c, ws->patches, B, N, L, w, c->d_enc, 0);
+    tdi_linear_forward(ws->res_c, ws->patches, ae->params + ae->enc_pool_w, NULL, ws->res_c,
+                       B * N, w * c->d_enc, d, pool);
     for (int32_t l = 0; l < c->n_enc_layers; l++)
         block_forward(ae, &ae->blocks[l], &ws->acts[l], ws->res_c + l * stride,
                       ws->res_c + (l + 1) * stride, ws->ctx_c, B, N, L, c->d_enc, pool);
@@ -405,6 +463,10 @@ void tdi_latent_ae_decode(const tdi_latent_ae *ae, tdi_latent_ws *ws, const floa
         ws->latd[i] = latents[i] * ws->drop[i];
     }
     broadcast(ws->res_d, p + ae->dec_queries, B, (size_t)L * d);
+    int w = tdi_latent_chunk_width(c);
+    tdi_linear_forward(ws->up, ws->latd, p + ae->dec_unpool_w, NULL, NULL, B * N, d, w * d,
+                       pool);
+    chunk_map(ws->res_d, ws->up, B, N, L, w, d, 1);
     for (int32_t l = 0; l < c->n_dec_layers; l++)
         block_forward(ae, &ae->blocks[c->n_enc_layers + l], &ws->acts[c->n_enc_layers + l],
                       ws->res_d + l * stride, ws->res_d + (l + 1) * stride, ws->latd, B, L, N,
@@ -529,6 +591,10 @@ double tdi_latent_ae_loss(const tdi_latent_ae *ae, tdi_latent_ws *ws, const int3
         block_backward(ae, ws, &ae->blocks[ne + l], &ws->acts[ne + l], ws->res_d + l * sd,
                        ws->latd, ws->dlat, grads, B, L, N, d, pool);
     sum_batch(grads + ae->dec_queries, ws->dres, B, (size_t)L * d);
+    int w = tdi_latent_chunk_width(c);
+    chunk_map(ws->dres, ws->dup, B, N, L, w, d, 0);
+    tdi_linear_backward(ws->dlat, grads + ae->dec_unpool_w, NULL, ws->dup, ws->latd,
+                        p + ae->dec_unpool_w, B * N, d, w * d, 1, pool);
     /* latd = lat ⊙ drop, lat = LN₀(res_c[ne]) */
     size_t nl = (size_t)B * N * d;
     for (size_t i = 0; i < nl; i++) ws->dlat[i] *= ws->drop[i];
@@ -538,6 +604,8 @@ double tdi_latent_ae_loss(const tdi_latent_ae *ae, tdi_latent_ws *ws, const int3
         block_backward(ae, ws, &ae->blocks[l], &ws->acts[l], ws->res_c + l * sc, ws->ctx_c,
                        NULL, grads, B, N, L, De, pool);
     sum_batch(grads + ae->enc_queries, ws->dres, B, (size_t)N * d);
+    tdi_linear_backward(NULL, grads + ae->enc_pool_w, NULL, ws->dres, ws->patches,
+                        p + ae->enc_pool_w, B * N, w * De, d, 0, pool);
     return cross + mse_weight * m;
 }
 

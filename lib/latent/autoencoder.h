@@ -7,10 +7,19 @@
  *   ctx  = feat_in + PE                        [B·L, d_enc], PE the fixed sinusoidal
  *                                              positions (the compressor's attention
  *                                              is otherwise blind to order)
- *   lat  = LN₀(compressor(ctx))               [B·N, d], LN₀ without gain/shift
+ *   x₀   = Q + patch(ctx)·W_poolᵀ              [B·N, d]: the learned queries plus a
+ *                                              projection of latent n's chunk of the
+ *                                              context, positions [⌈nL/N⌉, ⌈(n+1)L/N⌉),
+ *                                              its rows side by side [w·d_enc] (w = ⌈L/N⌉,
+ *                                              zeros after a shorter chunk's last row)
+ *   lat  = LN₀(compressor(x₀, ctx))            [B·N, d], LN₀ without gain/shift
  *   latd = lat ⊙ drop                          latent feature dropout (scale
  *                                              1/(1 − p) folded into drop)
- *   h    = LN_f(decoder(latd))                 [B·L, d]
+ *   y₀   = P + (latd·W_unpoolᵀ)[chunk(i), r(i)] [B·L, d]: position queries plus block
+ *                                              r(i) (i's offset in its chunk) of the
+ *                                              projection [w·d] of the latent whose
+ *                                              chunk holds i, chunk(i) = ⌊i·N/L⌋
+ *   h    = LN_f(decoder(y₀, latd))             [B·L, d]
  *   fhat = h·W_featᵀ + b_feat                  [B·L, d_enc]
  *   z    = fhat·W_outᵀ + b_out                 [B·L, V], [MASK] column −∞
  *   loss = mean CE(z, tokens) + mse_weight · mean (fhat − feat)²
@@ -18,7 +27,9 @@
  * Each layer of either stack is a pre-LN cross-attention block:
  *   res1 = x + W_o·xattn(W_q·LN1(x), W_kv·ctx)
  *   y    = res1 + W_2·GELU(W_1·LN2(res1))
- * The first layer's x is the learned queries, the same for every sequence.
+ * The first layer's x is x₀ (compressor) or y₀ (decoder): the chunk terms
+ * give each latent its own stretch of the text from the first step
+ * (docs/latent-diffusion.md, "Chunk paths").
  *
  * Memory: parameters are one allocation; a workspace holds the activations
  * (and, for training, their gradients) for up to b_max sequences in one
@@ -79,7 +90,7 @@ typedef struct tdi_latent_ae {
     tdi_tensor *tensors;   /* in buffer order, each at a multiple of TDI_PARAM_ALIGN */
     int32_t n_tensors;
     tdi_xblock_offsets *blocks; /* compressor, decoder, then denoiser blocks */
-    size_t enc_queries, dec_queries, lnf_w, lnf_b, feat_w, feat_b, out_w, out_b;
+    size_t enc_queries, enc_pool_w, dec_queries, dec_unpool_w, lnf_w, lnf_b, feat_w, feat_b, out_w, out_b;
     /* The denoiser's tensors follow the autoencoder's: [0, n_ae_floats) is
      * what the autoencoder's training updates, the rest the diffusion's. */
     size_t n_ae_floats;
@@ -88,13 +99,19 @@ typedef struct tdi_latent_ae {
     size_t den_lnf_w, den_lnf_b, den_out_w, den_out_b;
 } tdi_latent_ae;
 
+/* w = ⌈L/N⌉: the most positions one latent's chunk holds. */
+int32_t tdi_latent_chunk_width(const tdi_latent_config *c);
+
+/* The parameter count of a valid configuration, without allocating. */
+size_t tdi_latent_num_params(const tdi_latent_config *c);
+
 /* Validates c and allocates an autoencoder with zeroed parameters. */
 td_status tdi_latent_ae_create(const tdi_latent_config *c, const td_allocator *a,
                                tdi_latent_ae **out);
 void tdi_latent_ae_free(tdi_latent_ae *ae);
 
 /* N(0, 0.02²) matrices and queries, N(0, (0.02/√(2·layers))²) for W_o and
- * W_2, zero biases, LayerNorm 1 and 0; xoshiro256** from `seed`, tensor by
+ * W_2, N(0, 1/cols) for W_pool and W_unpool, zero biases, LayerNorm 1 and 0; xoshiro256** from `seed`, tensor by
  * tensor in buffer order. */
 void tdi_latent_ae_init(tdi_latent_ae *ae, uint64_t seed);
 
@@ -124,6 +141,8 @@ typedef struct tdi_latent_ws {
     float *ones, *zeros;    /* [d]: LN₀'s fixed gain and shift */
     float *pe;              /* [L, d_enc] sinusoidal positions */
     float *ctx_c;           /* [B·L, d_enc] the compressor's context: input + pe */
+    float *patches;         /* [B·N, w·d_enc] each chunk's rows of ctx_c side by side */
+    float *up, *dup;        /* [B·N, w·d] the decoder's chunk projection, its gradient */
     /* the denoiser, over B·N rows */
     float *zin;             /* [B·N, 2d] z_t | self-conditioning input */
     float *temb_in, *t1, *t1g, *temb; /* [B, d] */

@@ -184,9 +184,8 @@ static void tensor_dims(const tdi_tensor *t, uint32_t *ndim, uint64_t dims[2])
     dims[1] = (uint64_t)t->cols;
 }
 
-static td_status write_all(const td_latent_model *lm, tdi_ckpt_writer *w)
+td_status tdi_latent_write(const tdi_latent_ae *ae, tdi_ckpt_writer *w)
 {
-    tdi_latent_ae *ae = lm->ae;
     tdi_latent_config c = ae->cfg;
     TDI_TRY(tdi_ckpt_put_string(w, "format", FORMAT_LATENT));
     for (size_t i = 0; i < N_KEYS; i++)
@@ -210,7 +209,7 @@ td_status td_latent_model_save(const td_latent_model *lm, const char *path)
     TDI_CHECK_PTR(path);
     tdi_ckpt_writer *w;
     TDI_TRY(tdi_ckpt_writer_create(&lm->ae->alloc, &w));
-    td_status st = write_all(lm, w);
+    td_status st = tdi_latent_write(lm->ae, w);
     if (st == TD_OK) st = tdi_ckpt_write_file(w, path);
     tdi_ckpt_writer_free(w);
     return st;
@@ -260,6 +259,32 @@ static td_status read_params(const tdi_ckpt *ck, tdi_latent_ae *ae)
     return TD_OK;
 }
 
+td_status tdi_latent_read(const tdi_ckpt *ck, const td_allocator *a, tdi_latent_ae **out)
+{
+    *out = NULL;
+    tdi_latent_config c;
+    memset(&c, 0, sizeof c);
+    TDI_TRY(read_config(ck, &c));
+    /* a small file cannot make the loader allocate a large model */
+    uint64_t have = 0;
+    for (size_t i = 0; i < tdi_ckpt_tensor_count(ck); i++)
+        have += tdi_ckpt_tensor_at(ck, i)->count;
+    size_t need = tdi_latent_num_params(&c);
+    if (need > have)
+        return tdi_fail(TD_ERR_FORMAT, "latent checkpoint: its configuration has %zu "
+                        "parameters, its tensors hold %llu values", need,
+                        (unsigned long long)have);
+    tdi_latent_ae *ae;
+    TDI_TRY(tdi_latent_ae_create(&c, a, &ae));
+    td_status st = read_params(ck, ae);
+    if (st != TD_OK) {
+        tdi_latent_ae_free(ae);
+        return st;
+    }
+    *out = ae;
+    return TD_OK;
+}
+
 td_status td_latent_model_load(const char *path, const td_model *encoder,
                                const td_allocator *alloc, td_latent_model **out)
 {
@@ -273,6 +298,7 @@ td_status td_latent_model_load(const char *path, const td_model *encoder,
     tdi_ckpt *ck;
     TDI_TRY(tdi_ckpt_read_file(&al, path, &ck));
     tdi_latent_config c;
+    memset(&c, 0, sizeof c);
     tdi_latent_ae *ae = NULL;
     td_status st = read_config(ck, &c);
     const tdi_model_config *e = &encoder->m->cfg;
@@ -288,13 +314,9 @@ td_status td_latent_model_load(const char *path, const td_model *encoder,
     if (st == TD_OK && c.seq_len > e->max_seq_len)
         st = tdi_fail(TD_ERR_INVALID_ARG, "%s: seq_len %d is above the encoder's max_seq_len %d",
                       __func__, (int)c.seq_len, (int)e->max_seq_len);
-    if (st == TD_OK) st = tdi_latent_ae_create(&c, &al, &ae);
-    if (st == TD_OK) st = read_params(ck, ae);
+    if (st == TD_OK) st = tdi_latent_read(ck, &al, &ae);
     tdi_ckpt_free(ck);
-    if (st != TD_OK) {
-        tdi_latent_ae_free(ae);
-        return st;
-    }
+    if (st != TD_OK) return st;
     return wrap(encoder, ae, out);
 }
 
@@ -341,8 +363,12 @@ td_status td_latent_model_encode(const td_latent_model *lm, const int32_t *token
     if (st == TD_OK) st = tdi_latent_features(lm, ews, tokens, batch, pool, &feat);
     if (st == TD_OK) {
         tdi_latent_ae_compress(ae, ws, feat, batch, pool);
-        memcpy(latents, ws->lat,
-               (size_t)batch * ae->cfg.n_latents * ae->cfg.d_latent * sizeof(float));
+        size_t n = (size_t)batch * ae->cfg.n_latents * ae->cfg.d_latent;
+        memcpy(latents, ws->lat, n * sizeof(float));
+        for (size_t i = 0; i < n && st == TD_OK; i++)
+            if (!isfinite(ws->lat[i])) /* weights so large that the arithmetic overflows */
+                st = tdi_fail(TD_ERR_NUMERIC, "%s: latents[%zu] = %g is not finite", __func__,
+                              i, (double)ws->lat[i]);
     }
     tdi_pool_free(pool);
     tdi_latent_ws_free(ws);
@@ -370,6 +396,12 @@ td_status td_latent_model_decode(const td_latent_model *lm, const float *latents
     if (st == TD_OK) {
         tdi_latent_ae_decode(ae, ws, latents, NULL, batch, pool);
         tdi_latent_ae_argmax(ae, ws, ids);
+        size_t nz = (size_t)batch * ae->cfg.seq_len * ae->cfg.vocab_size;
+        size_t V = (size_t)ae->cfg.vocab_size, mask = (size_t)ae->cfg.mask_id;
+        for (size_t i = 0; i < nz && st == TD_OK; i++)
+            if (!isfinite(ws->logits[i]) && i % V != mask)
+                st = tdi_fail(TD_ERR_NUMERIC, "%s: logit %zu is %g", __func__, i,
+                              (double)ws->logits[i]);
         if (logits != NULL)
             memcpy(logits, ws->logits,
                    (size_t)batch * ae->cfg.seq_len * ae->cfg.vocab_size * sizeof(float));

@@ -2,6 +2,7 @@
 #ifndef TDI_LATENT_API_H
 #define TDI_LATENT_API_H
 
+#include "io/checkpoint.h"
 #include "latent/autoencoder.h"
 #include "model/model_api.h"
 #include "model/workspace.h"
@@ -18,6 +19,13 @@ struct td_latent_model {
 td_status tdi_latent_features(const td_latent_model *lm, tdi_workspace *ews,
                               const int32_t *tokens, int32_t B, tdi_pool *pool,
                               const float **feat);
+
+/* The model's configuration keys and tensors, into a checkpoint writer. */
+td_status tdi_latent_write(const tdi_latent_ae *ae, tdi_ckpt_writer *w);
+
+/* A latent model from a checkpoint of format "libtextdiff-latent" (every key
+ * and tensor validated; TD_ERR_FORMAT / TD_ERR_CORRUPT), allocated with a. */
+td_status tdi_latent_read(const tdi_ckpt *ck, const td_allocator *a, tdi_latent_ae **out);
 
 /* x0 [n] estimated from the denoiser's prediction pred [n] of z [n] at
  * (α, σ): pred itself, or α·z − σ·v. */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "io/checkpoint.h"
 #include "latent/latent_api.h"
 #include "train/adamw.h"
 #include "util/alloc.h"
@@ -358,5 +359,119 @@ td_status td_latent_trainer_step(td_latent_trainer *t, const int32_t *tokens,
     tdi_rng saved = t->rng;
     td_status st = step(t, tokens, stats);
     if (st != TD_OK) t->rng = saved;
+    return st;
+}
+
+/* ---- checkpoints (docs/latent-diffusion.md, "Resuming") ------------------- */
+
+td_status td_latent_trainer_save(const td_latent_trainer *t, const char *path)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(path);
+    tdi_ckpt_writer *w;
+    TDI_TRY(tdi_ckpt_writer_create(&t->alloc, &w));
+    uint64_t n = tdi_adamw_size(t->opt);
+    td_status st = tdi_latent_write(t->lm->ae, w);
+    if (st == TD_OK) st = tdi_ckpt_put_i64(w, "latent.trainer.stage", t->cfg.stage);
+    if (st == TD_OK) st = tdi_ckpt_put_i64(w, "latent.trainer.step", tdi_adamw_steps(t->opt));
+    if (st == TD_OK) st = tdi_ckpt_put_u64_array(w, "latent.trainer.rng", t->rng.s, 4);
+    if (st == TD_OK) st = tdi_ckpt_put_i64(w, "latent.trainer.batch_size", t->cfg.batch_size);
+    if (st == TD_OK) st = tdi_ckpt_put_u64(w, "latent.trainer.seed", t->cfg.seed);
+    if (st == TD_OK)
+        st = tdi_ckpt_add_tensor(w, "opt.m", TDI_DTYPE_F32, 1, &n,
+                                 tdi_adamw_m(((td_latent_trainer *)t)->opt), 0);
+    if (st == TD_OK)
+        st = tdi_ckpt_add_tensor(w, "opt.v", TDI_DTYPE_F32, 1, &n,
+                                 tdi_adamw_v(((td_latent_trainer *)t)->opt), 0);
+    if (st == TD_OK) st = tdi_ckpt_write_file(w, path);
+    tdi_ckpt_writer_free(w);
+    return st;
+}
+
+#define BAD(...) tdi_fail(TD_ERR_FORMAT, "latent trainer checkpoint: " __VA_ARGS__)
+
+/* n floats, finite, never negative for v. */
+static td_status read_moments(const tdi_ckpt *ck, const char *name, size_t n, const float **out)
+{
+    const tdi_ckpt_tensor *ct;
+    TDI_TRY(tdi_ckpt_tensor_get(ck, name, TDI_DTYPE_F32, &ct));
+    if (ct->ndim != 1 || ct->count != n)
+        return BAD("tensor %s has %llu values in %u dimensions, %zu expected in 1", name,
+                   (unsigned long long)ct->count, (unsigned)ct->ndim, n);
+    const float *x = ct->data;
+    int second = strcmp(name, "opt.v") == 0;
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite(x[k]) || (second && x[k] < 0.0f))
+            return tdi_fail(TD_ERR_CORRUPT, "latent trainer checkpoint: %s[%zu] = %g is invalid",
+                            name, k, (double)x[k]);
+    *out = x;
+    return TD_OK;
+}
+
+static td_status same(const char *path, const char *what, long long saved, long long mine)
+{
+    if (saved == mine) return TD_OK;
+    return tdi_fail(TD_ERR_STATE, "td_latent_trainer_resume: '%s' differs from the trainer in "
+                    "%s: the checkpoint has %lld, the trainer %lld", path, what, saved, mine);
+}
+
+/* Everything read and checked before the trainer changes. */
+static td_status resume(td_latent_trainer *t, const tdi_ckpt *ck, const char *path)
+{
+    const tdi_latent_ae *ae = t->lm->ae;
+    tdi_latent_ae *saved = NULL;
+    TDI_TRY(tdi_latent_read(ck, &t->alloc, &saved));
+    td_status st = TD_OK;
+    if (memcmp(&saved->cfg, &ae->cfg, sizeof ae->cfg) != 0)
+        st = tdi_fail(TD_ERR_STATE, "td_latent_trainer_resume: '%s' holds a latent model of "
+                      "another configuration (L %d, N %d, d %d, ...) than the trainer's "
+                      "(L %d, N %d, d %d, ...)", path, (int)saved->cfg.seq_len,
+                      (int)saved->cfg.n_latents, (int)saved->cfg.d_latent,
+                      (int)ae->cfg.seq_len, (int)ae->cfg.n_latents, (int)ae->cfg.d_latent);
+    int64_t stage = -1, step = -1, batch = -1;
+    uint64_t seed = 0;
+    const uint64_t *rng = NULL;
+    size_t n_rng = 0;
+    const float *m = NULL, *v = NULL;
+    size_t n = tdi_adamw_size(t->opt);
+    if (st == TD_OK) st = tdi_ckpt_get_i64(ck, "latent.trainer.stage", &stage);
+    if (st == TD_OK) st = tdi_ckpt_get_i64(ck, "latent.trainer.step", &step);
+    if (st == TD_OK && (step < 0 || step == INT64_MAX))
+        st = BAD("latent.trainer.step = %lld is outside 0..2^63 - 2", (long long)step);
+    if (st == TD_OK) st = tdi_ckpt_get_u64_array(ck, "latent.trainer.rng", &rng, &n_rng);
+    if (st == TD_OK && (n_rng != 4 || (rng[0] | rng[1] | rng[2] | rng[3]) == 0))
+        st = BAD("latent.trainer.rng is not a generator state (4 numbers, not all 0)");
+    if (st == TD_OK) st = tdi_ckpt_get_i64(ck, "latent.trainer.batch_size", &batch);
+    if (st == TD_OK) st = tdi_ckpt_get_u64(ck, "latent.trainer.seed", &seed);
+    if (st == TD_OK) st = same(path, "stage", (long long)stage, (long long)t->cfg.stage);
+    if (st == TD_OK)
+        st = same(path, "batch_size", (long long)batch, (long long)t->cfg.batch_size);
+    if (st == TD_OK && seed != t->cfg.seed)
+        st = tdi_fail(TD_ERR_STATE, "td_latent_trainer_resume: '%s' differs from the trainer "
+                      "in seed: the checkpoint has %llu, the trainer %llu", path,
+                      (unsigned long long)seed, (unsigned long long)t->cfg.seed);
+    if (st == TD_OK) st = read_moments(ck, "opt.m", n, &m);
+    if (st == TD_OK) st = read_moments(ck, "opt.v", n, &v);
+    if (st == TD_OK) st = tdi_adamw_set_steps(t->opt, step);
+    if (st == TD_OK) {
+        memcpy(t->lm->ae->params, saved->params, ae->n_floats * sizeof(float));
+        memcpy(tdi_adamw_m(t->opt), m, n * sizeof(float));
+        memcpy(tdi_adamw_v(t->opt), v, n * sizeof(float));
+        memcpy(t->rng.s, rng, sizeof t->rng.s);
+    }
+    tdi_latent_ae_free(saved);
+    return st;
+}
+
+td_status td_latent_trainer_resume(td_latent_trainer *t, const char *path)
+{
+    TDI_ENTER(t);
+    TDI_CHECK_PTR(t);
+    TDI_CHECK_PTR(path);
+    tdi_ckpt *ck;
+    TDI_TRY(tdi_ckpt_read_file(&t->alloc, path, &ck));
+    td_status st = resume(t, ck, path);
+    tdi_ckpt_free(ck);
     return st;
 }

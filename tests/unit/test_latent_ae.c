@@ -14,11 +14,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/test_pool.h"
 #include "golden/latent_vectors.h"
+#include "io/checkpoint.h"
 #include "kernels/cross_attention.h"
 #include "latent/autoencoder.h"
 #include "util/rng.h"
@@ -297,6 +299,68 @@ static void test_golden_is_sensitive(void **state)
     tdi_latent_ae_free(ae);
 }
 
+/* Refuses allocations above 64 MiB. */
+static void *small_malloc(void *user, size_t n)
+{
+    (void)user;
+    return n > ((size_t)64 << 20) ? NULL : malloc(n);
+}
+static void *small_realloc(void *user, void *p, size_t n)
+{
+    (void)user;
+    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
+}
+static void small_free(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+/* A small file whose configuration is valid but large (d_latent 2048, d_ff
+ * 8192, 8 + 8 + 8 blocks: 1.4 billion parameters) and which holds no
+ * tensors is refused as malformed before the model is allocated. */
+static void test_small_file_large_config(void **state)
+{
+    (void)state;
+    td_model_config mc;
+    assert_int_equal(td_model_config_default(&mc), TD_OK);
+    mc.vocab_size = 6;
+    mc.mask_id = 5;
+    mc.max_seq_len = 8;
+    mc.d_model = 8;
+    mc.n_layers = 1;
+    mc.n_heads = 2;
+    mc.d_ff = 16;
+    td_model *enc;
+    assert_int_equal(td_model_create(&mc, 1, NULL, &enc), TD_OK);
+    static const char *const names[] = {
+        "latent.seq_len", "latent.n_latents", "latent.d_latent", "latent.n_heads",
+        "latent.n_enc_layers", "latent.n_dec_layers", "latent.d_ff", "latent.encoder.d_model",
+        "latent.encoder.vocab_size", "latent.encoder.mask_id", "latent.n_den_layers",
+        "latent.schedule", "latent.prediction", "latent.self_cond"
+    };
+    static const int64_t values[] = { 8, 4, 2048, 4, 8, 8, 8192, 8, 6, 5, 8, 1, 0, 1 };
+    tdi_ckpt_writer *w;
+    assert_int_equal(tdi_ckpt_writer_create(NULL, &w), TD_OK);
+    assert_int_equal(tdi_ckpt_put_string(w, "format", "libtextdiff-latent"), TD_OK);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_int_equal(tdi_ckpt_put_i64(w, names[i], values[i]), TD_OK);
+    assert_int_equal(tdi_ckpt_put_f64(w, "latent.tan_d", 9.0), TD_OK);
+    char path[] = "/tmp/test_latent_ae_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(tdi_ckpt_write_file(w, path), TD_OK);
+    tdi_ckpt_writer_free(w);
+    td_allocator small = { small_malloc, small_realloc, small_free, NULL };
+    td_latent_model *lm = (td_latent_model *)&lm;
+    assert_int_equal(td_latent_model_load(path, enc, &small, &lm), TD_ERR_FORMAT);
+    assert_null(lm);
+    assert_non_null(strstr(td_last_error_message(), "its tensors hold 0 values"));
+    unlink(path);
+    td_model_free(enc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_golden_is_sensitive),
         cmocka_unit_test(test_denoiser_matches_pytorch),
         cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_small_file_large_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

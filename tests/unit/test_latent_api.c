@@ -204,6 +204,59 @@ static void test_training_learns(void **state)
     td_model_free(enc);
 }
 
+/* Random sequences, a fresh batch every step: the autoencoder has to
+ * compress each sequence, not memorise a batch. Without a path that gives
+ * each latent its own stretch of the text from the start, the latents of a
+ * sequence collapse to one vector and the decoder stays at the unigram
+ * level (accuracy ~1/19 here); with the chunk paths most held-out tokens
+ * come back. */
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005u + 1442695040888963407u;
+    return *s >> 33;
+}
+
+static void test_compresses_fresh_batches(void **state)
+{
+    (void)state;
+    enum { FL = 16, FN = 4, FB = 8, FV = 8 };
+    td_model *enc = toy_model_create(FV + 1, FV, FL, 3, NULL);
+    td_latent_config c = small_config();
+    c.seq_len = FL;
+    c.n_latents = FN;
+    c.d_latent = 32;
+    c.n_heads = 4;
+    c.d_ff = 64;
+    td_latent_model *lm;
+    assert_int_equal(td_latent_model_create(enc, &c, 11, NULL, &lm), TD_OK);
+    td_latent_train_config t = small_train();
+    t.batch_size = FB;
+    t.mask_prob = t.noise_std = t.latent_dropout = 0.0f;
+    t.warmup_steps = 20;
+    t.total_steps = 300;
+    td_latent_trainer *tr;
+    assert_int_equal(td_latent_trainer_create(lm, &t, &tr), TD_OK);
+    td_latent_train_stats st = { .struct_size = sizeof st };
+    int32_t tok[FB * FL], ids[FB * FL];
+    uint64_t s = 42;
+    for (int k = 0; k < 300; k++) {
+        for (int i = 0; i < FB * FL; i++) tok[i] = (int32_t)(lcg(&s) % FV);
+        assert_int_equal(td_latent_trainer_step(tr, tok, &st), TD_OK);
+    }
+    float lat[FB * FN * 32];
+    int right = 0;
+    for (int i = 0; i < FB * FL; i++) tok[i] = (int32_t)(lcg(&s) % FV); /* held out */
+    assert_int_equal(td_latent_model_encode(lm, tok, FB, 1, lat), TD_OK);
+    assert_int_equal(td_latent_model_decode(lm, lat, FB, 1, ids, NULL), TD_OK);
+    for (int i = 0; i < FB * FL; i++) right += ids[i] == tok[i];
+    print_message("fresh batches: ce %.3f, held-out accuracy %.3f\n", st.ce,
+                  (double)right / (FB * FL));
+    assert_true(right > FB * FL * 3 / 4);
+    td_latent_trainer_free(tr);
+    td_latent_model_free(lm);
+    td_model_free(enc);
+}
+
 static void train_some(td_latent_model *lm, int steps, int n_threads, double *losses)
 {
     td_latent_train_config t = small_train();
@@ -405,6 +458,110 @@ static void test_diffusion(void **state)
     td_model_free(enc);
 }
 
+/* A run saved at step 3 and resumed into a fresh trainer over a model of
+ * another initialisation continues bit for bit as the uninterrupted run
+ * (augmentations on: the generator matters); the checkpoint loads as a
+ * model; a trainer of another batch size, stage or seed, or over a model of
+ * another configuration, is refused with TD_ERR_STATE and left unchanged. */
+static void run_steps(td_latent_trainer *tr, int from, int to, double *losses)
+{
+    td_latent_train_stats st = { .struct_size = sizeof st };
+    int32_t tok[B * L];
+    for (int s = from; s < to; s++) {
+        tokens_of(tok, s);
+        assert_int_equal(td_latent_trainer_step(tr, tok, &st), TD_OK);
+        assert_int_equal(st.step, s + 1);
+        losses[s] = st.loss;
+    }
+}
+
+static void test_trainer_resume(void **state)
+{
+    (void)state;
+    td_model *enc = toy_model_create(V, MASK, L, 1, NULL);
+    td_latent_config c = small_config();
+    char path[] = "/tmp/td_latent_resume_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    int32_t tok[B * L];
+    tokens_of(tok, 9);
+    for (int stage = 0; stage < 2; stage++) {
+        td_latent_train_config t = small_train();
+        t.stage = stage;
+        double a[6], b[6];
+        float la[B * N * D], lb[B * N * D];
+        td_latent_model *ma, *mb;
+        td_latent_trainer *ta, *tb;
+        assert_int_equal(td_latent_model_create(enc, &c, 5, NULL, &ma), TD_OK);
+        assert_int_equal(td_latent_model_create(enc, &c, 6, NULL, &mb), TD_OK);
+        assert_int_equal(td_latent_trainer_create(ma, &t, &ta), TD_OK);
+        run_steps(ta, 0, 3, a);
+        assert_int_equal(td_latent_trainer_save(ta, path), TD_OK);
+        run_steps(ta, 3, 6, a);
+        assert_int_equal(td_latent_trainer_create(mb, &t, &tb), TD_OK);
+        assert_int_equal(td_latent_trainer_resume(tb, path), TD_OK);
+        run_steps(tb, 3, 6, b);
+        assert_memory_equal(a + 3, b + 3, 3 * sizeof(double));
+        assert_int_equal(td_latent_model_encode(ma, tok, B, 1, la), TD_OK);
+        assert_int_equal(td_latent_model_encode(mb, tok, B, 1, lb), TD_OK);
+        assert_memory_equal(la, lb, sizeof la);
+        td_latent_model *loaded;
+        assert_int_equal(td_latent_model_load(path, enc, NULL, &loaded), TD_OK);
+        td_latent_model_free(loaded);
+        td_latent_trainer_free(tb);
+        td_latent_trainer_free(ta);
+        td_latent_model_free(mb);
+        td_latent_model_free(ma);
+    }
+    /* path holds a diffusion-stage checkpoint at step 3 */
+    td_latent_model *m;
+    assert_int_equal(td_latent_model_create(enc, &c, 7, NULL, &m), TD_OK);
+    float before[B * N * D], after[B * N * D];
+    assert_int_equal(td_latent_model_encode(m, tok, B, 1, before), TD_OK);
+    td_latent_train_config t = small_train();
+    td_latent_trainer *tr;
+    assert_int_equal(td_latent_trainer_create(m, &t, &tr), TD_OK); /* autoencoder stage */
+    expect_fail(td_latent_trainer_resume(tr, path), TD_ERR_STATE, "stage");
+    td_latent_trainer_free(tr);
+    t.stage = TD_LATENT_STAGE_DIFFUSION;
+    t.batch_size = B - 1;
+    assert_int_equal(td_latent_trainer_create(m, &t, &tr), TD_OK);
+    expect_fail(td_latent_trainer_resume(tr, path), TD_ERR_STATE, "batch_size");
+    td_latent_trainer_free(tr);
+    t.batch_size = B;
+    t.seed = 2;
+    assert_int_equal(td_latent_trainer_create(m, &t, &tr), TD_OK);
+    expect_fail(td_latent_trainer_resume(tr, path), TD_ERR_STATE, "seed");
+    td_latent_train_stats st = { .struct_size = sizeof st };
+    assert_int_equal(td_latent_trainer_step(tr, tok, &st), TD_OK);
+    assert_int_equal(st.step, 1); /* the refused resume left the step count at 0 */
+    td_latent_trainer_free(tr);
+    assert_int_equal(td_latent_model_save(m, path), TD_OK); /* a model, no trainer state */
+    t.seed = 1;
+    assert_int_equal(td_latent_trainer_create(m, &t, &tr), TD_OK);
+    assert_int_equal(td_latent_model_encode(m, tok, B, 1, before), TD_OK);
+    expect_fail(td_latent_trainer_resume(tr, path), TD_ERR_FORMAT, "latent.trainer.stage");
+    assert_int_equal(td_latent_model_encode(m, tok, B, 1, after), TD_OK);
+    assert_memory_equal(before, after, sizeof before);
+    td_latent_trainer_free(tr);
+    td_latent_config c2 = c;
+    c2.n_latents = N / 2;
+    td_latent_model *m2;
+    assert_int_equal(td_latent_model_create(enc, &c2, 7, NULL, &m2), TD_OK);
+    t.stage = TD_LATENT_STAGE_AUTOENCODER;
+    assert_int_equal(td_latent_trainer_create(m2, &t, &tr), TD_OK);
+    expect_fail(td_latent_trainer_resume(tr, path), TD_ERR_STATE, "configuration");
+    expect_fail(td_latent_trainer_resume(tr, "/nonexistent/latent.tdl"), TD_ERR_IO, "");
+    expect_fail(td_latent_trainer_resume(NULL, path), TD_ERR_INVALID_ARG, "");
+    expect_fail(td_latent_trainer_save(tr, NULL), TD_ERR_INVALID_ARG, "");
+    td_latent_trainer_free(tr);
+    td_latent_model_free(m2);
+    td_latent_model_free(m);
+    unlink(path);
+    td_model_free(enc);
+}
+
 typedef struct workflow {
     td_model *enc;
     td_allocator alloc;
@@ -438,6 +595,8 @@ static td_status run_workflow(void *ctx)
     if (st == TD_OK) st = td_latent_trainer_create(lm2, &t, &tr);
     if (st == TD_OK) st = td_latent_trainer_step(tr, tok, NULL);
     if (st == TD_OK) st = td_latent_model_generate(lm2, &sc, B, ids, lat);
+    if (st == TD_OK) st = td_latent_trainer_save(tr, w->path);
+    if (st == TD_OK) st = td_latent_trainer_resume(tr, w->path);
     td_latent_trainer_free(tr);
     td_latent_model_free(lm2);
     td_latent_model_free(lm);
@@ -464,8 +623,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_bad_configs),
         cmocka_unit_test(test_training_learns),
+        cmocka_unit_test(test_compresses_fresh_batches),
         cmocka_unit_test(test_determinism_and_checkpoint),
         cmocka_unit_test(test_diffusion),
+        cmocka_unit_test(test_trainer_resume),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,8 @@
 An independent PyTorch version of the same modules (docs/latent-diffusion.md)
 in float64: Perceiver-style compressor (its context the features plus fixed
 sinusoidal positions), normalised latents, latent dropout,
-cross-attention decoder, feature and vocabulary heads, and the loss
+chunk paths (latent n starts from a projection of its chunk of the context,
+decoder position i from a projection of its chunk's latent), cross-attention decoder, feature and vocabulary heads, and the loss
 mean CE + mse_weight * mean (fhat - feat)^2; and the denoiser (sinusoidal
 time features -> MLP added to every latent, self-conditioning input
 concatenated to z_t, self-attention blocks) with a mean squared error loss.
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 torch.manual_seed(7)
-L, N, D, H, NE, ND, FF, DE, V, MASK, B = 6, 3, 8, 2, 2, 2, 12, 10, 11, 10, 2
+L, N, D, H, NE, ND, FF, DE, V, MASK, B = 7, 3, 8, 2, 2, 2, 12, 10, 11, 10, 2
 NN = 2  # denoiser blocks
 MSE_W = 0.7
 
@@ -39,10 +40,11 @@ def block_names(stack, l, dc):
             (p + "fc2.w", (D, FF), "w"), (p + "fc2.b", (D,), "b")]
 
 
-names = [("enc.queries", (N, D), "w")]
+W = -(-L // N)  # chunk width: the most positions one latent's chunk holds
+names = [("enc.queries", (N, D), "w"), ("enc.pool.w", (D, W * DE), "w")]
 for l in range(NE):
     names += block_names("enc", l, DE)
-names += [("dec.queries", (L, D), "w")]
+names += [("dec.queries", (L, D), "w"), ("dec.unpool.w", (W * D, D), "w")]
 for l in range(ND):
     names += block_names("dec", l, D)
 names += [("dec.lnf.w", (D,), "ln"), ("dec.lnf.b", (D,), "b"),
@@ -108,12 +110,22 @@ ang = pos * torch.exp(-torch.log(torch.tensor(10000.0, dtype=torch.float64))
                       * (2 * (col // 2)).double() / DE)
 pe = f32(torch.where(col % 2 == 0, torch.sin(ang), torch.cos(ang)))
 ctx = feat_in + pe.repeat(B, 1)
-x = P["enc.queries"].repeat(B, 1)
+# chunk paths: latent n starts from its query plus a projection of its chunk
+# of the context (rows side by side, zero-padded to W rows); decoder position i
+# from its query plus block r(i) of a projection of its chunk's latent
+chunk = [i * N // L for i in range(L)]
+offset = [i - (chunk[i] * L + N - 1) // N for i in range(L)]
+sel = torch.zeros(N * W, L, dtype=torch.float64)  # patch slot <- position
+for i in range(L):
+    sel[chunk[i] * W + offset[i], i] = 1.0
+patches = (sel[None] @ ctx.view(B, L, DE)).reshape(B * N, W * DE)
+x = P["enc.queries"].repeat(B, 1) + patches @ P["enc.pool.w"].T
 for l in range(NE):
     x = block(f"enc.{l}.", x, ctx, N, L)
 lat = ln(x)
 latd = lat * drop
-y = P["dec.queries"].repeat(B, 1)
+up = (latd @ P["dec.unpool.w"].T).view(B, N * W, D)
+y = P["dec.queries"].repeat(B, 1) + (sel.T[None] @ up).reshape(B * L, D)
 for l in range(ND):
     y = block(f"dec.{l}.", y, latd, L, N)
 hf = ln(y, P["dec.lnf.w"], P["dec.lnf.b"])

@@ -511,6 +511,8 @@ PROTOTYPES = {
     "td_latent_trainer_errmsg": (_size, [P_latent_trainer, _char, _size]),
     "td_latent_trainer_step": (c_status, [P_latent_trainer, _i32p,
                                           _p(td_latent_train_stats)]),
+    "td_latent_trainer_save": (c_status, [P_latent_trainer, _char]),
+    "td_latent_trainer_resume": (c_status, [P_latent_trainer, _char]),
     "td_latent_sample_config_init": (c_status, [_p(td_latent_sample_config), _size]),
     "td_latent_model_generate": (c_status, [P_latent_model, _p(td_latent_sample_config),
                                             ctypes.c_int32, _i32p, _p(ctypes.c_float)]),
