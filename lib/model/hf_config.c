@@ -82,7 +82,7 @@ static td_status parse_config(const cJSON *root, int32_t mask_id, tdi_model_conf
     c->norm_placement = TDI_NORM_POST;
     c->head_transform = 1;
     c->causal = 0;
-    int tie;
+    int tie = 1;
     TDI_TRY(get_bool(root, "tie_word_embeddings", 1, &tie));
     c->tie_embeddings = tie;
     int32_t max_pos;
@@ -112,7 +112,7 @@ static td_status parse_config(const cJSON *root, int32_t mask_id, tdi_model_conf
         if (pet != NULL && strcmp(pet, "absolute") != 0)
             return tdi_fail(TD_ERR_UNSUPPORTED, "config.json: position_embedding_type "
                             "'%.64s' is not supported (absolute)", pet);
-        int dec;
+        int dec = 0;
         TDI_TRY(get_bool(root, "is_decoder", 0, &dec));
         if (dec) return tdi_fail(TD_ERR_UNSUPPORTED, "config.json: is_decoder is true");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");

@@ -263,7 +263,7 @@ td_status tdi_model_read(tdi_ckpt *ck, const td_allocator *alloc, tdi_mapping *m
                          td_model **out)
 {
     tdi_model_config c;
-    int32_t dtype;
+    int32_t dtype = 0;
     TDI_TRY(tdi_model_read_config(ck, &c));
     TDI_TRY(tdi_model_read_dtype(ck, &dtype));
     tdi_model *inner;
