@@ -85,6 +85,8 @@ CONFIGS = {
     "S256": sweep(256), "S512": sweep(512), "S1024": sweep(1024),
     "T": dict(d_model=64, n_layers=2, n_heads=2, d_ff=256, seq_len=32, batch=4,
               sample_batch=2, sample_len=32, sample_steps=8, arch=ROPE),
+    "TB": dict(d_model=64, n_layers=2, n_heads=2, d_ff=256, seq_len=32, batch=4,
+               sample_batch=2, sample_len=32, sample_steps=8, arch=dict(BERT, vocab=1000)),
 }
 EPS, T_MIN = 1e-3, 1e-3             # log-linear schedule
 LR, WARMUP = 1e-3, 100              # the trainer's defaults
