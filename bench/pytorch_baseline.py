@@ -499,8 +499,10 @@ def main():
 
     data = torch.Generator().manual_seed(42)
     steps, fwd, bwd, optim, masked = [], [], [], [], []
-    train0 = cpu_mark()
+    train0 = timed0 = cpu_mark()
     for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            timed0 = cpu_mark()
         tokens = random_tokens(arch, (c["batch"], c["seq_len"]), data)
         f, b, o, n = train_step(model, params, opt, tokens, i + 1, gen)
         if i >= a.warmup:
@@ -509,7 +511,10 @@ def main():
             bwd.append(b)
             optim.append(o)
             masked.append(n)
-    out["others_cpu_train"] = others_share(train0, cpu_mark())
+    train1 = cpu_mark()
+    out["others_cpu_train"] = others_share(train0, train1)
+    # CPU time of this process (all its threads) per timed step
+    out["step_cpu_ms"] = 1e3 * (train1[1] - timed0[1]) / a.steps
     out["rss_train_kb"] = rss_kb()
     med = statistics.median(steps)
     out.update(steps_timed=a.steps, train_tokens_per_s=c["batch"] * c["seq_len"] / med,
