@@ -1,18 +1,22 @@
 /* libtextdiff performance benchmark (docs/performance.md).
  *
- *   bench [--quick] [--no-pytorch] [--configs S,M] [--threads 1,2]
+ *   bench [--quick] [--no-pytorch] [--configs S,M,B] [--threads 1,2]
+ *         [--python /usr/bin/python3,venv/bin/python] [--repeat N]
  *
  * For each configuration and thread count it starts a fresh copy of itself
  * (`--child`), so that every peak RSS belongs to one configuration, and, unless
- * --no-pytorch, the PyTorch baseline (bench/pytorch_baseline.py) with the same
- * shapes and threads. A child measures, through the public API:
- *   - training: td_trainer_step with a log-linear schedule on random bytes;
- *     tokens/s = batch · seq_len / median step time; the mean time of each
- *     phase, split by the library's step profile (lib/util/profile.h);
+ * --no-pytorch, the PyTorch baseline (bench/pytorch_baseline.py) under each
+ * interpreter of --python with the same shapes and threads. A child measures,
+ * through the public API:
+ *   - training: td_trainer_step with a log-linear schedule on random tokens;
+ *     tokens/s = batch · seq_len / median step time; CPU time per step; the
+ *     mean time of each phase, split by the library's step profile
+ *     (lib/util/profile.h);
  *   - sampling: td_sampler_generate for every strategy, exact cache off/on;
- *   - the roofline: cblas_sgemm on the step's own GEMM shapes and layouts.
- * The parent prints tables, the ratios to PyTorch, the targets, and one line
- * of JSON.
+ *   - the roofline: cblas_sgemm on the step's own GEMM shapes and layouts
+ *     (layers, attention, output head) and the best square product.
+ * The parent prints tables, the ratios to each PyTorch, where each step goes,
+ * the targets, and one line of JSON.
  *
  * Threads: a child sets the trainer's and sampler's n_threads, and leaves
  * the BLAS as its environment left it (OPENBLAS_NUM_THREADS decides whether
