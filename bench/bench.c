@@ -1,18 +1,22 @@
 /* libtextdiff performance benchmark (docs/performance.md).
  *
- *   bench [--quick] [--no-pytorch] [--configs S,M] [--threads 1,2]
+ *   bench [--quick] [--no-pytorch] [--configs S,M,B] [--threads 1,2]
+ *         [--python /usr/bin/python3,venv/bin/python] [--repeat N]
  *
  * For each configuration and thread count it starts a fresh copy of itself
  * (`--child`), so that every peak RSS belongs to one configuration, and, unless
- * --no-pytorch, the PyTorch baseline (bench/pytorch_baseline.py) with the same
- * shapes and threads. A child measures, through the public API:
- *   - training: td_trainer_step with a log-linear schedule on random bytes;
- *     tokens/s = batch · seq_len / median step time; the mean time of each
- *     phase, split by the library's step profile (lib/util/profile.h);
+ * --no-pytorch, the PyTorch baseline (bench/pytorch_baseline.py) under each
+ * interpreter of --python with the same shapes and threads. A child measures,
+ * through the public API:
+ *   - training: td_trainer_step with a log-linear schedule on random tokens;
+ *     tokens/s = batch · seq_len / median step time; CPU time per step; the
+ *     mean time of each phase, split by the library's step profile
+ *     (lib/util/profile.h);
  *   - sampling: td_sampler_generate for every strategy, exact cache off/on;
- *   - the roofline: cblas_sgemm on the step's own GEMM shapes and layouts.
- * The parent prints tables, the ratios to PyTorch, the targets, and one line
- * of JSON.
+ *   - the roofline: cblas_sgemm on the step's own GEMM shapes and layouts
+ *     (layers, attention, output head) and the best square product.
+ * The parent prints tables, the ratios to each PyTorch, where each step goes,
+ * the targets, and one line of JSON.
  *
  * Threads: a child sets the trainer's and sampler's n_threads, and leaves
  * the BLAS as its environment left it (OPENBLAS_NUM_THREADS decides whether
@@ -58,15 +62,31 @@ extern int openblas_get_num_threads(void) __attribute__((weak));
 typedef struct bench_config {
     const char *name;
     int d_model, n_layers, n_heads, d_ff;
+    int vocab, bert;                               /* bert: BERT's architecture, below */
     int seq_len, batch;                            /* training */
     int sample_batch, sample_len, sample_steps;    /* sampling */
 } bench_config;
 
+/* S, M, T and the sweep: the library's defaults (byte vocabulary, RoPE,
+ * pre-LN, tanh GELU). B: bert-base's shape and architecture — vocabulary
+ * 30,522 with [MASK] = 103, 512 learned positions, a token-type table,
+ * post-LN with the embedding LayerNorm, erf GELU, LayerNorm eps 1e-12, the
+ * MLM head transform, the tied output head; random weights. The sweep is S
+ * at longer sequences with S's tokens per training step (4,096) and per
+ * sampling step (1,024). */
 static const bench_config CONFIGS[] = {
-    { "S", 256, 4, 4, 1024, 128, 32, 8, 128, 64 },
-    { "M", 512, 8, 8, 2048, 256, 8, 4, 256, 128 },
-    { "T", 64, 2, 2, 256, 32, 4, 2, 32, 8 }, /* tiny: a smoke test of the benchmark */
+    { "S", 256, 4, 4, 1024, 258, 0, 128, 32, 8, 128, 64 },
+    { "M", 512, 8, 8, 2048, 258, 0, 256, 8, 4, 256, 128 },
+    { "B", 768, 12, 12, 3072, 30522, 1, 128, 8, 1, 128, 32 },
+    { "S256", 256, 4, 4, 1024, 258, 0, 256, 16, 4, 256, 64 },
+    { "S512", 256, 4, 4, 1024, 258, 0, 512, 8, 2, 512, 64 },
+    { "S1024", 256, 4, 4, 1024, 258, 0, 1024, 4, 1, 1024, 64 },
+    /* tiny: smoke tests of the benchmark, in each architecture */
+    { "T", 64, 2, 2, 256, 258, 0, 32, 4, 2, 32, 8 },
+    { "TB", 64, 2, 2, 256, 1000, 1, 32, 4, 2, 32, 8 },
 };
+#define BERT_MASK_ID 103
+#define BERT_MAX_SEQ 512
 #define N_CONFIGS ((int)(sizeof CONFIGS / sizeof CONFIGS[0]))
 
 /* How much to measure. */
@@ -77,18 +97,22 @@ typedef struct bench_plan {
     int sample_prefix; /* the default of sample_timed */
     int gemm_reps;     /* repetitions per GEMM shape (the minimum is kept) */
     int micro_batch;   /* > 0: a training-only run in passes of this many sequences */
+    int cache_job;     /* steps of the exact cache's job; 0: none */
 } bench_plan;
 
 static bench_plan plan_for(const bench_config *c, int quick, int full_sampling)
 {
     bench_plan p;
-    int big = c->d_model >= 512;
-    p.warmup = quick ? 1 : 2;
-    p.steps = quick ? 2 : big ? 5 : 8;
+    int big = c->d_model >= 512, huge = c->d_model >= 768;
+    p.warmup = quick || huge ? 1 : 2;
+    p.steps = quick ? 2 : huge ? 3 : big ? 5 : 8;
     p.sample_prefix = quick ? 4 : big ? 8 : 16;
     p.sample_timed = full_sampling ? 0 : p.sample_prefix;
     p.gemm_reps = quick ? 1 : 3;
     p.micro_batch = 0;
+    /* S, M and T only (4 and 2 steps per token): on the others it would take long */
+    int cache = (strlen(c->name) == 1 && !huge) || strcmp(c->name, "TB") == 0;
+    p.cache_job = !cache ? 0 : quick ? c->sample_len : (big ? 2 : 4) * c->sample_len;
     return p;
 }
 
@@ -200,6 +224,15 @@ static uint64_t mix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* Uniform over the ordinary tokens: the bytes (vocabulary 258: [MASK] and
+ * [PAD] are 256 and 257), or every id but [MASK]. */
+static int32_t random_token(const td_model_config *mc, uint64_t *state)
+{
+    if (mc->vocab_size == 258) return (int32_t)(mix64(state) & 255u);
+    int32_t x = (int32_t)(mix64(state) % (uint64_t)(mc->vocab_size - 1));
+    return x + (x >= mc->mask_id);
+}
+
 /* OpenBLAS's thread count (the old one is returned), when it is OpenBLAS. */
 static int set_blas_threads(int n)
 {
@@ -267,22 +300,36 @@ static double json_get(const char *json, const char *key)
 
 /* ---- model FLOPs and the GEMMs of one training step ---------------------- */
 
-/* Matrix-product FLOPs of one training step (docs/performance.md):
- *   forward  = L · (2·N·(4d² + 2·d·d_ff) + 4·B·T²·d) + 2·n_m·d·V
- *   step     = 3 · forward   (backward: two products per forward product)
- * with N = B·T rows and n_m the masked rows that reach the output head. */
-static double step_flops(const bench_config *c, double n_masked, int vocab)
+/* The parts of a step's matrix products, as the roofline times them. */
+enum { PART_LAYERS, PART_ATTENTION, PART_HEAD, N_PARTS };
+static const char *const PART_NAMES[N_PARTS] = { "layers", "attention", "head" };
+
+/* Forward matrix-product FLOPs of each part (docs/performance.md), with
+ * N = B·T rows and n_m the masked rows that reach the output head:
+ *   layers     L · 2·N·(4d² + 2·d·d_ff)      qkv, proj, fc, fc2
+ *   attention  L · 4·B·T²·d                  Q·Kᵀ (K = hd) and P·V (K = T)
+ *   head       2·n_m·d·V (+ 2·n_m·d² with BERT's head transform)
+ * A training step is 3 · forward (backward: two products per forward one). */
+static void forward_flops(const bench_config *c, double n_masked, int vocab,
+                          double part[N_PARTS])
 {
     double N = (double)c->batch * c->seq_len, d = c->d_model, ff = c->d_ff;
     double T = c->seq_len, B = c->batch;
-    double layer = 2.0 * N * (4.0 * d * d + 2.0 * d * ff) + 4.0 * B * T * T * d;
-    double fwd = c->n_layers * layer + 2.0 * n_masked * d * vocab;
-    return 3.0 * fwd;
+    part[PART_LAYERS] = c->n_layers * 2.0 * N * (4.0 * d * d + 2.0 * d * ff);
+    part[PART_ATTENTION] = c->n_layers * 4.0 * B * T * T * d;
+    part[PART_HEAD] = 2.0 * n_masked * d * (vocab + (c->bert ? d : 0.0));
+}
+
+static double step_flops(const bench_config *c, double n_masked, int vocab)
+{
+    double part[N_PARTS];
+    forward_flops(c, n_masked, vocab, part);
+    return 3.0 * (part[PART_LAYERS] + part[PART_ATTENTION] + part[PART_HEAD]);
 }
 
 /* One linear-layer product as lib/kernels/linear.c issues it. */
 typedef struct gemm_shape {
-    const char *what;
+    int part;
     enum CBLAS_TRANSPOSE ta, tb;
     int M, N, K;
     float beta;
@@ -291,12 +338,11 @@ typedef struct gemm_shape {
 
 /* Forward y = x·wᵀ (beta 1: the bias is pre-filled), backward dx = dy·w and
  * dw += dyᵀ·x, for a layer of `in` -> `out` over `rows` rows. */
-static int add_linear(gemm_shape *g, int n, const char *what, int rows, int in, int out,
-                      int times)
+static int add_linear(gemm_shape *g, int n, int part, int rows, int in, int out, int times)
 {
-    g[n++] = (gemm_shape){ what, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, times };
-    g[n++] = (gemm_shape){ what, CblasNoTrans, CblasNoTrans, rows, in, out, 0.0f, times };
-    g[n++] = (gemm_shape){ what, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, times };
+    g[n++] = (gemm_shape){ part, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, times };
+    g[n++] = (gemm_shape){ part, CblasNoTrans, CblasNoTrans, rows, in, out, 0.0f, times };
+    g[n++] = (gemm_shape){ part, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, times };
     return n;
 }
 
@@ -304,11 +350,12 @@ static int linear_shapes(const bench_config *c, int n_masked, int vocab, gemm_sh
 {
     int N = c->batch * c->seq_len, d = c->d_model, L = c->n_layers;
     int n = 0;
-    n = add_linear(g, n, "qkv", N, d, 3 * d, L);
-    n = add_linear(g, n, "proj", N, d, d, L);
-    n = add_linear(g, n, "fc", N, d, c->d_ff, L);
-    n = add_linear(g, n, "fc2", N, c->d_ff, d, L);
-    n = add_linear(g, n, "head", n_masked, d, vocab, 1);
+    n = add_linear(g, n, PART_LAYERS, N, d, 3 * d, L);     /* qkv */
+    n = add_linear(g, n, PART_LAYERS, N, d, d, L);         /* proj */
+    n = add_linear(g, n, PART_LAYERS, N, d, c->d_ff, L);   /* fc */
+    n = add_linear(g, n, PART_LAYERS, N, c->d_ff, d, L);   /* fc2 */
+    if (c->bert) n = add_linear(g, n, PART_HEAD, n_masked, d, d, 1); /* head transform */
+    n = add_linear(g, n, PART_HEAD, n_masked, d, vocab, 1); /* output head */
     return n;
 }
 
@@ -369,36 +416,51 @@ static void fill_uniform(float *x, size_t n, uint64_t seed)
 }
 
 typedef struct roofline {
-    double linear_s, linear_flop;   /* predicted time and FLOPs of the linear GEMMs */
-    double attn_s, attn_flop;       /* of the attention GEMMs */
-    double square_gflops;           /* 2048³ sgemm */
+    double s[N_PARTS], flop[N_PARTS]; /* sgemm time and FLOPs of each part, per step */
+    double square_gflops;             /* 2048³ */
+    double best_gflops;               /* the best square product: the machine's sgemm peak */
+    int best_n;                       /* ... and its size */
 } roofline;
+
+/* The best of `reps` n × n × n products, GFLOP/s. */
+static double square_sgemm(int n, int reps)
+{
+    float *sa = xmalloc((size_t)n * n * sizeof(float));
+    float *sb = xmalloc((size_t)n * n * sizeof(float));
+    float *sc = xmalloc((size_t)n * n * sizeof(float));
+    fill_uniform(sa, (size_t)n * n, 1);
+    fill_uniform(sb, (size_t)n * n, 2);
+    double best = INFINITY;
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, sa, n, sb, n,
+                    0.0f, sc, n);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    free(sa);
+    free(sb);
+    free(sc);
+    return 2.0 * n * n * (double)n / best * 1e-9;
+}
 
 static roofline measure_roofline(const bench_config *c, int n_masked, int vocab, int reps)
 {
     roofline r;
     memset(&r, 0, sizeof r);
 
-    /* Large square product: the machine's sgemm ceiling. It also warms up
-     * OpenBLAS's buffers and threads before the timed shapes. */
-    const int S = 2048;
-    float *sa = xmalloc((size_t)S * S * sizeof(float));
-    float *sb = xmalloc((size_t)S * S * sizeof(float));
-    float *sc = xmalloc((size_t)S * S * sizeof(float));
-    fill_uniform(sa, (size_t)S * S, 1);
-    fill_uniform(sb, (size_t)S * S, 2);
-    double best = INFINITY;
-    for (int i = 0; i < reps + 1; i++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, S, S, 1.0f, sa, S, sb, S,
-                    0.0f, sc, S);
-        double t = now_s() - t0;
-        if (t < best) best = t;
+    /* Square products: the machine's sgemm peak is the best of them. The
+     * first also warms up OpenBLAS's buffers and threads. */
+    static const int sizes[] = { 2048, 1024, 3072 };
+    int n_sizes = reps > 1 ? 3 : 1;
+    for (int i = 0; i < n_sizes; i++) {
+        double g = square_sgemm(sizes[i], reps + (i == 0));
+        if (sizes[i] == 2048) r.square_gflops = g;
+        if (g > r.best_gflops) {
+            r.best_gflops = g;
+            r.best_n = sizes[i];
+        }
     }
-    r.square_gflops = 2.0 * S * S * (double)S / best * 1e-9;
-    free(sa);
-    free(sb);
-    free(sc);
 
     gemm_shape g[32];
     int n = linear_shapes(c, n_masked > 0 ? n_masked : 1, vocab, g);
@@ -417,8 +479,8 @@ static roofline measure_roofline(const bench_config *c, int n_masked, int vocab,
     fill_uniform(cm, cmax, 5);
     for (int i = 0; i < n; i++) {
         double t = time_linear(&g[i], a, b, cm, reps);
-        r.linear_s += t * g[i].times;
-        r.linear_flop += 2.0 * g[i].M * (double)g[i].N * g[i].K * g[i].times;
+        r.s[g[i].part] += t * g[i].times;
+        r.flop[g[i].part] += 2.0 * g[i].M * (double)g[i].N * g[i].K * g[i].times;
     }
     free(a);
     free(b);
@@ -432,18 +494,18 @@ static roofline measure_roofline(const bench_config *c, int n_masked, int vocab,
     fill_uniform(qkv, N * 3 * d, 6);
     fill_uniform(dy, N * d, 7);
     for (int backward = 0; backward < 2; backward++) {
-        best = INFINITY;
+        double best = INFINITY;
         for (int i = 0; i < reps; i++) {
             double t0 = now_s();
             attention_gemms(c, backward, qkv, dqkv, att, datt, y, dy);
             double t = now_s() - t0;
             if (t < best) best = t;
         }
-        r.attn_s += best * c->n_layers;
+        r.s[PART_ATTENTION] += best * c->n_layers;
     }
     /* forward: 2 products of 2·T²·hd per head; backward: 4 */
-    r.attn_flop = 6.0 * 2.0 * c->batch * (double)c->n_heads * c->seq_len * c->seq_len *
-                  (c->d_model / c->n_heads) * c->n_layers;
+    r.flop[PART_ATTENTION] = 6.0 * 2.0 * c->batch * (double)c->n_heads * c->seq_len *
+                             c->seq_len * (c->d_model / c->n_heads) * c->n_layers;
     free(qkv);
     free(dqkv);
     free(att);
@@ -513,7 +575,19 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     mc.n_layers = c->n_layers;
     mc.n_heads = c->n_heads;
     mc.d_ff = c->d_ff;
+    mc.vocab_size = c->vocab;
+    if (c->bert) {
+        mc.mask_id = BERT_MASK_ID;
+        mc.max_seq_len = BERT_MAX_SEQ;
+        mc.pos_encoding = TD_POS_LEARNED;
+        mc.norm_placement = TD_NORM_POST;
+        mc.activation = TD_ACT_GELU_ERF;
+        mc.layer_norm_eps = 1e-12f;
+        mc.type_vocab_size = 2;
+        mc.head_transform = 1;
+    }
     if (mc.max_seq_len < c->seq_len) mc.max_seq_len = c->seq_len;
+    if (mc.max_seq_len < c->sample_len) mc.max_seq_len = c->sample_len;
     td_model *model;
     check(td_model_create(&mc, 1, NULL, &model), "model");
     uint64_t n_params;
@@ -542,9 +616,10 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     tdi_profile prof;
     memset(&prof, 0, sizeof prof);
     double masked = 0.0;
-    cpu_mark train0 = cpu_now();
+    cpu_mark train0 = cpu_now(), timed0 = train0;
     for (int s = 0; s < p->warmup + p->steps; s++) {
-        for (size_t i = 0; i < n_tok; i++) tokens[i] = (int32_t)(mix64(&data_state) & 255u);
+        if (s == p->warmup) timed0 = cpu_now();
+        for (size_t i = 0; i < n_tok; i++) tokens[i] = random_token(&mc, &data_state);
         int timed = s >= p->warmup;
         if (s == p->warmup) tdi_trainer_set_profile(tr, &prof);
         td_train_stats stats = { .struct_size = sizeof stats };
@@ -557,7 +632,11 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
         }
     }
     tdi_trainer_set_profile(tr, NULL);
-    jb_num(&j, "others_cpu_train", others_share(train0, cpu_now()));
+    cpu_mark train1 = cpu_now();
+    jb_num(&j, "others_cpu_train", others_share(train0, train1));
+    /* CPU time of this process (all its threads) per timed step: less
+     * disturbed by other processes than the wall time */
+    jb_num(&j, "step_cpu_ms", (train1.own_s - timed0.own_s) / p->steps * 1e3);
     jb_num(&j, "rss_train_kb", (double)max_rss_kb());
     masked /= p->steps;
     double mean = 0.0;
@@ -647,10 +726,9 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     /* The exact cache's saving: one sequence, more steps than tokens
      * (S: 4 per token, M: 2), so that many steps reveal nothing and reuse
      * the last forward pass. Ancestral, every step timed. */
-    int cache_steps = (c->d_model >= 512 ? 2 : 4) * c->sample_len;
-    if (p->steps <= 2) cache_steps = c->sample_len; /* --quick */
+    int cache_steps = p->cache_job;
     int32_t *one = xmalloc((size_t)c->sample_len * sizeof *one);
-    for (int cache = 0; cache < 2; cache++) {
+    for (int cache = 0; cache < 2 && cache_steps > 0; cache++) {
         td_sampler_config smc;
         check(td_sampler_config_default(&smc), "sampler config");
         smc.strategy = TD_SAMPLER_ANCESTRAL;
@@ -673,7 +751,7 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
         snprintf(key, sizeof key, "cache_job_cache%d_model_calls", cache);
         jb_num(&j, key, (double)ss.model_calls);
     }
-    jb_num(&j, "cache_job_steps", cache_steps);
+    if (cache_steps > 0) jb_num(&j, "cache_job_steps", cache_steps);
     free(one);
     jb_num(&j, "others_cpu_sample", others_share(sample0, cpu_now()));
     jb_num(&j, "rss_peak_kb", (double)max_rss_kb());
@@ -686,19 +764,27 @@ static int child_main(const bench_config *c, int threads, const bench_plan *p)
     int blas_before = set_blas_threads(threads);
     roofline r = measure_roofline(c, (int)lround(masked), mc.vocab_size, p->gemm_reps);
     set_blas_threads(blas_before);
-    double gemm_s = r.linear_s + r.attn_s, gemm_flop = r.linear_flop + r.attn_flop;
-    jb_num(&j, "gemm_linear_gflop", r.linear_flop * 1e-9);
-    jb_num(&j, "gemm_attention_gflop", r.attn_flop * 1e-9);
-    jb_num(&j, "gemm_linear_ms", r.linear_s * 1e3);
-    jb_num(&j, "gemm_attention_ms", r.attn_s * 1e3);
-    jb_num(&j, "gemm_linear_gflops", r.linear_flop / r.linear_s * 1e-9);
-    jb_num(&j, "gemm_attention_gflops", r.attn_flop / r.attn_s * 1e-9);
+    double gemm_s = 0.0, gemm_flop = 0.0;
+    for (int k = 0; k < N_PARTS; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "gemm_%s_gflop", PART_NAMES[k]);
+        jb_num(&j, key, r.flop[k] * 1e-9);
+        snprintf(key, sizeof key, "gemm_%s_ms", PART_NAMES[k]);
+        jb_num(&j, key, r.s[k] * 1e3);
+        snprintf(key, sizeof key, "gemm_%s_gflops", PART_NAMES[k]);
+        jb_num(&j, key, r.flop[k] / r.s[k] * 1e-9);
+        gemm_s += r.s[k];
+        gemm_flop += r.flop[k];
+    }
     jb_num(&j, "gemm_rate_gflops", gemm_flop / gemm_s * 1e-9);
     jb_num(&j, "sgemm_square_gflops", r.square_gflops);
-    /* MFU = (FLOPs / step time) / the sgemm rate on the step's own shapes,
-     * i.e. the time those products alone take over the whole step. */
-    jb_num(&j, "mfu", flops / med / (gemm_flop / gemm_s));
-    jb_num(&j, "mfu_square", flops / med * 1e-9 / r.square_gflops);
+    jb_num(&j, "sgemm_best_gflops", r.best_gflops);
+    jb_num(&j, "sgemm_best_n", r.best_n);
+    /* MFU = (FLOPs / step time) / the best square sgemm rate; mfu_shapes
+     * divides by the rate on the step's own shapes instead, i.e. it is the
+     * time those products alone take over the whole step. */
+    jb_num(&j, "mfu", flops / med * 1e-9 / r.best_gflops);
+    jb_num(&j, "mfu_shapes", flops / med / (gemm_flop / gemm_s));
     return child_finish(&j, sch, model);
 }
 
@@ -816,6 +902,7 @@ static char *run_capture(char *const argv[], int threads)
             snprintf(n, sizeof n, "%d", threads);
             setenv("OPENBLAS_NUM_THREADS", n, 1);
             setenv("OMP_NUM_THREADS", n, 1);
+            setenv("MKL_NUM_THREADS", n, 1);
             setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
         }
         execv(argv[0], argv);
@@ -861,17 +948,54 @@ static char *run_capture(char *const argv[], int threads)
     return res;
 }
 
+#define MAX_PY 4 /* interpreters compared in one run */
+
 typedef struct result {
     const bench_config *cfg;
     int threads;
-    char *c, *py; /* the children's JSON lines */
-    char *cm;     /* the micro-batch run's, at the largest thread count; or NULL */
+    char *c;          /* the C child's JSON line */
+    char *py[MAX_PY]; /* each interpreter's; NULL without PyTorch */
+    char *cm;         /* the micro-batch run's, at the largest thread count; or NULL */
 } result;
+
+/* The interpreters of --python, and what their torch says it is. */
+typedef struct pythons {
+    int n;
+    const char *path[MAX_PY];
+    char label[MAX_PY][256]; /* "torch 2.13.0+cpu (BLAS mkl, ...)", from the first run */
+    double version[MAX_PY];  /* of torch, comparable */
+    int ref;                 /* the newest torch (the first of equals): the targets' reference */
+} pythons;
 
 /* The micro-batch of the memory runs: a quarter of the batch. */
 static int micro_batch_of(const bench_config *c) { return c->batch >= 4 ? c->batch / 4 : 1; }
 
 static double ratio(double a, double b) { return a / b; }
+
+/* The string stored under "key" in a flat JSON object, into out ("?" when
+ * absent). */
+static void json_get_str(const char *json, const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "?");
+    if (json == NULL) return;
+    char pat[160];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (p == NULL) return;
+    p += strlen(pat);
+    while (*p == ' ') p++;
+    if (*p != '"') return;
+    const char *e = strchr(p + 1, '"');
+    if (e != NULL) snprintf(out, cap, "%.*s", (int)(e - p - 1), p + 1);
+}
+
+/* major·10⁶ + minor·10³ + patch of "2.13.0+cpu". */
+static double version_number(const char *v)
+{
+    int a = 0, b = 0, c = 0;
+    if (sscanf(v, "%d.%d.%d", &a, &b, &c) < 1) return -1.0;
+    return a * 1e6 + b * 1e3 + c;
+}
 
 static void print_ms_row(const char *cfg, int thr, const char *phase, const char *json,
                          const char *key)
@@ -883,7 +1007,7 @@ static void print_ms_row(const char *cfg, int thr, const char *phase, const char
         snprintf(k, sizeof k, "%s%s_ms", key, parts[i]);
         v[i] = json_get(json, k);
     }
-    printf("  %-3s %3d  %-10s %9.1f %9.1f %9.1f %9.1f\n", cfg, thr, phase, v[0], v[1], v[2],
+    printf("  %-5s %3d  %-10s %9.1f %9.1f %9.1f %9.1f\n", cfg, thr, phase, v[0], v[1], v[2],
            v[3]);
 }
 
@@ -894,15 +1018,31 @@ static const result *find(const result *r, int n, const char *cfg, int threads)
     return NULL;
 }
 
+/* The largest share of the CPUs that other processes took during any timed
+ * part of this row's runs (C and every interpreter); NaN when every timed
+ * part was too short to tell. */
+static double row_others(const result *r, int n_py)
+{
+    static const char *const keys[] = { "others_cpu_train", "others_cpu_sample" };
+    double worst = NAN;
+    for (int k = 0; k < 2; k++)
+        for (int p = -1; p < n_py; p++) {
+            double v = json_get(p < 0 ? r->c : r->py[p], keys[k]);
+            if (isfinite(v) && !(v <= worst)) worst = v;
+        }
+    return worst;
+}
+
 typedef struct target {
     char what[96];
     double value, goal; /* met when value >= goal (or <= when `at_most`) */
     int at_most;
+    double others;      /* the share of the CPUs others took meanwhile */
 } target;
 
-static void add_target(target *t, int *n, double value, double goal, int at_most,
-                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void add_target(target *t, int *n, double value, double goal, int at_most,
+static void add_target(target *t, int *n, double value, double goal, int at_most, double others,
+                       const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void add_target(target *t, int *n, double value, double goal, int at_most, double others,
                        const char *fmt, ...)
 {
     target *x = &t[(*n)++];
@@ -913,31 +1053,99 @@ static void add_target(target *t, int *n, double value, double goal, int at_most
     x->value = value;
     x->goal = goal;
     x->at_most = at_most;
+    x->others = others;
 }
 
-static void report(const result *res, int n, int quick, int pytorch)
+/* Where a C training step goes, ms per step: the layers' products, the
+ * output head's (the profile counts both as matrix products; they are split
+ * in the proportion of their sgemm times in the roofline), attention, the
+ * rest of forward and backward, the optimizer. */
+enum { SPLIT_LAYERS, SPLIT_HEAD, SPLIT_ATTENTION, SPLIT_OTHER, SPLIT_OPT, N_SPLIT };
+static const char *const SPLIT_NAMES[N_SPLIT] = { "layer products", "output head", "attention",
+                                                  "other", "optimizer" };
+
+static void step_split(const char *c, double ms[N_SPLIT])
+{
+    double mm = json_get(c, "fwd_matmul_ms") + json_get(c, "bwd_matmul_ms");
+    double lay = json_get(c, "gemm_layers_ms"), head = json_get(c, "gemm_head_ms");
+    double h = isfinite(lay) && isfinite(head) && lay + head > 0.0 ? head / (lay + head) : 0.0;
+    ms[SPLIT_LAYERS] = mm * (1.0 - h);
+    ms[SPLIT_HEAD] = mm * h;
+    ms[SPLIT_ATTENTION] = json_get(c, "fwd_attention_ms") + json_get(c, "bwd_attention_ms");
+    ms[SPLIT_OTHER] = json_get(c, "fwd_other_ms") + json_get(c, "bwd_other_ms");
+    ms[SPLIT_OPT] = json_get(c, "opt_ms");
+}
+
+static void report(const result *res, int n, int quick, const pythons *py)
 {
     char machine[600], cpu[600];
     describe_machine(machine, sizeof machine, 1);
     describe_machine(cpu, sizeof cpu, 0);
-    printf("\nlibtextdiff %s benchmark%s (vocabulary 258, RoPE, pre-LN, tied head; "
-           "log-linear schedule)\n%s\n",
-           td_version_string(), quick ? " --quick" : "", cpu);
+    printf("\nlibtextdiff %s benchmark%s (log-linear schedule)\n%s\n", td_version_string(),
+           quick ? " --quick" : "", cpu);
     cli_print_runtime(stdout, 0, 1); /* the children set the threads of each row */
 
-    printf("\nTraining (tokens/s = batch x seq_len / median step)\n");
-    printf("  cfg thr  %12s %12s %7s %10s %10s %8s\n", "C tok/s", "PyTorch", "C/Py",
-           "C ms/step", "Py ms/step", "C GF/s");
+    printf("\nConfigurations\n");
+    const bench_config *seen[N_CONFIGS];
+    int n_seen = 0;
+    for (int i = 0; i < n; i++) {
+        const bench_config *c = res[i].cfg;
+        int dup = 0;
+        for (int k = 0; k < n_seen; k++) dup |= seen[k] == c;
+        if (dup) continue;
+        seen[n_seen++] = c;
+        printf("  %-5s d %d, %d layers, %d heads, d_ff %d, vocabulary %d, %s; %.1f M parameters;"
+               "\n        training %d x %d tokens; sampling %d x %d tokens, %d steps\n",
+               c->name, c->d_model, c->n_layers, c->n_heads, c->d_ff, c->vocab,
+               c->bert ? "BERT (learned positions, post-LN, erf GELU, head transform, tied)"
+                       : "RoPE, pre-LN, tanh GELU, tied head",
+               json_get(res[i].c, "params") * 1e-6, c->batch, c->seq_len, c->sample_batch,
+               c->sample_len, c->sample_steps);
+    }
+    for (int p = 0; p < py->n; p++)
+        printf("  Py%d   %s: %s%s\n", p + 1, py->path[p], py->label[p],
+               p == py->ref && py->n > 1 ? " (the targets' reference)" : "");
+
+    printf("\nTraining (tokens/s = batch x seq_len / median step; others = share of the CPUs\n"
+           "  other processes took while it ran, the largest of the row's runs)\n");
+    printf("  cfg   thr  %10s", "C tok/s");
+    for (int p = 0; p < py->n; p++) printf("   Py%d tok/s  C/Py%d", p + 1, p + 1);
+    printf(" %10s %8s %7s\n", "C ms/step", "C GF/s", "others");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
-        double ct = json_get(r->c, "train_tokens_per_s"), pt = json_get(r->py, "train_tokens_per_s");
-        printf("  %-3s %3d  %12.0f %12.0f %7.2f %10.1f %10.1f %8.1f\n", r->cfg->name,
-               r->threads, ct, pt, ratio(ct, pt), json_get(r->c, "step_ms_median"),
-               json_get(r->py, "step_ms_median"), json_get(r->c, "achieved_gflops"));
+        double ct = json_get(r->c, "train_tokens_per_s");
+        printf("  %-5s %3d  %10.0f", r->cfg->name, r->threads, ct);
+        for (int p = 0; p < py->n; p++) {
+            double pt = json_get(r->py[p], "train_tokens_per_s");
+            printf(" %11.0f %6.2f", pt, ratio(ct, pt));
+        }
+        double o = row_others(r, py->n);
+        printf(" %10.1f %8.1f", json_get(r->c, "step_ms_median"), json_get(r->c, "achieved_gflops"));
+        if (isfinite(o))
+            printf(" %6.1f%%\n", 100.0 * o);
+        else
+            printf(" %7s\n", "n/a"); /* every timed part under 2 s */
+    }
+
+    printf("\nTraining, CPU time per step (ms, all the process's threads, mean of the timed "
+           "steps;\n  other processes disturb it far less than the wall time; at 1 thread the "
+           "fairer comparison)\n");
+    printf("  cfg   thr  %10s", "C CPU ms");
+    for (int p = 0; p < py->n; p++) printf("  Py%d CPU ms Py%d/C", p + 1, p + 1);
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        double cc = json_get(r->c, "step_cpu_ms");
+        printf("  %-5s %3d  %10.1f", r->cfg->name, r->threads, cc);
+        for (int p = 0; p < py->n; p++) {
+            double pc = json_get(r->py[p], "step_cpu_ms");
+            printf(" %11.1f %6.2f", pc, ratio(pc, cc));
+        }
+        printf("\n");
     }
 
     printf("\nC training step, mean ms per step (matrix products / attention / other)\n");
-    printf("  cfg thr  %-10s %9s %9s %9s %9s\n", "phase", "total", "matmul", "attention",
+    printf("  cfg   thr  %-10s %9s %9s %9s %9s\n", "phase", "total", "matmul", "attention",
            "other");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
@@ -945,19 +1153,24 @@ static void report(const result *res, int n, int quick, int pytorch)
         print_ms_row(r->cfg->name, r->threads, "backward", r->c, "bwd");
         print_ms_row(r->cfg->name, r->threads, "optimizer", r->c, "opt");
     }
-    if (pytorch) {
+    if (py->n > 0) {
         printf("\nPyTorch training step, mean ms per step\n");
-        printf("  cfg thr  %9s %9s %9s\n", "forward", "backward", "optimizer");
+        printf("  cfg   thr  py  %9s %9s %9s %9s\n", "median", "forward", "backward",
+               "optimizer");
         for (int i = 0; i < n; i++)
-            printf("  %-3s %3d  %9.1f %9.1f %9.1f\n", res[i].cfg->name, res[i].threads,
-                   json_get(res[i].py, "fwd_ms"), json_get(res[i].py, "bwd_ms"),
-                   json_get(res[i].py, "opt_ms"));
+            for (int p = 0; p < py->n; p++)
+                printf("  %-5s %3d  Py%d %9.1f %9.1f %9.1f %9.1f\n", res[i].cfg->name,
+                       res[i].threads, p + 1, json_get(res[i].py[p], "step_ms_median"),
+                       json_get(res[i].py[p], "fwd_ms"), json_get(res[i].py[p], "bwd_ms"),
+                       json_get(res[i].py[p], "opt_ms"));
     }
 
     printf("\nSampling (tokens/s = sequences x length / time for all the steps, from the "
            "steps timed;\n  calls = forward passes in the steps timed; C/Py: no cache)\n");
-    printf("  cfg thr  %-10s %8s %8s %12s %12s %7s\n", "strategy", "calls/0", "calls/1",
-           "C no cache", "C cache", "C/Py");
+    printf("  cfg   thr  %-10s %8s %8s %12s %12s", "strategy", "calls/0", "calls/1",
+           "C no cache", "C cache");
+    for (int p = 0; p < py->n; p++) printf("  Py%d tok/s  C/Py%d", p + 1, p + 1);
+    printf("\n");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
         for (int s = 0; s < N_STRATEGIES; s++) {
@@ -969,21 +1182,23 @@ static void report(const result *res, int n, int quick, int pytorch)
                 snprintf(k, sizeof k, "sample_%s_cache%d_model_calls", STRATEGIES[s].name, cache);
                 calls[cache] = json_get(r->c, k);
             }
+            printf("  %-5s %3d  %-10s %8.0f %8.0f %12.1f %12.1f", r->cfg->name, r->threads,
+                   STRATEGIES[s].name, calls[0], calls[1], v[0], v[1]);
             snprintf(k, sizeof k, "sample_%s_tokens_per_s", STRATEGIES[s].name);
-            double py = json_get(r->py, k);
-            printf("  %-3s %3d  %-10s %8.0f %8.0f %12.1f %12.1f %7.2f", r->cfg->name,
-                   r->threads, STRATEGIES[s].name, calls[0], calls[1], v[0], v[1],
-                   ratio(v[0], py));
-            if (isfinite(py)) printf("   (PyTorch %.1f)", py);
+            for (int p = 0; p < py->n; p++) {
+                double pv = json_get(r->py[p], k);
+                if (isfinite(pv))
+                    printf(" %10.1f %6.2f", pv, ratio(v[0], pv));
+            }
             printf("\n");
         }
-        printf("  %-3s %3d  (timed %g of %g steps)\n", r->cfg->name, r->threads,
+        printf("  %-5s %3d  (timed %g of %g steps)\n", r->cfg->name, r->threads,
                json_get(r->c, "sample_steps_timed"), json_get(r->c, "sample_steps"));
         char k[96];
         snprintf(k, sizeof k, "sample_%s_cache0_prefix_tokens_per_s", STRATEGIES[0].name);
         if (isfinite(json_get(r->c, k))) {
-            printf("  %-3s %3d  (the default prefix of the same runs, cache off/on:", r->cfg->name,
-                   r->threads);
+            printf("  %-5s %3d  (the default prefix of the same runs, cache off/on:",
+                   r->cfg->name, r->threads);
             for (int s = 0; s < N_STRATEGIES; s++)
                 for (int cache = 0; cache < 2; cache++) {
                     snprintf(k, sizeof k, "sample_%s_cache%d_prefix_tokens_per_s",
@@ -996,129 +1211,189 @@ static void report(const result *res, int n, int quick, int pytorch)
 
     printf("\nThe exact cache (ancestral, 1 sequence, more steps than tokens, every step "
            "timed)\n");
-    printf("  cfg thr  %6s %8s %10s %10s %8s %8s %8s\n", "length", "steps", "calls off",
+    printf("  cfg   thr  %6s %8s %10s %10s %8s %8s %8s\n", "length", "steps", "calls off",
            "calls on", "s off", "s on", "saving");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
+        if (!isfinite(json_get(r->c, "cache_job_steps"))) continue;
         double off = json_get(r->c, "cache_job_cache0_s"), on = json_get(r->c, "cache_job_cache1_s");
-        printf("  %-3s %3d  %6d %8.0f %10.0f %10.0f %8.2f %8.2f %7.2fx\n", r->cfg->name,
+        printf("  %-5s %3d  %6d %8.0f %10.0f %10.0f %8.2f %8.2f %7.2fx\n", r->cfg->name,
                r->threads, r->cfg->sample_len, json_get(r->c, "cache_job_steps"),
                json_get(r->c, "cache_job_cache0_model_calls"),
                json_get(r->c, "cache_job_cache1_model_calls"), off, on, ratio(off, on));
     }
 
-    printf("\nRoofline (sgemm on this step's own shapes and layouts; MFU = model FLOP/s / that "
-           "rate)\n");
-    printf("  cfg thr  %8s %9s %9s %9s %9s %9s %7s %7s\n", "GFLOP", "lin GF/s", "attn GF/s",
-           "all GF/s", "2048^3", "step GF/s", "MFU", "MFU/pk");
+    printf("\nRoofline (cblas_sgemm on this step's own shapes and layouts: the layers' products,\n"
+           "  attention's per-head products, the output head; best = the fastest square "
+           "product;\n  MFU = model FLOP/s / best, MFU/shapes = model FLOP/s / the rate on "
+           "the step's shapes)\n");
+    printf("  cfg   thr  %8s %9s %9s %9s %9s %13s %9s %7s %10s\n", "GFLOP", "layers",
+           "attention", "head", "all", "best (n)", "step GF/s", "MFU", "MFU/shapes");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
-        printf("  %-3s %3d  %8.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.1f%% %6.1f%%\n",
+        printf("  %-5s %3d  %8.1f %9.1f %9.1f %9.1f %9.1f %8.1f (%g) %9.1f %6.1f%% %9.1f%%\n",
                r->cfg->name, r->threads, json_get(r->c, "model_gflop_step"),
-               json_get(r->c, "gemm_linear_gflops"), json_get(r->c, "gemm_attention_gflops"),
-               json_get(r->c, "gemm_rate_gflops"), json_get(r->c, "sgemm_square_gflops"),
+               json_get(r->c, "gemm_layers_gflops"), json_get(r->c, "gemm_attention_gflops"),
+               json_get(r->c, "gemm_head_gflops"), json_get(r->c, "gemm_rate_gflops"),
+               json_get(r->c, "sgemm_best_gflops"), json_get(r->c, "sgemm_best_n"),
                json_get(r->c, "achieved_gflops"), 100.0 * json_get(r->c, "mfu"),
-               100.0 * json_get(r->c, "mfu_square"));
+               100.0 * json_get(r->c, "mfu_shapes"));
+    }
+
+    printf("\nWhere the C training step goes (share of the step's FLOPs; share of its time, "
+           "from\n  the profile, the head's products split off in proportion to their sgemm "
+           "time)\n");
+    printf("  cfg   thr  %-21s %-40s %s\n", "FLOPs lay/attn/head",
+           "time lay/head/attn/other/opt", "bound by");
+    for (int i = 0; i < n; i++) {
+        const result *r = &res[i];
+        double f[N_PARTS], ft = 0.0;
+        for (int k = 0; k < N_PARTS; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "gemm_%s_gflop", PART_NAMES[k]);
+            f[k] = json_get(r->c, key);
+            ft += f[k];
+        }
+        double ms[N_SPLIT], total = 0.0;
+        step_split(r->c, ms);
+        int worst = 0;
+        for (int k = 0; k < N_SPLIT; k++) {
+            total += ms[k];
+            if (ms[k] > ms[worst]) worst = k;
+        }
+        char fs[64], ts[96];
+        snprintf(fs, sizeof fs, "%.0f/%.0f/%.0f%%", 100.0 * f[PART_LAYERS] / ft,
+                 100.0 * f[PART_ATTENTION] / ft, 100.0 * f[PART_HEAD] / ft);
+        snprintf(ts, sizeof ts, "%.0f/%.0f/%.0f/%.0f/%.0f%%", 100.0 * ms[0] / total,
+                 100.0 * ms[1] / total, 100.0 * ms[2] / total, 100.0 * ms[3] / total,
+                 100.0 * ms[4] / total);
+        printf("  %-5s %3d  %-21s %-40s %s (%.0f%%)\n", r->cfg->name, r->threads, fs, ts,
+               SPLIT_NAMES[worst], 100.0 * ms[worst] / total);
     }
 
     printf("\nMemory (peak RSS, MiB; training = after the timed steps)\n");
-    printf("  cfg thr  %10s %10s %10s %10s %7s\n", "C base", "C train", "Py base", "Py train",
-           "C/Py");
+    printf("  cfg   thr  %10s %10s", "C base", "C train");
+    for (int p = 0; p < py->n; p++) printf("  Py%d train  C/Py%d", p + 1, p + 1);
+    printf("\n");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
-        double ct = json_get(r->c, "rss_train_kb"), pt = json_get(r->py, "rss_train_kb");
-        printf("  %-3s %3d  %10.1f %10.1f %10.1f %10.1f %7.3f\n", r->cfg->name, r->threads,
-               json_get(r->c, "rss_base_kb") / 1024.0, ct / 1024.0,
-               json_get(r->py, "rss_base_kb") / 1024.0, pt / 1024.0, ratio(ct, pt));
+        double ct = json_get(r->c, "rss_train_kb");
+        printf("  %-5s %3d  %10.1f %10.1f", r->cfg->name, r->threads,
+               json_get(r->c, "rss_base_kb") / 1024.0, ct / 1024.0);
+        for (int p = 0; p < py->n; p++) {
+            double pt = json_get(r->py[p], "rss_train_kb");
+            printf(" %10.1f %6.3f", pt / 1024.0, ratio(ct, pt));
+        }
+        printf("\n");
     }
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
         if (r->cm == NULL) continue;
-        double ct = json_get(r->cm, "rss_train_kb"), pt = json_get(r->py, "rss_train_kb");
-        printf("  %-3s %3d  micro_batch %g: C train %.1f MiB (C/Py %.3f) at %.0f tokens/s "
-               "(%.2f of the whole batch's)\n",
+        double ct = json_get(r->cm, "rss_train_kb");
+        printf("  %-5s %3d  micro_batch %g: C train %.1f MiB at %.0f tokens/s (%.2f of the "
+               "whole batch's)",
                r->cfg->name, r->threads, json_get(r->cm, "micro_batch"), ct / 1024.0,
-               ratio(ct, pt), json_get(r->cm, "train_tokens_per_s"),
-               ratio(json_get(r->cm, "train_tokens_per_s"),
-                     json_get(r->c, "train_tokens_per_s")));
+               json_get(r->cm, "train_tokens_per_s"),
+               ratio(json_get(r->cm, "train_tokens_per_s"), json_get(r->c, "train_tokens_per_s")));
+        for (int p = 0; p < py->n; p++)
+            printf("; C/Py%d %.3f", p + 1, ratio(ct, json_get(r->py[p], "rss_train_kb")));
+        printf("\n");
     }
 
     /* Other processes on the machine distort every number above. */
     double worst = 0.0;
     for (int i = 0; i < n; i++) {
-        static const char *const keys[] = { "others_cpu_train", "others_cpu_sample" };
-        for (int k = 0; k < 2; k++) {
-            double a = json_get(res[i].c, keys[k]), b = json_get(res[i].py, keys[k]);
-            if (a > worst) worst = a;
-            if (b > worst) worst = b;
-        }
+        double w = row_others(&res[i], py->n);
+        if (w > worst) worst = w; /* false for NaN */
     }
     printf("\nOther processes used at most %.1f%% of the CPUs during any timed part%s\n",
            100.0 * worst, worst > 0.05 ? ": the numbers are disturbed, run again" : "");
 
-    /* ---- targets */
-    target t[24];
+    /* ---- targets: at 2 threads, against the newest torch */
+    static const struct {
+        const char *cfg;
+        double train, sample, rss_micro; /* rss_micro 0: no micro-batch target */
+    } GOALS[] = { { "S", 1.3, 1.5, 0.25 }, { "M", 1.1, 1.5, 0.25 }, { "B", 1.0, 1.2, 0.0 } };
+    target t[64];
     int nt = 0;
-    for (int ci = 0; ci < 2; ci++) { /* S and M */
-        const char *cn = CONFIGS[ci].name;
+    const int ref = py->ref;
+    for (int gi = 0; gi < (int)(sizeof GOALS / sizeof GOALS[0]); gi++) {
+        const char *cn = GOALS[gi].cfg;
         const result *r2 = find(res, n, cn, 2), *r1 = find(res, n, cn, 1);
-        double speed_goal = ci == 0 ? 1.3 : 1.2;
-        if (r2 && pytorch) {
-            const char *py = r2->py;
+        if (r2 == NULL) continue;
+        double o2 = row_others(r2, py->n);
+        double o1 = r1 ? row_others(r1, py->n) : NAN;
+        if (py->n > 0) {
+            const char *pj = r2->py[ref];
             add_target(t, &nt, ratio(json_get(r2->c, "train_tokens_per_s"),
-                                     json_get(py, "train_tokens_per_s")),
-                       speed_goal, 0, "%s training tokens/s vs PyTorch (2 threads)", cn);
+                                     json_get(pj, "train_tokens_per_s")),
+                       GOALS[gi].train, 0, o2, "%s training tokens/s vs PyTorch (2 threads)", cn);
             for (int s = 0; s < 2; s++) {
                 char k[96], kp[96];
                 snprintf(k, sizeof k, "sample_%s_cache0_tokens_per_s", STRATEGIES[s].name);
                 snprintf(kp, sizeof kp, "sample_%s_tokens_per_s", STRATEGIES[s].name);
-                add_target(t, &nt, ratio(json_get(r2->c, k), json_get(py, kp)), 1.5, 0,
+                add_target(t, &nt, ratio(json_get(r2->c, k), json_get(pj, kp)),
+                           GOALS[gi].sample, 0, o2,
                            "%s sampling %s, no cache, vs PyTorch (2 threads)", cn,
                            STRATEGIES[s].name);
             }
-            add_target(t, &nt, ratio(json_get(r2->c, "rss_train_kb"), json_get(py, "rss_train_kb")),
-                       0.25, 1, "%s training peak RSS / PyTorch's (2 threads)", cn);
-            if (r2->cm) {
+            if (r2->cm && GOALS[gi].rss_micro > 0.0) {
                 int mb = micro_batch_of(r2->cfg);
                 add_target(t, &nt,
-                           ratio(json_get(r2->cm, "rss_train_kb"), json_get(py, "rss_train_kb")),
-                           0.25, 1, "%s same, micro_batch %d (2 threads)", cn, mb);
-                add_target(t, &nt,
-                           ratio(json_get(r2->cm, "train_tokens_per_s"),
-                                 json_get(py, "train_tokens_per_s")),
-                           speed_goal, 0, "%s training tokens/s vs PyTorch, micro_batch %d", cn,
-                           mb);
+                           ratio(json_get(r2->cm, "rss_train_kb"), json_get(pj, "rss_train_kb")),
+                           GOALS[gi].rss_micro, 1, 0.0, "%s peak RSS / PyTorch's, micro_batch %d",
+                           cn, mb);
             }
         }
-        if (r2 && ci == 1)
-            add_target(t, &nt, json_get(r2->c, "mfu"), 0.70, 0, "%s MFU (2 threads)", cn);
-        if (r1 && r2)
+        add_target(t, &nt, json_get(r2->c, "mfu"), 0.70, 0, o2,
+                   "%s MFU vs the best sgemm (2 threads)", cn);
+        if (r1)
             add_target(t, &nt, ratio(json_get(r2->c, "train_tokens_per_s"),
                                      json_get(r1->c, "train_tokens_per_s")),
-                       1.7, 0, "%s training, 2 threads / 1 thread", cn);
+                       1.7, 0, o1 > o2 ? o1 : o2,
+                       "%s training, 2 threads / 1 thread", cn);
     }
-    printf("\nTargets\n");
+    for (int i = 0; i < n && py->n > 0 && nt < 64; i++) /* every configuration */
+        if (res[i].threads == 2)
+            add_target(t, &nt, ratio(json_get(res[i].c, "rss_train_kb"),
+                                     json_get(res[i].py[ref], "rss_train_kb")),
+                       0.5, 1, 0.0, "%s training peak RSS / PyTorch's",
+                       res[i].cfg->name);
+    if (py->n > 0)
+        printf("\nTargets (2 threads; PyTorch = Py%d, %s)\n", ref + 1, py->label[ref]);
+    else
+        printf("\nTargets (2 threads; PyTorch not run)\n");
     for (int i = 0; i < nt; i++) {
         int met = t[i].at_most ? t[i].value <= t[i].goal : t[i].value >= t[i].goal;
-        printf("  %-52s %7.3f  (%s %.2f)  %s\n", t[i].what, t[i].value,
-               t[i].at_most ? "<=" : ">=", t[i].goal, met ? "met" : "NOT met");
+        printf("  %-52s %7.3f  (%s %.2f)  %s%s\n", t[i].what, t[i].value,
+               t[i].at_most ? "<=" : ">=", t[i].goal, met ? "met" : "NOT met",
+               t[i].others > 0.05 ? " (disturbed: no verdict)" : "");
     }
+    if (nt > 0)
+        printf("  (a target whose runs other processes disturbed by more than 5%% of the CPUs "
+               "is marked:\n  its verdict means nothing; run again on a quiet machine)\n");
 
     /* ---- one JSON line */
     printf("\n{\"bench\":\"libtextdiff\",\"version\":\"%s\",\"machine\":\"%s\",\"quick\":%d,"
-           "\"results\":[",
+           "\"pythons\":[",
            td_version_string(), machine, quick);
-    for (int i = 0; i < n; i++)
-        printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"c_micro\":%s,"
-               "\"pytorch\":%s}",
+    for (int p = 0; p < py->n; p++)
+        printf("%s{\"path\":\"%s\",\"label\":\"%s\"}", p ? "," : "", py->path[p], py->label[p]);
+    printf("],\"results\":[");
+    for (int i = 0; i < n; i++) {
+        printf("%s{\"config\":\"%s\",\"threads\":%d,\"c\":%s,\"c_micro\":%s,\"pytorch\":[",
                i ? "," : "", res[i].cfg->name, res[i].threads, res[i].c ? res[i].c : "null",
-               res[i].cm ? res[i].cm : "null", res[i].py ? res[i].py : "null");
+               res[i].cm ? res[i].cm : "null");
+        for (int p = 0; p < py->n; p++)
+            printf("%s%s", p ? "," : "", res[i].py[p] ? res[i].py[p] : "null");
+        printf("]}");
+    }
     printf("],\"targets\":[");
     for (int i = 0; i < nt; i++) {
         int met = t[i].at_most ? t[i].value <= t[i].goal : t[i].value >= t[i].goal;
-        printf("%s{\"what\":\"%s\",\"value\":%.4g,\"goal\":%g,\"met\":%s}", i ? "," : "",
-               t[i].what, isfinite(t[i].value) ? t[i].value : -1.0, t[i].goal,
-               met ? "true" : "false");
+        printf("%s{\"what\":\"%s\",\"value\":%.4g,\"goal\":%g,\"met\":%s,\"others_cpu\":%.3f}",
+               i ? "," : "", t[i].what, isfinite(t[i].value) ? t[i].value : -1.0, t[i].goal,
+               met ? "true" : "false", isfinite(t[i].others) ? t[i].others : -1.0);
     }
     printf("]}\n");
 }
@@ -1129,11 +1404,13 @@ static void usage(void)
             "usage: bench [options]\n"
             "  --quick            fewer steps (a smoke run)\n"
             "  --no-pytorch       skip the PyTorch baseline\n"
-            "  --configs LIST     S, M or S,M (default S,M; T: tiny, a smoke test)\n"
+            "  --configs LIST     of S, M, B, S256, S512, S1024 (default S,M; T and TB: tiny, "
+            "smoke tests)\n"
             "  --threads LIST     1, 2 or 1,2 (default 1,2)\n"
-            "  --full-sampling    time every sampling step (default: the first 16, M: 8)\n"
+            "  --full-sampling    time every sampling step (default: the first 16, M and B: 8)\n"
             "  --repeat N         run C and PyTorch N times each, in turns; report medians\n"
-            "  --python PATH      interpreter with torch (default /usr/bin/python3)\n"
+            "  --python LIST      interpreters with torch, comma-separated, each a column\n"
+            "                     (default /usr/bin/python3)\n"
             "  --script PATH      the baseline (default %s/pytorch_baseline.py)\n",
             TD_BENCH_DIR);
 }
@@ -1201,13 +1478,26 @@ int main(int argc, char **argv)
     if (child) {
         const bench_config *c = child_cfg ? config_named(child_cfg) : NULL;
         if (c == NULL) {
-            fprintf(stderr, "bench: --child needs --config S or M\n");
+            fprintf(stderr, "bench: --child needs --config NAME\n");
             return 2;
         }
         bench_plan p = plan_for(c, quick, full_sampling);
         p.micro_batch = micro;
         return child_main(c, thr[0], &p);
     }
+
+    pythons py;
+    memset(&py, 0, sizeof py);
+    char pylist[4096];
+    snprintf(pylist, sizeof pylist, "%s", python);
+    if (pytorch)
+        for (char *tok = strtok(pylist, ","); tok; tok = strtok(NULL, ",")) {
+            if (py.n == MAX_PY) {
+                fprintf(stderr, "bench: at most %d interpreters in --python\n", MAX_PY);
+                return 2;
+            }
+            py.path[py.n++] = tok;
+        }
 
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -1217,52 +1507,72 @@ int main(int argc, char **argv)
         snprintf(self, sizeof self, "%s", argv[0]);
     }
 
-    result res[16];
-    int n = 0;
-    double start = now_s();
-    char list[64];
+    /* The configurations first: a typo should not cost a long run. */
+    const bench_config *cfgs[N_CONFIGS];
+    int n_cfg = 0;
+    char list[128];
     snprintf(list, sizeof list, "%s", configs);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         const bench_config *c = config_named(tok);
-        if (c == NULL) {
+        if (c == NULL || n_cfg == N_CONFIGS) {
             fprintf(stderr, "bench: unknown configuration '%s'\n", tok);
             return 2;
         }
+        cfgs[n_cfg++] = c;
+    }
+
+    result res[N_CONFIGS * 8];
+    int n = 0;
+    double start = now_s();
+    for (int ci = 0; ci < n_cfg; ci++) {
+        const bench_config *c = cfgs[ci];
         bench_plan p = plan_for(c, quick, full_sampling);
-        for (int ti = 0; ti < n_thr && n < 16; ti++) {
+        for (int ti = 0; ti < n_thr; ti++) {
             char tbuf[16], steps[16], warm[16], sample[16];
             snprintf(tbuf, sizeof tbuf, "%d", thr[ti]);
             result *r = &res[n++];
+            memset(r, 0, sizeof *r);
             r->cfg = c;
             r->threads = thr[ti];
-            r->py = r->cm = NULL;
             char *cargs[] = { self, "--child", "--config", (char *)c->name, "--threads", tbuf,
                               quick ? "--quick" : NULL, NULL, NULL };
             if (full_sampling) cargs[quick ? 7 : 6] = "--full-sampling";
             snprintf(steps, sizeof steps, "%d", p.steps);
             snprintf(warm, sizeof warm, "%d", p.warmup);
             snprintf(sample, sizeof sample, "%d", p.sample_timed);
-            char *pargs[] = { (char *)python, (char *)script, "--config", (char *)c->name,
-                              "--threads", tbuf, "--warmup", warm, "--steps", steps,
-                              "--sample-timed", sample, NULL };
-            /* C and PyTorch take turns, so that a slow spell of the machine
-             * falls on both; each number is the median of the repeats. */
-            char *c_runs[MAX_REPEAT], *py_runs[MAX_REPEAT];
+            /* C and each PyTorch take turns, so that a slow spell of the
+             * machine falls on all; each number is the median of the repeats. */
+            char *c_runs[MAX_REPEAT], *py_runs[MAX_PY][MAX_REPEAT];
             for (int k = 0; k < repeat; k++) {
                 fprintf(stderr, "[%5.0f s] %s, %d thread%s: libtextdiff (%d of %d)\n",
                         now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "", k + 1,
                         repeat);
                 c_runs[k] = run_capture(cargs, 0);
                 if (c_runs[k] == NULL) return 1;
-                if (!pytorch) continue;
-                fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch (%d of %d)\n",
-                        now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "", k + 1,
-                        repeat);
-                py_runs[k] = run_capture(pargs, thr[ti]);
-                if (py_runs[k] == NULL) return 1;
+                for (int q = 0; q < py.n; q++) {
+                    char *pargs[] = { (char *)py.path[q], (char *)script, "--config",
+                                      (char *)c->name, "--threads", tbuf, "--warmup", warm,
+                                      "--steps", steps, "--sample-timed", sample, NULL };
+                    fprintf(stderr, "[%5.0f s] %s, %d thread%s: PyTorch %s (%d of %d)\n",
+                            now_s() - start, c->name, thr[ti], thr[ti] > 1 ? "s" : "",
+                            py.path[q], k + 1, repeat);
+                    py_runs[q][k] = run_capture(pargs, thr[ti]);
+                    if (py_runs[q][k] == NULL) return 1;
+                }
             }
             r->c = json_median(c_runs, repeat);
-            if (pytorch) r->py = json_median(py_runs, repeat);
+            for (int q = 0; q < py.n; q++) {
+                r->py[q] = json_median(py_runs[q], repeat);
+                if (py.label[q][0] == '\0') {
+                    char v[64], b[96];
+                    json_get_str(r->py[q], "torch_version", v, sizeof v);
+                    json_get_str(r->py[q], "torch_build", b, sizeof b);
+                    snprintf(py.label[q], sizeof py.label[q], "torch %s (%s; mkldnn %s)", v, b,
+                             json_get(r->py[q], "torch_mkldnn") == 1.0 ? "on" : "off");
+                    py.version[q] = version_number(v);
+                    if (py.version[q] > py.version[py.ref]) py.ref = q;
+                }
+            }
             if (ti == n_thr - 1) { /* the memory run, at the last thread count */
                 char mb[16];
                 snprintf(mb, sizeof mb, "%d", micro_batch_of(c));
@@ -1276,11 +1586,11 @@ int main(int argc, char **argv)
         }
     }
     fprintf(stderr, "[%5.0f s] done\n", now_s() - start);
-    report(res, n, quick, pytorch);
+    report(res, n, quick, &py);
     for (int i = 0; i < n; i++) {
         free(res[i].c);
         free(res[i].cm);
-        free(res[i].py);
+        for (int q = 0; q < py.n; q++) free(res[i].py[q]);
     }
     return 0;
 }
