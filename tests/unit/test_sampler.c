@@ -66,24 +66,7 @@ static int group_setup(void **state)
     g_model = toy_model(NULL);
     g_flat = flat_model();
     g_loglin = schedule(TD_SCHEDULE_LOGLINEAR);
-    td_trainer_config c;
-    td_trainer_config_default(&c);
-    c.batch_size = 16;
-    c.seq_len = T;
-    c.lr = 1e-2f;
-    c.min_lr = 1e-3f;
-    c.warmup_steps = 10;
-    c.total_steps = 250;
-    td_trainer *tr;
-    if (td_trainer_create(g_model, g_loglin, &c, &tr) != TD_OK) return -1;
-    int32_t tokens[16 * T];
-    for (int step = 0; step < 250; step++) {
-        for (int b = 0; b < 16; b++)
-            for (int i = 0; i < T; i++) tokens[b * T + i] = (step * 7 + b * 3 + i) % 10;
-        if (td_trainer_step(tr, tokens, NULL) != TD_OK) return -1;
-    }
-    td_trainer_free(tr);
-    return 0;
+    return toy_train_counting(g_model, g_loglin, T);
 }
 
 static int group_teardown(void **state)
