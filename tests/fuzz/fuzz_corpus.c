@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tdi_tokenizer *byte = NULL, *chr = NULL;
     CHECK(td_tokenizer_create_byte(NULL, &byte) == TD_OK);
     if (len > 0 && td_tokenizer_create_char(text, len, (uint32_t)(size % 5), NULL, &chr) == TD_OK) {
-        tdi_split_opts o = { 1 + size % 7, (uint32_t)(size % 4 == 1 ? 0 : size % 4) };
+        tdi_split_opts o = { 1 + size % 7, (uint32_t)(size % 4 == 1 ? 0 : size % 4), NULL };
         tdi_corpus *c = NULL;
         if (tdi_corpus_create(text, len, chr, &o, NULL, &c) == TD_OK) {
             size_t n;
