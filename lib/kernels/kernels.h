@@ -206,8 +206,17 @@ typedef struct tdi_block_q8_0 {
 const char *tdi_wt_name(int dtype);
 
 /* Bytes of count values stored as dtype (q8_0: count a multiple of 32);
- * 0 for an unknown dtype. */
-size_t tdi_wt_bytes(int dtype, size_t count);
+ * 0 for an unknown dtype. Inline: the model's layout code needs it without
+ * the kernels (the config.json fuzz target compiles model.c alone). */
+static inline size_t tdi_wt_bytes(int dtype, size_t count)
+{
+    switch (dtype) {
+    case TDI_WT_F32: return count * sizeof(float);
+    case TDI_WT_BF16: return count * sizeof(uint16_t);
+    case TDI_WT_Q8_0: return count / TDI_Q8_BLOCK * sizeof(tdi_block_q8_0);
+    default: return 0;
+    }
+}
 
 /* dst (tdi_wt_bytes(dtype, count) bytes) = src [count] in dtype (BF16 or
  * Q8_0; q8_0: count a multiple of 32). Returns 0 when a value does not fit

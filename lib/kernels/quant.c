@@ -48,16 +48,6 @@ const char *tdi_wt_name(int dtype)
     }
 }
 
-size_t tdi_wt_bytes(int dtype, size_t count)
-{
-    switch (dtype) {
-    case TDI_WT_F32: return count * sizeof(float);
-    case TDI_WT_BF16: return count * sizeof(uint16_t);
-    case TDI_WT_Q8_0: return count / TDI_Q8_BLOCK * sizeof(tdi_block_q8_0);
-    default: return 0;
-    }
-}
-
 static inline uint16_t to_bf16(float f)
 {
     uint32_t u;
