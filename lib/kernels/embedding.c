@@ -26,11 +26,11 @@ static void lookup_rows(void *ctx, long begin, long end, int tid)
     (void)tid;
     for (long r = begin; r < end; r++) {
         float *o = a->out + (size_t)r * d;
-        const float *e = a->tok + (size_t)a->ids[r] * d;
-        if (a->tokq) {
+        const float *e = o;
+        if (a->tokq) /* a quantised table: the row dequantised in place */
             tdi_dequantize(a->tok_dtype, o, a->tokq, (size_t)a->ids[r] * d, (size_t)d);
-            e = o;
-        }
+        else
+            e = a->tok + (size_t)a->ids[r] * d;
         if (a->type) {
             const float *t = a->type;
             TDI_SIMD()
