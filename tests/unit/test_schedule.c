@@ -18,6 +18,7 @@
 static tdi_schedule make(tdi_schedule_kind kind, double param)
 {
     tdi_schedule s;
+    memset(&s, 0, sizeof s); /* padding too: the tests memcmp whole structs */
     assert_int_equal(tdi_schedule_init(&s, kind), TD_OK);
     if (kind == TDI_SCHEDULE_LOGLINEAR) assert_int_equal(tdi_schedule_set_eps(&s, param), TD_OK);
     if (kind == TDI_SCHEDULE_POLYNOMIAL)
