@@ -215,6 +215,29 @@ static int32_t keep_streaming(void *user, int32_t b, const int32_t *prefix, int3
     return 0;
 }
 
+/* A whole workflow under test_heap_fail_each: run(a) with the k-th
+ * allocation failing for k = 0, 1, ... until it succeeds; each failing run
+ * returns TD_ERR_NOMEM and leaks nothing, and the workflow allocates more
+ * than 10 times. */
+typedef struct workflow_run {
+    td_status (*run)(const td_allocator *a);
+    td_allocator alloc;
+} workflow_run;
+
+static td_status run_workflow(void *ctx)
+{
+    workflow_run *w = ctx;
+    return w->run(&w->alloc);
+}
+
+static void fail_each_allocation(const char *what, td_status (*run)(const td_allocator *a))
+{
+    test_heap h;
+    workflow_run w = { run, test_heap_allocator(&h) };
+    assert_true(test_heap_fail_each(&h, what, run_workflow, NULL, &w) > 10);
+    assert_int_equal(h.live, 0);
+}
+
 /* Everything a host does, every allocation through `a`. */
 static td_status workflow(const td_allocator *a)
 {
@@ -364,21 +387,7 @@ static td_status workflow(const td_allocator *a)
 static void test_every_allocation_failure_is_nomem(void **state)
 {
     (void)state;
-    test_heap h;
-    td_allocator a = test_heap_allocator(&h);
-    assert_int_equal(workflow(&a), TD_OK);
-    assert_int_equal(h.live, 0);
-    const long n_calls = h.calls;
-    assert_true(n_calls > 10);
-    for (long k = 0; k < n_calls; k++) {
-        a = test_heap_allocator(&h);
-        h.fail_at = k;
-        td_status st = workflow(&a);
-        if (st != TD_ERR_NOMEM)
-            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
-                     td_status_string(st), td_last_error_message());
-        assert_int_equal(h.live, 0); /* nothing leaked */
-    }
+    fail_each_allocation("workflow", workflow);
 }
 
 /* The Hugging Face workflow: load (F32 and BF16 files), export, reload,
@@ -460,21 +469,7 @@ static void test_every_allocation_failure_is_nomem_hf(void **state)
     const char *base = getenv("TMPDIR");
     snprintf(hf_tmp, sizeof hf_tmp, "%s/td-hf-err-XXXXXX", base && *base ? base : "/tmp");
     assert_non_null(mkdtemp(hf_tmp));
-    test_heap h;
-    td_allocator a = test_heap_allocator(&h);
-    if (hf_workflow(&a) != TD_OK) fail_msg("%s", td_last_error_message());
-    assert_int_equal(h.live, 0);
-    const long n_calls = h.calls;
-    assert_true(n_calls > 10);
-    for (long k = 0; k < n_calls; k++) {
-        a = test_heap_allocator(&h);
-        h.fail_at = k;
-        td_status st = hf_workflow(&a);
-        if (st != TD_ERR_NOMEM)
-            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
-                     td_status_string(st), td_last_error_message());
-        assert_int_equal(h.live, 0); /* nothing leaked */
-    }
+    fail_each_allocation("Hugging Face workflow", hf_workflow);
     char path[400];
     snprintf(path, sizeof path, "%s/export/config.json", hf_tmp);
     unlink(path);
@@ -572,21 +567,7 @@ static void test_every_allocation_failure_is_nomem_quant(void **state)
     const char *base = getenv("TMPDIR");
     snprintf(quant_path, sizeof quant_path, "%s/td-quant-err-%ld.tdm",
              base && *base ? base : "/tmp", (long)getpid());
-    test_heap h;
-    td_allocator a = test_heap_allocator(&h);
-    if (quant_workflow(&a) != TD_OK) fail_msg("%s", td_last_error_message());
-    assert_int_equal(h.live, 0);
-    const long n_calls = h.calls;
-    assert_true(n_calls > 10);
-    for (long k = 0; k < n_calls; k++) {
-        a = test_heap_allocator(&h);
-        h.fail_at = k;
-        td_status st = quant_workflow(&a);
-        if (st != TD_ERR_NOMEM)
-            fail_msg("failing allocation %ld of %ld gave %s (%s)", k, n_calls,
-                     td_status_string(st), td_last_error_message());
-        assert_int_equal(h.live, 0); /* nothing leaked */
-    }
+    fail_each_allocation("reduced-precision workflow", quant_workflow);
     /* the q8_0 file from memory: every allocation up to the first success */
     FILE *f = fopen(quant_path, "rb");
     assert_non_null(f);
@@ -598,7 +579,7 @@ static void test_every_allocation_failure_is_nomem_quant(void **state)
     assert_int_equal(fseek(f, 0, SEEK_SET), 0);
     assert_int_equal(fread(qb.data, 1, qb.size, f), qb.size);
     fclose(f);
-    h = (test_heap){ 0, 0, -1 };
+    test_heap h;
     qb.alloc = test_heap_allocator(&h);
     assert_true(test_heap_fail_each(&h, "td_model_load_memory (q8_0)", load_quant_buf, NULL,
                                     &qb) > 3);
